@@ -5,8 +5,10 @@
 //! restart in each), as are an answer's result and an error's failure.
 
 mod message;
+mod session;
 
 pub use message::{decode, encode, Call, Message, ObjectId, PbError, PbErrorKind};
+pub use session::{Session, SessionErrorKind, SessionFull};
 
 /// The PB protocol version every Twisted release examined sends and expects.
 pub const PROTOCOL_VERSION: i64 = 6;
