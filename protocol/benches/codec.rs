@@ -1,1 +1,101 @@
-fn main() {}
+//! Decode and encode throughput: the recorded buildbot sessions and a synthetic stream
+//! of `update` calls carrying 64 KiB stdout chunks. `cargo bench -p pbwire`.
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pbwire::banana::{self, negotiation, Decoder, Dialect, Element};
+use pbwire::jelly::{Security, Value};
+use pbwire::pb::{self, Call, Message, ObjectId};
+use pbwire::Limits;
+use std::path::Path;
+
+fn decode_all(data: &[u8], typed: bool) -> Vec<Element> {
+    let mut d = Decoder::new(Limits::default());
+    let mut buf = BytesMut::from(data);
+    let mut out = Vec::new();
+    let security = Security::default();
+    while let Some(e) = d.decode(&mut buf).expect("valid stream") {
+        if out.is_empty() {
+            d.set_dialect(match &e {
+                Element::List(_) => negotiation::choose(&e).expect("offer"),
+                _ => negotiation::accept(&e).expect("choice"),
+            });
+        } else if typed {
+            std::hint::black_box(pb::decode(&e, &security).expect("message"));
+        }
+        out.push(e);
+    }
+    out
+}
+
+fn updates(total: usize) -> Vec<u8> {
+    let text: String = "compiling module_0042.c ... ok\n"
+        .chars()
+        .cycle()
+        .take(64 * 1024)
+        .collect();
+    let mut out = BytesMut::new();
+    banana::encode(&negotiation::choice(Dialect::Pb), &mut out).expect("choice");
+    let mut id = 1;
+    while out.len() < total {
+        let args = vec![Value::List(vec![Value::List(vec![
+            Value::Dict(vec![(Value::text("stdout"), Value::text(text.clone()))]),
+            Value::int(0),
+        ])])];
+        let call = Call {
+            request_id: id,
+            object: ObjectId::Id(3),
+            method: Bytes::from_static(b"update"),
+            answer_required: true,
+            args,
+            kwargs: vec![],
+        };
+        banana::encode(
+            &pb::encode(&Message::Call(call), Dialect::Pb).expect("encode"),
+            &mut out,
+        )
+        .expect("encode");
+        id += 1;
+    }
+    out.to_vec()
+}
+
+fn inputs() -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![("updates-8MB".to_owned(), updates(8_000_000))];
+    let sessions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sessions");
+    for entry in std::fs::read_dir(sessions).into_iter().flatten().flatten() {
+        for direction in ["m2w", "w2m"] {
+            if let Ok(data) = std::fs::read(entry.path().join(format!("{direction}.bin"))) {
+                out.push((
+                    format!("{}/{direction}", entry.file_name().to_string_lossy()),
+                    data,
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, data) in inputs() {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function("decode banana", |b| b.iter(|| decode_all(&data, false)));
+        g.bench_function("decode pb", |b| b.iter(|| decode_all(&data, true)));
+        let elements = decode_all(&data, false);
+        g.bench_function("encode banana", |b| {
+            b.iter(|| {
+                let mut out = BytesMut::with_capacity(data.len());
+                for e in &elements {
+                    banana::encode(e, &mut out).expect("encode");
+                }
+                out
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -167,17 +167,32 @@ impl Parser<'_> {
     /// A number, `inf`, `nan`, `nan:HEX` or a vocabulary word.
     fn atom(&mut self) -> Result<Element, ParseError> {
         let start = self.offset();
+        let (line, column) = (self.line, self.column);
         while self
             .peek()
             .is_some_and(|c| !c.is_whitespace() && c != '(' && c != ')')
         {
             self.bump();
         }
-        let word = &self.text[start..self.offset()];
+        let text = self.text;
+        let word = &text[start..self.offset()];
+        // Errors point at the start of the atom.
+        let end = (self.line, self.column);
+        (self.line, self.column) = (line, column);
+        let parsed = self.atom_value(word);
+        (self.line, self.column) = end;
+        parsed.map_err(|reason| ParseError {
+            line,
+            column,
+            reason,
+        })
+    }
+
+    fn atom_value(&self, word: &str) -> Result<Element, String> {
         if let Some(bits) = word.strip_prefix("nan:") {
             return match u64::from_str_radix(bits, 16) {
                 Ok(b) if f64::from_bits(b).is_nan() => Ok(Element::Float(f64::from_bits(b))),
-                _ => self.fail(format!("bad NaN bits {bits:?}")),
+                _ => Err(format!("bad NaN bits {bits:?}")),
             };
         }
         match word {
@@ -191,17 +206,17 @@ impl Parser<'_> {
             if word.contains(['.', 'e', 'E']) {
                 return match word.parse::<f64>() {
                     Ok(f) => Ok(Element::Float(f)),
-                    Err(_) => self.fail(format!("bad float {word:?}")),
+                    Err(_) => Err(format!("bad float {word:?}")),
                 };
             }
             return match word.parse::<Integer>() {
                 Ok(i) => Ok(Element::Int(i)),
-                Err(_) => self.fail(format!("bad integer {word:?}")),
+                Err(_) => Err(format!("bad integer {word:?}")),
             };
         }
         match Word::lookup(word.as_bytes()) {
             Some(w) => Ok(Element::Vocab(w)),
-            None => self.fail(format!(
+            None => Err(format!(
                 "{word:?} is not a vocabulary word; quote byte strings as b'...'"
             )),
         }
@@ -225,7 +240,13 @@ mod tests {
     #[test]
     fn reports_position_of_errors() {
         let e = parse("(1 2\n  bogus)").unwrap_err();
-        assert_eq!((e.line, e.column), (2, 8));
+        assert_eq!((e.line, e.column), (2, 3));
+        let e = parse("(1 2)\n(3 bogus)").unwrap_err();
+        assert_eq!(
+            (e.line, e.column),
+            (2, 4),
+            "positions after good atoms stay right"
+        );
         assert!(parse("(").is_err());
         assert!(parse(")").is_err());
         assert!(parse("b'abc").is_err());
