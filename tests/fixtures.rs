@@ -507,9 +507,9 @@ fn session_login(dir: &Path) -> Result<(), Failed> {
         &std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    let password = meta["password"]
+    let password = meta["worker"]["password"]
         .as_str()
-        .ok_or("meta.json has no password")?;
+        .ok_or("meta.json has no worker.password")?;
     let messages = |direction: &str| -> Result<Vec<pb::Message>, Failed> {
         let bytes =
             std::fs::read(dir.join(format!("{direction}.bin"))).map_err(|e| e.to_string())?;
