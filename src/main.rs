@@ -3,19 +3,34 @@
 //!
 //! # Layout
 //!
-//! - `cli`: the command line; `cli::wire` is the wire inspector (`pbmaster wire ...`).
+//! - `conn`: one task per PB connection (negotiation, object table, login, calls).
+//! - `server`: the PB listener with its admission limit.
+//! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
+//! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
+//! - `build`: a build's steps as remote commands; results.
+//! - `store`: durable state in SQLite.
+//! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
+//! - `config`: the TOML configuration.
 //!
 //! The protocol itself lives in the `pbwire` crate (`protocol/`).
 
+mod api;
+mod build;
 mod cli;
+mod config;
+mod conn;
+mod master;
+mod run;
+mod server;
+mod store;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match cli.run() {
-        Ok(()) => ExitCode::SUCCESS,
+    match cli::Cli::parse().run() {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("pbmaster: {e}");
             ExitCode::FAILURE

@@ -1,8 +1,12 @@
-//! Command-line interface.
+//! Command-line interface: the master itself, a client of its HTTP API, and the wire
+//! inspector.
 
+mod client;
 mod wire;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,15 +21,64 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the master.
+    Start {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a config file and report every error with its location.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Inspect and produce raw PB byte streams.
     #[command(subcommand)]
     Wire(wire::WireCommand),
 }
 
 impl Cli {
-    pub fn run(self) -> Result<(), Box<dyn std::error::Error>> {
+    pub fn run(self) -> Result<ExitCode, Box<dyn std::error::Error>> {
         match self.command {
-            Command::Wire(w) => w.run(),
+            Command::Start { config } => {
+                init_logging();
+                let runtime = tokio::runtime::Runtime::new()?;
+                runtime.block_on(crate::run::start(&config))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Check { config } => match crate::config::load(&config) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok ({} workers, {} builders)",
+                        config.display(),
+                        c.workers.len(),
+                        c.builders.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{}: {e}", config.display());
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            },
+            Command::Client(c) => c.run(),
+            Command::Wire(w) => w.run().map(|()| ExitCode::SUCCESS),
         }
     }
+}
+
+/// `RUST_LOG` picks levels (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

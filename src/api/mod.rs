@@ -1,0 +1,193 @@
+//! The HTTP JSON API the CLI uses: builders, builds with steps, logs (raw and
+//! followed), workers, build requests; force and stop as POSTs.
+
+mod logs;
+
+use crate::config::Config;
+use crate::master::Msg;
+use crate::store::Store;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub master: mpsc::Sender<Msg>,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/builders", get(builders))
+        .route("/api/builders/{name}/force", post(force))
+        .route("/api/builds", get(builds))
+        .route("/api/builds/{id}", get(build))
+        .route("/api/builds/{id}/stop", post(stop))
+        .route("/api/builds/{id}/steps/{step}/logs/{log}", get(logs::raw))
+        .route("/api/workers", get(workers))
+        .route("/api/buildrequests", get(requests))
+        .route("/api/buildrequests/{id}", get(request))
+        .with_state(state)
+}
+
+/// Errors as `{"error": ...}` with a status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no {what}"))
+}
+
+type ApiResult = Result<Json<serde_json::Value>, ApiError>;
+
+async fn builders(State(s): State<ApiState>) -> ApiResult {
+    let list: Vec<_> = s
+        .config
+        .builders
+        .iter()
+        .map(|b| {
+            json!({
+                "name": b.name.get_ref(),
+                "workers": b.workers.iter().map(|w| w.get_ref()).collect::<Vec<_>>(),
+                "properties": b.properties,
+                "steps": b.steps.iter().enumerate().map(|(i, st)| st.name.clone().unwrap_or_else(|| format!("step {}", i + 1))).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ForceBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    properties: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn force(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Option<Json<ForceBody>>,
+) -> ApiResult {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let (reply, answer) = oneshot::channel();
+    let msg = Msg::Force {
+        builder: name,
+        reason: body.reason.unwrap_or_else(|| "forced".into()),
+        properties: serde_json::Value::Object(body.properties),
+        reply,
+    };
+    s.master
+        .send(msg)
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "master stopped".into()))?;
+    match answer.await {
+        Ok(Ok(id)) => Ok(Json(json!({ "request_id": id }))),
+        Ok(Err(e)) => Err(ApiError(StatusCode::BAD_REQUEST, e)),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "master stopped".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BuildsQuery {
+    builder: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn builds(State(s): State<ApiState>, Query(q): Query<BuildsQuery>) -> ApiResult {
+    Ok(Json(json!(s
+        .store
+        .builds(q.builder.as_deref(), q.limit.unwrap_or(100))?)))
+}
+
+async fn build(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
+    let build = s.store.build(id)?.ok_or_else(|| not_found("such build"))?;
+    let mut steps = Vec::new();
+    for step in s.store.steps(id)? {
+        let logs = s.store.log_names(id, step.number)?;
+        let mut v = json!(step);
+        v["logs"] = json!(logs);
+        steps.push(v);
+    }
+    let mut v = json!(build);
+    v["steps"] = json!(steps);
+    Ok(Json(v))
+}
+
+async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
+    let (reply, answer) = oneshot::channel();
+    let msg = Msg::Stop {
+        build_id: id,
+        why: "stopped through the API".into(),
+        reply,
+    };
+    s.master
+        .send(msg)
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "master stopped".into()))?;
+    match answer.await {
+        Ok(true) => Ok(Json(json!({ "stopping": id }))),
+        _ => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("build {id} is not running"),
+        )),
+    }
+}
+
+async fn workers(State(s): State<ApiState>) -> ApiResult {
+    let known = s.store.workers()?;
+    let list: Vec<_> = s
+        .config
+        .workers
+        .iter()
+        .map(|w| {
+            let name = w.name.get_ref();
+            match known.iter().find(|k| &k.name == name) {
+                Some(row) => json!(row),
+                None => json!({ "name": name, "state": "never connected" }),
+            }
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LimitQuery {
+    limit: Option<i64>,
+}
+
+async fn requests(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
+    Ok(Json(json!(s.store.requests(q.limit.unwrap_or(100))?)))
+}
+
+async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
+    let request = s
+        .store
+        .request(id)?
+        .ok_or_else(|| not_found("such build request"))?;
+    let mut v = json!(request);
+    v["builds"] = json!(s.store.builds_of_request(id)?);
+    Ok(Json(v))
+}

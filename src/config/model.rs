@@ -1,0 +1,162 @@
+//! The configuration as written in TOML.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub master: MasterConfig,
+    #[serde(default, rename = "worker")]
+    pub workers: Vec<WorkerConfig>,
+    #[serde(default, rename = "builder")]
+    pub builders: Vec<BuilderConfig>,
+    #[serde(default, rename = "scheduler")]
+    pub schedulers: Vec<SchedulerConfig>,
+}
+
+/// `[master]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// Where workers connect (PB).
+    #[serde(default = "default_pb_listen")]
+    pub pb_listen: String,
+    /// The HTTP JSON API, used by the CLI.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: String,
+    /// Database and build data; relative to the config file's folder.
+    pub data_dir: PathBuf,
+    /// Connections admitted at once; further ones wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds between the master's keepalive calls to each worker.
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval: u64,
+    /// Seconds a worker may stay silent after a keepalive call before its connection
+    /// is declared dead.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: u64,
+    /// Seconds running builds get to finish after SIGTERM before they are interrupted.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: u64,
+}
+
+fn default_pb_listen() -> String {
+    "0.0.0.0:9989".into()
+}
+fn default_http_listen() -> String {
+    "127.0.0.1:8010".into()
+}
+fn default_max_connections() -> usize {
+    1000
+}
+fn default_keepalive_interval() -> u64 {
+    300
+}
+fn default_keepalive_timeout() -> u64 {
+    60
+}
+fn default_shutdown_grace() -> u64 {
+    60
+}
+
+/// `[[worker]]`: a worker allowed to log in. Exactly one password source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub name: Spanned<String>,
+    pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// Builds this worker runs at once (default 1).
+    #[serde(default = "one")]
+    pub max_builds: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `[[builder]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderConfig {
+    pub name: Spanned<String>,
+    /// Workers that may run this builder.
+    pub workers: Vec<Spanned<String>>,
+    /// Directory under the worker's base directory (default: the builder name).
+    pub builddir: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, toml::Value>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<StepConfig>,
+}
+
+/// A command as a shell string or an argv list.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CommandLine {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// `[[builder.step]]`: a shell step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    pub name: Option<String>,
+    pub command: CommandLine,
+    /// Relative to the builder's directory on the worker.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Seconds without output before the worker kills the command.
+    #[serde(default = "default_timeout")]
+    pub timeout: Option<u64>,
+    /// Seconds in all before the worker kills the command.
+    pub max_time: Option<u64>,
+    /// Extra files the worker watches and sends as logs: name → path (from workdir).
+    #[serde(default)]
+    pub logfiles: BTreeMap<String, String>,
+    /// Signal the worker kills with (`KILL`, `TERM`, `INT`, ...).
+    pub interrupt_signal: Option<String>,
+    /// Stop the build after this step fails.
+    #[serde(default)]
+    pub halt_on_failure: bool,
+    /// A failure of this step makes the build fail.
+    #[serde(default = "yes")]
+    pub flunk_on_failure: bool,
+    /// A failure of this step makes the build end in warnings (if not failed).
+    #[serde(default)]
+    pub warn_on_failure: bool,
+    /// Exit codes → results; absent codes: 0 is success, others failure.
+    #[serde(default)]
+    pub decode_rc: BTreeMap<String, Spanned<String>>,
+}
+
+fn default_workdir() -> String {
+    "build".into()
+}
+fn default_timeout() -> Option<u64> {
+    Some(1200)
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[[scheduler]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub name: Spanned<String>,
+    /// Only `force` for now: builds on request through the API and CLI.
+    pub kind: Spanned<String>,
+    pub builders: Vec<Spanned<String>>,
+}

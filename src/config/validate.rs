@@ -1,0 +1,270 @@
+//! Loading and checking: every problem is collected, with its line and column.
+
+use super::{BuilderConfig, Config};
+use crate::build::BuildResult;
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line and column, when the problem has a place in the file.
+    pub location: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some((line, col)) => write!(f, "line {line}, column {col}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Reads and checks a config file. Relative paths in it are made relative to the
+/// file's folder.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            location: None,
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
+    })?;
+    let mut config = parse(&text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    if config.master.data_dir.is_relative() {
+        config.master.data_dir = base.join(&config.master.data_dir);
+    }
+    for w in &mut config.workers {
+        if let Some(f) = &mut w.password_file {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// Parses and checks config text.
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            location: e.span().map(|s| position(text, s.start)),
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let errors = check(&config, text);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn check(config: &Config, text: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut at = |span: Range<usize>, message: String| {
+        errors.push(ConfigError {
+            location: Some(position(text, span.start)),
+            message,
+        });
+    };
+    if config
+        .master
+        .pb_listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        errors_push(
+            &mut at,
+            text,
+            "pb_listen",
+            "pb_listen is not an address like 0.0.0.0:9989",
+        );
+    }
+    if config
+        .master
+        .http_listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        errors_push(
+            &mut at,
+            text,
+            "http_listen",
+            "http_listen is not an address like 127.0.0.1:8010",
+        );
+    }
+    let mut workers = HashSet::new();
+    for w in &config.workers {
+        if !workers.insert(w.name.get_ref().as_str()) {
+            at(
+                w.name.span(),
+                format!("worker {:?} is defined twice", w.name.get_ref()),
+            );
+        }
+        let sources = [
+            w.password.is_some(),
+            w.password_env.is_some(),
+            w.password_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            at(
+                w.name.span(),
+                format!(
+                    "worker {:?} needs exactly one of password, password_env, password_file",
+                    w.name.get_ref()
+                ),
+            );
+        }
+        if w.max_builds == 0 {
+            at(
+                w.name.span(),
+                format!(
+                    "worker {:?}: max_builds must be at least 1",
+                    w.name.get_ref()
+                ),
+            );
+        }
+    }
+    let mut builders = HashSet::new();
+    for b in &config.builders {
+        if !builders.insert(b.name.get_ref().as_str()) {
+            at(
+                b.name.span(),
+                format!("builder {:?} is defined twice", b.name.get_ref()),
+            );
+        }
+        check_builder(b, &workers, &mut at);
+    }
+    for s in &config.schedulers {
+        if s.kind.get_ref() != "force" {
+            at(
+                s.kind.span(),
+                format!(
+                    "scheduler kind {:?} is not known (known: force)",
+                    s.kind.get_ref()
+                ),
+            );
+        }
+        for name in &s.builders {
+            if !builders.contains(name.get_ref().as_str()) {
+                at(
+                    name.span(),
+                    format!(
+                        "scheduler {:?}: no builder {:?}",
+                        s.name.get_ref(),
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+    errors
+}
+
+fn errors_push(at: &mut impl FnMut(Range<usize>, String), text: &str, key: &str, message: &str) {
+    let start = text.find(key).unwrap_or(0);
+    at(start..start, message.to_owned());
+}
+
+fn check_builder(
+    b: &BuilderConfig,
+    workers: &HashSet<&str>,
+    at: &mut impl FnMut(Range<usize>, String),
+) {
+    let name = b.name.get_ref();
+    if b.workers.is_empty() {
+        at(b.name.span(), format!("builder {name:?} lists no workers"));
+    }
+    for w in &b.workers {
+        if !workers.contains(w.get_ref().as_str()) {
+            at(
+                w.span(),
+                format!("builder {name:?}: worker {:?} is not defined", w.get_ref()),
+            );
+        }
+    }
+    if b.steps.is_empty() {
+        at(b.name.span(), format!("builder {name:?} has no steps"));
+    }
+    for step in &b.steps {
+        for (code, result) in &step.decode_rc {
+            if code.parse::<i64>().is_err() {
+                at(
+                    result.span(),
+                    format!("builder {name:?}: decode_rc key {code:?} is not an exit code"),
+                );
+            }
+            if result.get_ref().parse::<BuildResult>().is_err() {
+                at(
+                    result.span(),
+                    format!("builder {name:?}: {:?} is not a result", result.get_ref()),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[master]
+data_dir = "data"
+
+[[worker]]
+name = "w1"
+password = "pass"
+
+[[builder]]
+name = "b1"
+workers = ["w1"]
+
+[[builder.step]]
+command = "echo hi"
+
+[[scheduler]]
+name = "force"
+kind = "force"
+builders = ["b1"]
+"#;
+
+    #[test]
+    fn accepts_a_minimal_config() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.builders[0].steps[0].workdir, "build");
+        assert_eq!(c.master.pb_listen, "0.0.0.0:9989");
+    }
+
+    #[test]
+    fn reports_every_error_with_its_line() {
+        let bad = GOOD
+            .replace("workers = [\"w1\"]", "workers = [\"w9\"]")
+            .replace("builders = [\"b1\"]", "builders = [\"nope\"]");
+        let errors = parse(&bad).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].location, Some((11, 12)));
+        assert!(errors[0].message.contains("\"w9\" is not defined"));
+        assert!(errors[1].message.contains("no builder \"nope\""));
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_position() {
+        let errors = parse("[master]\ndata_dir = \n").unwrap_err();
+        assert_eq!(errors[0].location.map(|l| l.0), Some(2));
+        let errors = parse(&GOOD.replace("command", "comand")).unwrap_err();
+        assert!(errors[0].message.contains("comand"), "{errors:?}");
+    }
+}

@@ -1,0 +1,514 @@
+//! The coordinator: one task that owns who is attached, what is queued and what runs.
+//! Connections, builds and the API talk to it over one bounded channel, so dispatch
+//! decisions never race each other.
+
+mod auth;
+
+pub use auth::ConfigAuth;
+
+use crate::build::{run_build, BuildJob, BuildOutcome};
+use crate::config::{BuilderConfig, Config};
+use crate::conn::{unauthorized, ConnEvent, ConnHandle};
+use crate::store::Store;
+use crate::worker::{attach, Attached};
+use pbwire::jelly::{FailureStyle, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+/// Messages to the coordinator.
+#[derive(Debug)]
+pub enum Msg {
+    Conn(ConnEvent),
+    Attached {
+        name: String,
+        worker: Attached,
+        respond_request: i64,
+        avatar: i64,
+    },
+    AttachFailed {
+        name: String,
+        conn: ConnHandle,
+        why: String,
+    },
+    DuplicateChecked {
+        name: String,
+        old_alive: bool,
+        new: Box<ConnEvent>,
+    },
+    BuildDone {
+        build_id: i64,
+        worker: String,
+        outcome: BuildOutcome,
+    },
+    Force {
+        builder: String,
+        reason: String,
+        properties: serde_json::Value,
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
+    Stop {
+        build_id: i64,
+        why: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Drain {
+        grace: Duration,
+    },
+    StopAll {
+        why: String,
+    },
+}
+
+#[derive(Debug)]
+struct WorkerSlot {
+    max_builds: usize,
+    attached: Option<Attached>,
+    busy: usize,
+    /// The worker asked to shut down; it gets no new builds.
+    graceful: bool,
+}
+
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<Option<String>>,
+}
+
+/// The coordinator's state.
+#[derive(Debug)]
+pub struct Master {
+    store: Store,
+    builders: BTreeMap<String, Arc<BuilderConfig>>,
+    workers: BTreeMap<String, WorkerSlot>,
+    running: HashMap<i64, Running>,
+    conns: HashMap<u64, String>,
+    tx: mpsc::Sender<Msg>,
+    command_ids: Arc<AtomicU64>,
+    rpc_timeout: Duration,
+    draining: bool,
+    /// Fires when draining and nothing runs any more.
+    idle: Option<oneshot::Sender<()>>,
+}
+
+/// How long attach calls and pings may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a still-attached worker gets to answer when the same name logs in again.
+const DUPLICATE_PROBE: Duration = Duration::from_secs(10);
+
+impl Master {
+    pub fn new(config: &Config, store: Store, tx: mpsc::Sender<Msg>) -> Master {
+        Master {
+            store,
+            builders: config
+                .builders
+                .iter()
+                .map(|b| (b.name.get_ref().clone(), Arc::new(b.clone())))
+                .collect(),
+            workers: config
+                .workers
+                .iter()
+                .map(|w| {
+                    let slot = WorkerSlot {
+                        max_builds: w.max_builds,
+                        attached: None,
+                        busy: 0,
+                        graceful: false,
+                    };
+                    (w.name.get_ref().clone(), slot)
+                })
+                .collect(),
+            running: HashMap::new(),
+            conns: HashMap::new(),
+            tx,
+            command_ids: Arc::new(AtomicU64::new(0)),
+            rpc_timeout: RPC_TIMEOUT,
+            draining: false,
+            idle: None,
+        }
+    }
+
+    /// Runs until the channel closes or a drain completes; returns when idle.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
+        self.idle = Some(idle);
+        self.dispatch();
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg);
+            if self.draining && self.running.is_empty() {
+                if let Some(idle) = self.idle.take() {
+                    let _ = idle.send(());
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Conn(ConnEvent::LoggedIn {
+                conn,
+                name,
+                mind,
+                respond_request,
+                avatar,
+            }) => {
+                let event = ConnEvent::LoggedIn {
+                    conn,
+                    name: name.clone(),
+                    mind,
+                    respond_request,
+                    avatar,
+                };
+                self.logged_in(name, event);
+            }
+            Msg::Conn(ConnEvent::ShutdownRequested { conn_id }) => {
+                if let Some(slot) = self
+                    .conns
+                    .get(&conn_id)
+                    .and_then(|n| self.workers.get_mut(n))
+                {
+                    slot.graceful = true;
+                    self.maybe_shut_down(conn_id);
+                }
+            }
+            Msg::Conn(ConnEvent::Closed { conn_id, reason }) => self.closed(conn_id, &reason),
+            Msg::DuplicateChecked {
+                name,
+                old_alive,
+                new,
+            } => {
+                let ConnEvent::LoggedIn {
+                    conn,
+                    respond_request,
+                    ..
+                } = &*new
+                else {
+                    return;
+                };
+                if old_alive {
+                    info!(worker = %name, peer = %conn.peer, "refusing a second login while the first connection lives");
+                    let (conn, id) = (conn.clone(), *respond_request);
+                    tokio::spawn(async move {
+                        conn.answer(id, Err(unauthorized("worker already attached")))
+                            .await
+                    });
+                } else {
+                    if let Some(old) = self.workers.get_mut(&name).and_then(|s| s.attached.take()) {
+                        info!(worker = %name, "replacing a dead connection");
+                        tokio::spawn(
+                            async move { old.conn.close("replaced by a new login").await },
+                        );
+                    }
+                    self.start_attach(name, *new);
+                }
+            }
+            Msg::Attached {
+                name,
+                worker,
+                respond_request,
+                avatar,
+            } => self.attached(name, worker, respond_request, avatar),
+            Msg::AttachFailed { name, conn, why } => {
+                warn!(worker = %name, peer = %conn.peer, "attach failed: {why}");
+                tokio::spawn(async move { conn.close("attach failed").await });
+            }
+            Msg::BuildDone {
+                build_id,
+                worker,
+                mut outcome,
+            } => {
+                if self.draining && outcome.result == crate::build::BuildResult::Cancelled {
+                    // Interrupted by the shutdown, not by a user: run it again later.
+                    outcome.result = crate::build::BuildResult::Retry;
+                }
+                if let Err(e) =
+                    self.store
+                        .finish_build(build_id, outcome.result, outcome.reason.as_deref())
+                {
+                    warn!(build = build_id, "cannot record the build's end: {e}");
+                }
+                info!(build = build_id, worker = %worker, result = %outcome.result, "build finished");
+                self.running.remove(&build_id);
+                let mut conn_id = None;
+                if let Some(slot) = self.workers.get_mut(&worker) {
+                    slot.busy = slot.busy.saturating_sub(1);
+                    conn_id = slot.attached.as_ref().map(|a| a.conn.id);
+                }
+                if let Some(id) = conn_id {
+                    self.maybe_shut_down(id);
+                }
+                self.dispatch();
+            }
+            Msg::Force {
+                builder,
+                reason,
+                properties,
+                reply,
+            } => {
+                let result = if !self.builders.contains_key(&builder) {
+                    Err(format!("no builder {builder:?}"))
+                } else if self.draining {
+                    Err("the master is shutting down".into())
+                } else {
+                    self.store
+                        .add_request(&builder, &reason, &properties)
+                        .map_err(|e| e.to_string())
+                };
+                let _ = reply.send(result);
+                self.dispatch();
+            }
+            Msg::Stop {
+                build_id,
+                why,
+                reply,
+            } => {
+                let found = self
+                    .running
+                    .get(&build_id)
+                    .map(|r| r.stop.send(Some(why)))
+                    .is_some();
+                let _ = reply.send(found);
+            }
+            Msg::Drain { grace } => {
+                info!(
+                    "draining: no new builds; {} running get {grace:?}",
+                    self.running.len()
+                );
+                self.draining = true;
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let _ = tx
+                        .send(Msg::StopAll {
+                            why: "master shutting down".into(),
+                        })
+                        .await;
+                });
+            }
+            Msg::StopAll { why } => {
+                for r in self.running.values() {
+                    let _ = r.stop.send(Some(why.clone()));
+                }
+            }
+        }
+    }
+
+    fn logged_in(&mut self, name: String, event: ConnEvent) {
+        let ConnEvent::LoggedIn { conn, .. } = &event else {
+            return;
+        };
+        let Some(slot) = self.workers.get(&name) else {
+            return;
+        };
+        self.conns.insert(conn.id, name.clone());
+        match &slot.attached {
+            Some(old) if !old.conn.is_closed() => {
+                // Buildbot's rule: probe the old connection; refuse the new login while
+                // it answers, replace it if it does not.
+                let (old, tx) = (old.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let old_alive = old
+                        .conn
+                        .print(
+                            old.mind,
+                            "master got a duplicate connection",
+                            DUPLICATE_PROBE,
+                        )
+                        .await
+                        .is_ok();
+                    let _ = tx
+                        .send(Msg::DuplicateChecked {
+                            name,
+                            old_alive,
+                            new: Box::new(event),
+                        })
+                        .await;
+                });
+            }
+            _ => self.start_attach(name, event),
+        }
+    }
+
+    fn start_attach(&mut self, name: String, event: ConnEvent) {
+        let ConnEvent::LoggedIn {
+            conn,
+            mind,
+            respond_request,
+            avatar,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let builders: Vec<(String, String)> = self
+            .builders
+            .values()
+            .filter(|b| b.workers.iter().any(|w| w.get_ref() == &name))
+            .map(|b| {
+                (
+                    b.name.get_ref().clone(),
+                    b.builddir
+                        .clone()
+                        .unwrap_or_else(|| b.name.get_ref().clone()),
+                )
+            })
+            .collect();
+        let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
+        tokio::spawn(async move {
+            let Some(mind) = mind else {
+                let _ = tx
+                    .send(Msg::AttachFailed {
+                        name,
+                        conn,
+                        why: "login without a bot object".into(),
+                    })
+                    .await;
+                return;
+            };
+            let msg = match attach(&conn, mind, &builders, timeout).await {
+                Ok(worker) => Msg::Attached {
+                    name,
+                    worker,
+                    respond_request,
+                    avatar,
+                },
+                Err(e) => Msg::AttachFailed {
+                    name,
+                    conn,
+                    why: e.to_string(),
+                },
+            };
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn attached(&mut self, name: String, worker: Attached, respond_request: i64, avatar: i64) {
+        let Some(slot) = self.workers.get_mut(&name) else {
+            return;
+        };
+        if worker.conn.is_closed() {
+            return;
+        }
+        info!(worker = %name, peer = %worker.conn.peer, version = worker.version.as_deref().unwrap_or("?"),
+              builders = worker.builders.len(), "worker attached");
+        let peer = worker.conn.peer.to_string();
+        if let Err(e) =
+            self.store
+                .worker_connected(&name, &peer, worker.version.as_deref(), &worker.info)
+        {
+            warn!("cannot record the worker: {e}");
+        }
+        let conn = worker.conn.clone();
+        let style = if worker.python2 {
+            FailureStyle::Python2
+        } else {
+            FailureStyle::Python3
+        };
+        slot.attached = Some(worker);
+        slot.graceful = false;
+        tokio::spawn(async move {
+            conn.set_failure_style(style).await;
+            conn.answer(respond_request, Ok(Value::Remote(avatar)))
+                .await;
+        });
+        self.dispatch();
+    }
+
+    fn closed(&mut self, conn_id: u64, reason: &str) {
+        let Some(name) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        let Some(slot) = self.workers.get_mut(&name) else {
+            return;
+        };
+        if slot.attached.as_ref().is_some_and(|a| a.conn.id == conn_id) {
+            info!(worker = %name, "worker detached: {reason}");
+            slot.attached = None;
+            slot.graceful = false;
+            let _ = self.store.worker_disconnected(&name);
+        }
+    }
+
+    /// A graceful worker with nothing running is told to shut down.
+    fn maybe_shut_down(&mut self, conn_id: u64) {
+        let Some(slot) = self.conns.get(&conn_id).and_then(|n| self.workers.get(n)) else {
+            return;
+        };
+        let Some(worker) = &slot.attached else { return };
+        if slot.graceful && slot.busy == 0 {
+            let (conn, mind) = (worker.conn.clone(), worker.mind);
+            tokio::spawn(async move {
+                let _ = conn.call(mind, "shutdown", vec![], vec![]).await;
+            });
+        }
+    }
+
+    /// Starts every queued request that has a free worker, oldest first.
+    fn dispatch(&mut self) {
+        if self.draining {
+            return;
+        }
+        let queued = match self.store.queued_requests() {
+            Ok(q) => q,
+            Err(e) => return warn!("cannot read the queue: {e}"),
+        };
+        for request in queued {
+            let Some(builder) = self.builders.get(&request.builder).cloned() else {
+                continue;
+            };
+            let candidate = builder
+                .workers
+                .iter()
+                .filter_map(|w| {
+                    let slot = self.workers.get(w.get_ref())?;
+                    let attached = slot.attached.as_ref()?;
+                    let wfb = *attached.builders.get(builder.name.get_ref())?;
+                    (!slot.graceful && slot.busy < slot.max_builds && !attached.conn.is_closed())
+                        .then_some((slot.busy, w.get_ref().clone(), wfb))
+                })
+                .min();
+            let Some((_, worker, wfb)) = candidate else {
+                continue;
+            };
+            let build = match self
+                .store
+                .start_build(request.id, &request.builder, &worker)
+            {
+                Ok(b) => b,
+                Err(e) => return warn!("cannot record a build: {e}"),
+            };
+            let Some(slot) = self.workers.get_mut(&worker) else {
+                continue;
+            };
+            let Some(attached) = slot.attached.clone() else {
+                continue;
+            };
+            slot.busy += 1;
+            let (stop, stop_rx) = watch::channel(None);
+            self.running.insert(build.id, Running { stop });
+            info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
+            let job = BuildJob {
+                store: self.store.clone(),
+                build,
+                builder,
+                worker: attached,
+                wfb,
+                stop: stop_rx,
+                command_ids: self.command_ids.clone(),
+                rpc_timeout: self.rpc_timeout,
+            };
+            let (tx, build_id) = (self.tx.clone(), job.build.id);
+            tokio::spawn(async move {
+                let outcome = run_build(job).await;
+                let _ = tx
+                    .send(Msg::BuildDone {
+                        build_id,
+                        worker,
+                        outcome,
+                    })
+                    .await;
+            });
+        }
+    }
+}

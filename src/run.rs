@@ -1,0 +1,97 @@
+//! `pbmaster start`: wires the store, the coordinator, the PB listener and the API,
+//! and drains on SIGTERM.
+
+use crate::api::{self, ApiState};
+use crate::config::{self, Config};
+use crate::conn::ConnConfig;
+use crate::master::{ConfigAuth, Master, Msg};
+use crate::server;
+use crate::store::Store;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Loads the config and runs the master until it is told to stop.
+pub async fn start(path: &Path) -> Result<(), String> {
+    let config = config::load(path).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    run(config).await
+}
+
+pub async fn run(config: Config) -> Result<(), String> {
+    let auth = Arc::new(ConfigAuth::from_config(&config)?);
+    let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
+    let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
+    if recovered > 0 {
+        info!(
+            "{recovered} build(s) were running when the master stopped; their requests run again"
+        );
+    }
+    let pb = TcpListener::bind(&config.master.pb_listen)
+        .await
+        .map_err(|e| format!("{}: {e}", config.master.pb_listen))?;
+    let http = TcpListener::bind(&config.master.http_listen)
+        .await
+        .map_err(|e| format!("{}: {e}", config.master.http_listen))?;
+    info!(
+        pb = %pb.local_addr().map_err(|e| e.to_string())?,
+        http = %http.local_addr().map_err(|e| e.to_string())?,
+        "listening"
+    );
+
+    let (tx, rx) = mpsc::channel(1024);
+    let (idle_tx, idle_rx) = oneshot::channel();
+    tokio::spawn(Master::new(&config, store.clone(), tx.clone()).run(rx, idle_tx));
+    let shutdown = CancellationToken::new();
+    let conn_config = Arc::new(ConnConfig {
+        keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),
+        keepalive_timeout: Duration::from_secs(config.master.keepalive_timeout.max(1)),
+        ..ConnConfig::default()
+    });
+    tokio::spawn(server::serve(
+        pb,
+        config.master.max_connections,
+        conn_config,
+        auth,
+        tx.clone(),
+        shutdown.clone(),
+    ));
+    let grace = Duration::from_secs(config.master.shutdown_grace);
+    let state = ApiState {
+        store,
+        master: tx.clone(),
+        config: Arc::new(config),
+    };
+    let http_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(http, api::router(state))
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await;
+    });
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("stop requested: draining (a second signal stops at once)");
+    let _ = tx.send(Msg::Drain { grace }).await;
+    tokio::select! {
+        _ = idle_rx => info!("no build running; stopping"),
+        _ = term.recv() => info!("second signal: stopping now"),
+        _ = int.recv() => info!("second signal: stopping now"),
+    }
+    shutdown.cancel();
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! The database schema; statements are idempotent so opening an existing database
+//! is safe.
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    builder TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0,
+    result TEXT
+);
+CREATE TABLE IF NOT EXISTS builds (
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    builder TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    result TEXT,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS builds_request ON builds(request_id);
+CREATE TABLE IF NOT EXISTS steps (
+    build_id INTEGER NOT NULL REFERENCES builds(id),
+    number INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    result TEXT,
+    rc INTEGER,
+    reason TEXT,
+    PRIMARY KEY (build_id, number)
+);
+CREATE TABLE IF NOT EXISTS log_chunks (
+    seq INTEGER PRIMARY KEY,
+    build_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    log TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_chunks_step ON log_chunks(build_id, step, log, seq);
+CREATE TABLE IF NOT EXISTS workers (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version TEXT,
+    info TEXT NOT NULL DEFAULT '{}',
+    connected_at REAL,
+    disconnected_at REAL,
+    peer TEXT
+);
+";

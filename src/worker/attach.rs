@@ -1,0 +1,132 @@
+//! The attach handshake, after a worker's password checked out and before its login
+//! call is answered: what buildbot's master does, with the fallbacks each worker
+//! generation needs.
+
+use super::values::value_to_json;
+use crate::conn::{CallError, ConnHandle};
+use pbwire::jelly::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the master knows about an attached worker.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub conn: ConnHandle,
+    /// The worker's bot object (calls: print, getWorkerInfo, setBuilderList, shutdown).
+    pub mind: i64,
+    /// Builder name → the worker's object for it (startBuild, startCommand, ...).
+    pub builders: BTreeMap<String, i64>,
+    /// Command name → protocol version (`"3.3"` on 4.x, `"2.16"` on 0.8.14).
+    pub commands: BTreeMap<String, String>,
+    /// The worker's own version string, as reported (not parsed).
+    pub version: Option<String>,
+    /// Everything it reported, for the API.
+    pub info: serde_json::Value,
+    /// A Python 2 worker: it sent byte-string keys.
+    pub python2: bool,
+}
+
+/// Runs the handshake. Each call has `timeout`; any failure other than a missing
+/// legacy method aborts the attach.
+pub async fn attach(
+    conn: &ConnHandle,
+    mind: i64,
+    builders: &[(String, String)],
+    timeout: Duration,
+) -> Result<Attached, CallError> {
+    conn.print(mind, "attached", timeout).await?;
+    let call = |method: &'static str| conn.call_timeout(timeout, mind, method, vec![], vec![]);
+    let mut info = Value::Dict(vec![]);
+    let mut commands = None;
+    let mut version = None;
+    match call("getWorkerInfo").await {
+        Ok(v) => info = v,
+        Err(e) if e.is_no_such_method() => {
+            // A buildslave (0.8.x or early 0.9): the deprecated methods, each optional.
+            let note = "buildbot-slave detected, falling back to the deprecated buildslave API";
+            conn.print(mind, note, timeout).await?;
+            match call("getSlaveInfo").await {
+                Ok(v) => info = v,
+                Err(e) if e.is_no_such_method() => {}
+                Err(e) => return Err(e),
+            }
+            if info.get("slave_commands").is_none() {
+                commands = optional(call("getCommands").await)?;
+                version = optional(call("getVersion").await)?
+                    .and_then(|v| v.as_str_lossy().map(|s| s.into_owned()));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let python2 = matches!(&info, Value::Dict(pairs) if pairs.iter().any(|(k, _)| matches!(k, Value::Bytes(_))));
+    let commands = commands
+        .as_ref()
+        .or_else(|| info.get("worker_commands"))
+        .or_else(|| info.get("slave_commands"))
+        .map(string_map)
+        .unwrap_or_default();
+    let version = version.or_else(|| {
+        info.get("version")
+            .and_then(|v| v.as_str_lossy())
+            .map(|s| s.into_owned())
+    });
+
+    let list = builders
+        .iter()
+        .map(|(name, dir)| {
+            Value::Tuple(vec![Value::text(name.as_str()), Value::text(dir.as_str())])
+        })
+        .collect();
+    let refs = conn
+        .call_timeout(
+            timeout,
+            mind,
+            "setBuilderList",
+            vec![Value::List(list)],
+            vec![],
+        )
+        .await?;
+    let mut attached_builders = BTreeMap::new();
+    if let Value::Dict(pairs) = &refs {
+        for (k, v) in pairs {
+            if let (Some(name), Value::Remote(id)) = (k.as_str_lossy(), v) {
+                attached_builders.insert(name.into_owned(), *id);
+            }
+        }
+    }
+    for _ in &attached_builders {
+        conn.print(mind, "attached", timeout).await?;
+    }
+    Ok(Attached {
+        conn: conn.clone(),
+        mind,
+        builders: attached_builders,
+        commands,
+        version,
+        info: value_to_json(&info),
+        python2,
+    })
+}
+
+fn optional(result: Result<Value, CallError>) -> Result<Option<Value>, CallError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_no_such_method() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    match v {
+        Value::Dict(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str_lossy()?.into_owned(),
+                    v.as_str_lossy()?.into_owned(),
+                ))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
