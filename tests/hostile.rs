@@ -39,8 +39,14 @@ struct Raw {
 impl Raw {
     fn connect(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        let mut raw = Raw { stream, decoder: Decoder::new(Limits::default()), buf: BytesMut::new() };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut raw = Raw {
+            stream,
+            decoder: Decoder::new(Limits::default()),
+            buf: BytesMut::new(),
+        };
         let offer = raw.next().expect("the master offers dialects");
         assert_eq!(negotiation::choose(&offer), Ok(Dialect::Pb));
         raw.send_element(&negotiation::choice(Dialect::Pb));
@@ -66,7 +72,11 @@ impl Raw {
     /// The next element, or None at EOF.
     fn next(&mut self) -> Option<Element> {
         loop {
-            if let Some(e) = self.decoder.decode(&mut self.buf).expect("the master sends valid banana") {
+            if let Some(e) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("the master sends valid banana")
+            {
                 return Some(e);
             }
             let mut chunk = [0u8; 4096];
@@ -78,7 +88,8 @@ impl Raw {
     }
 
     fn message(&mut self) -> Option<Message> {
-        self.next().map(|e| pb::decode(&e, &Security::default()).expect("the master sends valid PB"))
+        self.next()
+            .map(|e| pb::decode(&e, &Security::default()).expect("the master sends valid PB"))
     }
 
     /// True when the master closes the connection (anything it sends first is skipped).
@@ -110,7 +121,10 @@ fn call(request_id: i64, object: ObjectId, method: &'static str, args: Vec<Value
 
 fn expect_error(raw: &mut Raw, request: i64, type_name: &str) {
     match raw.message() {
-        Some(Message::Error { request_id, failure }) => {
+        Some(Message::Error {
+            request_id,
+            failure,
+        }) => {
             assert_eq!(request_id, request);
             let f = Failure::from_value(&failure).expect("a CopyableFailure");
             assert_eq!(f.type_name, type_name, "{f:?}");
@@ -124,7 +138,8 @@ fn hostile_peers_are_refused_without_disturbing_a_building_worker() {
     let dir = test_dir("hostile");
     let master = MasterProcess::start(&dir.join("master"), "", BODY);
     let opts = WorkerOptions::new("w1", "pass", master.pb);
-    let mut worker = RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
+    let mut worker =
+        RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
     master.wait_attached("w1", Duration::from_secs(60));
     let request = master.force("chatty");
     master.wait_running_build(request, Duration::from_secs(60));
@@ -156,7 +171,10 @@ fn hostile_peers_are_refused_without_disturbing_a_building_worker() {
 
     // Forbidden jelly inside a call.
     let mut raw = Raw::connect(master.pb);
-    let class = Element::List(vec![Element::string(&b"class"[..], Dialect::Pb), Element::Bytes(Bytes::from_static(b"os.system"))]);
+    let class = Element::List(vec![
+        Element::string(&b"class"[..], Dialect::Pb),
+        Element::Bytes(Bytes::from_static(b"os.system")),
+    ]);
     let evil = Element::List(vec![
         Element::string(&b"message"[..], Dialect::Pb),
         Element::int(1),
@@ -171,7 +189,9 @@ fn hostile_peers_are_refused_without_disturbing_a_building_worker() {
 
     // Vocabulary before the dialect is chosen.
     let mut stream = TcpStream::connect(master.pb).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     stream.write_all(&[0x01, 0x87]).expect("write");
     let mut sink = Vec::new();
     let _ = stream.read_to_end(&mut sink);
@@ -183,22 +203,42 @@ fn hostile_peers_are_refused_without_disturbing_a_building_worker() {
     raw.send(&call(2, ObjectId::Root, "frobnicate", vec![]));
     expect_error(&mut raw, 2, "twisted.spread.flavors.NoSuchMethod");
     // Answers and decrefs nobody asked for are ignored.
-    raw.send(&Message::Answer { request_id: 99, value: Value::None });
+    raw.send(&Message::Answer {
+        request_id: 99,
+        value: Value::None,
+    });
     raw.send(&Message::Decref(12345));
     // A wrong password is refused the retryable way.
-    raw.send(&call(3, ObjectId::Root, "login", vec![Value::bytes(&b"w1"[..])]));
-    let Some(Message::Answer { value, .. }) = raw.message() else { panic!("no challenge") };
+    raw.send(&call(
+        3,
+        ObjectId::Root,
+        "login",
+        vec![Value::bytes(&b"w1"[..])],
+    ));
+    let Some(Message::Answer { value, .. }) = raw.message() else {
+        panic!("no challenge")
+    };
     let challenger = match value.as_seq() {
         Some([_, Value::Remote(id)]) => *id,
         other => panic!("bad challenge answer {other:?}"),
     };
-    raw.send(&call(4, ObjectId::Id(challenger), "respond", vec![Value::bytes(vec![0u8; 16]), Value::None]));
+    raw.send(&call(
+        4,
+        ObjectId::Id(challenger),
+        "respond",
+        vec![Value::bytes(vec![0u8; 16]), Value::None],
+    ));
     expect_error(&mut raw, 4, "twisted.cred.error.UnauthorizedLogin");
 
     // A flood of logins: each holds an object; past the limit, the connection closes.
     let mut raw = Raw::connect(master.pb);
     for i in 0..3000 {
-        raw.send(&call(10 + i, ObjectId::Root, "login", vec![Value::bytes(&b"w1"[..])]));
+        raw.send(&call(
+            10 + i,
+            ObjectId::Root,
+            "login",
+            vec![Value::bytes(&b"w1"[..])],
+        ));
     }
     assert!(raw.closed(), "login flood");
 

@@ -101,10 +101,13 @@ impl MasterProcess {
 
     /// SIGTERM; returns once the process exits (or panics after `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal_term();
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the process to exit by itself (or panics after `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("master running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = c.try_wait() {

@@ -1,0 +1,8 @@
+//! Shared helpers for the integration tests.
+//!
+//! Each test crate (`tests/*.rs` with `mod support;`) compiles this module on its own and
+//! uses only part of it, so unused items are expected.
+#![allow(dead_code)]
+
+pub mod master;
+pub mod workers;
