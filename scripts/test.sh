@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine, installing what the tests need first:
-#   1. the real Twisted peers (Python 3 and Python 2) in venvs under .peers/;
-#   2. cargo test for the whole workspace, all features (unit, property, fixture and
-#      CLI tests, including the recorded buildbot sessions);
+#   1. the real peers in venvs under .peers/: Twisted (Python 3 and 2) and the four
+#      worker generations (buildbot-worker 4.3.0, 2.10.5, 0.9.15.post1, buildbot-slave
+#      0.8.14.post1);
+#   2. cargo test for the whole workspace, all features: unit, property, fixture and
+#      CLI tests, and the master end to end against every worker generation;
 #   3. the deterministic fixture vectors regenerated with real Twisted and compared
 #      with the committed ones;
-#   4. every fuzz target for FUZZ_SECONDS (default 20) each.
+#   4. the README's quickstart, once;
+#   5. every fuzz target for FUZZ_SECONDS (default 20) each.
 # Usage: scripts/test.sh            (FUZZ_SECONDS=0 skips fuzzing)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +18,8 @@ fuzz_seconds=${FUZZ_SECONDS:-20}
 step() { printf '\n== %s\n' "$*"; }
 
 step "installing peers"
-scripts/install-peers.sh twisted-py3 twisted-py2
+scripts/install-peers.sh twisted-py3 twisted-py2 \
+  buildbot-worker-4 buildbot-worker-2 buildbot-worker-0.9 buildslave-py2
 
 step "cargo test"
 cargo test --workspace --all-features --locked
@@ -30,6 +34,9 @@ if ! diff -r "$fresh" fixtures/vectors >/dev/null; then
   exit 1
 fi
 echo "vectors match: $(find fixtures/vectors -name '*.json' | wc -l) files"
+
+step "quickstart (the README's run command)"
+scripts/quickstart.sh --once >/dev/null
 
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "fuzzing each target for ${fuzz_seconds}s"
