@@ -63,6 +63,14 @@ name = "slow the first time"
 command = "if [ -e ../marker ]; then echo second run; else touch ../marker; sleep 60; fi"
 
 [[builder]]
+name = "bytes"
+workers = ["w1"]
+
+[[builder.step]]
+name = "not utf-8"
+command = "printf 'caf\\303\\251 \\377\\n'"
+
+[[builder]]
 name = "quick"
 workers = ["w1"]
 
@@ -134,6 +142,21 @@ fn run_generation(generation: Generation) {
         master.output(last_build(&r), 1, "stdout").trim(),
         "hello from dir"
     );
+
+    // Output that is not UTF-8 is stored as the worker sent it, and is no error: the
+    // Python 2 slave sends the raw byte, Python 3 workers a replacement character.
+    let r = master.wait_request(master.force("bytes"), LONG);
+    assert_eq!(result(&r), "success", "{r}");
+    let raw = master.get_bytes(&format!(
+        "/api/builds/{}/steps/1/logs/stdio?channel=stdout",
+        last_build(&r)
+    ));
+    let expected: &[u8] = if generation == Generation::Slave08 {
+        b"caf\xc3\xa9 \xff\n"
+    } else {
+        "café \u{fffd}\n".as_bytes()
+    };
+    assert_eq!(raw, expected, "{}", String::from_utf8_lossy(&raw));
 
     // The worker kills a command that is silent past its timeout.
     let r = master.wait_request(master.force("timeout"), LONG);

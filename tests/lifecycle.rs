@@ -134,3 +134,35 @@ fn a_second_login_is_refused_while_the_first_lives_and_replaces_it_when_dead() {
     let r = master.wait_request(master.force("short"), LONG);
     assert_eq!(r["result"], "success");
 }
+
+#[test]
+fn a_worker_asking_to_shut_down_finishes_its_build_and_is_told_to_stop() {
+    let dir = test_dir("worker-shutdown");
+    let master = MasterProcess::start(&dir.join("master"), "", BODY);
+    let mut opts = WorkerOptions::new("w1", "pass", master.pb);
+    opts.extra_create_args
+        .push("--allow-shutdown=signal".into());
+    let mut worker =
+        RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
+    master.wait_attached("w1", LONG);
+    let running = master.force("short");
+    master.wait_running_build(running, LONG);
+    let queued = master.force("short");
+    // SIGHUP makes the worker call shutdown() on its perspective.
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &worker.pid().to_string()])
+        .status();
+    let r = master.wait_request(running, LONG);
+    assert_eq!(r["result"], "success", "the running build finishes: {r}");
+    assert!(
+        worker.wait_timeout(LONG).is_some(),
+        "the master told the worker to stop:\n{}",
+        worker.log()
+    );
+    let q = master.get(&format!("/api/buildrequests/{queued}"));
+    assert_eq!(
+        q["builds"].as_array().map(Vec::len),
+        Some(0),
+        "no new build on a worker shutting down: {q}"
+    );
+}

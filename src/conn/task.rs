@@ -381,6 +381,8 @@ impl Conn {
         let Some(Local::Challenger { challenge, name }) = self.objects.remove(&challenger) else {
             return self.refuse(call, pb_error("Invalid Object ID")).await;
         };
+        // One respond per challenge.
+        self.session.forget(challenger);
         if !matches!(self.login, LoginState::None) {
             return self.refuse(call, pb_error("already logged in")).await;
         }
@@ -439,6 +441,7 @@ impl Conn {
             }
             Request::Unexport(id) => {
                 self.objects.remove(&id);
+                self.session.forget(id);
                 Ok(())
             }
             Request::Answer { request_id, result } => {

@@ -12,7 +12,7 @@ use crate::conn::{unauthorized, ConnEvent, ConnHandle};
 use crate::store::Store;
 use crate::worker::{attach, Attached};
 use pbwire::jelly::{FailureStyle, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,7 @@ pub enum Msg {
     BuildDone {
         build_id: i64,
         worker: String,
+        builder: String,
         outcome: BuildOutcome,
     },
     Force {
@@ -68,6 +69,9 @@ struct WorkerSlot {
     max_builds: usize,
     attached: Option<Attached>,
     busy: usize,
+    /// Builders with a build on this worker: a worker runs one command per builder
+    /// object, so one build per builder at a time.
+    busy_builders: BTreeSet<String>,
     /// The worker asked to shut down; it gets no new builds.
     graceful: bool,
 }
@@ -115,6 +119,7 @@ impl Master {
                         max_builds: w.max_builds,
                         attached: None,
                         busy: 0,
+                        busy_builders: BTreeSet::new(),
                         graceful: false,
                     };
                     (w.name.get_ref().clone(), slot)
@@ -216,6 +221,7 @@ impl Master {
             Msg::BuildDone {
                 build_id,
                 worker,
+                builder,
                 mut outcome,
             } => {
                 if self.draining && outcome.result == crate::build::BuildResult::Cancelled {
@@ -233,6 +239,7 @@ impl Master {
                 let mut conn_id = None;
                 if let Some(slot) = self.workers.get_mut(&worker) {
                     slot.busy = slot.busy.saturating_sub(1);
+                    slot.busy_builders.remove(&builder);
                     conn_id = slot.attached.as_ref().map(|a| a.conn.id);
                 }
                 if let Some(id) = conn_id {
@@ -464,8 +471,13 @@ impl Master {
                     let slot = self.workers.get(w.get_ref())?;
                     let attached = slot.attached.as_ref()?;
                     let wfb = *attached.builders.get(builder.name.get_ref())?;
-                    (!slot.graceful && slot.busy < slot.max_builds && !attached.conn.is_closed())
-                        .then_some((slot.busy, w.get_ref().clone(), wfb))
+                    let free = slot.busy < slot.max_builds
+                        && !slot.busy_builders.contains(builder.name.get_ref());
+                    (free && !slot.graceful && !attached.conn.is_closed()).then_some((
+                        slot.busy,
+                        w.get_ref().clone(),
+                        wfb,
+                    ))
                 })
                 .min();
             let Some((_, worker, wfb)) = candidate else {
@@ -485,6 +497,7 @@ impl Master {
                 continue;
             };
             slot.busy += 1;
+            slot.busy_builders.insert(request.builder.clone());
             let (stop, stop_rx) = watch::channel(None);
             self.running.insert(build.id, Running { stop });
             info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
@@ -498,13 +511,14 @@ impl Master {
                 command_ids: self.command_ids.clone(),
                 rpc_timeout: self.rpc_timeout,
             };
-            let (tx, build_id) = (self.tx.clone(), job.build.id);
+            let (tx, build_id, builder) = (self.tx.clone(), job.build.id, request.builder.clone());
             tokio::spawn(async move {
                 let outcome = run_build(job).await;
                 let _ = tx
                     .send(Msg::BuildDone {
                         build_id,
                         worker,
+                        builder,
                         outcome,
                     })
                     .await;

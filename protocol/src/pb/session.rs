@@ -113,6 +113,14 @@ impl Session {
         }
     }
 
+    /// Stops serving an object whatever its count: its owner is done with it. A late
+    /// decref for it is then an unknown object, which callers may ignore. Peers that
+    /// release references late (Python 3 at garbage collection) cannot make objects
+    /// pile up this way.
+    pub fn forget(&mut self, id: i64) -> bool {
+        self.exported.remove(&id).is_some()
+    }
+
     /// Whether the peer may address `object` in a call.
     pub fn is_exported(&self, object: ObjectId) -> bool {
         match object {
@@ -188,6 +196,19 @@ mod tests {
         );
         assert!(!s.is_exported(ObjectId::Id(id)));
         assert_eq!(s.export_new().unwrap(), id + 1, "ids are never reused");
+    }
+
+    #[test]
+    fn forgotten_objects_free_their_place() {
+        let mut s = Session::new(8, 1);
+        let id = s.export_new().unwrap();
+        assert!(s.forget(id));
+        assert!(!s.is_exported(ObjectId::Id(id)));
+        assert_eq!(
+            s.receive(&Message::Decref(id)),
+            Err(SessionErrorKind::UnknownObject)
+        );
+        assert!(s.export_new().is_ok(), "the place is free again");
     }
 
     #[test]
