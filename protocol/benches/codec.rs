@@ -1,13 +1,16 @@
 //! Decode and encode throughput: the recorded buildbot sessions and a synthetic stream
 //! of `update` calls carrying 64 KiB stdout chunks. `cargo bench -p pbwire`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pbwire::banana::{self, negotiation, Decoder, Dialect, Element};
-use pbwire::jelly::{Security, Value};
-use pbwire::pb::{self, Call, Message, ObjectId};
+use pbwire::banana::{self, negotiation, Decoder, Element};
+use pbwire::jelly::Security;
+use pbwire::pb;
 use pbwire::Limits;
 use std::path::Path;
+
+#[path = "support/updates.rs"]
+mod updates;
 
 fn decode_all(data: &[u8], typed: bool) -> Vec<Element> {
     let mut d = Decoder::new(Limits::default());
@@ -28,40 +31,11 @@ fn decode_all(data: &[u8], typed: bool) -> Vec<Element> {
     out
 }
 
-fn updates(total: usize) -> Vec<u8> {
-    let text: String = "compiling module_0042.c ... ok\n"
-        .chars()
-        .cycle()
-        .take(64 * 1024)
-        .collect();
-    let mut out = BytesMut::new();
-    banana::encode(&negotiation::choice(Dialect::Pb), &mut out).expect("choice");
-    let mut id = 1;
-    while out.len() < total {
-        let args = vec![Value::List(vec![Value::List(vec![
-            Value::Dict(vec![(Value::text("stdout"), Value::text(text.clone()))]),
-            Value::int(0),
-        ])])];
-        let call = Call {
-            request_id: id,
-            object: ObjectId::Id(3),
-            method: Bytes::from_static(b"update"),
-            answer_required: true,
-            args,
-            kwargs: vec![],
-        };
-        banana::encode(
-            &pb::encode(&Message::Call(call), Dialect::Pb).expect("encode"),
-            &mut out,
-        )
-        .expect("encode");
-        id += 1;
-    }
-    out.to_vec()
-}
-
 fn inputs() -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![("updates-8MB".to_owned(), updates(8_000_000))];
+    let mut out = vec![(
+        "updates-8MB".to_owned(),
+        updates::updates(8_000_000, 64 * 1024),
+    )];
     let sessions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sessions");
     for entry in std::fs::read_dir(sessions).into_iter().flatten().flatten() {
         for direction in ["m2w", "w2m"] {

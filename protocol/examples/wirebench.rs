@@ -8,12 +8,15 @@
 //! `decode` reads the stream in 64 KiB pieces as a socket would, follows the dialect
 //! negotiation, and prints one JSON line: bytes, seconds, MB/s, expressions.
 
-use bytes::{Bytes, BytesMut};
-use pbwire::banana::{self, negotiation, Decoder, Dialect, Element};
-use pbwire::jelly::{Security, Value};
-use pbwire::pb::{self, Call, Message, ObjectId};
+use bytes::BytesMut;
+use pbwire::banana::{negotiation, Decoder, Element};
+use pbwire::jelly::Security;
+use pbwire::pb;
 use pbwire::Limits;
 use std::time::Instant;
+
+#[path = "../benches/support/updates.rs"]
+mod updates;
 
 const READ: usize = 64 * 1024;
 
@@ -23,7 +26,7 @@ fn main() {
         Some("generate") if args.len() == 5 => {
             let mb: usize = args[3].parse().expect("MEGABYTES");
             let chunk: usize = args[4].parse::<usize>().expect("CHUNK_KIB") * 1024;
-            std::fs::write(&args[2], generate(mb * 1_000_000, chunk)).expect("write");
+            std::fs::write(&args[2], updates::updates(mb * 1_000_000, chunk)).expect("write");
         }
         Some("decode") if args.len() == 5 => {
             let data = std::fs::read(&args[2]).expect("read");
@@ -35,43 +38,6 @@ fn main() {
             std::process::exit(2);
         }
     }
-}
-
-/// The worker side of a connection: the dialect choice, `version`, then `update`
-/// calls on command 3 each carrying one chunk of stdout, as buildbot-worker 4.x sends.
-fn generate(total: usize, chunk: usize) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    banana::encode(&negotiation::choice(Dialect::Pb), &mut out).expect("choice");
-    banana::encode(
-        &pb::encode(&Message::Version(6), Dialect::Pb).expect("version"),
-        &mut out,
-    )
-    .expect("version");
-    let line = b"compiling module_0042.c ... ok, 17 warnings suppressed, elapsed 0.031s\n";
-    let text: Vec<u8> = line.iter().copied().cycle().take(chunk).collect();
-    let text = String::from_utf8(text).expect("ASCII");
-    let mut id = 1;
-    while out.len() < total {
-        let update = Value::List(vec![Value::List(vec![
-            Value::Dict(vec![(Value::text("stdout"), Value::text(text.clone()))]),
-            Value::int(0),
-        ])]);
-        let call = Call {
-            request_id: id,
-            object: ObjectId::Id(3),
-            method: Bytes::from_static(b"update"),
-            answer_required: true,
-            args: vec![update],
-            kwargs: vec![],
-        };
-        banana::encode(
-            &pb::encode(&Message::Call(call), Dialect::Pb).expect("update"),
-            &mut out,
-        )
-        .expect("update");
-        id += 1;
-    }
-    out.to_vec()
 }
 
 fn decode(data: &[u8], level: &str, repeat: usize) {

@@ -89,25 +89,25 @@ async fn force(
     body: Option<Json<ForceBody>>,
 ) -> ApiResult {
     let body = body.map(|b| b.0).unwrap_or_default();
-    let (reply, answer) = oneshot::channel();
-    let msg = Msg::Force {
+    let answer = ask(&s, |reply| Msg::Force {
         builder: name,
         reason: body.reason.unwrap_or_else(|| "forced".into()),
         properties: serde_json::Value::Object(body.properties),
         reply,
-    };
-    s.master
-        .send(msg)
-        .await
-        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "master stopped".into()))?;
-    match answer.await {
-        Ok(Ok(id)) => Ok(Json(json!({ "request_id": id }))),
-        Ok(Err(e)) => Err(ApiError(StatusCode::BAD_REQUEST, e)),
-        Err(_) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "master stopped".into(),
-        )),
+    })
+    .await?;
+    match answer {
+        Ok(id) => Ok(Json(json!({ "request_id": id }))),
+        Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e)),
     }
+}
+
+/// Sends the coordinator a message carrying a reply channel and waits for the reply.
+async fn ask<T>(s: &ApiState, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T, ApiError> {
+    let stopped = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "master stopped".into());
+    let (reply, answer) = oneshot::channel();
+    s.master.send(msg(reply)).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,19 +137,15 @@ async fn build(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
 }
 
 async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
-    let (reply, answer) = oneshot::channel();
-    let msg = Msg::Stop {
+    let found = ask(&s, |reply| Msg::Stop {
         build_id: id,
         why: "stopped through the API".into(),
         reply,
-    };
-    s.master
-        .send(msg)
-        .await
-        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "master stopped".into()))?;
-    match answer.await {
-        Ok(true) => Ok(Json(json!({ "stopping": id }))),
-        _ => Err(ApiError(
+    })
+    .await?;
+    match found {
+        true => Ok(Json(json!({ "stopping": id }))),
+        false => Err(ApiError(
             StatusCode::CONFLICT,
             format!("build {id} is not running"),
         )),

@@ -2,57 +2,48 @@
 
 use pbwire::jelly::Failure;
 
+/// A failure of `type_name` whose bases, after its own, are `bases` and then Python's
+/// `Exception`, `BaseException` and `object` (receivers match on these).
+fn failure(type_name: &str, value: String, bases: &[&str]) -> Failure {
+    let builtins = [
+        "builtins.Exception",
+        "builtins.BaseException",
+        "builtins.object",
+    ];
+    let parents = std::iter::once(type_name)
+        .chain(bases.iter().copied())
+        .chain(builtins);
+    Failure {
+        type_name: type_name.into(),
+        value,
+        parents: parents.map(String::from).collect(),
+        traceback: None,
+    }
+}
+
 /// A refused login. Workers of every generation retry after this one (any other
 /// failure type makes them stop their process).
 pub fn unauthorized(why: &str) -> Failure {
-    Failure {
-        type_name: "twisted.cred.error.UnauthorizedLogin".into(),
-        value: why.into(),
-        parents: [
-            "twisted.cred.error.UnauthorizedLogin",
+    failure(
+        "twisted.cred.error.UnauthorizedLogin",
+        why.into(),
+        &[
             "twisted.cred.error.LoginFailed",
             "twisted.cred.error.Unauthorized",
-            "builtins.Exception",
-            "builtins.BaseException",
-            "builtins.object",
-        ]
-        .map(String::from)
-        .to_vec(),
-        traceback: None,
-    }
+        ],
+    )
 }
 
 /// A call to a method the object does not have.
 pub fn no_such_method(method: &str) -> Failure {
-    Failure {
-        type_name: "twisted.spread.flavors.NoSuchMethod".into(),
-        value: format!("No such method: remote_{method}"),
-        parents: [
-            "twisted.spread.flavors.NoSuchMethod",
-            "builtins.AttributeError",
-            "builtins.Exception",
-            "builtins.BaseException",
-            "builtins.object",
-        ]
-        .map(String::from)
-        .to_vec(),
-        traceback: None,
-    }
+    failure(
+        "twisted.spread.flavors.NoSuchMethod",
+        format!("No such method: remote_{method}"),
+        &["builtins.AttributeError"],
+    )
 }
 
 /// A call to an object id this side never handed out, or a refused call.
 pub fn pb_error(value: &str) -> Failure {
-    Failure {
-        type_name: "twisted.spread.pb.Error".into(),
-        value: value.into(),
-        parents: [
-            "twisted.spread.pb.Error",
-            "builtins.Exception",
-            "builtins.BaseException",
-            "builtins.object",
-        ]
-        .map(String::from)
-        .to_vec(),
-        traceback: None,
-    }
+    failure("twisted.spread.pb.Error", value.into(), &[])
 }
