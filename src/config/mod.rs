@@ -2,6 +2,8 @@
 //! their steps, and force schedulers. [`load`] reports every error with its line.
 
 mod model;
+mod schedulers;
+mod steps;
 mod validate;
 
 pub use model::*;

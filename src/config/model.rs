@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
 
+pub use super::schedulers::SchedulerConfig;
+pub use super::steps::{CommandLine, StepConfig};
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,67 +99,4 @@ pub struct BuilderConfig {
     pub properties: BTreeMap<String, toml::Value>,
     #[serde(default, rename = "step")]
     pub steps: Vec<StepConfig>,
-}
-
-/// A command as a shell string or an argv list.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum CommandLine {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-/// `[[builder.step]]`: a shell step.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepConfig {
-    pub name: Option<String>,
-    pub command: CommandLine,
-    /// Relative to the builder's directory on the worker.
-    #[serde(default = "default_workdir")]
-    pub workdir: String,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Seconds without output before the worker kills the command.
-    #[serde(default = "default_timeout")]
-    pub timeout: Option<u64>,
-    /// Seconds in all before the worker kills the command.
-    pub max_time: Option<u64>,
-    /// Extra files the worker watches and sends as logs: name → path (from workdir).
-    #[serde(default)]
-    pub logfiles: BTreeMap<String, String>,
-    /// Signal the worker kills with (`KILL`, `TERM`, `INT`, ...).
-    pub interrupt_signal: Option<String>,
-    /// Stop the build after this step fails.
-    #[serde(default)]
-    pub halt_on_failure: bool,
-    /// A failure of this step makes the build fail.
-    #[serde(default = "yes")]
-    pub flunk_on_failure: bool,
-    /// A failure of this step makes the build end in warnings (if not failed).
-    #[serde(default)]
-    pub warn_on_failure: bool,
-    /// Exit codes → results; absent codes: 0 is success, others failure.
-    #[serde(default)]
-    pub decode_rc: BTreeMap<String, Spanned<String>>,
-}
-
-fn default_workdir() -> String {
-    "build".into()
-}
-fn default_timeout() -> Option<u64> {
-    Some(1200)
-}
-fn yes() -> bool {
-    true
-}
-
-/// `[[scheduler]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchedulerConfig {
-    pub name: Spanned<String>,
-    /// Only `force` for now: builds on request through the API and CLI.
-    pub kind: Spanned<String>,
-    pub builders: Vec<Spanned<String>>,
 }

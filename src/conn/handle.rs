@@ -49,6 +49,10 @@ pub(super) enum Request {
         sink: mpsc::Sender<ObjectCall>,
         reply: oneshot::Sender<Option<i64>>,
     },
+    ExportObject {
+        object: Box<dyn super::LocalObject>,
+        reply: oneshot::Sender<Option<i64>>,
+    },
     Unexport(i64),
     Answer {
         request_id: i64,
@@ -122,6 +126,19 @@ impl ConnHandle {
         let (reply, id) = oneshot::channel();
         self.tx
             .send(Request::Export { sink, reply })
+            .await
+            .map_err(|_| CallError::ConnectionLost)?;
+        id.await.ok().flatten().ok_or(CallError::ConnectionLost)
+    }
+
+    /// Hands out an object that answers the peer's calls itself.
+    pub async fn export_object(
+        &self,
+        object: Box<dyn super::LocalObject>,
+    ) -> Result<i64, CallError> {
+        let (reply, id) = oneshot::channel();
+        self.tx
+            .send(Request::ExportObject { object, reply })
             .await
             .map_err(|_| CallError::ConnectionLost)?;
         id.await.ok().flatten().ok_or(CallError::ConnectionLost)

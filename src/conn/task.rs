@@ -24,7 +24,23 @@ use tracing::{debug, info};
 
 /// Where passwords come from; `None` for an unknown name.
 pub trait Auth: Send + Sync + std::fmt::Debug {
-    fn password(&self, name: &str) -> Option<Vec<u8>>;
+    /// The password and role of a login name; `None` for an unknown name.
+    fn lookup(&self, name: &str) -> Option<(Vec<u8>, Role)>;
+}
+
+/// What a login name is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A build worker: attached through the handshake before its login is answered.
+    Worker,
+    /// A change source (`buildbot sendchange`): may only call `addChange`.
+    ChangeSource,
+}
+
+/// An object of ours that answers the peer's calls itself, synchronously (a file
+/// writer or reader of a transfer step).
+pub trait LocalObject: Send + Sync + std::fmt::Debug {
+    fn call(&mut self, method: &str, args: &[Value]) -> Result<Value, Failure>;
 }
 
 /// Bounds and timers of every connection.
@@ -74,6 +90,13 @@ pub enum ConnEvent {
     },
     /// The worker asked for a graceful shutdown (`perspective.shutdown()`).
     ShutdownRequested { conn_id: u64 },
+    /// A change source called `addChange(change)`; the master answers `request_id`
+    /// once the change is stored.
+    Change {
+        conn: ConnHandle,
+        request_id: i64,
+        change: Value,
+    },
     /// The connection is gone.
     Closed { conn_id: u64, reason: String },
 }
@@ -127,6 +150,10 @@ enum Local {
     Challenger { challenge: [u8; 16], name: String },
     /// The logged-in worker's perspective.
     Avatar,
+    /// A logged-in change source's perspective.
+    ChangeAvatar,
+    /// An object that answers calls itself.
+    Object(Box<dyn LocalObject>),
     /// An object owned by another task.
     Sink(mpsc::Sender<ObjectCall>),
 }
@@ -323,6 +350,29 @@ impl Conn {
                     .await;
                 self.reply(&call, Ok(Value::None)).await
             }
+            Some((_, Local::ChangeAvatar)) if method == "addChange" => {
+                let Some(change) = call.args.first().cloned() else {
+                    return self
+                        .refuse(&call, pb_error("addChange needs a change"))
+                        .await;
+                };
+                let event = ConnEvent::Change {
+                    conn: self.handle.clone(),
+                    request_id: call.request_id,
+                    change,
+                };
+                self.events
+                    .send(event)
+                    .await
+                    .map_err(|_| "master is gone".to_owned())
+            }
+            Some((id, Local::Object(_))) => {
+                let Some(Local::Object(object)) = self.objects.get_mut(&id) else {
+                    return Ok(());
+                };
+                let result = object.call(&method, &call.args);
+                self.reply(&call, result).await
+            }
             Some((_, Local::Sink(tx))) => {
                 let tx = tx.clone();
                 let answer = if method == "update" {
@@ -391,13 +441,20 @@ impl Conn {
             .first()
             .and_then(Value::as_bytes)
             .unwrap_or_default();
-        let good = self
-            .auth
-            .password(&name)
-            .is_some_and(|pw| login::verify(&pw, &challenge, response));
-        if !good {
-            info!(peer = %self.handle.peer, worker = %name, "login refused: unknown worker or wrong password");
-            return self.refuse(call, unauthorized("")).await;
+        let role = match self.auth.lookup(&name) {
+            Some((pw, role)) if login::verify(&pw, &challenge, response) => role,
+            _ => {
+                info!(peer = %self.handle.peer, worker = %name, "login refused: unknown worker or wrong password");
+                return self.refuse(call, unauthorized("")).await;
+            }
+        };
+        if role == Role::ChangeSource {
+            let Ok(avatar) = self.session.export_new() else {
+                return self.violation(call, "too many objects").await;
+            };
+            self.objects.insert(avatar, Local::ChangeAvatar);
+            self.login = LoginState::Done(name);
+            return self.reply(call, Ok(Value::Remote(avatar))).await;
         }
         let mind = match call.args.get(1) {
             Some(Value::Remote(id)) => Some(*id),
@@ -431,6 +488,14 @@ impl Conn {
                 kwargs,
                 reply,
             } => self.call(object, method, args, kwargs, reply).await,
+            Request::ExportObject { object, reply } => {
+                let id = self.session.export_new().ok();
+                if let Some(id) = id {
+                    self.objects.insert(id, Local::Object(object));
+                }
+                let _ = reply.send(id);
+                Ok(())
+            }
             Request::Export { sink, reply } => {
                 let id = self.session.export_new().ok();
                 if let Some(id) = id {

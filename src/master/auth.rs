@@ -1,13 +1,13 @@
 //! Worker passwords from the configuration, resolved once at start.
 
 use crate::config::Config;
-use crate::conn::Auth;
+use crate::conn::{Auth, Role};
 use std::collections::HashMap;
 
 /// Name → password, read from the config's values, environment variables or files.
 #[derive(Clone)]
 pub struct ConfigAuth {
-    passwords: HashMap<String, Vec<u8>>,
+    passwords: HashMap<String, (Vec<u8>, Role)>,
 }
 
 impl std::fmt::Debug for ConfigAuth {
@@ -36,14 +36,14 @@ impl ConfigAuth {
             } else {
                 return Err(format!("worker {name:?} has no password"));
             };
-            passwords.insert(name.clone(), pw.into_bytes());
+            passwords.insert(name.clone(), (pw.into_bytes(), Role::Worker));
         }
         Ok(ConfigAuth { passwords })
     }
 }
 
 impl Auth for ConfigAuth {
-    fn password(&self, name: &str) -> Option<Vec<u8>> {
+    fn lookup(&self, name: &str) -> Option<(Vec<u8>, Role)> {
         self.passwords.get(name).cloned()
     }
 }

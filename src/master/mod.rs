@@ -178,6 +178,12 @@ impl Master {
                 }
             }
             Msg::Conn(ConnEvent::Closed { conn_id, reason }) => self.closed(conn_id, &reason),
+            Msg::Conn(ConnEvent::Change {
+                conn, request_id, ..
+            }) => {
+                let refusal = crate::conn::pb_error("this master takes no changes");
+                tokio::spawn(async move { conn.answer(request_id, Err(refusal)).await });
+            }
             Msg::DuplicateChecked {
                 name,
                 old_alive,
