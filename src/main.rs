@@ -10,17 +10,21 @@
 //! - `build`: a build's steps as remote commands; results.
 //! - `store`: durable state in SQLite.
 //! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
+//! - `changes`: changes from sendchange, JSON and push hooks; `scheduler`: what turns
+//!   time and changes into build requests.
 //! - `config`: the TOML configuration.
 //!
 //! The protocol itself lives in the `pbwire` crate (`protocol/`).
 
 mod api;
 mod build;
+mod changes;
 mod cli;
 mod config;
 mod conn;
 mod master;
 mod run;
+mod scheduler;
 mod server;
 mod store;
 mod worker;

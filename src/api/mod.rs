@@ -1,6 +1,7 @@
 //! The HTTP JSON API the CLI uses: builders, builds with steps, logs (raw and
 //! followed), workers, build requests; force and stop as POSTs.
 
+mod changes;
 mod logs;
 
 use crate::config::Config;
@@ -34,6 +35,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/workers", get(workers))
         .route("/api/buildrequests", get(requests))
         .route("/api/buildrequests/{id}", get(request))
+        .merge(changes::routes())
         .with_state(state)
 }
 
@@ -68,7 +70,7 @@ async fn builders(State(s): State<ApiState>) -> ApiResult {
                 "name": b.name.get_ref(),
                 "workers": b.workers.iter().map(|w| w.get_ref()).collect::<Vec<_>>(),
                 "properties": b.properties,
-                "steps": b.steps.iter().enumerate().map(|(i, st)| st.name.clone().unwrap_or_else(|| format!("step {}", i + 1))).collect::<Vec<_>>(),
+                "steps": b.steps.iter().enumerate().map(|(i, st)| st.get_ref().display_name(i + 1)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -185,5 +187,6 @@ async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
         .ok_or_else(|| not_found("such build request"))?;
     let mut v = json!(request);
     v["builds"] = json!(s.store.builds_of_request(id)?);
+    v["changes"] = json!(s.store.changes_of_request(id)?);
     Ok(Json(v))
 }

@@ -1,18 +1,23 @@
-//! Runs one build on one attached worker: the ping, `startBuild`, then each step as a
-//! remote command whose updates are stored as they arrive.
+//! Runs one build on one attached worker: the ping, `startBuild`, then each step in
+//! order — skipped when its condition fails or the build halted (unless it always
+//! runs), its arguments interpolated from the build's properties.
 
-use super::{shell_args, BuildResult};
-use crate::config::{BuilderConfig, StepConfig};
-use crate::conn::CallError;
-use crate::store::{BuildRow, Channel, Store};
+use super::command::{run_command, CommandEnd};
+use super::fs::{fs_command, FsPaths};
+use super::git::run_git;
+use super::properties::{condition_holds, Properties};
+use super::shell::ShellCommand;
+use super::BuildResult;
+use crate::config::{BuilderConfig, StepConfig, StepKind};
+use crate::store::{BuildRow, Store};
 use crate::worker::Attached;
-use pbwire::jelly::{Failure, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use serde_json::Value as Json;
+use std::sync::atomic::AtomicU64;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::info;
 
 /// Everything a build needs.
 #[derive(Debug)]
@@ -23,12 +28,16 @@ pub struct BuildJob {
     pub worker: Attached,
     /// The worker's object for this builder.
     pub wfb: i64,
+    /// The build's starting properties (builder, request, build number, worker...).
+    pub properties: Properties,
     /// `Some(reason)` once someone asked to stop the build.
     pub stop: watch::Receiver<Option<String>>,
     /// Command ids are unique across the master, as buildbot's are.
     pub command_ids: Arc<AtomicU64>,
     /// Deadline of the short calls (ping, startBuild).
     pub rpc_timeout: Duration,
+    /// Where relative master-side paths of transfers point (the data folder).
+    pub files_dir: Arc<PathBuf>,
 }
 
 /// How a build ended.
@@ -40,65 +49,85 @@ pub struct BuildOutcome {
 
 /// How one step ended.
 #[derive(Debug)]
-struct StepOutcome {
-    result: BuildResult,
-    rc: Option<i64>,
-    reason: Option<String>,
+pub struct StepOutcome {
+    pub result: BuildResult,
+    pub rc: Option<i64>,
+    pub reason: Option<String>,
 }
 
-/// How long a worker gets to end a command after it was told to interrupt it; its
-/// own kill escalation takes 5 s.
-const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
+impl StepOutcome {
+    pub fn exception(reason: impl Into<String>) -> StepOutcome {
+        StepOutcome { result: BuildResult::Exception, rc: None, reason: Some(reason.into()) }
+    }
 
-/// Runs the build and records it; the caller finishes it in the store.
+    fn success() -> StepOutcome {
+        StepOutcome { result: BuildResult::Success, rc: Some(0), reason: None }
+    }
+
+    /// For a command that did not end by itself: the worker was lost (retry), the build
+    /// was stopped (cancelled), or the worker raised (exception).
+    pub fn abnormal(end: &CommandEnd) -> Option<StepOutcome> {
+        if let Some(why) = &end.lost {
+            return Some(StepOutcome { result: BuildResult::Retry, rc: None, reason: Some(why.clone()) });
+        }
+        if end.interrupted {
+            return Some(StepOutcome { result: BuildResult::Cancelled, rc: end.rc, reason: end.failure_reason.clone() });
+        }
+        end.failure.as_ref().map(|f| StepOutcome::exception(format!("{}: {}", f.type_name, f.value)))
+    }
+
+    /// A finished command's result from its exit code: `decode_rc` first, then 0 is
+    /// success and anything else failure.
+    fn from_rc(end: &CommandEnd, step: &StepConfig) -> StepOutcome {
+        if let Some(o) = StepOutcome::abnormal(end) {
+            return o;
+        }
+        let Some(code) = end.rc else {
+            return StepOutcome::exception("command ended without an exit code");
+        };
+        let decoded = step.decode_rc.as_ref().and_then(|m| m.get(&code.to_string())).and_then(|r| r.get_ref().parse().ok());
+        let result = decoded.unwrap_or(if code == 0 { BuildResult::Success } else { BuildResult::Failure });
+        let reason = end.failure_reason.clone().or_else(|| (code != 0).then(|| format!("exit code {code}")));
+        StepOutcome { result, rc: Some(code), reason }
+    }
+}
+
+/// Runs the build and records its steps; the caller finishes it in the store.
 pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
     let conn = job.worker.conn.clone();
     if let Err(e) = conn.print(job.worker.mind, "ping", job.rpc_timeout).await {
-        return BuildOutcome {
-            result: BuildResult::Retry,
-            reason: Some(format!("worker did not answer the ping: {e}")),
-        };
+        return BuildOutcome { result: BuildResult::Retry, reason: Some(format!("worker did not answer the ping: {e}")) };
     }
-    if let Err(e) = conn
-        .call_timeout(job.rpc_timeout, job.wfb, "startBuild", vec![], vec![])
-        .await
-    {
-        return BuildOutcome {
-            result: BuildResult::Retry,
-            reason: Some(format!("startBuild failed: {e}")),
-        };
+    if let Err(e) = conn.call_timeout(job.rpc_timeout, job.wfb, "startBuild", vec![], vec![]).await {
+        return BuildOutcome { result: BuildResult::Retry, reason: Some(format!("startBuild failed: {e}")) };
     }
+    let mut props = std::mem::take(&mut job.properties);
+    let _ = job.store.set_build_properties(job.build.id, &props.to_json());
     let mut result = BuildResult::Success;
     let mut reason = None;
+    let mut halted = false;
     let builder = job.builder.clone();
-    for (i, step) in builder.steps.iter().enumerate() {
+    for (i, step) in builder.steps.iter().map(|s| s.get_ref()).enumerate() {
         let number = i as i64 + 1;
-        let name = step
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("step {number}"));
+        let name = step.display_name(i + 1);
         let _ = job.store.start_step(job.build.id, number, &name);
         if let Some(why) = job.stop.borrow().clone() {
-            let _ = job.store.finish_step(
-                job.build.id,
-                number,
-                BuildResult::Cancelled,
-                None,
-                Some(&why),
-            );
-            return BuildOutcome {
-                result: BuildResult::Cancelled,
-                reason: Some(why),
-            };
+            let _ = job.store.finish_step(job.build.id, number, BuildResult::Cancelled, None, Some(&why));
+            return BuildOutcome { result: BuildResult::Cancelled, reason: Some(why) };
         }
-        let outcome = run_shell(&mut job, step, number).await;
-        let _ = job.store.finish_step(
-            job.build.id,
-            number,
-            outcome.result,
-            outcome.rc,
-            outcome.reason.as_deref(),
-        );
+        let outcome = if halted && !step.always_run {
+            StepOutcome { result: BuildResult::Skipped, rc: None, reason: Some("an earlier step halted the build".into()) }
+        } else {
+            match step.do_step_if.as_deref().map(|c| props.render(c)) {
+                Some(Err(e)) => StepOutcome::exception(format!("do_step_if: {e}")),
+                Some(Ok(c)) if !condition_holds(&c) => {
+                    StepOutcome { result: BuildResult::Skipped, rc: None, reason: Some(format!("condition {c:?} is false")) }
+                }
+                _ => run_step(&mut job, &mut props, step, number).await,
+            }
+        };
+        let _ = job.store.finish_step(job.build.id, number, outcome.result, outcome.rc, outcome.reason.as_deref());
+        let _ = job.store.set_build_properties(job.build.id, &props.to_json());
         info!(build = job.build.id, step = number, result = %outcome.result, "step finished");
         let contribution = match outcome.result {
             BuildResult::Failure if step.flunk_on_failure => BuildResult::Failure,
@@ -106,186 +135,125 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
             BuildResult::Failure => BuildResult::Success,
             other => other,
         };
-        if contribution != BuildResult::Success && reason.is_none() {
-            reason = Some(format!(
-                "step {name:?}: {}",
-                outcome.reason.as_deref().unwrap_or(outcome.result.name())
-            ));
+        if !matches!(contribution, BuildResult::Success | BuildResult::Skipped) && reason.is_none() {
+            reason = Some(format!("step {name:?}: {}", outcome.reason.as_deref().unwrap_or(outcome.result.name())));
         }
         result = result.worst(contribution);
-        if matches!(
-            outcome.result,
-            BuildResult::Exception | BuildResult::Retry | BuildResult::Cancelled
-        ) {
-            return BuildOutcome { result, reason };
-        }
-        if outcome.result == BuildResult::Failure && step.halt_on_failure {
-            break;
+        match outcome.result {
+            // Nothing more can run on a lost worker or a stopped build.
+            BuildResult::Retry | BuildResult::Cancelled => return BuildOutcome { result, reason },
+            BuildResult::Exception => halted = true,
+            BuildResult::Failure if step.halt_on_failure => halted = true,
+            _ => {}
         }
     }
     BuildOutcome { result, reason }
 }
 
-/// Runs one shell step as a remote command.
-async fn run_shell(job: &mut BuildJob, step: &StepConfig, number: i64) -> StepOutcome {
-    let lost = |why: String| StepOutcome {
-        result: BuildResult::Retry,
-        rc: None,
-        reason: Some(why),
-    };
-    let conn = job.worker.conn.clone();
-    let (tx, mut rx) = mpsc::channel(64);
-    let cmd_ref = match conn.export(tx).await {
-        Ok(id) => id,
-        Err(e) => return lost(format!("worker lost: {e}")),
-    };
-    let command_id = job.command_ids.fetch_add(1, Ordering::Relaxed).to_string();
-    let args = vec![
-        Value::Remote(cmd_ref),
-        Value::text(command_id.as_str()),
-        Value::text("shell"),
-        Value::Dict(shell_args(step, &job.worker.commands)),
-    ];
-    // Updates (even `complete`) may arrive before the answer to startCommand, so both
-    // are awaited together.
-    let start = conn.call(job.wfb, "startCommand", args, vec![]);
-    tokio::pin!(start);
-    let mut started = false;
-    let mut rc = None;
-    let mut failure_reason: Option<String> = None;
-    let mut interrupted_at: Option<Instant> = None;
-    let mut stop_open = true;
-    let far = Instant::now() + Duration::from_secs(86400 * 365);
-    let outcome = loop {
-        let grace_end = interrupted_at.map_or(far, |t| t + INTERRUPT_GRACE);
-        tokio::select! {
-            answer = &mut start, if !started => {
-                started = true;
-                match answer {
-                    Ok(_) => {}
-                    Err(CallError::Remote(f)) => break exception(&f),
-                    Err(e) => break lost(format!("worker lost: {e}")),
+/// Runs one step of whatever kind.
+async fn run_step(job: &mut BuildJob, props: &mut Properties, step: &StepConfig, number: i64) -> StepOutcome {
+    match step.kind {
+        StepKind::Shell => {
+            let cmd = match ShellCommand::from_step(step, props) {
+                Ok(c) => c,
+                Err(e) => return StepOutcome::exception(e.to_string()),
+            };
+            let args = cmd.args(&job.worker.commands);
+            let end = run_command(job, number, "shell", args, step.property.is_some()).await;
+            let outcome = StepOutcome::from_rc(&end, step);
+            if let (BuildResult::Success | BuildResult::Warnings, Some(name)) = (outcome.result, &step.property) {
+                match property_from_output(step, &end.stdout) {
+                    Ok(value) => props.set(name, Json::String(value), "step"),
+                    Err(e) => return StepOutcome::exception(e),
                 }
             }
-            call = rx.recv() => {
-                let Some(call) = call else { break lost("worker lost: connection closed".into()) };
-                match call.method.as_str() {
-                    "update" => record_updates(job, number, &call.args, &mut rc, &mut failure_reason),
-                    "complete" => {
-                        let failure = call.args.first().and_then(Failure::from_value);
-                        break match (failure, interrupted_at) {
-                            (_, Some(_)) => StepOutcome {
-                                result: BuildResult::Cancelled,
-                                rc,
-                                reason: job.stop.borrow().clone(),
-                            },
-                            (Some(f), None) => exception(&f),
-                            (None, None) => decode_rc(step, rc, failure_reason.take()),
-                        };
-                    }
-                    other => warn!(build = job.build.id, "worker called {other:?} on a command; ignored"),
-                }
+            outcome
+        }
+        StepKind::Mkdir
+        | StepKind::Rmdir
+        | StepKind::Rm
+        | StepKind::Cpdir
+        | StepKind::Stat
+        | StepKind::Glob
+        | StepKind::Listdir => run_fs(job, props, step, number).await,
+        StepKind::SetProperty => {
+            let value = match &step.value {
+                Some(toml::Value::String(s)) => match props.render(s) {
+                    Ok(v) => Json::String(v),
+                    Err(e) => return StepOutcome::exception(e.to_string()),
+                },
+                Some(other) => serde_json::to_value(other).unwrap_or(Json::Null),
+                None => Json::Null,
+            };
+            if let Some(name) = &step.property {
+                props.set(name, value, "step");
             }
-            changed = job.stop.changed(), if stop_open && interrupted_at.is_none() => {
-                if changed.is_err() {
-                    stop_open = false;
-                    continue;
-                }
-                let Some(why) = job.stop.borrow().clone() else { continue };
-                interrupted_at = Some(Instant::now());
-                let (conn, wfb, id) = (conn.clone(), job.wfb, command_id.clone());
-                tokio::spawn(async move {
-                    let args = vec![Value::text(id.as_str()), Value::text(why.as_str())];
-                    if let Err(e) = conn.call(wfb, "interruptCommand", args, vec![]).await {
-                        warn!("interruptCommand failed: {e}");
-                    }
-                });
-            }
-            _ = tokio::time::sleep_until(grace_end), if interrupted_at.is_some() => {
-                break StepOutcome {
-                    result: BuildResult::Cancelled,
-                    rc,
-                    reason: Some("the worker did not end the interrupted command".into()),
-                };
-            }
+            StepOutcome::success()
+        }
+        StepKind::Git => run_git(job, props, step, number).await,
+        StepKind::Upload | StepKind::Download | StepKind::StringDownload | StepKind::DirectoryUpload => {
+            super::transfer::run_transfer(job, props, step, number).await
+        }
+    }
+}
+
+/// A file-system command; `stat`, `glob` and `listdir` results go to `property`.
+async fn run_fs(job: &mut BuildJob, props: &mut Properties, step: &StepConfig, number: i64) -> StepOutcome {
+    let render = |o: &Option<String>| o.as_deref().map(|s| props.render(s)).transpose();
+    let paths = match (render(&step.dir), render(&step.path), render(&step.from_dir), render(&step.to_dir), render(&step.file)) {
+        (Ok(dir), Ok(path), Ok(from_dir), Ok(to_dir), Ok(file)) => FsPaths { dir, path, from_dir, to_dir, file },
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (_, _, _, Err(e), _) | (.., Err(e)) => {
+            return StepOutcome::exception(e.to_string())
         }
     };
-    conn.unexport(cmd_ref).await;
+    let command = match fs_command(step.kind, &paths, &job.worker.commands) {
+        Ok(c) => c,
+        Err(e) => return StepOutcome::exception(e),
+    };
+    let end = run_command(job, number, command.name, command.args, false).await;
+    let outcome = StepOutcome::from_rc(&end, step);
+    if outcome.result == BuildResult::Success {
+        if let Some(name) = &step.property {
+            let value = match (&end.stat, &end.files) {
+                (Some(stat), _) => Json::from(stat.clone()),
+                (_, Some(files)) => Json::from(files.clone()),
+                _ => Json::Null,
+            };
+            props.set(name, value, "step");
+        }
+    }
     outcome
 }
 
-fn exception(f: &Failure) -> StepOutcome {
-    StepOutcome {
-        result: BuildResult::Exception,
-        rc: None,
-        reason: Some(format!("{}: {}", f.type_name, f.value)),
-    }
-}
-
-/// The step's result from its exit code: `decode_rc` first, then 0 = success.
-fn decode_rc(step: &StepConfig, rc: Option<i64>, failure_reason: Option<String>) -> StepOutcome {
-    let Some(code) = rc else {
-        return StepOutcome {
-            result: BuildResult::Exception,
-            rc,
-            reason: Some("command ended without an exit code".into()),
-        };
-    };
-    let result = step
-        .decode_rc
-        .get(&code.to_string())
-        .and_then(|r| r.get_ref().parse().ok())
-        .unwrap_or(if code == 0 {
-            BuildResult::Success
-        } else {
-            BuildResult::Failure
-        });
-    let reason = failure_reason.or_else(|| (code != 0).then(|| format!("exit code {code}")));
-    StepOutcome { result, rc, reason }
-}
-
-/// Stores the contents of one `update([[{key: value}, n], ...])` call.
-fn record_updates(
-    job: &BuildJob,
-    step: i64,
-    args: &[Value],
-    rc: &mut Option<i64>,
-    reason: &mut Option<String>,
-) {
-    let Some(updates) = args.first().and_then(Value::as_seq) else {
-        return;
-    };
-    for update in updates {
-        let Some(Value::Dict(pairs)) = update.as_seq().and_then(|u| u.first()) else {
-            continue;
-        };
-        for (key, value) in pairs {
-            let Some(key) = key.as_str_lossy() else {
-                continue;
-            };
-            let bytes = value.as_bytes();
-            let append = |log: &str, channel: Channel, data: &[u8]| {
-                if let Err(e) = job.store.append_log(job.build.id, step, log, channel, data) {
-                    warn!(build = job.build.id, "cannot store log: {e}");
-                }
-            };
-            match (key.as_ref(), bytes) {
-                ("stdout", Some(b)) => append("stdio", Channel::Stdout, b),
-                ("stderr", Some(b)) => append("stdio", Channel::Stderr, b),
-                ("header", Some(b)) => append("stdio", Channel::Header, b),
-                ("rc", _) => *rc = value.as_i64(),
-                ("failure_reason", Some(b)) => {
-                    *reason = Some(String::from_utf8_lossy(b).into_owned())
-                }
-                ("log", _) => {
-                    if let Some([name, text]) = value.as_seq() {
-                        if let (Some(name), Some(text)) = (name.as_str_lossy(), text.as_bytes()) {
-                            append(&name, Channel::Stdout, text);
-                        }
-                    }
-                }
-                _ => {}
-            }
+/// The property a shell step sets from its stdout (`property_from`).
+fn property_from_output(step: &StepConfig, stdout: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let how = step.property_from.as_ref().map_or("stripped", |s| s.get_ref().as_str());
+    match how {
+        "stdout" => Ok(text.into_owned()),
+        "stripped" => Ok(text.trim().to_owned()),
+        other => {
+            let pattern = other.strip_prefix("regex:").ok_or_else(|| format!("unknown property_from {other:?}"))?;
+            let re = regex::Regex::new(pattern).map_err(|e| format!("property_from: {e}"))?;
+            let caps = re.captures(&text).ok_or_else(|| format!("output does not match {pattern:?}"))?;
+            Ok(caps.get(1).or_else(|| caps.get(0)).map_or("", |m| m.as_str()).to_owned())
         }
     }
+}
+
+/// The properties every build starts with.
+pub fn initial_properties(builder: &BuilderConfig, request: &Json, number: i64, worker: &str) -> Properties {
+    let mut p = Properties::default();
+    for (k, v) in &builder.properties {
+        p.set(k, serde_json::to_value(v).unwrap_or(Json::Null), "builder");
+    }
+    if let Json::Object(m) = request {
+        for (k, v) in m {
+            p.set(k, v.clone(), "request");
+        }
+    }
+    p.set("buildername", Json::String(builder.name.get_ref().clone()), "build");
+    p.set("buildnumber", Json::from(number), "build");
+    p.set("workername", Json::String(worker.to_owned()), "build");
+    p
 }

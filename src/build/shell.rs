@@ -1,63 +1,100 @@
 //! `startCommand` arguments for a shell step, in the form the worker's command
-//! version expects (the table in the protocol reference, §5.9).
+//! version expects (the table in the protocol reference, §5.9), with properties
+//! interpolated into every string.
 
+use super::properties::{Properties, RenderError};
 use crate::config::{CommandLine, StepConfig};
 use crate::worker::CommandVersion;
 use pbwire::jelly::Value;
 use std::collections::BTreeMap;
 
-/// The argument dictionary of `startCommand(ref, id, "shell", args)`.
-pub fn shell_args(step: &StepConfig, commands: &BTreeMap<String, String>) -> Vec<(Value, Value)> {
-    let version = commands.get("shell").map(|v| CommandVersion::parse(v));
-    let t = Value::text;
-    let mut args = vec![
-        (t("workdir"), t(&step.workdir)),
-        (
-            t("command"),
-            match &step.command {
-                CommandLine::Shell(s) => t(s),
-                CommandLine::Argv(argv) => Value::List(argv.iter().map(|a| t(a)).collect()),
-            },
-        ),
-        (
-            t("env"),
-            if step.env.is_empty() {
-                Value::None
-            } else {
-                Value::Dict(step.env.iter().map(|(k, v)| (t(k), t(v))).collect())
-            },
-        ),
-        (t("want_stdout"), Value::Bool(true)),
-        (t("want_stderr"), Value::Bool(true)),
-        (
-            t("logfiles"),
-            Value::Dict(step.logfiles.iter().map(|(k, v)| (t(k), t(v))).collect()),
-        ),
-        (
-            t("timeout"),
-            step.timeout.map_or(Value::None, |s| Value::int(s as i64)),
-        ),
-        (
-            t("maxTime"),
-            step.max_time.map_or(Value::None, |s| Value::int(s as i64)),
-        ),
-        (t("logEnviron"), Value::Bool(true)),
-    ];
-    match version {
-        // A worker too old to report versions also wants the workdir as `dir`.
-        None => args.push((t("dir"), t(&step.workdir))),
-        // Before 2.7 the master may not set usePTY at all.
-        Some(v) if v.below(2, 7) => {}
-        // Before 3.0, "slave-config" defers to the worker's own setting; 3.x needs a bool.
-        Some(v) if v.below(3, 0) => args.push((t("usePTY"), t("slave-config"))),
-        Some(_) => args.push((t("usePTY"), Value::Bool(false))),
+/// What a shell command needs, after interpolation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellCommand {
+    pub command: CommandLine,
+    pub workdir: String,
+    pub env: BTreeMap<String, String>,
+    pub logfiles: BTreeMap<String, String>,
+    pub timeout: Option<u64>,
+    pub max_time: Option<u64>,
+    pub interrupt_signal: Option<String>,
+}
+
+impl ShellCommand {
+    /// A shell step's command with its properties rendered.
+    pub fn from_step(step: &StepConfig, props: &Properties) -> Result<ShellCommand, RenderError> {
+        let command = match &step.command {
+            Some(CommandLine::Shell(s)) => CommandLine::Shell(props.render(s)?),
+            Some(CommandLine::Argv(argv)) => {
+                CommandLine::Argv(argv.iter().map(|a| props.render(a)).collect::<Result<_, _>>()?)
+            }
+            None => CommandLine::Argv(vec![]),
+        };
+        let render_map = |m: &Option<BTreeMap<String, String>>| -> Result<BTreeMap<String, String>, RenderError> {
+            m.iter().flatten().map(|(k, v)| Ok((k.clone(), props.render(v)?))).collect()
+        };
+        Ok(ShellCommand {
+            command,
+            workdir: props.render(&step.workdir)?,
+            env: render_map(&step.env)?,
+            logfiles: render_map(&step.logfiles)?,
+            timeout: Some(step.timeout_or_default()),
+            max_time: step.max_time,
+            interrupt_signal: step.interrupt_signal.clone(),
+        })
     }
-    if let Some(signal) = &step.interrupt_signal {
-        if version.is_some_and(|v| !v.below(2, 15)) {
-            args.push((t("interruptSignal"), t(signal)));
+
+    /// An argv command in `workdir` with the defaults (used by the git step).
+    pub fn argv(workdir: &str, argv: &[&str], timeout: u64) -> ShellCommand {
+        ShellCommand {
+            command: CommandLine::Argv(argv.iter().map(|a| a.to_string()).collect()),
+            workdir: workdir.to_owned(),
+            env: BTreeMap::new(),
+            logfiles: BTreeMap::new(),
+            timeout: Some(timeout),
+            max_time: None,
+            interrupt_signal: None,
         }
     }
-    args
+
+    /// The argument dictionary of `startCommand(ref, id, "shell", args)`.
+    pub fn args(&self, commands: &BTreeMap<String, String>) -> Vec<(Value, Value)> {
+        let version = commands.get("shell").map(|v| CommandVersion::parse(v));
+        let t = |s: &str| Value::text(s);
+        let map = |m: &BTreeMap<String, String>| Value::Dict(m.iter().map(|(k, v)| (t(k), t(v))).collect());
+        let mut args = vec![
+            (t("workdir"), t(&self.workdir)),
+            (
+                t("command"),
+                match &self.command {
+                    CommandLine::Shell(s) => t(s),
+                    CommandLine::Argv(argv) => Value::List(argv.iter().map(|a| t(a)).collect()),
+                },
+            ),
+            (t("env"), if self.env.is_empty() { Value::None } else { map(&self.env) }),
+            (t("want_stdout"), Value::Bool(true)),
+            (t("want_stderr"), Value::Bool(true)),
+            (t("logfiles"), map(&self.logfiles)),
+            (t("timeout"), self.timeout.map_or(Value::None, |s| Value::int(s as i64))),
+            (t("maxTime"), self.max_time.map_or(Value::None, |s| Value::int(s as i64))),
+            (t("logEnviron"), Value::Bool(true)),
+        ];
+        match version {
+            // A worker too old to report versions also wants the workdir as `dir`.
+            None => args.push((t("dir"), t(&self.workdir))),
+            // Before 2.7 the master may not set usePTY at all.
+            Some(v) if v.below(2, 7) => {}
+            // Before 3.0, "slave-config" defers to the worker's own setting; 3.x needs a bool.
+            Some(v) if v.below(3, 0) => args.push((t("usePTY"), t("slave-config"))),
+            Some(_) => args.push((t("usePTY"), Value::Bool(false))),
+        }
+        if let Some(signal) = &self.interrupt_signal {
+            if version.is_some_and(|v| !v.below(2, 15)) {
+                args.push((t("interruptSignal"), t(signal)));
+            }
+        }
+        args
+    }
 }
 
 #[cfg(test)]
@@ -67,12 +104,19 @@ mod tests {
     fn step() -> StepConfig {
         crate::config::parse(
             "[master]\ndata_dir='d'\n[[worker]]\nname='w'\npassword='p'\n[[builder]]\nname='b'\nworkers=['w']\n\
-             [[builder.step]]\ncommand=['make','-j2']\ninterrupt_signal='TERM'\n",
+             [[builder.step]]\ncommand=['make','-j%(prop:jobs)s']\ninterrupt_signal='TERM'\n",
         )
         .unwrap()
         .builders[0]
             .steps[0]
+            .get_ref()
             .clone()
+    }
+
+    fn props() -> Properties {
+        let mut p = Properties::default();
+        p.set("jobs", serde_json::json!(2), "test");
+        p
     }
 
     fn get<'a>(args: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
@@ -82,22 +126,24 @@ mod tests {
     #[test]
     fn modern_workers_get_a_bool_pty_and_the_signal() {
         let commands = BTreeMap::from([("shell".to_owned(), "3.3".to_owned())]);
-        let args = shell_args(&step(), &commands);
+        let args = ShellCommand::from_step(&step(), &props()).unwrap().args(&commands);
         assert_eq!(get(&args, "usePTY"), Some(&Value::Bool(false)));
         assert_eq!(get(&args, "interruptSignal"), Some(&Value::text("TERM")));
-        assert_eq!(
-            get(&args, "command"),
-            Some(&Value::List(vec![Value::text("make"), Value::text("-j2")]))
-        );
+        assert_eq!(get(&args, "command"), Some(&Value::List(vec![Value::text("make"), Value::text("-j2")])));
     }
 
     #[test]
     fn legacy_workers_get_slave_config() {
+        let cmd = ShellCommand::from_step(&step(), &props()).unwrap();
         let commands = BTreeMap::from([("shell".to_owned(), "2.16".to_owned())]);
-        let args = shell_args(&step(), &commands);
-        assert_eq!(get(&args, "usePTY"), Some(&Value::text("slave-config")));
+        assert_eq!(get(&cmd.args(&commands), "usePTY"), Some(&Value::text("slave-config")));
         let old = BTreeMap::from([("shell".to_owned(), "2.14".to_owned())]);
-        assert_eq!(get(&shell_args(&step(), &old), "interruptSignal"), None);
-        assert!(get(&shell_args(&step(), &BTreeMap::new()), "dir").is_some());
+        assert_eq!(get(&cmd.args(&old), "interruptSignal"), None);
+        assert!(get(&cmd.args(&BTreeMap::new()), "dir").is_some());
+    }
+
+    #[test]
+    fn missing_properties_fail_the_rendering() {
+        assert!(ShellCommand::from_step(&step(), &Properties::default()).is_err());
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
 
-pub use super::schedulers::SchedulerConfig;
-pub use super::steps::{CommandLine, StepConfig};
+pub use super::schedulers::{ChangesConfig, SchedulerConfig};
+pub use super::steps::{CommandLine, StepConfig, StepKind};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +19,8 @@ pub struct Config {
     pub builders: Vec<BuilderConfig>,
     #[serde(default, rename = "scheduler")]
     pub schedulers: Vec<SchedulerConfig>,
+    /// `[changes]`: who may send changes over PB.
+    pub changes: Option<ChangesConfig>,
 }
 
 /// `[master]`.
@@ -98,5 +100,5 @@ pub struct BuilderConfig {
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
     #[serde(default, rename = "step")]
-    pub steps: Vec<StepConfig>,
+    pub steps: Vec<Spanned<StepConfig>>,
 }

@@ -1,6 +1,6 @@
 //! Loading and checking: every problem is collected, with its line and column.
 
-use super::{BuilderConfig, Config};
+use super::{BuilderConfig, Config, StepConfig};
 use crate::build::BuildResult;
 use std::collections::HashSet;
 use std::fmt;
@@ -44,6 +44,9 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
                 *f = base.join(&*f);
             }
         }
+    }
+    if let Some(c) = &mut config.changes {
+        c.resolve_paths(base);
     }
     Ok(config)
 }
@@ -147,29 +150,13 @@ fn check(config: &Config, text: &str) -> Vec<ConfigError> {
         }
         check_builder(b, &workers, &mut at);
     }
-    for s in &config.schedulers {
-        if s.kind.get_ref() != "force" {
-            at(
-                s.kind.span(),
-                format!(
-                    "scheduler kind {:?} is not known (known: force)",
-                    s.kind.get_ref()
-                ),
-            );
-        }
-        for name in &s.builders {
-            if !builders.contains(name.get_ref().as_str()) {
-                at(
-                    name.span(),
-                    format!(
-                        "scheduler {:?}: no builder {:?}",
-                        s.name.get_ref(),
-                        name.get_ref()
-                    ),
-                );
-            }
-        }
-    }
+    super::schedulers::check(
+        &config.schedulers,
+        config.changes.as_ref(),
+        &builders,
+        &workers,
+        &mut at,
+    );
     errors
 }
 
@@ -198,21 +185,61 @@ fn check_builder(
     if b.steps.is_empty() {
         at(b.name.span(), format!("builder {name:?} has no steps"));
     }
-    for step in &b.steps {
-        for (code, result) in &step.decode_rc {
-            if code.parse::<i64>().is_err() {
-                at(
-                    result.span(),
-                    format!("builder {name:?}: decode_rc key {code:?} is not an exit code"),
-                );
-            }
-            if result.get_ref().parse::<BuildResult>().is_err() {
-                at(
-                    result.span(),
-                    format!("builder {name:?}: {:?} is not a result", result.get_ref()),
-                );
-            }
+    for (i, spanned) in b.steps.iter().enumerate() {
+        let step = spanned.get_ref();
+        let here = format!("builder {name:?}, {}", step.display_name(i + 1));
+        check_step(step, spanned.span(), &here, at);
+    }
+}
+
+/// A step's keys against its kind, and the values that have a fixed form.
+fn check_step(step: &StepConfig, span: Range<usize>, here: &str, at: &mut impl FnMut(Range<usize>, String)) {
+    let (required, allowed) = step.kind.fields();
+    let set = step.keys_set();
+    for key in required {
+        if !set.contains(key) {
+            at(span.clone(), format!("{here}: a {:?} step needs `{key}`", step.kind));
         }
+    }
+    for key in &set {
+        if !required.contains(key) && !allowed.contains(key) {
+            at(span.clone(), format!("{here}: `{key}` does not apply to a {:?} step", step.kind));
+        }
+    }
+    for (code, result) in step.decode_rc.iter().flatten() {
+        if code.parse::<i64>().is_err() {
+            at(result.span(), format!("{here}: decode_rc key {code:?} is not an exit code"));
+        }
+        if result.get_ref().parse::<BuildResult>().is_err() {
+            at(result.span(), format!("{here}: {:?} is not a result", result.get_ref()));
+        }
+    }
+    if let Some(m) = &step.mode {
+        if u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8).is_err() {
+            at(m.span(), format!("{here}: mode {:?} is not octal (e.g. \"0644\")", m.get_ref()));
+        }
+    }
+    if let Some(c) = &step.compress {
+        if !matches!(c.get_ref().as_str(), "gz" | "bz2") {
+            at(c.span(), format!("{here}: compress must be \"gz\" or \"bz2\""));
+        }
+    }
+    if let Some(m) = &step.git_mode {
+        if !matches!(m.get_ref().as_str(), "incremental" | "full") {
+            at(m.span(), format!("{here}: git_mode must be \"incremental\" or \"full\""));
+        }
+    }
+    if let Some(p) = &step.property_from {
+        let ok = match p.get_ref().as_str() {
+            "stdout" | "stripped" => true,
+            other => other.strip_prefix("regex:").is_some_and(|re| regex::Regex::new(re).is_ok()),
+        };
+        if !ok {
+            at(p.span(), format!("{here}: property_from must be stdout, stripped or regex:PATTERN (a valid regex)"));
+        }
+    }
+    if step.block_size.is_some_and(|b| b == 0 || b > 640 * 1024) {
+        at(span, format!("{here}: block_size must be 1..=655360 (the wire's limit)"));
     }
 }
 
@@ -244,7 +271,7 @@ builders = ["b1"]
     #[test]
     fn accepts_a_minimal_config() {
         let c = parse(GOOD).unwrap();
-        assert_eq!(c.builders[0].steps[0].workdir, "build");
+        assert_eq!(c.builders[0].steps[0].get_ref().workdir, "build");
         assert_eq!(c.master.pb_listen, "0.0.0.0:9989");
     }
 
@@ -258,6 +285,20 @@ builders = ["b1"]
         assert_eq!(errors[0].location, Some((11, 12)));
         assert!(errors[0].message.contains("\"w9\" is not defined"));
         assert!(errors[1].message.contains("no builder \"nope\""));
+    }
+
+    #[test]
+    fn checks_each_step_kind_s_keys() {
+        let bad = GOOD.replace(
+            "command = \"echo hi\"",
+            "command = \"echo hi\"\n\n[[builder.step]]\nkind = \"upload\"\nworker_src = \"a\"\ndir = \"x\"\nmode = \"9\"",
+        );
+        let errors = parse(&bad).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert!(text.iter().any(|m| m.contains("needs `master_dest`")), "{text:?}");
+        assert!(text.iter().any(|m| m.contains("`dir` does not apply")), "{text:?}");
+        assert!(text.iter().any(|m| m.contains("not octal")), "{text:?}");
+        assert!(errors.iter().all(|e| e.location.is_some()));
     }
 
     #[test]

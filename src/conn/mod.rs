@@ -10,6 +10,6 @@ mod failures;
 mod handle;
 mod task;
 
-pub use failures::{pb_error, unauthorized};
+pub use failures::{no_such_method, pb_error, unauthorized};
 pub use handle::{CallError, ConnHandle};
 pub use task::{serve, Auth, ConnConfig, ConnEvent, LocalObject, Role};

@@ -1,4 +1,4 @@
-//! Worker passwords from the configuration, resolved once at start.
+//! Worker and change-source passwords from the configuration, resolved once at start.
 
 use crate::config::Config;
 use crate::conn::{Auth, Role};
@@ -37,6 +37,10 @@ impl ConfigAuth {
                 return Err(format!("worker {name:?} has no password"));
             };
             passwords.insert(name.clone(), (pw.into_bytes(), Role::Worker));
+        }
+        let change_source = config.changes.as_ref().map(|c| c.pb_login()).transpose()?;
+        if let Some((user, pw)) = change_source.flatten() {
+            passwords.insert(user, (pw.into_bytes(), Role::ChangeSource));
         }
         Ok(ConfigAuth { passwords })
     }

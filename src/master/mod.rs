@@ -3,12 +3,15 @@
 //! decisions never race each other.
 
 mod auth;
+mod changes;
 
 pub use auth::ConfigAuth;
 
-use crate::build::{run_build, BuildJob, BuildOutcome};
+use crate::build::{initial_properties, run_build, BuildJob, BuildOutcome};
+use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
 use crate::conn::{unauthorized, ConnEvent, ConnHandle};
+use crate::scheduler::SchedulerSet;
 use crate::store::Store;
 use crate::worker::{attach, Attached};
 use pbwire::jelly::{FailureStyle, Value};
@@ -62,6 +65,14 @@ pub enum Msg {
     StopAll {
         why: String,
     },
+    /// A change from the HTTP API; answered with its id once stored.
+    NewChange {
+        change: Box<NewChange>,
+        source: Source,
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
+    /// The scheduler timer: something may be due.
+    SchedulerWake,
 }
 
 #[derive(Debug)]
@@ -92,9 +103,14 @@ pub struct Master {
     tx: mpsc::Sender<Msg>,
     command_ids: Arc<AtomicU64>,
     rpc_timeout: Duration,
+    /// Relative master-side transfer paths resolve against this (the data folder).
+    files_dir: Arc<std::path::PathBuf>,
     draining: bool,
     /// Fires when draining and nothing runs any more.
     idle: Option<oneshot::Sender<()>>,
+    schedulers: SchedulerSet,
+    /// The schedulers' next wake-up, for the timer task.
+    wake: watch::Sender<Option<f64>>,
 }
 
 /// How long attach calls and pings may take.
@@ -130,14 +146,18 @@ impl Master {
             tx,
             command_ids: Arc::new(AtomicU64::new(0)),
             rpc_timeout: RPC_TIMEOUT,
+            files_dir: Arc::new(config.master.data_dir.clone()),
             draining: false,
             idle: None,
+            schedulers: SchedulerSet::from_config(&config.schedulers),
+            wake: watch::Sender::new(None),
         }
     }
 
     /// Runs until the channel closes or a drain completes; returns when idle.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
         self.idle = Some(idle);
+        self.start_schedulers();
         self.dispatch();
         while let Some(msg) = rx.recv().await {
             self.handle(msg);
@@ -179,11 +199,18 @@ impl Master {
             }
             Msg::Conn(ConnEvent::Closed { conn_id, reason }) => self.closed(conn_id, &reason),
             Msg::Conn(ConnEvent::Change {
-                conn, request_id, ..
-            }) => {
-                let refusal = crate::conn::pb_error("this master takes no changes");
-                tokio::spawn(async move { conn.answer(request_id, Err(refusal)).await });
+                conn,
+                request_id,
+                change,
+            }) => self.pb_change(conn, request_id, &change),
+            Msg::NewChange {
+                change,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.accept_change(*change, source));
             }
+            Msg::SchedulerWake => self.scheduler_wake(),
             Msg::DuplicateChecked {
                 name,
                 old_alive,
@@ -507,7 +534,10 @@ impl Master {
             let (stop, stop_rx) = watch::channel(None);
             self.running.insert(build.id, Running { stop });
             info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
+            let properties = initial_properties(&builder, &request.properties, build.number, &worker);
             let job = BuildJob {
+                properties,
+                files_dir: self.files_dir.clone(),
                 store: self.store.clone(),
                 build,
                 builder,

@@ -4,6 +4,7 @@
 //! nothing: queued requests stay queued, and builds that were running when the master
 //! died are closed as `retry` with their requests queued again ([`Store::recover`]).
 
+mod changes;
 mod schema;
 
 use crate::build::BuildResult;
@@ -69,6 +70,8 @@ pub struct BuildRow {
     pub finished_at: Option<f64>,
     pub result: Option<BuildResult>,
     pub reason: Option<String>,
+    /// `{name: [value, source]}`.
+    pub properties: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +128,15 @@ impl Store {
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.execute_batch(schema::SCHEMA)?;
+        db.execute_batch(changes::SCHEMA)?;
+        for (table, column, definition) in schema::ADDED_COLUMNS {
+            let has: bool = db
+                .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+                .exists([column])?;
+            if !has {
+                db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+            }
+        }
         Ok(Store {
             db: Arc::new(Mutex::new(db)),
         })
@@ -243,7 +255,17 @@ impl Store {
             finished_at: None,
             result: None,
             reason: None,
+            properties: serde_json::json!({}),
         })
+    }
+
+    /// Replaces a build's properties (`{name: [value, source]}`).
+    pub fn set_build_properties(&self, build_id: i64, properties: &serde_json::Value) -> StoreResult<()> {
+        self.db().execute(
+            "UPDATE builds SET properties = ?2 WHERE id = ?1",
+            params![build_id, properties.to_string()],
+        )?;
+        Ok(())
     }
 
     /// Ends a build. A `retry` leaves its request queued; anything else completes it.
@@ -272,7 +294,7 @@ impl Store {
     pub fn builds(&self, builder: Option<&str>, limit: i64) -> StoreResult<Vec<BuildRow>> {
         let db = self.db();
         let mut q = db.prepare(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason FROM builds
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds
              WHERE (?1 IS NULL OR builder = ?1) ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q.query_map(params![builder, limit.clamp(1, 10_000)], build_row)?;
@@ -282,7 +304,7 @@ impl Store {
     pub fn build(&self, id: i64) -> StoreResult<Option<BuildRow>> {
         let db = self.db();
         db.query_row(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason FROM builds WHERE id = ?1",
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds WHERE id = ?1",
             params![id],
             build_row,
         )
@@ -292,7 +314,7 @@ impl Store {
     pub fn builds_of_request(&self, request_id: i64) -> StoreResult<Vec<BuildRow>> {
         let db = self.db();
         let mut q = db.prepare(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason FROM builds
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds
              WHERE request_id = ?1 ORDER BY id",
         )?;
         let rows = q.query_map(params![request_id], build_row)?;
@@ -445,6 +467,7 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
         finished_at: r.get(6)?,
         result: result_of(r.get(7)?),
         reason: r.get(8)?,
+        properties: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
     })
 }
 

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS builds (
     started_at REAL NOT NULL,
     finished_at REAL,
     result TEXT,
-    reason TEXT
+    reason TEXT,
+    properties TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS builds_request ON builds(request_id);
 CREATE TABLE IF NOT EXISTS steps (
@@ -53,3 +54,7 @@ CREATE TABLE IF NOT EXISTS workers (
     peer TEXT
 );
 ";
+
+/// Columns added after the first release of a table: (table, column, definition).
+/// Opening an older database adds them.
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("builds", "properties", "TEXT NOT NULL DEFAULT '{}'")];

@@ -4,5 +4,6 @@
 //! uses only part of it, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod changes;
 pub mod master;
 pub mod workers;

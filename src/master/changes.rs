@@ -1,0 +1,102 @@
+//! The coordinator's side of changes and schedulers: a change is stored with what it
+//! causes before its sender is answered; the scheduler timer's wake-ups become
+//! requests; durable scheduler state is reloaded at start.
+
+use super::Master;
+use crate::changes::{pb::from_pb, NewChange, Source};
+use crate::conn::{pb_error, ConnHandle};
+use crate::scheduler::timer;
+use crate::store::now;
+use pbwire::jelly::Value;
+use tracing::{info, warn};
+
+impl Master {
+    /// Reloads what the schedulers were doing, starts their timer and fires anything
+    /// overdue (a periodic scheduler's first run, a tree-stable timer that expired
+    /// while the master was down).
+    pub(super) fn start_schedulers(&mut self) {
+        let now = now();
+        let since = self.store.scheduler_since().unwrap_or_else(|e| {
+            warn!("cannot read scheduler times: {e}");
+            Default::default()
+        });
+        let held = self.store.held_changes().unwrap_or_else(|e| {
+            warn!("cannot read held changes: {e}");
+            Vec::new()
+        });
+        if !held.is_empty() {
+            info!("{} held change(s) reloaded", held.len());
+        }
+        for (name, t) in self.schedulers.restore(&since, held, now) {
+            if let Err(e) = self.store.set_scheduler_since(&name, t) {
+                warn!(scheduler = %name, "cannot record the scheduler's start: {e}");
+            }
+        }
+        for s in self.schedulers.describe() {
+            info!("scheduler {s}");
+        }
+        let messages = self.tx.clone();
+        tokio::spawn(timer::run(self.wake.subscribe(), messages, || {
+            super::Msg::SchedulerWake
+        }));
+        self.scheduler_wake();
+    }
+
+    /// Makes the requests of every scheduler that is due, then publishes the next
+    /// wake-up.
+    pub(super) fn scheduler_wake(&mut self) {
+        let now = now();
+        let fires = self.schedulers.due(now);
+        if !fires.is_empty() {
+            match self.store.record_fires(&fires, now) {
+                Ok(ids) => {
+                    for f in &fires {
+                        info!(scheduler = %f.scheduler, changes = ?f.changes, "{}", f.reason);
+                    }
+                    info!(requests = ?ids, "scheduled");
+                }
+                // The held rows are still there: a restart schedules them again.
+                Err(e) => warn!("cannot record scheduled requests: {e}"),
+            }
+        }
+        self.wake.send_replace(self.schedulers.wake_at());
+        if !fires.is_empty() {
+            self.dispatch();
+        }
+    }
+
+    /// `addChange(change)` from a change source: parse, store, schedule, answer.
+    pub(super) fn pb_change(&mut self, conn: ConnHandle, request_id: i64, change: &Value) {
+        let result = from_pb(change).and_then(|c| self.accept_change(c, Source::Pb));
+        let answer = match result {
+            Ok(_) => Ok(Value::None),
+            Err(e) => {
+                info!(peer = %conn.peer, "change refused: {e}");
+                Err(pb_error(&e))
+            }
+        };
+        tokio::spawn(async move { conn.answer(request_id, answer).await });
+    }
+
+    /// Stores a change with what the schedulers make of it, in one transaction, and
+    /// returns its id. Requests made at once are dispatched.
+    pub(super) fn accept_change(
+        &mut self,
+        change: NewChange,
+        source: Source,
+    ) -> Result<i64, String> {
+        let schedulers = &self.schedulers;
+        let (stored, plan, requests) = self
+            .store
+            .add_change(&change, source.name(), now(), |c| schedulers.plan_change(c))
+            .map_err(|e| format!("cannot store the change: {e}"))?;
+        info!(change = stored.id, source = source.name(), branch = ?stored.change.branch,
+              revision = ?stored.change.revision, held_by = ?plan.hold, requests = ?requests, "change received");
+        self.schedulers.hold(&plan.hold, &stored);
+        self.wake.send_replace(self.schedulers.wake_at());
+        if !requests.is_empty() {
+            self.dispatch();
+        }
+        Ok(stored.id)
+    }
+}
