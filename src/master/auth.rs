@@ -51,3 +51,28 @@ impl Auth for ConfigAuth {
         self.passwords.get(name).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_come_from_values_variables_and_files() {
+        let dir = std::env::temp_dir().join(format!("pbmaster-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "from-file\n").unwrap();
+        std::env::set_var("PBMASTER_TEST_PW", "from-env");
+        let text = format!(
+            "[master]\ndata_dir='d'\n[[worker]]\nname='a'\npassword='plain'\n[[worker]]\nname='b'\npassword_env='PBMASTER_TEST_PW'\n\
+             [[worker]]\nname='c'\npassword_file='{}'\n",
+            dir.join("pw").display()
+        );
+        let auth = ConfigAuth::from_config(&crate::config::parse(&text).unwrap()).unwrap();
+        assert_eq!(auth.lookup("a"), Some((b"plain".to_vec(), Role::Worker)));
+        assert_eq!(auth.lookup("b"), Some((b"from-env".to_vec(), Role::Worker)));
+        assert_eq!(auth.lookup("c"), Some((b"from-file".to_vec(), Role::Worker)));
+        assert_eq!(auth.lookup("nobody"), None);
+        let missing = text.replace("PBMASTER_TEST_PW", "PBMASTER_TEST_UNSET");
+        assert!(ConfigAuth::from_config(&crate::config::parse(&missing).unwrap()).is_err());
+    }
+}

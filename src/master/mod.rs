@@ -371,6 +371,12 @@ impl Master {
     }
 
     fn start_attach(&mut self, name: String, event: ConnEvent) {
+        if let ConnEvent::LoggedIn { conn, .. } = &event {
+            let attached_elsewhere = self.workers.get(&name).is_some_and(|s| s.attached.is_some());
+            if !attached_elsewhere {
+                let _ = self.store.worker_attaching(&name, &conn.peer.to_string());
+            }
+        }
         let ConnEvent::LoggedIn {
             conn,
             mind,
@@ -466,6 +472,9 @@ impl Master {
             info!(worker = %name, "worker detached: {reason}");
             slot.attached = None;
             slot.graceful = false;
+            let _ = self.store.worker_disconnected(&name);
+        } else if slot.attached.is_none() {
+            // A login that never finished attaching.
             let _ = self.store.worker_disconnected(&name);
         }
     }

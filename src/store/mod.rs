@@ -429,6 +429,16 @@ impl Store {
         Ok(())
     }
 
+    /// A worker whose password checked out and whose handshake is under way.
+    pub fn worker_attaching(&self, name: &str, peer: &str) -> StoreResult<()> {
+        self.db().execute(
+            "INSERT INTO workers (name, state, peer) VALUES (?1, 'attaching', ?2)
+             ON CONFLICT(name) DO UPDATE SET state = 'attaching', peer = ?2",
+            params![name, peer],
+        )?;
+        Ok(())
+    }
+
     pub fn worker_disconnected(&self, name: &str) -> StoreResult<()> {
         self.db().execute(
             "UPDATE workers SET state = 'disconnected', disconnected_at = ?2 WHERE name = ?1",
