@@ -8,6 +8,7 @@
 //! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
 //! - `build`: a build's steps as remote commands; results.
+//! - `latent`: on-demand instances: state machine, planning, drivers, credentials.
 //! - `store`: durable state in SQLite.
 //! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
 //! - `changes`: changes from sendchange, JSON and push hooks; `scheduler`: what turns
@@ -22,6 +23,7 @@ mod changes;
 mod cli;
 mod config;
 mod conn;
+mod latent;
 mod master;
 mod run;
 mod scheduler;

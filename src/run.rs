@@ -4,6 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::conn::ConnConfig;
+use crate::latent::credentials::Credentials;
 use crate::master::{ConfigAuth, Master, Msg};
 use crate::server;
 use crate::store::Store;
@@ -29,7 +30,8 @@ pub async fn start(path: &Path) -> Result<(), String> {
 }
 
 pub async fn run(config: Config) -> Result<(), String> {
-    let auth = Arc::new(ConfigAuth::from_config(&config)?);
+    let credentials = Arc::new(Credentials::default());
+    let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
     if recovered > 0 {
@@ -51,7 +53,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
-    tokio::spawn(Master::new(&config, store.clone(), tx.clone()).run(rx, idle_tx));
+    tokio::spawn(Master::new(&config, store.clone(), tx.clone(), credentials).run(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),

@@ -33,6 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/builds/{id}/stop", post(stop))
         .route("/api/builds/{id}/steps/{step}/logs/{log}", get(logs::raw))
         .route("/api/workers", get(workers))
+        .route("/api/latent", get(latent))
         .route("/api/buildrequests", get(requests))
         .route("/api/buildrequests/{id}", get(request))
         .merge(changes::routes())
@@ -189,4 +190,9 @@ async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
     v["builds"] = json!(s.store.builds_of_request(id)?);
     v["changes"] = json!(s.store.changes_of_request(id)?);
     Ok(Json(v))
+}
+
+/// Latent instances, newest first, with every transition they made.
+async fn latent(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
+    Ok(Json(json!(s.store.instances(q.limit.unwrap_or(100))?)))
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 pub use super::schedulers::{ChangesConfig, SchedulerConfig};
+pub use super::latent::LatentPoolConfig;
 pub use super::steps::{CommandLine, StepConfig, StepKind};
 
 /// The whole file.
@@ -21,6 +22,8 @@ pub struct Config {
     pub schedulers: Vec<SchedulerConfig>,
     /// `[changes]`: who may send changes over PB.
     pub changes: Option<ChangesConfig>,
+    #[serde(default, rename = "latent_pool")]
+    pub latent_pools: Vec<LatentPoolConfig>,
 }
 
 /// `[master]`.

@@ -38,6 +38,13 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     if config.master.data_dir.is_relative() {
         config.master.data_dir = base.join(&config.master.data_dir);
     }
+    for p in &mut config.latent_pools {
+        if let Some(v) = &mut p.venv {
+            if v.is_relative() {
+                *v = base.join(&*v);
+            }
+        }
+    }
     for w in &mut config.workers {
         if let Some(f) = &mut w.password_file {
             if f.is_relative() {
@@ -140,6 +147,9 @@ fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             );
         }
     }
+    // Builders may name latent pools as workers.
+    let pools = super::latent::check(&config.latent_pools, &workers, &mut at);
+    let workers: HashSet<&str> = workers.union(&pools).copied().collect();
     let mut builders = HashSet::new();
     for b in &config.builders {
         if !builders.insert(b.name.get_ref().as_str()) {

@@ -2,12 +2,16 @@
 
 use crate::config::Config;
 use crate::conn::{Auth, Role};
+use crate::latent::credentials::Credentials;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Name → password, read from the config's values, environment variables or files.
 #[derive(Clone)]
 pub struct ConfigAuth {
     passwords: HashMap<String, (Vec<u8>, Role)>,
+    /// One-time credentials of latent instances, checked after the configured names.
+    latent: Option<Arc<Credentials>>,
 }
 
 impl std::fmt::Debug for ConfigAuth {
@@ -42,13 +46,22 @@ impl ConfigAuth {
         if let Some((user, pw)) = change_source.flatten() {
             passwords.insert(user, (pw.into_bytes(), Role::ChangeSource));
         }
-        Ok(ConfigAuth { passwords })
+        Ok(ConfigAuth { passwords, latent: None })
+    }
+
+    /// Also accepts the latent instances' one-time credentials.
+    pub fn with_latent(mut self, credentials: Arc<Credentials>) -> ConfigAuth {
+        self.latent = Some(credentials);
+        self
     }
 }
 
 impl Auth for ConfigAuth {
     fn lookup(&self, name: &str) -> Option<(Vec<u8>, Role)> {
-        self.passwords.get(name).cloned()
+        self.passwords.get(name).cloned().or_else(|| {
+            let pw = self.latent.as_ref()?.password(name)?;
+            Some((pw, Role::Worker))
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! decisions never race each other.
 
 mod auth;
+mod latent;
 mod changes;
 
 pub use auth::ConfigAuth;
@@ -12,6 +13,7 @@ use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
 use crate::conn::{unauthorized, ConnEvent, ConnHandle};
 use crate::scheduler::SchedulerSet;
+use crate::latent::credentials::Credentials;
 use crate::store::Store;
 use crate::worker::{attach, Attached};
 use pbwire::jelly::{FailureStyle, Value};
@@ -65,6 +67,8 @@ pub enum Msg {
     StopAll {
         why: String,
     },
+    /// Latent instances: cloud calls, timers.
+    Latent(latent::LatentMsg),
     /// A change from the HTTP API; answered with its id once stored.
     NewChange {
         change: Box<NewChange>,
@@ -109,6 +113,12 @@ pub struct Master {
     /// Fires when draining and nothing runs any more.
     idle: Option<oneshot::Sender<()>>,
     schedulers: SchedulerSet,
+    /// Latent pools by name, with their instances.
+    pools: BTreeMap<String, latent::Pool>,
+    /// The instances' one-time credentials (shared with every connection's auth).
+    credentials: Arc<Credentials>,
+    /// Where latent instances reach the master unless their pool says otherwise.
+    master_address: String,
     /// The schedulers' next wake-up, for the timer task.
     wake: watch::Sender<Option<f64>>,
 }
@@ -119,8 +129,11 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 const DUPLICATE_PROBE: Duration = Duration::from_secs(10);
 
 impl Master {
-    pub fn new(config: &Config, store: Store, tx: mpsc::Sender<Msg>) -> Master {
+    pub fn new(config: &Config, store: Store, tx: mpsc::Sender<Msg>, credentials: Arc<Credentials>) -> Master {
         Master {
+            pools: latent::pools(config),
+            credentials,
+            master_address: config.master.pb_listen.replace("0.0.0.0", "127.0.0.1"),
             store,
             builders: config
                 .builders
@@ -157,6 +170,7 @@ impl Master {
     /// Runs until the channel closes or a drain completes; returns when idle.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
         self.idle = Some(idle);
+        self.recover_latent().await;
         self.start_schedulers();
         self.dispatch();
         while let Some(msg) = rx.recv().await {
@@ -250,7 +264,9 @@ impl Master {
             Msg::AttachFailed { name, conn, why } => {
                 warn!(worker = %name, peer = %conn.peer, "attach failed: {why}");
                 tokio::spawn(async move { conn.close("attach failed").await });
+                self.instance_lost(&name, &format!("attach failed: {why}"));
             }
+            Msg::Latent(msg) => self.handle_latent(msg),
             Msg::BuildDone {
                 build_id,
                 worker,
@@ -275,6 +291,7 @@ impl Master {
                     slot.busy_builders.remove(&builder);
                     conn_id = slot.attached.as_ref().map(|a| a.conn.id);
                 }
+                self.instance_build_done(&worker);
                 if let Some(id) = conn_id {
                     self.maybe_shut_down(id);
                 }
@@ -342,6 +359,13 @@ impl Master {
             return;
         };
         self.conns.insert(conn.id, name.clone());
+        let first = slot.attached.is_none();
+        if first {
+            self.instance_logged_in(&name);
+        }
+        let Some(slot) = self.workers.get(&name) else {
+            return;
+        };
         match &slot.attached {
             Some(old) if !old.conn.is_closed() => {
                 // Buildbot's rule: probe the old connection; refuse the new login while
@@ -458,6 +482,7 @@ impl Master {
             conn.answer(respond_request, Ok(Value::Remote(avatar)))
                 .await;
         });
+        self.instance_attached(&name);
         self.dispatch();
     }
 
@@ -473,9 +498,11 @@ impl Master {
             slot.attached = None;
             slot.graceful = false;
             let _ = self.store.worker_disconnected(&name);
+            self.instance_lost(&name, &format!("worker disconnected: {reason}"));
         } else if slot.attached.is_none() {
             // A login that never finished attaching.
             let _ = self.store.worker_disconnected(&name);
+            self.instance_lost(&name, &format!("worker disconnected while attaching: {reason}"));
         }
     }
 
@@ -502,29 +529,32 @@ impl Master {
             Ok(q) => q,
             Err(e) => return warn!("cannot read the queue: {e}"),
         };
+        let mut demand: BTreeMap<String, usize> = BTreeMap::new();
         for request in queued {
             let Some(builder) = self.builders.get(&request.builder).cloned() else {
                 continue;
             };
-            let candidate = builder
-                .workers
-                .iter()
-                .filter_map(|w| {
-                    let slot = self.workers.get(w.get_ref())?;
+            let candidate = self
+                .candidate_names(&builder)
+                .into_iter()
+                .filter_map(|name| {
+                    let slot = self.workers.get(&name)?;
                     let attached = slot.attached.as_ref()?;
                     let wfb = *attached.builders.get(builder.name.get_ref())?;
                     let free = slot.busy < slot.max_builds
                         && !slot.busy_builders.contains(builder.name.get_ref());
-                    (free && !slot.graceful && !attached.conn.is_closed()).then_some((
-                        slot.busy,
-                        w.get_ref().clone(),
-                        wfb,
-                    ))
+                    let open = self.instance_takes_builds(&name);
+                    (free && open && !slot.graceful && !attached.conn.is_closed()).then_some((slot.busy, name, wfb))
                 })
                 .min();
             let Some((_, worker, wfb)) = candidate else {
+                // Nobody free: a latent pool serving this builder may start an instance.
+                for pool in builder.workers.iter().filter(|w| self.pools.contains_key(w.get_ref())) {
+                    *demand.entry(pool.get_ref().clone()).or_default() += 1;
+                }
                 continue;
             };
+            self.instance_build_started(&worker);
             let build = match self
                 .store
                 .start_build(request.id, &request.builder, &worker)
@@ -569,5 +599,19 @@ impl Master {
                     .await;
             });
         }
+        self.plan_pools(&demand);
+    }
+
+    /// The worker names that may run `builder`: configured workers, and the instances
+    /// of the latent pools it names.
+    fn candidate_names(&self, builder: &BuilderConfig) -> Vec<String> {
+        let mut names = Vec::new();
+        for w in &builder.workers {
+            match self.pools.get(w.get_ref()) {
+                Some(pool) => names.extend(pool.instances.values().map(|i| i.name.clone())),
+                None => names.push(w.get_ref().clone()),
+            }
+        }
+        names
     }
 }

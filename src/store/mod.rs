@@ -5,6 +5,7 @@
 //! died are closed as `retry` with their requests queued again ([`Store::recover`]).
 
 mod changes;
+mod latent;
 mod schema;
 
 use crate::build::BuildResult;
@@ -129,6 +130,7 @@ impl Store {
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.execute_batch(schema::SCHEMA)?;
         db.execute_batch(changes::SCHEMA)?;
+        db.execute_batch(latent::SCHEMA)?;
         for (table, column, definition) in schema::ADDED_COLUMNS {
             let has: bool = db
                 .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?

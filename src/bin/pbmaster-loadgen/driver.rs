@@ -5,7 +5,6 @@ use crate::command::Event;
 use crate::http;
 use crate::stats::Stats;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -19,7 +18,7 @@ pub async fn drive(
     url: String,
     until: Instant,
     mut events: mpsc::UnboundedReceiver<Event>,
-    stats: Arc<Stats>,
+    stats: &Stats,
 ) {
     while Instant::now() < until {
         // Drop anything left over from a previous build (e.g. a late completion).

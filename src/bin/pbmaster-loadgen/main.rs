@@ -90,12 +90,16 @@ async fn workers(args: WorkersArgs) -> ExitCode {
 
     if all_attached {
         if args.force_url.is_some() {
-            // Workers stop by themselves when their driver's time is up.
+            // Each driver stops forcing when its time is up and its last build's
+            // command has completed; the workers stay attached for --hold more.
             let grace = Duration::from_secs_f64(args.duration.max(0.0)) + Duration::from_secs(150);
             let _ = tokio::time::timeout(grace, async {
-                while tasks.join_next().await.is_some() {}
+                while stats.drivers_done.load(std::sync::atomic::Ordering::SeqCst) < args.count {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             })
             .await;
+            tokio::time::sleep(Duration::from_secs_f64(args.hold.unwrap_or(0.0).max(0.0))).await;
         } else if let Some(hold) = args.hold {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs_f64(hold.max(0.0))) => {}

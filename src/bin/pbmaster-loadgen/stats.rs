@@ -26,6 +26,8 @@ pub struct Stats {
     pub stdout_bytes: AtomicU64,
     pub builds_forced: AtomicU64,
     pub builds_completed: AtomicU64,
+    /// Drivers that have finished forcing builds.
+    pub drivers_done: AtomicUsize,
     /// Milliseconds from a force request to its build's first command.
     latencies: Mutex<Vec<f64>>,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -47,6 +49,7 @@ impl Stats {
             stdout_bytes: AtomicU64::new(0),
             builds_forced: AtomicU64::new(0),
             builds_completed: AtomicU64::new(0),
+            drivers_done: AtomicUsize::new(0),
             latencies: Mutex::new(Vec::new()),
             errors: Mutex::new(BTreeMap::new()),
             samples: Mutex::new(Vec::new()),

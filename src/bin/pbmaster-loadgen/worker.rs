@@ -234,11 +234,17 @@ impl Worker {
                     let stats = self.stats.clone();
                     let until = *until;
                     self.tasks.spawn(async move {
-                        driver::drive(url, until, rx, stats).await;
-                        Ok(End::Done)
+                        driver::drive(url, until, rx, &stats).await;
+                        // Stay attached: the master may still be finishing the last
+                        // build, and a disconnect would turn it into a retry.
+                        stats.drivers_done.fetch_add(1, Ordering::SeqCst);
+                        Ok(End::Closed)
                     });
                 }
-                None => self.stats.error("no builder to drive", &self.name),
+                None => {
+                    self.stats.error("no builder to drive", &self.name);
+                    self.stats.drivers_done.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
     }

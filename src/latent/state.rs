@@ -1,0 +1,210 @@
+//! One latent instance's explicit state machine. Every phase a substantiation goes
+//! through is a state with its own entry time, so each can be timed out and reported;
+//! a failure keeps the phase it happened in.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Wanted by the demand; nothing asked of the cloud yet (the intent is recorded).
+    Requested,
+    /// The driver's launch call is under way.
+    Launching,
+    /// The instance exists; waiting for it to run.
+    Booting,
+    /// Running; waiting for its worker to log in with its one-time credentials.
+    Connecting,
+    /// Logged in; the handshake calls are under way.
+    Attaching,
+    /// Attached and free.
+    Ready,
+    /// Running builds.
+    Building,
+    /// Free after a build; stops when the idle time runs out.
+    Idle,
+    /// Chosen to stop: takes no new build.
+    Draining,
+    /// The driver's terminate call is under way.
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Requested => "requested",
+            Phase::Launching => "launching",
+            Phase::Booting => "booting",
+            Phase::Connecting => "connecting",
+            Phase::Attaching => "attaching",
+            Phase::Ready => "ready",
+            Phase::Building => "building",
+            Phase::Idle => "idle",
+            Phase::Draining => "draining",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Failed => "failed",
+        }
+    }
+
+    /// Still counts against the pool's cap (everything but the end states).
+    pub fn is_live(self) -> bool {
+        !matches!(self, Phase::Stopped | Phase::Failed)
+    }
+
+    /// On its way to being usable.
+    pub fn is_starting(self) -> bool {
+        matches!(self, Phase::Requested | Phase::Launching | Phase::Booting | Phase::Connecting | Phase::Attaching)
+    }
+
+    /// May be given a build.
+    pub fn takes_builds(self) -> bool {
+        matches!(self, Phase::Ready | Phase::Building | Phase::Idle)
+    }
+
+    /// The phases an instance may move to from this one.
+    fn next(self) -> &'static [Phase] {
+        use Phase::*;
+        match self {
+            Requested => &[Launching, Stopped, Failed],
+            Launching => &[Booting, Stopping, Failed],
+            Booting => &[Connecting, Stopping, Failed],
+            Connecting => &[Attaching, Stopping, Failed],
+            Attaching => &[Ready, Stopping, Failed],
+            Ready => &[Building, Draining, Stopping, Failed],
+            Building => &[Idle, Building, Stopping, Failed],
+            Idle => &[Building, Draining, Stopping, Failed],
+            Draining => &[Stopping, Failed],
+            Stopping => &[Stopped, Failed],
+            Stopped | Failed => &[],
+        }
+    }
+
+    pub fn can_move_to(self, to: Phase) -> bool {
+        self.next().contains(&to)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A move the state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("latent instance cannot go from {from} to {to}")]
+pub struct BadTransition {
+    pub from: Phase,
+    pub to: Phase,
+}
+
+/// An instance: its phase, when it entered it, and why it failed if it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub id: i64,
+    pub pool: String,
+    /// Its worker name, unique to this instance.
+    pub name: String,
+    pub phase: Phase,
+    /// When `phase` was entered (seconds since the epoch).
+    pub since: f64,
+    /// The cloud's id for it, once launched.
+    pub cloud_id: Option<String>,
+    /// Builds running on it now.
+    pub builds: usize,
+    /// The phase a failure happened in, and why.
+    pub failure: Option<(Phase, String)>,
+}
+
+impl Instance {
+    pub fn new(id: i64, pool: &str, name: &str, now: f64) -> Instance {
+        Instance {
+            id,
+            pool: pool.to_owned(),
+            name: name.to_owned(),
+            phase: Phase::Requested,
+            since: now,
+            cloud_id: None,
+            builds: 0,
+            failure: None,
+        }
+    }
+
+    /// Moves to `to` at `now`, if the machine allows it.
+    pub fn advance(&mut self, to: Phase, now: f64) -> Result<(), BadTransition> {
+        if !self.phase.can_move_to(to) {
+            return Err(BadTransition { from: self.phase, to });
+        }
+        self.phase = to;
+        self.since = now;
+        Ok(())
+    }
+
+    /// Fails in the current phase with `why`.
+    pub fn fail(&mut self, why: &str, now: f64) -> Result<(), BadTransition> {
+        let during = self.phase;
+        self.advance(Phase::Failed, now)?;
+        self.failure = Some((during, why.to_owned()));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_normal_life() {
+        let mut i = Instance::new(1, "p", "p-1", 0.0);
+        for (t, p) in [
+            Phase::Launching,
+            Phase::Booting,
+            Phase::Connecting,
+            Phase::Attaching,
+            Phase::Ready,
+            Phase::Building,
+            Phase::Idle,
+            Phase::Building,
+            Phase::Idle,
+            Phase::Draining,
+            Phase::Stopping,
+            Phase::Stopped,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            i.advance(p, t as f64).unwrap();
+        }
+        assert!(!i.phase.is_live());
+    }
+
+    #[test]
+    fn forbidden_moves_are_refused() {
+        let mut i = Instance::new(1, "p", "p-1", 0.0);
+        assert_eq!(i.advance(Phase::Ready, 1.0), Err(BadTransition { from: Phase::Requested, to: Phase::Ready }));
+        i.advance(Phase::Launching, 1.0).unwrap();
+        i.advance(Phase::Booting, 2.0).unwrap();
+        i.advance(Phase::Connecting, 3.0).unwrap();
+        i.advance(Phase::Attaching, 4.0).unwrap();
+        i.advance(Phase::Ready, 5.0).unwrap();
+        i.advance(Phase::Draining, 6.0).unwrap();
+        // A draining instance never gets a build: the dispatch and the drain decision
+        // cannot both win.
+        assert!(i.advance(Phase::Building, 7.0).is_err());
+    }
+
+    #[test]
+    fn failures_keep_their_phase() {
+        let mut i = Instance::new(1, "p", "p-1", 0.0);
+        i.advance(Phase::Launching, 1.0).unwrap();
+        i.advance(Phase::Booting, 2.0).unwrap();
+        i.fail("terminated by the cloud", 3.0).unwrap();
+        assert_eq!(i.failure, Some((Phase::Booting, "terminated by the cloud".into())));
+        assert!(i.fail("again", 4.0).is_err());
+    }
+}

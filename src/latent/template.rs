@@ -1,0 +1,46 @@
+//! Boot scripts (user data) with the instance's connection details filled in.
+
+use std::collections::BTreeMap;
+
+/// The variables a template may use, as `{{name}}`.
+pub const VARIABLES: [&str; 6] = ["master", "master_host", "master_port", "name", "password", "pool"];
+
+/// The local driver's default: create a buildbot-worker in the instance's folder and
+/// run it in the foreground, from the venv the pool names.
+pub const LOCAL_DEFAULT: &str = r#"#!/bin/sh
+set -e
+"{{venv}}/bin/buildbot-worker" create-worker --keepalive=60 worker "{{master}}" "{{name}}" "{{password}}"
+cd worker
+exec "{{venv}}/bin/twistd" --nodaemon --no_save --pidfile= -y buildbot.tac
+"#;
+
+/// Replaces every `{{var}}`; an unknown variable is an error (checked at config time
+/// with placeholder values).
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find("}}").ok_or("unterminated {{ in the boot script")?;
+        let name = after[..end].trim();
+        let value = vars.get(name).ok_or_else(|| format!("unknown variable {{{{{name}}}}} in the boot script"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_variables_and_refuses_unknown_ones() {
+        let vars = BTreeMap::from([("name", "p-1".to_owned()), ("password", "s3cret".to_owned())]);
+        assert_eq!(render("worker {{name}} {{ password }}", &vars).unwrap(), "worker p-1 s3cret");
+        assert!(render("{{nope}}", &vars).is_err());
+        assert!(render("{{name", &vars).is_err());
+    }
+}

@@ -1,0 +1,478 @@
+//! Latent pools in the coordinator: starting instances for the queue's demand, moving
+//! each through its phases (every move recorded), timing each phase out, stopping
+//! idle ones. All of it runs on the coordinator's task, so the decision to drain an
+//! idle instance and the dispatch of a build to it can never interleave.
+
+use super::{Master, Msg, WorkerSlot};
+use crate::config::{Config, LatentPoolConfig};
+use crate::latent::credentials::Credentials;
+use crate::latent::driver::{CloudState, Driver, LaunchSpec};
+use crate::latent::local::LocalDriver;
+use crate::latent::plan::{plan, PoolLimits};
+use crate::latent::{template, Instance, Phase};
+use crate::store::now;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// A pool and its live instances.
+#[derive(Debug)]
+pub struct Pool {
+    config: LatentPoolConfig,
+    driver: Arc<dyn Driver>,
+    pub(super) instances: BTreeMap<i64, Instance>,
+    /// Each instance's password, activated when it may connect.
+    passwords: HashMap<i64, String>,
+    /// Tells each instance's watcher task the phase it is in.
+    phases: HashMap<i64, watch::Sender<Phase>>,
+    /// Substantiations that failed in a row; past three the pool is quarantined.
+    failures: u32,
+    quarantine_until: f64,
+    /// Why demand waits, if it does (shown in the log).
+    waiting: Option<String>,
+}
+
+/// Events from instance tasks and timers.
+#[derive(Debug)]
+pub enum LatentMsg {
+    Launched { pool: String, id: i64, cloud_id: String },
+    LaunchFailed { pool: String, id: i64, why: String },
+    Running { pool: String, id: i64 },
+    Gone { pool: String, id: i64, why: String },
+    /// A phase's time ran out, if the instance is still in it since `since`.
+    Deadline { pool: String, id: i64, phase: Phase, since: f64, limit: u64 },
+    /// The idle time ran out, if the instance is still idle since `since`.
+    IdleCheck { pool: String, id: i64, since: f64 },
+    Terminated { pool: String, id: i64 },
+}
+
+/// Failures in a row before a pool is quarantined.
+const QUARANTINE_AFTER: u32 = 3;
+
+/// The pools of a config, each with its driver.
+pub fn pools(config: &Config) -> BTreeMap<String, Pool> {
+    config
+        .latent_pools
+        .iter()
+        .map(|p| {
+            let dir = config.master.data_dir.join("latent").join(p.name.get_ref());
+            let driver: Arc<dyn Driver> = Arc::new(LocalDriver::new(dir));
+            let pool = Pool {
+                config: p.clone(),
+                driver,
+                instances: BTreeMap::new(),
+                passwords: HashMap::new(),
+                phases: HashMap::new(),
+                failures: 0,
+                quarantine_until: 0.0,
+                waiting: None,
+            };
+            (p.name.get_ref().clone(), pool)
+        })
+        .collect()
+}
+
+impl Master {
+    /// The pool and id of the instance whose worker name is `name`.
+    fn instance_named(&self, name: &str) -> Option<(String, i64)> {
+        self.pools.iter().find_map(|(pool, p)| {
+            p.instances.values().find(|i| i.name == name).map(|i| (pool.clone(), i.id))
+        })
+    }
+
+    /// Whether `name` may get a build now: any configured worker, or an instance in a
+    /// phase that takes builds (never one draining or stopping).
+    pub(super) fn instance_takes_builds(&self, name: &str) -> bool {
+        match self.instance_named(name) {
+            Some((pool, id)) => self.pools[&pool].instances[&id].phase.takes_builds(),
+            None => true,
+        }
+    }
+
+    pub(super) fn instance_build_started(&mut self, name: &str) {
+        if let Some((pool, id)) = self.instance_named(name) {
+            if let Some(i) = self.pools.get_mut(&pool).and_then(|p| p.instances.get_mut(&id)) {
+                i.builds += 1;
+            }
+            self.transition(&pool, id, Phase::Building, None);
+        }
+    }
+
+    pub(super) fn instance_build_done(&mut self, name: &str) {
+        let Some((pool, id)) = self.instance_named(name) else { return };
+        let Some(p) = self.pools.get_mut(&pool) else { return };
+        let wait = p.config.build_wait_timeout;
+        let Some(i) = p.instances.get_mut(&id) else { return };
+        i.builds = i.builds.saturating_sub(1);
+        if i.builds > 0 || i.phase != Phase::Building {
+            return;
+        }
+        self.transition(&pool, id, Phase::Idle, None);
+        if wait == 0 {
+            self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)");
+        } else if wait > 0 {
+            let since = self.pools[&pool].instances[&id].since;
+            self.after(Duration::from_secs(wait as u64), LatentMsg::IdleCheck { pool, id, since });
+        }
+    }
+
+    pub(super) fn instance_logged_in(&mut self, name: &str) {
+        let Some((pool, id)) = self.instance_named(name) else { return };
+        if self.pools[&pool].instances[&id].phase == Phase::Connecting {
+            self.transition(&pool, id, Phase::Attaching, None);
+            let limit = self.pools[&pool].config.attach_timeout;
+            self.deadline(&pool, id, limit);
+        }
+    }
+
+    pub(super) fn instance_attached(&mut self, name: &str) {
+        let Some((pool, id)) = self.instance_named(name) else { return };
+        if self.pools[&pool].instances[&id].phase == Phase::Attaching {
+            self.transition(&pool, id, Phase::Ready, None);
+            if let Some(p) = self.pools.get_mut(&pool) {
+                p.failures = 0;
+            }
+        }
+    }
+
+    /// The instance's connection is gone, or its attach failed.
+    pub(super) fn instance_lost(&mut self, name: &str, why: &str) {
+        let Some((pool, id)) = self.instance_named(name) else { return };
+        let phase = self.pools[&pool].instances[&id].phase;
+        if phase.is_starting() {
+            self.fail_instance(&pool, id, why);
+        } else if phase.is_live() && phase != Phase::Stopping {
+            self.stop_instance(&pool, id, why);
+        }
+    }
+
+    /// Starts what each pool's demand asks for, under its cap.
+    pub(super) fn plan_pools(&mut self, demand: &BTreeMap<String, usize>) {
+        let t = now();
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let p = &self.pools[&name];
+            let limits = PoolLimits {
+                max_instances: p.config.max_instances,
+                max_builds: p.config.max_builds,
+                min_instances: p.config.min_instances,
+            };
+            let blocked = (p.quarantine_until > t)
+                .then(|| format!("{} failures in a row, until {:.0}s from now", p.failures, p.quarantine_until - t));
+            let instances: Vec<Instance> = p.instances.values().cloned().collect();
+            let decision = plan(limits, &instances, demand.get(&name).copied().unwrap_or(0), blocked.as_deref());
+            if decision.waiting != self.pools[&name].waiting {
+                if let Some(why) = &decision.waiting {
+                    info!(pool = %name, "requests wait: {why}");
+                }
+            }
+            if let Some(p) = self.pools.get_mut(&name) {
+                p.waiting = decision.waiting;
+            }
+            for _ in 0..decision.start {
+                self.start_instance(&name);
+            }
+        }
+    }
+
+    /// Records the intent, then launches: nothing reaches the cloud that the database
+    /// does not know about.
+    fn start_instance(&mut self, pool: &str) {
+        let serial = self.store.instance_count().unwrap_or(0) + 1;
+        let name = format!("{pool}-{serial}");
+        let token = match Credentials::generate() {
+            Ok(t) => format!("{name}-{}", &t[..12]),
+            Err(e) => return warn!(pool, "cannot start an instance: {e}"),
+        };
+        let password = match Credentials::generate() {
+            Ok(p) => p,
+            Err(e) => return warn!(pool, "cannot start an instance: {e}"),
+        };
+        let id = match self.store.add_instance(pool, &name, &token) {
+            Ok(id) => id,
+            Err(e) => return warn!(pool, "cannot record an instance: {e}"),
+        };
+        let Some(p) = self.pools.get_mut(pool) else { return };
+        let address = p.config.master_address.clone().unwrap_or_else(|| self.master_address.clone());
+        let (host, port) = address.rsplit_once(':').unwrap_or((address.as_str(), "9989"));
+        let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+        vars.insert("master", address.clone());
+        vars.insert("master_host", host.to_owned());
+        vars.insert("master_port", port.to_owned());
+        vars.insert("name", name.clone());
+        vars.insert("password", password.clone());
+        vars.insert("pool", pool.to_owned());
+        vars.insert("venv", p.config.venv.as_ref().map(|v| v.display().to_string()).unwrap_or_default());
+        let user_data = match template::render(&p.config.template(), &vars) {
+            Ok(u) => u,
+            Err(e) => return warn!(pool, "boot script: {e}"),
+        };
+        let instance = Instance::new(id, pool, &name, now());
+        p.instances.insert(id, instance);
+        p.passwords.insert(id, password);
+        let (phase_tx, phase_rx) = watch::channel(Phase::Requested);
+        p.phases.insert(id, phase_tx);
+        self.workers.insert(
+            name.clone(),
+            WorkerSlot {
+                max_builds: p.config.max_builds,
+                attached: None,
+                busy: 0,
+                busy_builders: BTreeSet::new(),
+                graceful: false,
+            },
+        );
+        info!(pool, instance = %name, "starting an instance");
+        self.transition(pool, id, Phase::Launching, None);
+        let spec = LaunchSpec { name, pool: pool.to_owned(), user_data, client_token: token };
+        let p = &self.pools[pool];
+        let watcher = Watcher {
+            driver: p.driver.clone(),
+            tx: self.tx.clone(),
+            pool: pool.to_owned(),
+            id,
+            launch_timeout: Duration::from_secs(p.config.launch_timeout),
+            poll: Duration::from_secs(p.config.poll_interval.max(1)),
+        };
+        tokio::spawn(watcher.run(spec, phase_rx));
+    }
+
+    pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
+        match msg {
+            LatentMsg::Launched { pool, id, cloud_id } => {
+                if let Some(i) = self.pools.get_mut(&pool).and_then(|p| p.instances.get_mut(&id)) {
+                    i.cloud_id = Some(cloud_id.clone());
+                }
+                if self.phase_of(&pool, id) == Some(Phase::Launching) {
+                    self.transition(&pool, id, Phase::Booting, Some(&cloud_id));
+                    let limit = self.pools[&pool].config.boot_timeout;
+                    self.deadline(&pool, id, limit);
+                } else {
+                    // Stopped while launching: the new instance must go too.
+                    self.terminate(&pool, id);
+                }
+            }
+            LatentMsg::LaunchFailed { pool, id, why } => self.fail_instance(&pool, id, &why),
+            LatentMsg::Running { pool, id } => {
+                if self.phase_of(&pool, id) == Some(Phase::Booting) {
+                    self.transition(&pool, id, Phase::Connecting, None);
+                    let p = &self.pools[&pool];
+                    let (name, password) = (p.instances[&id].name.clone(), p.passwords.get(&id).cloned().unwrap_or_default());
+                    self.credentials.activate(&name, &password);
+                    let limit = p.config.missing_timeout;
+                    self.deadline(&pool, id, limit);
+                }
+            }
+            LatentMsg::Gone { pool, id, why } => {
+                if self.phase_of(&pool, id).is_some_and(|p| p.is_starting()) {
+                    self.fail_instance(&pool, id, &format!("the instance went away: {why}"));
+                }
+            }
+            LatentMsg::Deadline { pool, id, phase, since, limit } => {
+                let still = self.pools.get(&pool).and_then(|p| p.instances.get(&id)).is_some_and(|i| i.phase == phase && i.since == since);
+                if still {
+                    self.fail_instance(&pool, id, &format!("{phase} took longer than {limit} s"));
+                }
+            }
+            LatentMsg::IdleCheck { pool, id, since } => {
+                let still = self.pools.get(&pool).and_then(|p| p.instances.get(&id)).is_some_and(|i| i.phase == Phase::Idle && i.since == since);
+                if still {
+                    self.stop_instance(&pool, id, "idle time over");
+                }
+            }
+            LatentMsg::Terminated { pool, id } => {
+                if self.phase_of(&pool, id) == Some(Phase::Stopping) {
+                    self.transition(&pool, id, Phase::Stopped, None);
+                }
+                self.forget(&pool, id);
+            }
+        }
+        self.dispatch();
+    }
+
+    fn phase_of(&self, pool: &str, id: i64) -> Option<Phase> {
+        self.pools.get(pool).and_then(|p| p.instances.get(&id)).map(|i| i.phase)
+    }
+
+    /// Moves an instance, records the move, and tells its watcher.
+    fn transition(&mut self, pool: &str, id: i64, to: Phase, detail: Option<&str>) {
+        let Some(p) = self.pools.get_mut(pool) else { return };
+        let Some(i) = p.instances.get_mut(&id) else { return };
+        if i.phase == to && to != Phase::Building {
+            return;
+        }
+        if let Err(e) = i.advance(to, now()) {
+            return warn!(pool, instance = %i.name, "{e}");
+        }
+        if let Err(e) = self.store.record_phase(i, detail) {
+            warn!(pool, instance = %i.name, "cannot record the transition: {e}");
+        }
+        info!(pool, instance = %i.name, phase = %to, "latent instance");
+        if let Some(w) = p.phases.get(&id) {
+            let _ = w.send(to);
+        }
+    }
+
+    /// Fails the instance in its current phase, counts the failure, and terminates
+    /// whatever the cloud has of it.
+    fn fail_instance(&mut self, pool: &str, id: i64, why: &str) {
+        let Some(p) = self.pools.get_mut(pool) else { return };
+        let Some(i) = p.instances.get_mut(&id) else { return };
+        if !i.phase.is_live() {
+            return;
+        }
+        let t = now();
+        let _ = i.fail(why, t);
+        let _ = self.store.record_phase(i, None);
+        warn!(pool, instance = %i.name, "latent instance failed: {why}");
+        if let Some(w) = p.phases.get(&id) {
+            let _ = w.send(Phase::Failed);
+        }
+        p.failures += 1;
+        if p.failures >= QUARANTINE_AFTER {
+            let backoff = (10u64 << (p.failures - QUARANTINE_AFTER).min(9)).min(3600);
+            p.quarantine_until = t + backoff as f64;
+        }
+        let name = i.name.clone();
+        self.credentials.revoke(&name);
+        self.close_worker(&name);
+        self.terminate(pool, id);
+    }
+
+    /// Draining, then stopping: the instance takes no new build from here on.
+    fn stop_instance(&mut self, pool: &str, id: i64, why: &str) {
+        if self.phase_of(pool, id).is_some_and(|p| matches!(p, Phase::Ready | Phase::Idle)) {
+            self.transition(pool, id, Phase::Draining, Some(why));
+        }
+        self.transition(pool, id, Phase::Stopping, Some(why));
+        let name = self.pools[pool].instances.get(&id).map(|i| i.name.clone()).unwrap_or_default();
+        self.credentials.revoke(&name);
+        self.close_worker(&name);
+        self.terminate(pool, id);
+    }
+
+    fn close_worker(&mut self, name: &str) {
+        if let Some(attached) = self.workers.get_mut(name).and_then(|s| s.attached.take()) {
+            tokio::spawn(async move { attached.conn.close("latent instance stopping").await });
+        }
+    }
+
+    /// Asks the driver to end the instance; reports back when done.
+    fn terminate(&mut self, pool: &str, id: i64) {
+        let Some(p) = self.pools.get(pool) else { return };
+        let cloud_id = p.instances.get(&id).and_then(|i| i.cloud_id.clone());
+        let (driver, tx, pool) = (p.driver.clone(), self.tx.clone(), pool.to_owned());
+        tokio::spawn(async move {
+            if let Some(cloud_id) = cloud_id {
+                if let Err(e) = driver.terminate(&cloud_id).await {
+                    warn!(pool = %pool, "terminate {cloud_id}: {e}");
+                }
+            }
+            let _ = tx.send(Msg::Latent(LatentMsg::Terminated { pool, id })).await;
+        });
+    }
+
+    /// Drops an ended instance from memory (its record stays).
+    fn forget(&mut self, pool: &str, id: i64) {
+        let Some(p) = self.pools.get_mut(pool) else { return };
+        if p.instances.get(&id).is_some_and(|i| i.phase.is_live()) {
+            return;
+        }
+        if let Some(i) = p.instances.remove(&id) {
+            p.passwords.remove(&id);
+            p.phases.remove(&id);
+            self.workers.remove(&i.name);
+        }
+    }
+
+    fn deadline(&self, pool: &str, id: i64, limit: u64) {
+        let Some(i) = self.pools.get(pool).and_then(|p| p.instances.get(&id)) else { return };
+        let msg = LatentMsg::Deadline { pool: pool.to_owned(), id, phase: i.phase, since: i.since, limit };
+        self.after(Duration::from_secs(limit), msg);
+    }
+
+    fn after(&self, delay: Duration, msg: LatentMsg) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Msg::Latent(msg)).await;
+        });
+    }
+
+    /// After a restart: instances the database says may exist are terminated, so none
+    /// is left running unknown to the master.
+    pub(super) async fn recover_latent(&mut self) {
+        let live = match self.store.live_instances() {
+            Ok(l) => l,
+            Err(e) => return warn!("cannot read latent instances: {e}"),
+        };
+        for row in live {
+            let Some(p) = self.pools.get(&row.pool) else { continue };
+            if let Some(cloud_id) = &row.cloud_id {
+                if let Err(e) = p.driver.terminate(cloud_id).await {
+                    warn!(pool = %row.pool, "terminate {cloud_id} after restart: {e}");
+                }
+            }
+            let mut i = Instance::new(row.id, &row.pool, &row.name, now());
+            i.cloud_id = row.cloud_id.clone();
+            i.phase = Phase::Stopping;
+            let _ = i.advance(Phase::Stopped, now());
+            let _ = self.store.record_phase(&i, Some("terminated after a master restart"));
+            info!(pool = %row.pool, instance = %row.name, "terminated an instance left from before the restart");
+        }
+    }
+}
+
+/// Launches one instance and watches the cloud's view of it while it starts, so an
+/// instance that dies while booting is noticed before `missing_timeout`.
+struct Watcher {
+    driver: Arc<dyn Driver>,
+    tx: mpsc::Sender<Msg>,
+    pool: String,
+    id: i64,
+    launch_timeout: Duration,
+    poll: Duration,
+}
+
+impl Watcher {
+    async fn run(self, spec: LaunchSpec, mut phase: watch::Receiver<Phase>) {
+        let (pool, id) = (self.pool.clone(), self.id);
+        let send = |m: LatentMsg| {
+            let tx = self.tx.clone();
+            async move {
+                let _ = tx.send(Msg::Latent(m)).await;
+            }
+        };
+        let cloud_id = match tokio::time::timeout(self.launch_timeout, self.driver.launch(&spec)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return send(LatentMsg::LaunchFailed { pool, id, why: format!("launch failed: {e}") }).await,
+            Err(_) => {
+                let why = format!("launching took longer than {} s", self.launch_timeout.as_secs());
+                return send(LatentMsg::LaunchFailed { pool, id, why }).await;
+            }
+        };
+        send(LatentMsg::Launched { pool: pool.clone(), id, cloud_id: cloud_id.clone() }).await;
+        let mut reported_running = false;
+        loop {
+            let now_phase = *phase.borrow();
+            if !matches!(now_phase, Phase::Launching | Phase::Booting | Phase::Connecting | Phase::Attaching) {
+                return;
+            }
+            match self.driver.state(&cloud_id).await {
+                Ok(CloudState::Running) if !reported_running => {
+                    reported_running = true;
+                    send(LatentMsg::Running { pool: pool.clone(), id }).await;
+                }
+                Ok(CloudState::Gone(why)) => return send(LatentMsg::Gone { pool, id, why }).await,
+                Ok(_) => {}
+                Err(e) => warn!(pool = %pool, "looking at {cloud_id}: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.poll) => {}
+                changed = phase.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Latent instances and every transition they made, recorded before the master acts,
+//! so that after a crash it knows which instances it may have launched.
+
+use super::{now, Store, StoreResult};
+use crate::latent::Instance;
+use rusqlite::params;
+use serde::Serialize;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS latent_instances (
+    id INTEGER PRIMARY KEY,
+    pool TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
+    phase TEXT NOT NULL,
+    since REAL NOT NULL,
+    cloud_id TEXT,
+    client_token TEXT NOT NULL,
+    failure_phase TEXT,
+    failure_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS latent_transitions (
+    seq INTEGER PRIMARY KEY,
+    instance_id INTEGER NOT NULL REFERENCES latent_instances(id),
+    phase TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS latent_transitions_instance ON latent_transitions(instance_id, seq);
+";
+
+/// An instance as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRow {
+    pub id: i64,
+    pub pool: String,
+    pub name: String,
+    pub phase: String,
+    pub since: f64,
+    pub cloud_id: Option<String>,
+    pub failure_phase: Option<String>,
+    pub failure_reason: Option<String>,
+    /// `[[phase, at, detail], ...]`, oldest first.
+    pub transitions: Vec<(String, f64, Option<String>)>,
+}
+
+impl Store {
+    /// Records the intent to start an instance (before any cloud call); returns its id.
+    pub fn add_instance(&self, pool: &str, name: &str, client_token: &str) -> StoreResult<i64> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let t = now();
+        tx.execute(
+            "INSERT INTO latent_instances (pool, name, phase, since, client_token) VALUES (?1, ?2, 'requested', ?3, ?4)",
+            params![pool, name, t, client_token],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, 'requested', ?2)",
+            params![id, t],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Records a transition (and the failure, for `failed`).
+    pub fn record_phase(&self, instance: &Instance, detail: Option<&str>) -> StoreResult<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let (fphase, freason) = match &instance.failure {
+            Some((p, why)) => (Some(p.name()), Some(why.as_str())),
+            None => (None, None),
+        };
+        tx.execute(
+            "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6
+             WHERE id = ?1",
+            params![instance.id, instance.phase.name(), instance.since, instance.cloud_id, fphase, freason],
+        )?;
+        tx.execute(
+            "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![instance.id, instance.phase.name(), instance.since, detail.or(freason)],
+        )?;
+        tx.commit()
+    }
+
+    /// Instances not stopped or failed: after a restart, the ones to reconcile.
+    pub fn live_instances(&self) -> StoreResult<Vec<InstanceRow>> {
+        self.instances_where("phase NOT IN ('stopped', 'failed')", 100_000)
+    }
+
+    /// The newest instances, with their transitions.
+    pub fn instances(&self, limit: i64) -> StoreResult<Vec<InstanceRow>> {
+        self.instances_where("1", limit.clamp(1, 10_000))
+    }
+
+    fn instances_where(&self, condition: &str, limit: i64) -> StoreResult<Vec<InstanceRow>> {
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason FROM latent_instances
+             WHERE {condition} ORDER BY id DESC LIMIT {limit}"
+        ))?;
+        let mut rows: Vec<InstanceRow> = q
+            .query_map([], |r| {
+                Ok(InstanceRow {
+                    id: r.get(0)?,
+                    pool: r.get(1)?,
+                    name: r.get(2)?,
+                    phase: r.get(3)?,
+                    since: r.get(4)?,
+                    cloud_id: r.get(5)?,
+                    failure_phase: r.get(6)?,
+                    failure_reason: r.get(7)?,
+                    transitions: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut t = db.prepare("SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq")?;
+        for row in &mut rows {
+            row.transitions = t.query_map(params![row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        }
+        Ok(rows)
+    }
+
+    /// The next serial number for a pool's instance names.
+    pub fn instance_count(&self) -> StoreResult<i64> {
+        self.db().query_row("SELECT COALESCE(MAX(id), 0) FROM latent_instances", [], |r| r.get(0))
+    }
+}
