@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: builds pbmaster, installs a real buildbot-worker 4.3.0
-# in a venv, starts the master with examples/quickstart.toml and the worker beside it,
-# forces the example build and prints its log. Then it keeps serving until Ctrl-C
-# (with --once it stops after the build, exiting with the build's status).
+# in a venv, and starts the master with examples/quickstart.toml. Forcing the example
+# build makes the master start a worker on demand (a latent instance, local driver),
+# run the build on it and stop it once idle. Then the master keeps serving until
+# Ctrl-C; with --once it stops after the instance has stopped, exiting with the
+# build's status.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,30 +14,15 @@ once=false
 scripts/install-peers.sh buildbot-worker-4
 cargo build --release --quiet
 pbmaster="$root/target/release/pbmaster"
-work="$root/target/quickstart"
-rm -rf "$work" && mkdir -p "$work"
-cp examples/quickstart.toml "$work/master.toml"
+rm -rf "$root/target/quickstart"
 export PBMASTER_API=http://127.0.0.1:8010
 
-"$pbmaster" check --config "$work/master.toml"
-"$pbmaster" start --config "$work/master.toml" 2> "$work/master.log" &
+"$pbmaster" check --config examples/quickstart.toml
+"$pbmaster" start --config examples/quickstart.toml 2> "$root/target/quickstart.log" &
 master=$!
-worker_venv="$root/.peers/buildbot-worker-4"
-"$worker_venv/bin/buildbot-worker" create-worker --keepalive=60 "$work/worker" 127.0.0.1:9989 example-worker example-pass >/dev/null
-(cd "$work/worker" && exec "$worker_venv/bin/twistd" --nodaemon --no_save --pidfile= -y buildbot.tac > twistd.out 2>&1) &
-worker=$!
-cleanup() {
-  kill "$worker" 2>/dev/null || true
-  kill "$master" 2>/dev/null || true
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap 'kill "$master" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+until "$pbmaster" workers >/dev/null 2>&1; do sleep 0.2; done
 
-for _ in $(seq 300); do
-  "$pbmaster" workers 2>/dev/null | grep -q "example-worker *attached" && break
-  sleep 0.2
-done
-"$pbmaster" workers
 status=0
 "$pbmaster" force hello --wait || status=$?
 build=$("$pbmaster" builds --limit 1 | awk 'NR == 2 { print $1 }')
@@ -43,10 +30,16 @@ for step in 1 2; do
   echo "--- build $build, step $step ---"
   "$pbmaster" log "$build" "$step"
 done
+echo "--- latent instances ---"
+"$pbmaster" instances
 if $once; then
+  until "$pbmaster" instances | awk 'NR > 1 && $3 != "stopped" && $3 != "failed" { busy = 1 } END { exit busy }'; do
+    sleep 1
+  done
+  "$pbmaster" instances
   exit "$status"
 fi
 echo
-echo "master: $PBMASTER_API (log: $work/master.log); try: $pbmaster force hello --wait"
-echo "Ctrl-C stops the master and the worker."
+echo "master: $PBMASTER_API (log: target/quickstart.log); try: $pbmaster force hello --wait"
+echo "Ctrl-C stops the master (and any instance still running)."
 wait "$master"

@@ -1,9 +1,9 @@
 //! Simulated workers from `pbmaster-loadgen` attach to pbmaster in numbers and each
 //! completes a build, with the output it sent stored by the master.
 
-mod support;
 #[path = "support/loadgen.rs"]
 mod loadgen_support;
+mod support;
 
 use loadgen_support::Loadgen;
 use std::fmt::Write;
@@ -17,7 +17,10 @@ const STDOUT_BYTES: usize = 5000;
 fn config() -> String {
     let mut body = String::new();
     for i in 0..WORKERS {
-        let _ = write!(body, "[[worker]]\nname = \"sim-{i}\"\npassword = \"pass\"\n\n");
+        let _ = write!(
+            body,
+            "[[worker]]\nname = \"sim-{i}\"\npassword = \"pass\"\n\n"
+        );
     }
     for i in 0..WORKERS {
         let _ = write!(
@@ -39,16 +42,34 @@ fn fifty_simulated_workers_attach_and_each_completes_a_build() {
         &dir,
         "workers",
         &[
-            "workers", "--master", &pb, "-n", "50", "--prefix", "sim", "--password", "pass",
-            "--stdout-bytes", &stdout, "--chunk-bytes", "1024",
+            "workers",
+            "--master",
+            &pb,
+            "-n",
+            "50",
+            "--prefix",
+            "sim",
+            "--password",
+            "pass",
+            "--stdout-bytes",
+            &stdout,
+            "--chunk-bytes",
+            "1024",
         ],
     );
-    master.wait_for("/api/workers", Duration::from_secs(120), "50 workers attached", |v| {
-        v.as_array()
-            .is_some_and(|ws| ws.iter().filter(|w| w["state"] == "attached").count() == WORKERS)
-    });
+    master.wait_for(
+        "/api/workers",
+        Duration::from_secs(120),
+        "50 workers attached",
+        |v| {
+            v.as_array()
+                .is_some_and(|ws| ws.iter().filter(|w| w["state"] == "attached").count() == WORKERS)
+        },
+    );
 
-    let requests: Vec<i64> = (0..WORKERS).map(|i| master.force(&format!("b-{i}"))).collect();
+    let requests: Vec<i64> = (0..WORKERS)
+        .map(|i| master.force(&format!("b-{i}")))
+        .collect();
     for (i, id) in requests.into_iter().enumerate() {
         let r = master.wait_request(id, Duration::from_secs(120));
         assert_eq!(r["result"], "success", "{r}");

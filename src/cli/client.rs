@@ -66,6 +66,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// List latent instances with their phase (and, when failed, where and why).
+    Instances {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        api: Api,
+    },
 }
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
@@ -223,6 +230,18 @@ impl ClientCommand {
             ClientCommand::Stop { build, api } => {
                 post(&api, &format!("/api/builds/{build}/stop"), json!({}))?;
                 println!("stopping build {build}");
+                Ok(ExitCode::SUCCESS)
+            }
+            ClientCommand::Instances { limit, api } => {
+                let list = get(&api, &format!("/api/latent?limit={limit}"))?;
+                println!("{:<20} {:<16} {:<11} failure", "instance", "pool", "phase");
+                for i in list.as_array().into_iter().flatten() {
+                    let failure = match (i["failure_phase"].as_str(), i["failure_reason"].as_str()) {
+                        (Some(p), Some(r)) => format!("in {p}: {r}"),
+                        _ => String::new(),
+                    };
+                    println!("{:<20} {:<16} {:<11} {failure}", s(&i["name"]), s(&i["pool"]), s(&i["phase"]));
+                }
                 Ok(ExitCode::SUCCESS)
             }
             ClientCommand::Workers { api } => {

@@ -38,10 +38,17 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     if config.master.data_dir.is_relative() {
         config.master.data_dir = base.join(&config.master.data_dir);
     }
+    // Absolute, so that paths handed to instances and subprocesses stay valid.
+    if let Ok(abs) = std::path::absolute(&config.master.data_dir) {
+        config.master.data_dir = abs;
+    }
     for p in &mut config.latent_pools {
         if let Some(v) = &mut p.venv {
             if v.is_relative() {
                 *v = base.join(&*v);
+            }
+            if let Ok(abs) = std::path::absolute(&*v) {
+                *v = abs;
             }
         }
     }

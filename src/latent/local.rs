@@ -39,7 +39,11 @@ impl LocalDriver {
 
 /// Sends `signal` to the process group `pgid` (the instance and everything it started).
 async fn signal_group(pgid: &str, signal: &str) {
-    let _ = Command::new("kill").args([format!("-{signal}"), "--".into(), format!("-{pgid}")]).status().await;
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .await;
 }
 
 impl Driver for LocalDriver {
@@ -56,7 +60,7 @@ impl Driver for LocalDriver {
             tokio::fs::write(&script, &spec.user_data).await.map_err(|e| fail("cannot write to", e))?;
             let log = std::fs::File::create(dir.join("boot.log")).map_err(|e| fail("cannot create a log in", e))?;
             let child = Command::new("sh")
-                .arg(&script)
+                .arg("boot.sh")
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(|e| fail("log", e))?)

@@ -76,7 +76,7 @@ pub fn pools(config: &Config) -> BTreeMap<String, Pool> {
 
 impl Master {
     /// The pool and id of the instance whose worker name is `name`.
-    fn instance_named(&self, name: &str) -> Option<(String, i64)> {
+    pub(super) fn instance_named(&self, name: &str) -> Option<(String, i64)> {
         self.pools.iter().find_map(|(pool, p)| {
             p.instances.values().find(|i| i.name == name).map(|i| (pool.clone(), i.id))
         })

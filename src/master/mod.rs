@@ -411,10 +411,12 @@ impl Master {
         else {
             return;
         };
+        // An instance serves the builders that name its pool.
+        let pool = self.instance_named(&name).map(|(pool, _)| pool);
         let builders: Vec<(String, String)> = self
             .builders
             .values()
-            .filter(|b| b.workers.iter().any(|w| w.get_ref() == &name))
+            .filter(|b| b.workers.iter().any(|w| w.get_ref() == &name || Some(w.get_ref()) == pool.as_ref()))
             .map(|b| {
                 (
                     b.name.get_ref().clone(),

@@ -1,5 +1,8 @@
 //! Runs the `pbmaster-loadgen` binary as a process: simulated workers or the mutation
 //! mode, with its JSON output in a file so a test can read the final report.
+//!
+//! Each test crate uses only part of it.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

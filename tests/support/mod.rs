@@ -6,4 +6,5 @@
 
 pub mod changes;
 pub mod master;
+pub mod pb;
 pub mod workers;

@@ -105,6 +105,10 @@ pub struct MutateArgs {
     /// Randomised mutations of valid messages, on top of the fixed cases.
     #[arg(long, default_value_t = 50)]
     pub random_cases: usize,
+    /// The server's process id, to tell "died" from "dropped" (optional: without it,
+    /// a server that refuses new connections counts as died).
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,

@@ -58,9 +58,14 @@ fn update_args(key: &str, value: Value) -> Vec<Value> {
 }
 
 async fn update(link: &Link, object: i64, key: &str, value: Value) -> Result<(), LinkError> {
-    link.call(ObjectId::Id(object), "update", update_args(key, value), vec![])
-        .await
-        .map(drop)
+    link.call(
+        ObjectId::Id(object),
+        "update",
+        update_args(key, value),
+        vec![],
+    )
+    .await
+    .map(drop)
 }
 
 /// Runs `cmd` to completion (or interruption) and releases the master's object.
@@ -84,7 +89,11 @@ pub async fn run(
         let mut sent: u64 = 0;
         while sent < behaviour.stdout_bytes {
             let n = (behaviour.stdout_bytes - sent).min(chunk as u64) as usize;
-            let piece = if n == chunk { full.clone() } else { stdout_text(n) };
+            let piece = if n == chunk {
+                full.clone()
+            } else {
+                stdout_text(n)
+            };
             tokio::select! {
                 _ = &mut interrupt => { interrupted = true; break; }
                 r = update(&link, object, "stdout", piece) => r?,

@@ -27,12 +27,7 @@ const COMMANDS: [&str; 14] = [
 
 /// `getCommands()`: command name → version.
 pub fn commands() -> Value {
-    Value::Dict(
-        COMMANDS
-            .iter()
-            .map(|c| (text(c), text("3.3")))
-            .collect(),
-    )
+    Value::Dict(COMMANDS.iter().map(|c| (text(c), text("3.3"))).collect())
 }
 
 /// `getWorkerInfo()`: the dict a 4.3.0 worker returns (info files, OS, basedir,
@@ -49,7 +44,10 @@ pub fn worker_info(name: &str) -> Value {
             Value::Dict(vec![(text("PATH"), text("/usr/bin:/bin"))]),
         ),
         (text("system"), text("posix")),
-        (text("basedir"), text(&format!("/nonexistent/loadgen/{name}"))),
+        (
+            text("basedir"),
+            text(&format!("/nonexistent/loadgen/{name}")),
+        ),
         (text("numcpus"), Value::int(1)),
         (text("version"), text(VERSION)),
         (text("worker_commands"), commands()),

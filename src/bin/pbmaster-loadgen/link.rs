@@ -72,6 +72,11 @@ pub struct Inbox {
 /// the socket busy, small enough that 10,000 idle connections cost little.
 const WRITE_QUEUE: usize = 32;
 
+/// How long to wait for the server's dialect offer. A connection whose final
+/// handshake ACK the server dropped (accept queue full) looks established here but
+/// never gets an offer; only a timeout and a new connection recover it.
+const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects, negotiates the `pb` dialect and sends `(version 6)`. The peer's version
 /// is checked when it arrives, by [`Inbox::next`].
 pub async fn connect(addr: SocketAddr) -> Result<(Link, Inbox), LinkError> {
@@ -92,7 +97,9 @@ pub async fn connect(addr: SocketAddr) -> Result<(Link, Inbox), LinkError> {
         state: state.clone(),
         security: Security::default(),
     };
-    let offer = inbox.element().await?;
+    let offer = tokio::time::timeout(OFFER_TIMEOUT, inbox.element())
+        .await
+        .map_err(|_| LinkError::Io("no dialect offer within 10 s".into()))??;
     let dialect = negotiation::choose(&offer)
         .map_err(|e| LinkError::Protocol(format!("dialect offer: {e}")))?;
     inbox.decoder.set_dialect(dialect);
@@ -172,12 +179,24 @@ impl Link {
             .map_err(|e| LinkError::Local(e.to_string()))
     }
 
+    /// Waits for an answer or error carrying `request_id`, for a call sent by hand.
+    pub fn expect(&self, request_id: i64) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().waiters.insert(request_id, tx);
+        rx
+    }
+
     pub async fn answer(&self, request_id: i64, value: Value) -> Result<(), LinkError> {
         self.send(&Message::Answer { request_id, value }).await
     }
 
     /// Answers a call with a failure shaped for a Python 3 master.
-    pub async fn fail(&self, request_id: i64, type_name: &str, text: &str) -> Result<(), LinkError> {
+    pub async fn fail(
+        &self,
+        request_id: i64,
+        type_name: &str,
+        text: &str,
+    ) -> Result<(), LinkError> {
         let failure = Failure {
             type_name: type_name.to_owned(),
             value: text.to_owned(),
@@ -235,7 +254,7 @@ pub enum Incoming {
     /// A call on one of this side's objects (or the root).
     Call(Call),
     /// The peer released one of this side's objects.
-    Decref(i64),
+    Decref,
 }
 
 impl Inbox {
@@ -257,10 +276,8 @@ impl Inbox {
             // counters), as the protocol reference advises; a version mismatch is not.
             let known = state.session.receive(&message);
             match message {
-                Message::Version(v) => {
-                    if v != PROTOCOL_VERSION {
-                        return Err(LinkError::Protocol(format!("peer speaks PB version {v}")));
-                    }
+                Message::Version(v) if v != PROTOCOL_VERSION => {
+                    return Err(LinkError::Protocol(format!("peer speaks PB version {v}")));
                 }
                 Message::Answer { request_id, value } => {
                     if let Some(w) = state.waiters.remove(&request_id) {
@@ -275,7 +292,7 @@ impl Inbox {
                         let _ = w.send(Err(failure));
                     }
                 }
-                Message::Decref(id) if known.is_ok() => return Ok(Some(Incoming::Decref(id))),
+                Message::Decref(_) if known.is_ok() => return Ok(Some(Incoming::Decref)),
                 Message::Call(call) => return Ok(Some(Incoming::Call(call))),
                 _ => {}
             }

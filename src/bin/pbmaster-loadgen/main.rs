@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         // Each connection is one descriptor; leave room for the rest.
         nofile::raise(args.count as u64 + 64);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pbmaster-loadgen: no runtime: {e}");
@@ -53,10 +56,12 @@ fn emit(value: &serde_json::Value) {
 
 async fn workers(args: WorkersArgs) -> ExitCode {
     let stats = Arc::new(Stats::new(args.count));
-    let drive = args
-        .force_url
-        .clone()
-        .map(|url| (url, Instant::now() + Duration::from_secs_f64(args.duration.max(0.0))));
+    let drive = args.force_url.clone().map(|url| {
+        (
+            url,
+            Instant::now() + Duration::from_secs_f64(args.duration.max(0.0)),
+        )
+    });
     let config = Arc::new(worker::Config {
         master: args.target.master,
         password: args.target.password.clone(),

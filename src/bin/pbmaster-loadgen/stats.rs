@@ -87,10 +87,6 @@ impl Stats {
         }
     }
 
-    pub fn error_count(&self) -> u64 {
-        guard(&self.errors).values().sum()
-    }
-
     pub fn report(&self) -> Json {
         let mut attach = guard(&self.attach_times).clone();
         attach.sort_by(f64::total_cmp);

@@ -122,7 +122,7 @@ async fn session(
         tokio::select! {
             incoming = inbox.next() => match incoming? {
                 Some(Incoming::Call(call)) => w.dispatch(call).await?,
-                Some(Incoming::Decref(_)) => {}
+                Some(Incoming::Decref) => {}
                 None => return Ok(End::Closed),
             },
             r = &mut login_rx, if !logged_in => {
@@ -255,7 +255,12 @@ impl Worker {
         let reply_needed = call.answer_required;
         if !self.link.is_exported(call.object) {
             return self
-                .reply_error(reply_needed, id, "twisted.spread.pb.Error", "Invalid Object ID")
+                .reply_error(
+                    reply_needed,
+                    id,
+                    "twisted.spread.pb.Error",
+                    "Invalid Object ID",
+                )
                 .await;
         }
         let method = String::from_utf8_lossy(&call.method).into_owned();
@@ -295,7 +300,11 @@ impl Worker {
     }
 
     /// The mind ("bot"): `None` for an unknown method.
-    async fn mind_call(&mut self, method: &str, args: &[Value]) -> Result<Option<Value>, LinkError> {
+    async fn mind_call(
+        &mut self,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Option<Value>, LinkError> {
         Ok(Some(match method {
             "print" => Value::None,
             "getWorkerInfo" => info::worker_info(&self.name),
@@ -357,7 +366,9 @@ impl Worker {
                 let (object, name) = match args.as_slice() {
                     [Value::Remote(object), _id, name, ..] => (
                         *object,
-                        name.as_str_lossy().map(|n| n.into_owned()).unwrap_or_default(),
+                        name.as_str_lossy()
+                            .map(|n| n.into_owned())
+                            .unwrap_or_default(),
                     ),
                     _ => {
                         self.stats.error("bad startCommand", format!("{args:?}"));
