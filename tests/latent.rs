@@ -131,14 +131,14 @@ fn an_instance_that_never_connects_or_dies_is_replaced() {
     let marker = dir.join("first-instance-done");
     std::fs::create_dir_all(&dir).expect("dir");
     let script = boot_script_after(&marker, "sleep 600");
-    let extra = format!("missing_timeout = 4\nbuild_wait_timeout = 0\nboot_script = '''\n{script}'''");
+    let extra = format!("missing_timeout = 10\nbuild_wait_timeout = 0\nboot_script = '''\n{script}'''");
     let master = MasterProcess::start(&dir.join("master"), "", &config(&extra));
     let r = master.wait_request(master.force("job"), LONG);
     assert_eq!(r["result"], "success", "the build ran on the next instance: {r}");
     let ended = wait_all_ended(&master);
     let failed = ended.iter().find(|i| i["phase"] == "failed").expect("a failed instance");
     assert_eq!(failed["failure_phase"], "connecting", "{failed}");
-    assert!(failed["failure_reason"].as_str().is_some_and(|w| w.contains("longer than 4 s")), "{failed}");
+    assert!(failed["failure_reason"].as_str().is_some_and(|w| w.contains("longer than 10 s")), "{failed}");
 
     // An instance whose boot script dies is noticed from the driver, not at the timeout.
     let dir = test_dir("latent-dies");
