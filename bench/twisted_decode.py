@@ -11,37 +11,47 @@ import json
 import sys
 import time
 
-from twisted.spread import banana, jelly, pb
+from twisted.spread import pb
 
 READ = 64 * 1024
 
 
-class Collect(banana.Banana):
-    """A Banana that unjellies (or just counts) each expression instead of dispatching."""
+class Collect(pb.Broker):
+    """A Broker that unjellies (level pb) or just counts (level banana) each expression
+    instead of dispatching it, unjellying the way Broker.proto_message does: arguments
+    and keywords separately, with the broker as invoker (remote references)."""
 
     def __init__(self, level, is_client):
-        banana.Banana.__init__(self, isClient=is_client)
+        pb.Broker.__init__(self, isClient=is_client)
         self.level = level
         self.count = 1  # the negotiation expression, which Banana consumes itself
-        self.security = jelly.globalSecurity
+
+    def connectionReady(self):
+        # No factory to tell: this broker only reads a recorded stream.
+        pass
 
     def expressionReceived(self, item):
         self.count += 1
         if self.level == "pb":
             kind = item[0]
             if kind in (b"message", b"cachemessage"):
-                jelly.unjelly(item[5], self.security, None)
-                jelly.unjelly(item[6], self.security, None)
+                self.unserialize(item[5])
+                self.unserialize(item[6])
             elif kind in (b"answer", b"error"):
-                jelly.unjelly(item[2], self.security, None)
+                self.unserialize(item[2])
 
 
 class NullTransport:
+    """Swallows what the broker writes (its offer, version, decrefs)."""
+
     def write(self, data):
         pass
 
     def loseConnection(self):
         raise RuntimeError("Twisted dropped the stream")
+
+    def setTcpKeepAlive(self, enabled):
+        pass
 
 
 def starts_with_list(data):
@@ -61,8 +71,7 @@ def main():
     start = time.perf_counter()
     for _ in range(repeat):
         b = Collect(level, starts_with_list(data))
-        b.transport = NullTransport()
-        b.connectionMade()
+        b.makeConnection(NullTransport())
         for i in range(0, len(data), READ):
             b.dataReceived(data[i:i + READ])
         count += b.count

@@ -235,3 +235,20 @@ fn a_master_killed_between_launch_and_attach_leaves_no_instance() {
     let r = master.wait_request(1, LONG);
     assert_eq!(r["result"], "success", "{r}");
 }
+
+#[test]
+fn stopping_the_master_stops_its_instances() {
+    let dir = test_dir("latent-shutdown");
+    let mut master = MasterProcess::start(&dir.join("master"), "", &config("build_wait_timeout = -1"));
+    let r = master.wait_request(master.force("job"), LONG);
+    assert_eq!(r["result"], "success");
+    let kept = instances(&master);
+    assert_eq!(kept[0]["phase"], "idle", "build_wait_timeout < 0 keeps it: {kept:?}");
+    let pgid = kept[0]["cloud_id"].as_str().expect("cloud id").to_owned();
+    assert!(group_alive(&pgid));
+    let status = master.terminate(LONG);
+    assert!(status.success());
+    assert!(!group_alive(&pgid), "no instance outlives the master");
+    master.restart();
+    assert_eq!(instances(&master)[0]["phase"], "stopped");
+}

@@ -139,6 +139,8 @@ impl ClientCommand {
                 if !wait {
                     return Ok(ExitCode::SUCCESS);
                 }
+                // Short builds are answered quickly; long ones are not polled hard.
+                let mut pause = Duration::from_millis(10);
                 loop {
                     let r = get(&api, &format!("/api/buildrequests/{id}"))?;
                     if r["complete"].as_bool() == Some(true) {
@@ -156,7 +158,8 @@ impl ClientCommand {
                             ExitCode::FAILURE
                         });
                     }
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(250));
                 }
             }
             ClientCommand::Builds {

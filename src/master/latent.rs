@@ -287,9 +287,36 @@ impl Master {
                     self.transition(&pool, id, Phase::Stopped, None);
                 }
                 self.forget(&pool, id);
+                self.answer_when_no_instance();
             }
         }
         self.dispatch();
+    }
+
+    /// The master is stopping: every live instance is stopped; `reply` fires when the
+    /// last one is gone, so no instance outlives the master.
+    pub(super) fn stop_all_instances(&mut self, reply: tokio::sync::oneshot::Sender<()>) {
+        self.stopped_reply = Some(reply);
+        let live: Vec<(String, i64)> = self
+            .pools
+            .iter()
+            .flat_map(|(name, p)| p.instances.values().filter(|i| i.phase.is_live()).map(move |i| (name.clone(), i.id)))
+            .collect();
+        for (pool, id) in live {
+            if self.phase_of(&pool, id) != Some(Phase::Stopping) {
+                self.stop_instance(&pool, id, "master shutting down");
+            }
+        }
+        self.answer_when_no_instance();
+    }
+
+    fn answer_when_no_instance(&mut self) {
+        let any_live = self.pools.values().any(|p| p.instances.values().any(|i| i.phase.is_live()));
+        if !any_live {
+            if let Some(reply) = self.stopped_reply.take() {
+                let _ = reply.send(());
+            }
+        }
     }
 
     fn phase_of(&self, pool: &str, id: i64) -> Option<Phase> {

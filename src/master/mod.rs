@@ -69,6 +69,10 @@ pub enum Msg {
     },
     /// Latent instances: cloud calls, timers.
     Latent(latent::LatentMsg),
+    /// Stop every latent instance (the master is stopping); answered once all are gone.
+    StopInstances {
+        reply: oneshot::Sender<()>,
+    },
     /// A change from the HTTP API; answered with its id once stored.
     NewChange {
         change: Box<NewChange>,
@@ -119,6 +123,8 @@ pub struct Master {
     credentials: Arc<Credentials>,
     /// Where latent instances reach the master unless their pool says otherwise.
     master_address: String,
+    /// Answered once no latent instance is left, when the master stops.
+    stopped_reply: Option<oneshot::Sender<()>>,
     /// The schedulers' next wake-up, for the timer task.
     wake: watch::Sender<Option<f64>>,
 }
@@ -134,6 +140,7 @@ impl Master {
             pools: latent::pools(config),
             credentials,
             master_address: config.master.pb_listen.replace("0.0.0.0", "127.0.0.1"),
+            stopped_reply: None,
             store,
             builders: config
                 .builders
@@ -267,6 +274,7 @@ impl Master {
                 self.instance_lost(&name, &format!("attach failed: {why}"));
             }
             Msg::Latent(msg) => self.handle_latent(msg),
+            Msg::StopInstances { reply } => self.stop_all_instances(reply),
             Msg::BuildDone {
                 build_id,
                 worker,

@@ -255,8 +255,21 @@ impl MasterProcess {
 }
 
 impl Drop for MasterProcess {
+    /// SIGTERM first, so the master stops what it started (latent instances); SIGKILL
+    /// if it does not go within a few seconds.
     fn drop(&mut self) {
-        self.kill();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -89,11 +89,24 @@ fn with_args(c: &Ctx, args: Element) -> Element {
     call(c.id, int(c.avatar), raw(b"keepalive"), args, dict())
 }
 
-/// `depth` nested lists around an int, as a banana byte string.
+/// `depth` nested untagged banana lists around an int: a banana-level stress (not
+/// valid jelly).
 fn nested(depth: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(depth * 2 + 2);
     for _ in 0..depth {
         v.extend_from_slice(&[0x01, LIST]);
+    }
+    v.extend_from_slice(&[0x01, INT]);
+    v
+}
+
+/// `depth` nested jelly lists `(list (list ... 1))`: valid jelly, only deep.
+fn nested_jelly(depth: usize) -> Vec<u8> {
+    let tag = enc(&s("list"));
+    let mut v = Vec::with_capacity(depth * (tag.len() + 2) + 2);
+    for _ in 0..depth {
+        v.extend(header(2, LIST));
+        v.extend(&tag);
     }
     v.extend_from_slice(&[0x01, INT]);
     v
@@ -726,11 +739,11 @@ pub fn all(seed: u64, random: usize) -> Vec<Case> {
     v
 }
 
-/// `(tuple <depth nested lists>)` as raw bytes.
+/// `(tuple <depth nested jelly lists>)` as raw bytes.
 fn tuple_around(depth: usize) -> Vec<u8> {
     let mut v = header(2, LIST);
     v.extend(enc(&s("tuple")));
-    v.extend(nested(depth));
+    v.extend(nested_jelly(depth));
     v
 }
 
