@@ -97,7 +97,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     // No latent instance outlives the master (bounded, in case a driver hangs).
     let (reply, stopped) = oneshot::channel();
     if tx.send(Msg::StopInstances { reply }).await.is_ok()
-        && tokio::time::timeout(Duration::from_secs(60), stopped).await.is_err()
+        && tokio::time::timeout(Duration::from_secs(60), stopped)
+            .await
+            .is_err()
     {
         tracing::warn!("latent instances did not all stop within 60 s");
     }

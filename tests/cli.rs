@@ -50,33 +50,58 @@ fn check_reports_every_error_with_its_location() {
         "[master]\ndata_dir = \"d\"\n\n[[worker]]\nname = \"w1\"\n\n[[builder]]\nname = \"b\"\nworkers = [\"w2\"]\n[[builder.step]]\ncommand = \"true\"\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pbmaster")).args(["check", "--config"]).arg(&path).output().expect("runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("line 5, column 8") && err.contains("needs exactly one of password"), "{err}");
-    assert!(err.contains("line 9, column 12") && err.contains("\"w2\" is not defined"), "{err}");
+    assert!(
+        err.contains("line 5, column 8") && err.contains("needs exactly one of password"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 9, column 12") && err.contains("\"w2\" is not defined"),
+        "{err}"
+    );
 }
 
 #[test]
 fn force_builds_logs_and_workers() {
     let dir = test_dir("cli");
     let master = MasterProcess::start(&dir.join("master"), "", BODY);
-    let _worker = RunningWorker::start(Generation::Worker4, &dir.join("worker"), &WorkerOptions::new("w1", "pass", master.pb))
-        .expect("worker");
+    let _worker = RunningWorker::start(
+        Generation::Worker4,
+        &dir.join("worker"),
+        &WorkerOptions::new("w1", "pass", master.pb),
+    )
+    .expect("worker");
     master.wait_attached("w1", Duration::from_secs(60));
     let api = master.api.as_str();
 
     let out = pbmaster(api, &["force", "good", "--wait"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": success"));
     let out = pbmaster(api, &["force", "bad", "--wait"]);
     assert_eq!(out.status.code(), Some(1), "failure exits non-zero");
     assert!(String::from_utf8_lossy(&out.stdout).contains(": failure"));
 
     let builds = String::from_utf8_lossy(&pbmaster(api, &["builds"]).stdout).into_owned();
-    assert!(builds.contains("good") && builds.contains("bad") && builds.contains("failure"), "{builds}");
+    assert!(
+        builds.contains("good") && builds.contains("bad") && builds.contains("failure"),
+        "{builds}"
+    );
     let workers = String::from_utf8_lossy(&pbmaster(api, &["workers"]).stdout).into_owned();
-    assert!(workers.contains("w1") && workers.contains("attached") && workers.contains("4.3.0"), "{workers}");
+    assert!(
+        workers.contains("w1") && workers.contains("attached") && workers.contains("4.3.0"),
+        "{workers}"
+    );
     let log = String::from_utf8_lossy(&pbmaster(api, &["log", "1", "1"]).stdout).into_owned();
     assert!(log.contains("all good"), "{log}");
 

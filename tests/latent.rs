@@ -47,7 +47,11 @@ command = "sleep 1; echo built on %(prop:workername)s"
 }
 
 fn instances(master: &MasterProcess) -> Vec<Value> {
-    master.get("/api/latent").as_array().cloned().unwrap_or_default()
+    master
+        .get("/api/latent")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn phases(instance: &Value) -> Vec<String> {
@@ -62,7 +66,10 @@ fn phases(instance: &Value) -> Vec<String> {
 fn wait_all_ended(master: &MasterProcess) -> Vec<Value> {
     master
         .wait_for("/api/latent", LONG, "every instance to end", |v| {
-            v.as_array().is_some_and(|a| a.iter().all(|i| i["phase"] == "stopped" || i["phase"] == "failed"))
+            v.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|i| i["phase"] == "stopped" || i["phase"] == "failed")
+            })
         })
         .as_array()
         .cloned()
@@ -91,7 +98,11 @@ fn peak(instances: &[Value]) -> usize {
 #[test]
 fn on_demand_instances_build_idle_out_are_reused_and_capped() {
     let dir = test_dir("latent-demand");
-    let master = MasterProcess::start(&dir.join("master"), "", &config("max_instances = 3\nbuild_wait_timeout = 4"));
+    let master = MasterProcess::start(
+        &dir.join("master"),
+        "",
+        &config("max_instances = 3\nbuild_wait_timeout = 4"),
+    );
 
     // One request: one instance, through every phase, stopped after its idle time.
     let first = master.wait_request(master.force("job"), LONG);
@@ -99,14 +110,28 @@ fn on_demand_instances_build_idle_out_are_reused_and_capped() {
     // A second request inside the idle time reuses it.
     let second = master.wait_request(master.force("job"), LONG);
     assert_eq!(second["result"], "success");
-    assert_eq!(first["builds"][0]["worker"], second["builds"][0]["worker"], "reused within build_wait_timeout");
+    assert_eq!(
+        first["builds"][0]["worker"], second["builds"][0]["worker"],
+        "reused within build_wait_timeout"
+    );
     let ended = wait_all_ended(&master);
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(
         phases(&ended[0]),
         [
-            "requested", "launching", "booting", "connecting", "attaching", "ready", "building", "idle", "building",
-            "idle", "draining", "stopping", "stopped"
+            "requested",
+            "launching",
+            "booting",
+            "connecting",
+            "attaching",
+            "ready",
+            "building",
+            "idle",
+            "building",
+            "idle",
+            "draining",
+            "stopping",
+            "stopped"
         ],
         "{}",
         ended[0]
@@ -119,10 +144,17 @@ fn on_demand_instances_build_idle_out_are_reused_and_capped() {
         assert_eq!(r["result"], "success", "{r}");
     }
     let ended = wait_all_ended(&master);
-    let flood: Vec<Value> = ended.iter().filter(|i| i["id"].as_i64() > Some(1)).cloned().collect();
+    let flood: Vec<Value> = ended
+        .iter()
+        .filter(|i| i["id"].as_i64() > Some(1))
+        .cloned()
+        .collect();
     assert_eq!(flood.len(), 3, "{flood:?}");
     assert_eq!(peak(&flood), 3, "never more than max_instances");
-    assert!(!master.log().contains("cannot go from"), "no forbidden transition");
+    assert!(
+        !master.log().contains("cannot go from"),
+        "no forbidden transition"
+    );
 }
 
 #[test]
@@ -131,27 +163,48 @@ fn an_instance_that_never_connects_or_dies_is_replaced() {
     let marker = dir.join("first-instance-done");
     std::fs::create_dir_all(&dir).expect("dir");
     let script = boot_script_after(&marker, "sleep 600");
-    let extra = format!("missing_timeout = 10\nbuild_wait_timeout = 0\nboot_script = '''\n{script}'''");
+    let extra =
+        format!("missing_timeout = 10\nbuild_wait_timeout = 0\nboot_script = '''\n{script}'''");
     let master = MasterProcess::start(&dir.join("master"), "", &config(&extra));
     let r = master.wait_request(master.force("job"), LONG);
-    assert_eq!(r["result"], "success", "the build ran on the next instance: {r}");
+    assert_eq!(
+        r["result"], "success",
+        "the build ran on the next instance: {r}"
+    );
     let ended = wait_all_ended(&master);
-    let failed = ended.iter().find(|i| i["phase"] == "failed").expect("a failed instance");
+    let failed = ended
+        .iter()
+        .find(|i| i["phase"] == "failed")
+        .expect("a failed instance");
     assert_eq!(failed["failure_phase"], "connecting", "{failed}");
-    assert!(failed["failure_reason"].as_str().is_some_and(|w| w.contains("longer than 10 s")), "{failed}");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("longer than 10 s")),
+        "{failed}"
+    );
 
     // An instance whose boot script dies is noticed from the driver, not at the timeout.
     let dir = test_dir("latent-dies");
     let marker = dir.join("first-instance-done");
     std::fs::create_dir_all(&dir).expect("dir");
     let script = boot_script_after(&marker, "exit 3");
-    let extra = format!("missing_timeout = 600\nbuild_wait_timeout = 0\nboot_script = '''\n{script}'''");
+    let extra =
+        format!("missing_timeout = 600\nbuild_wait_timeout = 0\nboot_script = '''\n{script}'''");
     let master = MasterProcess::start(&dir.join("master"), "", &config(&extra));
     let r = master.wait_request(master.force("job"), LONG);
     assert_eq!(r["result"], "success", "{r}");
     let ended = wait_all_ended(&master);
-    let failed = ended.iter().find(|i| i["phase"] == "failed").expect("a failed instance");
-    assert!(failed["failure_reason"].as_str().is_some_and(|w| w.contains("went away")), "{failed}");
+    let failed = ended
+        .iter()
+        .find(|i| i["phase"] == "failed")
+        .expect("a failed instance");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("went away")),
+        "{failed}"
+    );
 }
 
 #[test]
@@ -167,25 +220,40 @@ fn a_worker_killed_mid_build_is_retried_on_a_new_instance() {
     std::thread::sleep(Duration::from_secs(2));
     // Kill the instance's process group (its worker), as a crash would.
     let name = build["worker"].as_str().expect("worker").to_owned();
-    let instance = instances(&master).into_iter().find(|i| i["name"] == name.as_str()).expect("instance");
+    let instance = instances(&master)
+        .into_iter()
+        .find(|i| i["name"] == name.as_str())
+        .expect("instance");
     let pgid = instance["cloud_id"].as_str().expect("cloud id").to_owned();
-    let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
     let r = master.wait_request(req, LONG);
     assert_eq!(r["result"], "success", "{r}");
     let builds = r["builds"].as_array().expect("builds");
     assert_eq!(builds[0]["result"], "retry", "{r}");
-    assert_ne!(builds[0]["worker"], builds[1]["worker"], "a new instance took the retry");
+    assert_ne!(
+        builds[0]["worker"], builds[1]["worker"],
+        "a new instance took the retry"
+    );
     wait_all_ended(&master);
 }
 
 /// Whether any process of the group is still running (zombies, waiting for a parent
 /// that is gone, do not count).
 fn group_alive(pgid: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     entries.flatten().any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
         // pid (comm) state ppid pgrp ...: split after the last ')'.
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
         fields.len() > 2 && fields[2] == pgid && fields[0] != "Z"
     })
 }
@@ -196,10 +264,18 @@ fn stale_and_impostor_logins_are_refused() {
     let master = MasterProcess::start(&dir.join("master"), "", &config("build_wait_timeout = 6"));
     let r = master.wait_request(master.force("job"), LONG);
     assert_eq!(r["result"], "success");
-    let name = r["builds"][0]["worker"].as_str().expect("worker").to_owned();
-    let boot = std::fs::read_to_string(dir.join(format!("master/data/latent/pool/{name}/boot.sh"))).expect("boot script");
+    let name = r["builds"][0]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_owned();
+    let boot = std::fs::read_to_string(dir.join(format!("master/data/latent/pool/{name}/boot.sh")))
+        .expect("boot script");
     // create-worker ... "MASTER" "NAME" "PASSWORD": the password is the 4th quoted word.
-    let password = boot.split('"').nth(7).expect("password in the boot script").to_owned();
+    let password = boot
+        .split('"')
+        .nth(7)
+        .expect("password in the boot script")
+        .to_owned();
     assert_eq!(password.len(), 24, "{boot}");
     // While the instance lives (idle), a wrong password is refused.
     let refused = try_login(master.pb, &name, "guessed").expect_err("a wrong password");
@@ -219,17 +295,34 @@ fn a_master_killed_between_launch_and_attach_leaves_no_instance() {
     let extra = format!("missing_timeout = 600\nboot_script = '''\n{script}'''");
     let mut master = MasterProcess::start(&dir.join("master"), "", &config(&extra));
     master.force("job");
-    let connecting = master.wait_for("/api/latent", LONG, "an instance waiting for its worker", |v| {
-        v.as_array().is_some_and(|a| a.iter().any(|i| i["phase"] == "connecting"))
-    });
-    let pgid = connecting[0]["cloud_id"].as_str().expect("cloud id").to_owned();
+    let connecting = master.wait_for(
+        "/api/latent",
+        LONG,
+        "an instance waiting for its worker",
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|i| i["phase"] == "connecting"))
+        },
+    );
+    let pgid = connecting[0]["cloud_id"]
+        .as_str()
+        .expect("cloud id")
+        .to_owned();
     assert!(group_alive(&pgid));
     master.kill();
     assert!(group_alive(&pgid), "the instance outlived the master");
     master.restart();
-    let after = master.wait_for("/api/latent", LONG, "the old instance to be reconciled", |v| {
-        v.as_array().is_some_and(|a| a.iter().any(|i| i["cloud_id"] == pgid.as_str() && i["phase"] == "stopped"))
-    });
+    let after = master.wait_for(
+        "/api/latent",
+        LONG,
+        "the old instance to be reconciled",
+        |v| {
+            v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["cloud_id"] == pgid.as_str() && i["phase"] == "stopped")
+            })
+        },
+    );
     assert!(!group_alive(&pgid), "terminated after the restart: {after}");
     // The queued request still runs, on a new instance.
     let r = master.wait_request(1, LONG);
@@ -239,11 +332,15 @@ fn a_master_killed_between_launch_and_attach_leaves_no_instance() {
 #[test]
 fn stopping_the_master_stops_its_instances() {
     let dir = test_dir("latent-shutdown");
-    let mut master = MasterProcess::start(&dir.join("master"), "", &config("build_wait_timeout = -1"));
+    let mut master =
+        MasterProcess::start(&dir.join("master"), "", &config("build_wait_timeout = -1"));
     let r = master.wait_request(master.force("job"), LONG);
     assert_eq!(r["result"], "success");
     let kept = instances(&master);
-    assert_eq!(kept[0]["phase"], "idle", "build_wait_timeout < 0 keeps it: {kept:?}");
+    assert_eq!(
+        kept[0]["phase"], "idle",
+        "build_wait_timeout < 0 keeps it: {kept:?}"
+    );
     let pgid = kept[0]["cloud_id"].as_str().expect("cloud id").to_owned();
     assert!(group_alive(&pgid));
     let status = master.terminate(LONG);

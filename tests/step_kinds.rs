@@ -182,7 +182,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -222,33 +226,80 @@ fn run(generation: Generation) {
     let build = master.get(&format!("/api/builds/{id}"));
     assert_eq!(r["result"], "success", "{build}\n{}", worker.log());
     let wbuild = worker.basedir().join("files/build");
-    let greeting = std::fs::read_to_string(wbuild.join("greeting.txt")).expect("greeting on the worker");
+    let greeting =
+        std::fs::read_to_string(wbuild.join("greeting.txt")).expect("greeting on the worker");
     assert_eq!(greeting, "hello from build 1\n");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(wbuild.join("greeting.txt")).expect("meta").permissions().mode();
+    let mode = std::fs::metadata(wbuild.join("greeting.txt"))
+        .expect("meta")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o640);
-    assert_eq!(std::fs::read(wbuild.join("in.bin")).expect("downloaded"), input, "download is exact");
+    assert_eq!(
+        std::fs::read(wbuild.join("in.bin")).expect("downloaded"),
+        input,
+        "download is exact"
+    );
     let back = std::fs::read(data.join("out/1/back.bin")).expect("uploaded back");
     assert_eq!(back, input, "upload is exact");
-    let worker_mtime = std::fs::metadata(wbuild.join("in.bin")).and_then(|m| m.modified()).expect("mtime");
-    let master_mtime = std::fs::metadata(data.join("out/1/back.bin")).and_then(|m| m.modified()).expect("mtime");
-    let skew = worker_mtime.duration_since(master_mtime).or_else(|e| Ok::<_, ()>(e.duration())).expect("skew");
-    assert!(skew < Duration::from_secs(1), "keep_stamp kept the worker's mtime");
-    assert_eq!(std::fs::read_to_string(data.join("out/tree/a.txt")).expect("tree"), "one\n");
-    assert_eq!(std::fs::read_to_string(data.join("out/tree/sub/b.txt")).expect("tree"), "two\n");
+    let worker_mtime = std::fs::metadata(wbuild.join("in.bin"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let master_mtime = std::fs::metadata(data.join("out/1/back.bin"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let skew = worker_mtime
+        .duration_since(master_mtime)
+        .or_else(|e| Ok::<_, ()>(e.duration()))
+        .expect("skew");
+    assert!(
+        skew < Duration::from_secs(1),
+        "keep_stamp kept the worker's mtime"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("out/tree/a.txt")).expect("tree"),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("out/tree/sub/b.txt")).expect("tree"),
+        "two\n"
+    );
     let props = &build["properties"];
     assert_eq!(props["answer"][0], "42", "{props}");
     assert_eq!(props["version"][0], "1.2.3-beta");
     assert_eq!(props["flavour"][0], "hello-42");
     assert_eq!(props["in_stat"][0][6], 200_000, "stat size: {props}");
-    let found: Vec<String> = props["found"][0].as_array().expect("glob").iter().map(|f| f.as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_owned()).collect();
+    let found: Vec<String> = props["found"][0]
+        .as_array()
+        .expect("glob")
+        .iter()
+        .map(|f| {
+            f.as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
     assert_eq!(found, vec!["a.txt".to_owned()], "{props}");
-    let mut listing: Vec<&str> = props["listing"][0].as_array().expect("listdir").iter().filter_map(|v| v.as_str()).collect();
+    let mut listing: Vec<&str> = props["listing"][0]
+        .as_array()
+        .expect("listdir")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     listing.sort();
     assert_eq!(listing, vec!["a.txt", "sub"]);
     let used = master.output(id, number(&build, "use"), "stdout");
-    assert!(used.contains("answer=42 version=1.2.3-beta flavour=hello-42"), "{used}");
-    assert!(used.contains("sub") && !used.contains("a.txt"), "cpdir copied, rm removed: {used}");
+    assert!(
+        used.contains("answer=42 version=1.2.3-beta flavour=hello-42"),
+        "{used}"
+    );
+    assert!(
+        used.contains("sub") && !used.contains("a.txt"),
+        "cpdir copied, rm removed: {used}"
+    );
     assert_eq!(step(&build, "skipped by condition")["result"], "skipped");
     assert!(!wbuild.join("made").exists(), "rmdir removed it");
 
@@ -256,22 +307,41 @@ fn run(generation: Generation) {
     let build = master.get(&format!("/api/builds/{}", r["builds"][0]["id"]));
     assert_eq!(r["result"], "exception", "{build}");
     let missing = step(&build, "missing property");
-    assert!(missing["reason"].as_str().is_some_and(|r| r.contains("\"nope\" is not set")), "{missing}");
-    assert_eq!(step(&build, "clean-up")["result"], "success", "always_run steps run after an exception");
+    assert!(
+        missing["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("\"nope\" is not set")),
+        "{missing}"
+    );
+    assert_eq!(
+        step(&build, "clean-up")["result"],
+        "success",
+        "always_run steps run after an exception"
+    );
 
     let r = master.wait_request(master.force("too-big"), LONG);
     assert_eq!(r["result"], "failure", "{r}");
     let big = master.get(&format!("/api/builds/{}", r["builds"][0]["id"]));
-    assert!(!data.join("big.bin").exists(), "no file over max_size at the destination: {big}");
+    assert!(
+        !data.join("big.bin").exists(),
+        "no file over max_size at the destination: {big}"
+    );
     let reason = big["steps"][1]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("max_size"), "a clear reason: {big}");
 
     let r = master.wait_request(master.force("checkout"), LONG);
     let id = r["builds"][0]["id"].as_i64().expect("build");
     let build = master.get(&format!("/api/builds/{id}"));
-    assert_eq!(r["result"], "success", "{build}\n{}", master.output(id, 1, "stderr"));
+    assert_eq!(
+        r["result"],
+        "success",
+        "{build}\n{}",
+        master.output(id, 1, "stderr")
+    );
     assert_eq!(build["properties"]["got_revision"][0], head.as_str());
-    assert!(master.output(id, 2, "stdout").contains("checked out by pbmaster"));
+    assert!(master
+        .output(id, 2, "stdout")
+        .contains("checked out by pbmaster"));
     // A second checkout fetches into the existing clone.
     let r = master.wait_request(master.force("checkout"), LONG);
     assert_eq!(r["result"], "success", "{r}");

@@ -67,7 +67,10 @@ command = "echo unreachable"
     let build = master.get(&format!("/api/builds/{id}"));
     let s = steps(&build);
     assert_eq!(s.len(), 6, "{build}");
-    assert_eq!(s[5]["result"], "skipped", "the step after a halting failure does not run: {build}");
+    assert_eq!(
+        s[5]["result"], "skipped",
+        "the step after a halting failure does not run: {build}"
+    );
     assert!(s[5]["logs"].as_array().is_some_and(|l| l.is_empty()));
     assert_eq!(s[0]["result"], "success");
     assert!(

@@ -40,7 +40,13 @@ pub struct CommandEnd {
 }
 
 /// Runs `name` with `args` on the builder's worker object; logs go to step `step`.
-pub async fn run_command(job: &mut BuildJob, step: i64, name: &str, args: Vec<(Value, Value)>, capture: bool) -> CommandEnd {
+pub async fn run_command(
+    job: &mut BuildJob,
+    step: i64,
+    name: &str,
+    args: Vec<(Value, Value)>,
+    capture: bool,
+) -> CommandEnd {
     let mut end = CommandEnd::default();
     let conn = job.worker.conn.clone();
     let (tx, mut rx) = mpsc::channel(64);
@@ -52,7 +58,12 @@ pub async fn run_command(job: &mut BuildJob, step: i64, name: &str, args: Vec<(V
         }
     };
     let command_id = job.command_ids.fetch_add(1, Ordering::Relaxed).to_string();
-    let call_args = vec![Value::Remote(cmd_ref), Value::text(command_id.as_str()), Value::text(name), Value::Dict(args)];
+    let call_args = vec![
+        Value::Remote(cmd_ref),
+        Value::text(command_id.as_str()),
+        Value::text(name),
+        Value::Dict(args),
+    ];
     // Updates (even `complete`) may arrive before the answer to startCommand, so both
     // are awaited together.
     let start = conn.call(job.wfb, "startCommand", call_args, vec![]);
@@ -120,11 +131,17 @@ pub async fn run_command(job: &mut BuildJob, step: i64, name: &str, args: Vec<(V
 
 /// Stores the contents of one `update([[{key: value}, n], ...])` call.
 fn record_updates(job: &BuildJob, step: i64, args: &[Value], end: &mut CommandEnd, capture: bool) {
-    let Some(updates) = args.first().and_then(Value::as_seq) else { return };
+    let Some(updates) = args.first().and_then(Value::as_seq) else {
+        return;
+    };
     for update in updates {
-        let Some(Value::Dict(pairs)) = update.as_seq().and_then(|u| u.first()) else { continue };
+        let Some(Value::Dict(pairs)) = update.as_seq().and_then(|u| u.first()) else {
+            continue;
+        };
         for (key, value) in pairs {
-            let Some(key) = key.as_str_lossy() else { continue };
+            let Some(key) = key.as_str_lossy() else {
+                continue;
+            };
             let bytes = value.as_bytes();
             let append = |log: &str, channel: Channel, data: &[u8]| {
                 if let Err(e) = job.store.append_log(job.build.id, step, log, channel, data) {
@@ -142,12 +159,20 @@ fn record_updates(job: &BuildJob, step: i64, args: &[Value], end: &mut CommandEn
                 ("stderr", Some(b)) => append("stdio", Channel::Stderr, b),
                 ("header", Some(b)) => append("stdio", Channel::Header, b),
                 ("rc", _) => end.rc = value.as_i64(),
-                ("failure_reason", Some(b)) => end.failure_reason = Some(String::from_utf8_lossy(b).into_owned()),
-                ("stat", _) => end.stat = value.as_seq().map(|s| s.iter().filter_map(Value::as_i64).collect()),
-                ("files", _) => {
-                    end.files = value
+                ("failure_reason", Some(b)) => {
+                    end.failure_reason = Some(String::from_utf8_lossy(b).into_owned())
+                }
+                ("stat", _) => {
+                    end.stat = value
                         .as_seq()
-                        .map(|s| s.iter().filter_map(|f| f.as_str_lossy().map(|s| s.into_owned())).collect())
+                        .map(|s| s.iter().filter_map(Value::as_i64).collect())
+                }
+                ("files", _) => {
+                    end.files = value.as_seq().map(|s| {
+                        s.iter()
+                            .filter_map(|f| f.as_str_lossy().map(|s| s.into_owned()))
+                            .collect()
+                    })
                 }
                 ("log", _) => {
                     if let Some([name, text]) = value.as_seq() {

@@ -12,7 +12,12 @@ use crate::config::{StepConfig, StepKind};
 use serde_json::Value as Json;
 
 /// Runs the checkout for step `number`.
-pub async fn run_git(job: &mut BuildJob, props: &mut Properties, step: &StepConfig, number: i64) -> StepOutcome {
+pub async fn run_git(
+    job: &mut BuildJob,
+    props: &mut Properties,
+    step: &StepConfig,
+    number: i64,
+) -> StepOutcome {
     let render = |s: &str| props.render(s);
     let (repo, branch, workdir) = match (
         render(step.repo_url.as_deref().unwrap_or_default()),
@@ -20,21 +25,35 @@ pub async fn run_git(job: &mut BuildJob, props: &mut Properties, step: &StepConf
         render(&step.workdir),
     ) {
         (Ok(r), Ok(b), Ok(w)) => (r, b, w),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return StepOutcome::exception(e.to_string()),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return StepOutcome::exception(e.to_string())
+        }
     };
-    let revision = props.get("revision").map(super::properties::display).filter(|r| !r.is_empty());
-    let full = step.git_mode.as_ref().is_some_and(|m| m.get_ref() == "full");
+    let revision = props
+        .get("revision")
+        .map(super::properties::display)
+        .filter(|r| !r.is_empty());
+    let full = step
+        .git_mode
+        .as_ref()
+        .is_some_and(|m| m.get_ref() == "full");
     let timeout = step.timeout_or_default();
     let commands = job.worker.commands.clone();
 
     if full {
-        let p = FsPaths { dir: Some(workdir.clone()), ..FsPaths::default() };
+        let p = FsPaths {
+            dir: Some(workdir.clone()),
+            ..FsPaths::default()
+        };
         if let Err(outcome) = fs(job, number, StepKind::Rmdir, &p, &commands).await {
             return outcome;
         }
     }
     let clone_exists = !full && {
-        let p = FsPaths { file: Some(format!("{workdir}/.git")), ..FsPaths::default() };
+        let p = FsPaths {
+            file: Some(format!("{workdir}/.git")),
+            ..FsPaths::default()
+        };
         match fs_command(StepKind::Stat, &p, &commands) {
             Ok(c) => {
                 let end = run_command(job, number, c.name, c.args, false).await;
@@ -79,10 +98,18 @@ pub async fn run_git(job: &mut BuildJob, props: &mut Properties, step: &StepConf
     }
     let got = String::from_utf8_lossy(&end.stdout).trim().to_owned();
     if end.rc != Some(0) || got.is_empty() {
-        return StepOutcome { result: BuildResult::Failure, rc: end.rc, reason: Some("git rev-parse failed".into()) };
+        return StepOutcome {
+            result: BuildResult::Failure,
+            rc: end.rc,
+            reason: Some("git rev-parse failed".into()),
+        };
     }
     props.set("got_revision", Json::String(got), "git");
-    StepOutcome { result: BuildResult::Success, rc: Some(0), reason: None }
+    StepOutcome {
+        result: BuildResult::Success,
+        rc: Some(0),
+        reason: None,
+    }
 }
 
 async fn fs(
@@ -99,6 +126,10 @@ async fn fs(
     }
     match end.rc {
         Some(0) => Ok(()),
-        rc => Err(StepOutcome { result: BuildResult::Failure, rc, reason: Some(format!("{} failed", c.name)) }),
+        rc => Err(StepOutcome {
+            result: BuildResult::Failure,
+            rc,
+            reason: Some(format!("{} failed", c.name)),
+        }),
     }
 }

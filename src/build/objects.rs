@@ -32,9 +32,14 @@ fn failure(why: String) -> Failure {
     Failure {
         type_name: "builtins.OSError".into(),
         value: why,
-        parents: ["builtins.OSError", "builtins.Exception", "builtins.BaseException", "builtins.object"]
-            .map(String::from)
-            .to_vec(),
+        parents: [
+            "builtins.OSError",
+            "builtins.Exception",
+            "builtins.BaseException",
+            "builtins.object",
+        ]
+        .map(String::from)
+        .to_vec(),
         traceback: None,
     }
 }
@@ -53,13 +58,29 @@ pub struct FileWriter {
 }
 
 impl FileWriter {
-    pub fn new(dest: PathBuf, max_size: Option<u64>, mode: Option<u32>, state: Shared) -> Result<FileWriter, String> {
+    pub fn new(
+        dest: PathBuf,
+        max_size: Option<u64>,
+        mode: Option<u32>,
+        state: Shared,
+    ) -> Result<FileWriter, String> {
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let part = dir.join(format!(".{name}.part"));
-        let file = File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
-        Ok(FileWriter { dest, part, file: Some(file), max_size, mode, state })
+        let file =
+            File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        Ok(FileWriter {
+            dest,
+            part,
+            file: Some(file),
+            max_size,
+            mode,
+            state,
+        })
     }
 
     pub fn state(&self) -> Shared {
@@ -69,9 +90,12 @@ impl FileWriter {
     fn write(&mut self, data: &[u8]) -> Result<(), String> {
         let file = self.file.as_mut().ok_or("write after close")?;
         let written = self.state.lock().map(|s| s.bytes).unwrap_or(0);
-        let room = self.max_size.map_or(data.len() as u64, |m| m.saturating_sub(written));
+        let room = self
+            .max_size
+            .map_or(data.len() as u64, |m| m.saturating_sub(written));
         let take = (data.len() as u64).min(room) as usize;
-        file.write_all(&data[..take]).map_err(|e| format!("write {}: {e}", self.part.display()))?;
+        file.write_all(&data[..take])
+            .map_err(|e| format!("write {}: {e}", self.part.display()))?;
         update(&self.state, |s| {
             s.bytes += take as u64;
             s.truncated |= take < data.len();
@@ -80,14 +104,19 @@ impl FileWriter {
     }
 
     fn close(&mut self) -> Result<(), String> {
-        let Some(file) = self.file.take() else { return Ok(()) };
-        file.sync_all().map_err(|e| format!("sync {}: {e}", self.part.display()))?;
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        file.sync_all()
+            .map_err(|e| format!("sync {}: {e}", self.part.display()))?;
         drop(file);
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&self.part, fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod: {e}"))?;
+            fs::set_permissions(&self.part, fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod: {e}"))?;
         }
-        fs::rename(&self.part, &self.dest).map_err(|e| format!("rename to {}: {e}", self.dest.display()))?;
+        fs::rename(&self.part, &self.dest)
+            .map_err(|e| format!("rename to {}: {e}", self.dest.display()))?;
         update(&self.state, |s| s.closed = true);
         Ok(())
     }
@@ -98,13 +127,23 @@ impl FileWriter {
             Value::Int(i) => i.to_i64().filter(|v| *v >= 0).map(|v| v as f64),
             _ => None,
         };
-        let (Some(atime), Some(mtime)) = (times.as_seq().and_then(|t| t.first()).and_then(secs), times.as_seq().and_then(|t| t.get(1)).and_then(secs))
-        else {
+        let (Some(atime), Some(mtime)) = (
+            times.as_seq().and_then(|t| t.first()).and_then(secs),
+            times.as_seq().and_then(|t| t.get(1)).and_then(secs),
+        ) else {
             return Err("utime takes (atime, mtime)".into());
         };
         let at = |s: f64| UNIX_EPOCH + Duration::from_secs_f64(s.min(1e11));
-        let file = File::options().write(true).open(&self.dest).map_err(|e| format!("utime: {e}"))?;
-        file.set_times(FileTimes::new().set_accessed(at(atime)).set_modified(at(mtime))).map_err(|e| format!("utime: {e}"))
+        let file = File::options()
+            .write(true)
+            .open(&self.dest)
+            .map_err(|e| format!("utime: {e}"))?;
+        file.set_times(
+            FileTimes::new()
+                .set_accessed(at(atime))
+                .set_modified(at(mtime)),
+        )
+        .map_err(|e| format!("utime: {e}"))
     }
 }
 
@@ -158,11 +197,17 @@ const MAX_READ: usize = 640 * 1024;
 impl FileReader {
     pub fn open(path: &Path, state: Shared) -> Result<FileReader, String> {
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(FileReader { source: Source::File(file), state })
+        Ok(FileReader {
+            source: Source::File(file),
+            state,
+        })
     }
 
     pub fn from_bytes(data: Vec<u8>, state: Shared) -> FileReader {
-        FileReader { source: Source::Bytes(Bytes::from(data)), state }
+        FileReader {
+            source: Source::Bytes(Bytes::from(data)),
+            state,
+        }
     }
 
     pub fn state(&self) -> Shared {
@@ -175,7 +220,10 @@ impl FileReader {
             Source::Bytes(b) => b.split_to(n.min(b.len())),
             Source::File(f) => {
                 let mut buf = Vec::with_capacity(n);
-                Read::by_ref(f).take(n as u64).read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+                Read::by_ref(f)
+                    .take(n as u64)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| format!("read: {e}"))?;
                 Bytes::from(buf)
             }
         };
@@ -188,7 +236,11 @@ impl LocalObject for FileReader {
     fn call(&mut self, method: &str, args: &[Value]) -> Result<Value, Failure> {
         match method {
             "read" => {
-                let n = args.first().and_then(Value::as_i64).filter(|n| *n >= 0).unwrap_or(0) as usize;
+                let n = args
+                    .first()
+                    .and_then(Value::as_i64)
+                    .filter(|n| *n >= 0)
+                    .unwrap_or(0) as usize;
                 self.read(n).map(Value::Bytes).map_err(failure)
             }
             "close" => {
@@ -230,7 +282,12 @@ impl Compression {
 /// Unpacks an uploaded tar archive into `dest` and removes it. Entries that would land
 /// outside `dest` are refused, and the unpacked size is capped at `limit` bytes so a
 /// small compressed stream cannot fill the disk.
-pub fn extract_tar(archive: &Path, dest: &Path, compression: Compression, limit: u64) -> Result<(), String> {
+pub fn extract_tar(
+    archive: &Path,
+    dest: &Path,
+    compression: Compression,
+    limit: u64,
+) -> Result<(), String> {
     let file = File::open(archive).map_err(|e| format!("cannot open the uploaded archive: {e}"))?;
     let reader: Box<dyn Read> = match compression {
         Compression::None => Box::new(file),
@@ -263,7 +320,8 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pbmaster-objects-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("pbmaster-objects-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
@@ -273,17 +331,28 @@ mod tests {
     fn writer_truncates_at_max_size_and_renames_on_close() {
         let d = tmp("writer");
         let state = Shared::default();
-        let mut w = FileWriter::new(d.join("out/f.bin"), Some(5), Some(0o600), state.clone()).unwrap();
+        let mut w =
+            FileWriter::new(d.join("out/f.bin"), Some(5), Some(0o600), state.clone()).unwrap();
         w.call("write", &[Value::bytes(&b"abc"[..])]).unwrap();
-        assert!(!d.join("out/f.bin").exists(), "nothing at the destination before close");
+        assert!(
+            !d.join("out/f.bin").exists(),
+            "nothing at the destination before close"
+        );
         w.call("write", &[Value::bytes(&b"defg"[..])]).unwrap();
         w.call("close", &[]).unwrap();
-        w.call("utime", &[Value::Tuple(vec![Value::Float(1e9), Value::Float(1.5e9)])]).unwrap();
+        w.call(
+            "utime",
+            &[Value::Tuple(vec![Value::Float(1e9), Value::Float(1.5e9)])],
+        )
+        .unwrap();
         assert_eq!(fs::read(d.join("out/f.bin")).unwrap(), b"abcde");
         let s = state.lock().unwrap().clone();
         assert!(s.truncated && s.closed);
         let meta = fs::metadata(d.join("out/f.bin")).unwrap();
-        assert_eq!(meta.modified().unwrap(), UNIX_EPOCH + Duration::from_secs(1_500_000_000));
+        assert_eq!(
+            meta.modified().unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_500_000_000)
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
@@ -299,9 +368,18 @@ mod tests {
     #[test]
     fn reader_serves_blocks_then_empty() {
         let mut r = FileReader::from_bytes(b"hello world".to_vec(), Shared::default());
-        assert_eq!(r.call("read", &[Value::int(5)]).unwrap(), Value::bytes(&b"hello"[..]));
-        assert_eq!(r.call("read", &[Value::int(100)]).unwrap(), Value::bytes(&b" world"[..]));
-        assert_eq!(r.call("read", &[Value::int(100)]).unwrap(), Value::bytes(&b""[..]));
+        assert_eq!(
+            r.call("read", &[Value::int(5)]).unwrap(),
+            Value::bytes(&b"hello"[..])
+        );
+        assert_eq!(
+            r.call("read", &[Value::int(100)]).unwrap(),
+            Value::bytes(&b" world"[..])
+        );
+        assert_eq!(
+            r.call("read", &[Value::int(100)]).unwrap(),
+            Value::bytes(&b""[..])
+        );
         assert!(r.call("frobnicate", &[]).is_err());
     }
 

@@ -33,7 +33,8 @@ impl fmt::Display for RenderError {
 impl Properties {
     pub fn set(&mut self, name: &str, value: Value, source: &str) {
         self.values.insert(name.to_owned(), value);
-        self.sources.insert(name.to_owned(), Value::String(source.to_owned()));
+        self.sources
+            .insert(name.to_owned(), Value::String(source.to_owned()));
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -67,9 +68,9 @@ impl Properties {
                 rest = &rest[1..];
                 continue;
             };
-            let end = body
-                .find(")s")
-                .ok_or_else(|| RenderError::Malformed(format!("unterminated {:?}", truncate(rest))))?;
+            let end = body.find(")s").ok_or_else(|| {
+                RenderError::Malformed(format!("unterminated {:?}", truncate(rest)))
+            })?;
             out.push_str(&self.lookup(&body[..end])?);
             rest = &body[end + 2..];
         }
@@ -79,7 +80,9 @@ impl Properties {
 
     fn lookup(&self, spec: &str) -> Result<String, RenderError> {
         let Some(spec) = spec.strip_prefix("prop:") else {
-            return Err(RenderError::Malformed(format!("unknown source in %({spec})s (use prop:NAME)")));
+            return Err(RenderError::Malformed(format!(
+                "unknown source in %({spec})s (use prop:NAME)"
+            )));
         };
         let (name, default) = match spec.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -136,17 +139,32 @@ mod tests {
     #[test]
     fn renders_properties_and_defaults() {
         let p = props();
-        assert_eq!(p.render("git checkout %(prop:branch)s").unwrap(), "git checkout main");
-        assert_eq!(p.render("#%(prop:buildnumber)s: %(prop:files)s").unwrap(), "#7: a b");
+        assert_eq!(
+            p.render("git checkout %(prop:branch)s").unwrap(),
+            "git checkout main"
+        );
+        assert_eq!(
+            p.render("#%(prop:buildnumber)s: %(prop:files)s").unwrap(),
+            "#7: a b"
+        );
         assert_eq!(p.render("%(prop:missing:-fallback)s").unwrap(), "fallback");
         assert_eq!(p.render("100%% and 5% ok").unwrap(), "100% and 5% ok");
     }
 
     #[test]
     fn a_missing_property_is_an_error_not_an_empty_string() {
-        assert_eq!(props().render("x %(prop:revision)s"), Err(RenderError::Missing("revision".into())));
-        assert!(matches!(props().render("%(prop:branch"), Err(RenderError::Malformed(_))));
-        assert!(matches!(props().render("%(kw:x)s"), Err(RenderError::Malformed(_))));
+        assert_eq!(
+            props().render("x %(prop:revision)s"),
+            Err(RenderError::Missing("revision".into()))
+        );
+        assert!(matches!(
+            props().render("%(prop:branch"),
+            Err(RenderError::Malformed(_))
+        ));
+        assert!(matches!(
+            props().render("%(kw:x)s"),
+            Err(RenderError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -25,9 +25,11 @@ impl ShellCommand {
     pub fn from_step(step: &StepConfig, props: &Properties) -> Result<ShellCommand, RenderError> {
         let command = match &step.command {
             Some(CommandLine::Shell(s)) => CommandLine::Shell(props.render(s)?),
-            Some(CommandLine::Argv(argv)) => {
-                CommandLine::Argv(argv.iter().map(|a| props.render(a)).collect::<Result<_, _>>()?)
-            }
+            Some(CommandLine::Argv(argv)) => CommandLine::Argv(
+                argv.iter()
+                    .map(|a| props.render(a))
+                    .collect::<Result<_, _>>()?,
+            ),
             None => CommandLine::Argv(vec![]),
         };
         let render_map = |m: &Option<BTreeMap<String, String>>| -> Result<BTreeMap<String, String>, RenderError> {
@@ -61,7 +63,9 @@ impl ShellCommand {
     pub fn args(&self, commands: &BTreeMap<String, String>) -> Vec<(Value, Value)> {
         let version = commands.get("shell").map(|v| CommandVersion::parse(v));
         let t = |s: &str| Value::text(s);
-        let map = |m: &BTreeMap<String, String>| Value::Dict(m.iter().map(|(k, v)| (t(k), t(v))).collect());
+        let map = |m: &BTreeMap<String, String>| {
+            Value::Dict(m.iter().map(|(k, v)| (t(k), t(v))).collect())
+        };
         let mut args = vec![
             (t("workdir"), t(&self.workdir)),
             (
@@ -71,12 +75,25 @@ impl ShellCommand {
                     CommandLine::Argv(argv) => Value::List(argv.iter().map(|a| t(a)).collect()),
                 },
             ),
-            (t("env"), if self.env.is_empty() { Value::None } else { map(&self.env) }),
+            (
+                t("env"),
+                if self.env.is_empty() {
+                    Value::None
+                } else {
+                    map(&self.env)
+                },
+            ),
             (t("want_stdout"), Value::Bool(true)),
             (t("want_stderr"), Value::Bool(true)),
             (t("logfiles"), map(&self.logfiles)),
-            (t("timeout"), self.timeout.map_or(Value::None, |s| Value::int(s as i64))),
-            (t("maxTime"), self.max_time.map_or(Value::None, |s| Value::int(s as i64))),
+            (
+                t("timeout"),
+                self.timeout.map_or(Value::None, |s| Value::int(s as i64)),
+            ),
+            (
+                t("maxTime"),
+                self.max_time.map_or(Value::None, |s| Value::int(s as i64)),
+            ),
             (t("logEnviron"), Value::Bool(true)),
         ];
         match version {
@@ -126,17 +143,25 @@ mod tests {
     #[test]
     fn modern_workers_get_a_bool_pty_and_the_signal() {
         let commands = BTreeMap::from([("shell".to_owned(), "3.3".to_owned())]);
-        let args = ShellCommand::from_step(&step(), &props()).unwrap().args(&commands);
+        let args = ShellCommand::from_step(&step(), &props())
+            .unwrap()
+            .args(&commands);
         assert_eq!(get(&args, "usePTY"), Some(&Value::Bool(false)));
         assert_eq!(get(&args, "interruptSignal"), Some(&Value::text("TERM")));
-        assert_eq!(get(&args, "command"), Some(&Value::List(vec![Value::text("make"), Value::text("-j2")])));
+        assert_eq!(
+            get(&args, "command"),
+            Some(&Value::List(vec![Value::text("make"), Value::text("-j2")]))
+        );
     }
 
     #[test]
     fn legacy_workers_get_slave_config() {
         let cmd = ShellCommand::from_step(&step(), &props()).unwrap();
         let commands = BTreeMap::from([("shell".to_owned(), "2.16".to_owned())]);
-        assert_eq!(get(&cmd.args(&commands), "usePTY"), Some(&Value::text("slave-config")));
+        assert_eq!(
+            get(&cmd.args(&commands), "usePTY"),
+            Some(&Value::text("slave-config"))
+        );
         let old = BTreeMap::from([("shell".to_owned(), "2.14".to_owned())]);
         assert_eq!(get(&cmd.args(&old), "interruptSignal"), None);
         assert!(get(&cmd.args(&BTreeMap::new()), "dir").is_some());

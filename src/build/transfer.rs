@@ -17,7 +17,12 @@ use std::sync::{Arc, Mutex};
 const MAX_BLOCK: u64 = 640 * 1024;
 
 /// Runs an upload, download, string download or directory upload.
-pub async fn run_transfer(job: &mut BuildJob, props: &mut Properties, step: &StepConfig, number: i64) -> StepOutcome {
+pub async fn run_transfer(
+    job: &mut BuildJob,
+    props: &mut Properties,
+    step: &StepConfig,
+    number: i64,
+) -> StepOutcome {
     match prepare(job, props, step) {
         Ok(plan) => execute(job, number, plan).await,
         Err(e) => StepOutcome::exception(e),
@@ -44,30 +49,55 @@ enum Object {
 
 fn prepare(job: &BuildJob, props: &Properties, step: &StepConfig) -> Result<Plan, String> {
     let render = |o: &Option<String>| -> Result<String, String> {
-        props.render(o.as_deref().unwrap_or_default()).map_err(|e| e.to_string())
+        props
+            .render(o.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())
     };
     let t = |s: &str| Value::text(s);
-    let version = |name: &str| job.worker.commands.get(name).map(|v| CommandVersion::parse(v));
+    let version = |name: &str| {
+        job.worker
+            .commands
+            .get(name)
+            .map(|v| CommandVersion::parse(v))
+    };
     let workdir = props.render(&step.workdir).map_err(|e| e.to_string())?;
     let mode = match &step.mode {
-        Some(m) => Some(u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8).map_err(|_| format!("mode {:?} is not octal", m.get_ref()))?),
+        Some(m) => Some(
+            u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8)
+                .map_err(|_| format!("mode {:?} is not octal", m.get_ref()))?,
+        ),
         None => None,
     };
     let max_size = step.max_size;
     let master_path = |p: String| {
         let p = PathBuf::from(p);
-        if p.is_absolute() { p } else { job.files_dir.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            job.files_dir.join(p)
+        }
     };
     let block = |default: u64| step.block_size.unwrap_or(default).clamp(1, MAX_BLOCK);
     let int_or_none = |v: Option<u64>| v.map_or(Value::None, |v| Value::int(v as i64));
-    let need = |name: &'static str| version(name).ok_or_else(|| format!("worker is too old: it does not know the {name} command"));
+    let need = |name: &'static str| {
+        version(name)
+            .ok_or_else(|| format!("worker is too old: it does not know the {name} command"))
+    };
     let state = Arc::new(Mutex::new(TransferState::default()));
     Ok(match step.kind {
         StepKind::Upload | StepKind::DirectoryUpload => {
             let directory = step.kind == StepKind::DirectoryUpload;
-            let command = if directory { "uploadDirectory" } else { "uploadFile" };
+            let command = if directory {
+                "uploadDirectory"
+            } else {
+                "uploadFile"
+            };
             let v = need(command)?;
-            let src_key = if v.below(3, 0) { "slavesrc" } else { "workersrc" };
+            let src_key = if v.below(3, 0) {
+                "slavesrc"
+            } else {
+                "workersrc"
+            };
             let dest = master_path(render(&step.master_dest)?);
             let blocksize = block(if directory { 16 * 1024 } else { 256 * 1024 });
             let mut args = vec![
@@ -76,23 +106,53 @@ fn prepare(job: &BuildJob, props: &Properties, step: &StepConfig) -> Result<Plan
                 (t("maxsize"), int_or_none(max_size)),
                 (t("blocksize"), Value::int(blocksize as i64)),
             ];
-            let compression = Compression::parse(step.compress.as_ref().map(|c| c.get_ref().as_str()))?;
+            let compression =
+                Compression::parse(step.compress.as_ref().map(|c| c.get_ref().as_str()))?;
             if directory {
-                args.push((t("compress"), compression.wire_name().map_or(Value::None, t)));
+                args.push((
+                    t("compress"),
+                    compression.wire_name().map_or(Value::None, t),
+                ));
             } else if step.keep_stamp == Some(true) {
                 if v.below(2, 13) {
                     return Err("worker is too old to keep timestamps (uploadFile < 2.13)".into());
                 }
                 args.push((t("keepstamp"), Value::Bool(true)));
             }
-            let archive = if directory { dest.with_extension("upload.tar") } else { dest.clone() };
-            let writer = FileWriter::new(archive.clone(), max_size, if directory { None } else { mode }, state)?;
-            let unpack = directory.then(|| (dest, compression, max_size.unwrap_or(1 << 30).saturating_mul(10)));
-            Plan { command, args, object: Object::Writer(writer), unpack, written: Some(archive), max_size }
+            let archive = if directory {
+                dest.with_extension("upload.tar")
+            } else {
+                dest.clone()
+            };
+            let writer = FileWriter::new(
+                archive.clone(),
+                max_size,
+                if directory { None } else { mode },
+                state,
+            )?;
+            let unpack = directory.then(|| {
+                (
+                    dest,
+                    compression,
+                    max_size.unwrap_or(1 << 30).saturating_mul(10),
+                )
+            });
+            Plan {
+                command,
+                args,
+                object: Object::Writer(writer),
+                unpack,
+                written: Some(archive),
+                max_size,
+            }
         }
         StepKind::Download | StepKind::StringDownload => {
             let v = need("downloadFile")?;
-            let dest_key = if v.below(3, 0) { "slavedest" } else { "workerdest" };
+            let dest_key = if v.below(3, 0) {
+                "slavedest"
+            } else {
+                "workerdest"
+            };
             let reader = if step.kind == StepKind::Download {
                 FileReader::open(&master_path(render(&step.master_src)?), state)?
             } else {
@@ -103,9 +163,19 @@ fn prepare(job: &BuildJob, props: &Properties, step: &StepConfig) -> Result<Plan
                 (t(dest_key), t(&render(&step.worker_dest)?)),
                 (t("maxsize"), int_or_none(max_size)),
                 (t("blocksize"), Value::int(block(16 * 1024) as i64)),
-                (t("mode"), mode.map_or(Value::None, |m| Value::int(i64::from(m)))),
+                (
+                    t("mode"),
+                    mode.map_or(Value::None, |m| Value::int(i64::from(m))),
+                ),
             ];
-            Plan { command: "downloadFile", args, object: Object::Reader(reader), unpack: None, written: None, max_size }
+            Plan {
+                command: "downloadFile",
+                args,
+                object: Object::Reader(reader),
+                unpack: None,
+                written: None,
+                max_size,
+            }
         }
         other => return Err(format!("{other:?} is not a transfer")),
     })
@@ -118,7 +188,13 @@ async fn execute(job: &mut BuildJob, number: i64, plan: Plan) -> StepOutcome {
     };
     let id = match job.worker.conn.export_object(object).await {
         Ok(id) => id,
-        Err(e) => return StepOutcome { result: BuildResult::Retry, rc: None, reason: Some(format!("worker lost: {e}")) },
+        Err(e) => {
+            return StepOutcome {
+                result: BuildResult::Retry,
+                rc: None,
+                reason: Some(format!("worker lost: {e}")),
+            }
+        }
     };
     let mut args = plan.args;
     args.push((Value::text(key), Value::Remote(id)));
@@ -132,19 +208,39 @@ async fn execute(job: &mut BuildJob, number: i64, plan: Plan) -> StepOutcome {
     let failed = match (&state.error, end.rc) {
         (Some(e), _) => Some(e.clone()),
         (None, Some(0)) if !state.truncated => None,
-        (None, _) if over => Some(format!("more than max_size ({} bytes)", plan.max_size.unwrap_or(0))),
+        (None, _) if over => Some(format!(
+            "more than max_size ({} bytes)",
+            plan.max_size.unwrap_or(0)
+        )),
         (None, rc) => Some(format!("exit code {}", rc.unwrap_or(-1))),
     };
     if let Some(why) = failed {
         if let Some(path) = &plan.written {
             let _ = std::fs::remove_file(path);
         }
-        return StepOutcome { result: BuildResult::Failure, rc: end.rc, reason: Some(why) };
+        return StepOutcome {
+            result: BuildResult::Failure,
+            rc: end.rc,
+            reason: Some(why),
+        };
     }
     if let Some((dest, compression, limit)) = plan.unpack {
-        if let Err(e) = extract_tar(&dest.with_extension("upload.tar"), &dest, compression, limit) {
-            return StepOutcome { result: BuildResult::Failure, rc: end.rc, reason: Some(e) };
+        if let Err(e) = extract_tar(
+            &dest.with_extension("upload.tar"),
+            &dest,
+            compression,
+            limit,
+        ) {
+            return StepOutcome {
+                result: BuildResult::Failure,
+                rc: end.rc,
+                reason: Some(e),
+            };
         }
     }
-    StepOutcome { result: BuildResult::Success, rc: Some(0), reason: None }
+    StepOutcome {
+        result: BuildResult::Success,
+        rc: Some(0),
+        reason: None,
+    }
 }

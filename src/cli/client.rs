@@ -239,11 +239,17 @@ impl ClientCommand {
                 let list = get(&api, &format!("/api/latent?limit={limit}"))?;
                 println!("{:<20} {:<16} {:<11} failure", "instance", "pool", "phase");
                 for i in list.as_array().into_iter().flatten() {
-                    let failure = match (i["failure_phase"].as_str(), i["failure_reason"].as_str()) {
+                    let failure = match (i["failure_phase"].as_str(), i["failure_reason"].as_str())
+                    {
                         (Some(p), Some(r)) => format!("in {p}: {r}"),
                         _ => String::new(),
                     };
-                    println!("{:<20} {:<16} {:<11} {failure}", s(&i["name"]), s(&i["pool"]), s(&i["phase"]));
+                    println!(
+                        "{:<20} {:<16} {:<11} {failure}",
+                        s(&i["name"]),
+                        s(&i["pool"]),
+                        s(&i["phase"])
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }

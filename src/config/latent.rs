@@ -78,7 +78,9 @@ fn default_poll() -> u64 {
 impl LatentPoolConfig {
     /// The template this pool boots its instances with.
     pub fn template(&self) -> String {
-        self.boot_script.clone().unwrap_or_else(|| template::LOCAL_DEFAULT.to_owned())
+        self.boot_script
+            .clone()
+            .unwrap_or_else(|| template::LOCAL_DEFAULT.to_owned())
     }
 }
 
@@ -92,24 +94,47 @@ pub fn check<'a>(
     for p in pools {
         let name = p.name.get_ref();
         if !names.insert(name.as_str()) || workers.contains(name.as_str()) {
-            at(p.name.span(), format!("latent pool {name:?}: the name is already used"));
+            at(
+                p.name.span(),
+                format!("latent pool {name:?}: the name is already used"),
+            );
         }
         if p.driver.get_ref() != "local" {
-            at(p.driver.span(), format!("latent pool {name:?}: unknown driver {:?} (known: local)", p.driver.get_ref()));
+            at(
+                p.driver.span(),
+                format!(
+                    "latent pool {name:?}: unknown driver {:?} (known: local)",
+                    p.driver.get_ref()
+                ),
+            );
         }
         if p.max_instances == 0 || p.max_builds == 0 {
-            at(p.name.span(), format!("latent pool {name:?}: max_instances and max_builds must be at least 1"));
+            at(
+                p.name.span(),
+                format!("latent pool {name:?}: max_instances and max_builds must be at least 1"),
+            );
         }
         if p.min_instances > p.max_instances {
-            at(p.name.span(), format!("latent pool {name:?}: min_instances is above max_instances"));
+            at(
+                p.name.span(),
+                format!("latent pool {name:?}: min_instances is above max_instances"),
+            );
         }
-        let mut vars: BTreeMap<&str, String> = template::VARIABLES.iter().map(|v| (*v, String::new())).collect();
+        let mut vars: BTreeMap<&str, String> = template::VARIABLES
+            .iter()
+            .map(|v| (*v, String::new()))
+            .collect();
         vars.insert("venv", String::new());
         if let Err(e) = template::render(&p.template(), &vars) {
             at(p.name.span(), format!("latent pool {name:?}: {e}"));
         }
         if p.boot_script.is_none() && p.venv.is_none() {
-            at(p.name.span(), format!("latent pool {name:?}: the local driver's default boot script needs `venv`"));
+            at(
+                p.name.span(),
+                format!(
+                    "latent pool {name:?}: the local driver's default boot script needs `venv`"
+                ),
+            );
         }
     }
     names

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
 
-pub use super::schedulers::{ChangesConfig, SchedulerConfig};
 pub use super::latent::LatentPoolConfig;
+pub use super::schedulers::{ChangesConfig, SchedulerConfig};
 pub use super::steps::{CommandLine, StepConfig, StepKind};
 
 /// The whole file.

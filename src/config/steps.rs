@@ -63,10 +63,19 @@ impl StepKind {
         ];
         match self {
             StepKind::Shell => (&["command"], SHELL_OPTS),
-            StepKind::Upload => (&["worker_src", "master_dest"], &["max_size", "block_size", "mode", "keep_stamp"]),
-            StepKind::Download => (&["master_src", "worker_dest"], &["max_size", "block_size", "mode"]),
+            StepKind::Upload => (
+                &["worker_src", "master_dest"],
+                &["max_size", "block_size", "mode", "keep_stamp"],
+            ),
+            StepKind::Download => (
+                &["master_src", "worker_dest"],
+                &["max_size", "block_size", "mode"],
+            ),
             StepKind::StringDownload => (&["content", "worker_dest"], &["mode"]),
-            StepKind::DirectoryUpload => (&["worker_src", "master_dest"], &["max_size", "block_size", "compress"]),
+            StepKind::DirectoryUpload => (
+                &["worker_src", "master_dest"],
+                &["max_size", "block_size", "compress"],
+            ),
             StepKind::Mkdir | StepKind::Rmdir | StepKind::Listdir => (&["dir"], &["property"]),
             StepKind::Rm => (&["path"], &[]),
             StepKind::Cpdir => (&["from_dir", "to_dir"], &[]),
@@ -199,7 +208,9 @@ impl StepConfig {
 
     /// The name shown for step `number` (1-based).
     pub fn display_name(&self, number: usize) -> String {
-        self.name.clone().unwrap_or_else(|| format!("step {number}"))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("step {number}"))
     }
 
     /// Seconds without output before the worker kills a command.

@@ -210,53 +210,87 @@ fn check_builder(
 }
 
 /// A step's keys against its kind, and the values that have a fixed form.
-fn check_step(step: &StepConfig, span: Range<usize>, here: &str, at: &mut impl FnMut(Range<usize>, String)) {
+fn check_step(
+    step: &StepConfig,
+    span: Range<usize>,
+    here: &str,
+    at: &mut impl FnMut(Range<usize>, String),
+) {
     let (required, allowed) = step.kind.fields();
     let set = step.keys_set();
     for key in required {
         if !set.contains(key) {
-            at(span.clone(), format!("{here}: a {:?} step needs `{key}`", step.kind));
+            at(
+                span.clone(),
+                format!("{here}: a {:?} step needs `{key}`", step.kind),
+            );
         }
     }
     for key in &set {
         if !required.contains(key) && !allowed.contains(key) {
-            at(span.clone(), format!("{here}: `{key}` does not apply to a {:?} step", step.kind));
+            at(
+                span.clone(),
+                format!("{here}: `{key}` does not apply to a {:?} step", step.kind),
+            );
         }
     }
     for (code, result) in step.decode_rc.iter().flatten() {
         if code.parse::<i64>().is_err() {
-            at(result.span(), format!("{here}: decode_rc key {code:?} is not an exit code"));
+            at(
+                result.span(),
+                format!("{here}: decode_rc key {code:?} is not an exit code"),
+            );
         }
         if result.get_ref().parse::<BuildResult>().is_err() {
-            at(result.span(), format!("{here}: {:?} is not a result", result.get_ref()));
+            at(
+                result.span(),
+                format!("{here}: {:?} is not a result", result.get_ref()),
+            );
         }
     }
     if let Some(m) = &step.mode {
         if u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8).is_err() {
-            at(m.span(), format!("{here}: mode {:?} is not octal (e.g. \"0644\")", m.get_ref()));
+            at(
+                m.span(),
+                format!(
+                    "{here}: mode {:?} is not octal (e.g. \"0644\")",
+                    m.get_ref()
+                ),
+            );
         }
     }
     if let Some(c) = &step.compress {
         if !matches!(c.get_ref().as_str(), "gz" | "bz2") {
-            at(c.span(), format!("{here}: compress must be \"gz\" or \"bz2\""));
+            at(
+                c.span(),
+                format!("{here}: compress must be \"gz\" or \"bz2\""),
+            );
         }
     }
     if let Some(m) = &step.git_mode {
         if !matches!(m.get_ref().as_str(), "incremental" | "full") {
-            at(m.span(), format!("{here}: git_mode must be \"incremental\" or \"full\""));
+            at(
+                m.span(),
+                format!("{here}: git_mode must be \"incremental\" or \"full\""),
+            );
         }
     }
     if let Some(p) = &step.property_from {
         let ok = match p.get_ref().as_str() {
             "stdout" | "stripped" => true,
-            other => other.strip_prefix("regex:").is_some_and(|re| regex::Regex::new(re).is_ok()),
+            other => other
+                .strip_prefix("regex:")
+                .is_some_and(|re| regex::Regex::new(re).is_ok()),
         };
         if !ok {
             at(p.span(), format!("{here}: property_from must be stdout, stripped or regex:PATTERN (a valid regex)"));
         }
     }
     if step.block_size.is_some_and(|b| b == 0 || b > 640 * 1024) {
-        at(span, format!("{here}: block_size must be 1..=655360 (the wire's limit)"));
+        at(
+            span,
+            format!("{here}: block_size must be 1..=655360 (the wire's limit)"),
+        );
     }
 }
 
@@ -312,8 +346,14 @@ builders = ["b1"]
         );
         let errors = parse(&bad).unwrap_err();
         let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-        assert!(text.iter().any(|m| m.contains("needs `master_dest`")), "{text:?}");
-        assert!(text.iter().any(|m| m.contains("`dir` does not apply")), "{text:?}");
+        assert!(
+            text.iter().any(|m| m.contains("needs `master_dest`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("`dir` does not apply")),
+            "{text:?}"
+        );
         assert!(text.iter().any(|m| m.contains("not octal")), "{text:?}");
         assert!(errors.iter().all(|e| e.location.is_some()));
     }

@@ -19,20 +19,33 @@ impl Credentials {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
-        Ok(raw.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect())
+        Ok(raw
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+            .collect())
     }
 
     /// From now on `name` may log in with `password`.
     pub fn activate(&self, name: &str, password: &str) {
-        self.live.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), password.as_bytes().to_vec());
+        self.live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), password.as_bytes().to_vec());
     }
 
     pub fn revoke(&self, name: &str) {
-        self.live.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     pub fn password(&self, name: &str) -> Option<Vec<u8>> {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 }
 

@@ -38,7 +38,10 @@ pub struct DriverError {
 
 impl DriverError {
     pub fn permanent(message: impl Into<String>) -> DriverError {
-        DriverError { message: message.into(), transient: false }
+        DriverError {
+            message: message.into(),
+            transient: false,
+        }
     }
 }
 

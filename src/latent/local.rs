@@ -25,7 +25,11 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 
 impl LocalDriver {
     pub fn new(dir: PathBuf) -> LocalDriver {
-        LocalDriver { dir, children: Mutex::new(HashMap::new()), tokens: Mutex::new(HashMap::new()) }
+        LocalDriver {
+            dir,
+            children: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        }
     }
 
     fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
@@ -54,11 +58,18 @@ impl Driver for LocalDriver {
                 return Ok(id.clone());
             }
             let dir = self.dir.join(&spec.name);
-            let fail = |what: &str, e: std::io::Error| DriverError::permanent(format!("{what} {}: {e}", dir.display()));
-            tokio::fs::create_dir_all(&dir).await.map_err(|e| fail("cannot create", e))?;
+            let fail = |what: &str, e: std::io::Error| {
+                DriverError::permanent(format!("{what} {}: {e}", dir.display()))
+            };
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| fail("cannot create", e))?;
             let script = dir.join("boot.sh");
-            tokio::fs::write(&script, &spec.user_data).await.map_err(|e| fail("cannot write to", e))?;
-            let log = std::fs::File::create(dir.join("boot.log")).map_err(|e| fail("cannot create a log in", e))?;
+            tokio::fs::write(&script, &spec.user_data)
+                .await
+                .map_err(|e| fail("cannot write to", e))?;
+            let log = std::fs::File::create(dir.join("boot.log"))
+                .map_err(|e| fail("cannot create a log in", e))?;
             let child = Command::new("sh")
                 .arg("boot.sh")
                 .current_dir(&dir)
@@ -71,7 +82,10 @@ impl Driver for LocalDriver {
                 .kill_on_drop(false)
                 .spawn()
                 .map_err(|e| fail("cannot start the boot script in", e))?;
-            let id = child.id().map(|p| p.to_string()).ok_or_else(|| DriverError::permanent("boot script exited at once"))?;
+            let id = child
+                .id()
+                .map(|p| p.to_string())
+                .ok_or_else(|| DriverError::permanent("boot script exited at once"))?;
             self.children().insert(id.clone(), child);
             self.tokens().insert(spec.client_token.clone(), id.clone());
             Ok(id)
@@ -97,7 +111,10 @@ impl Driver for LocalDriver {
             let child = self.children().remove(cloud_id);
             signal_group(cloud_id, "TERM").await;
             if let Some(mut child) = child {
-                if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                if tokio::time::timeout(TERM_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
                     signal_group(cloud_id, "KILL").await;
                     let _ = child.wait().await;
                 }

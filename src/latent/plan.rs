@@ -25,7 +25,12 @@ pub struct Plan {
 
 /// `demand`: queued requests this pool could serve that no instance has taken.
 /// `blocked`: why the pool may not start anything now (quarantine), if so.
-pub fn plan(limits: PoolLimits, instances: &[Instance], demand: usize, blocked: Option<&str>) -> Plan {
+pub fn plan(
+    limits: PoolLimits,
+    instances: &[Instance],
+    demand: usize,
+    blocked: Option<&str>,
+) -> Plan {
     let live = instances.iter().filter(|i| i.phase.is_live()).count();
     let per = limits.max_builds.max(1);
     // Room on instances that are starting or free; draining ones take nothing.
@@ -38,16 +43,25 @@ pub fn plan(limits: PoolLimits, instances: &[Instance], demand: usize, blocked: 
         })
         .sum();
     let unmet = demand.saturating_sub(coming);
-    let wanted = unmet.div_ceil(per).max(limits.min_instances.saturating_sub(live));
+    let wanted = unmet
+        .div_ceil(per)
+        .max(limits.min_instances.saturating_sub(live));
     let room = limits.max_instances.saturating_sub(live);
     if wanted == 0 {
-        return Plan { start: 0, waiting: None };
+        return Plan {
+            start: 0,
+            waiting: None,
+        };
     }
     if let Some(why) = blocked {
-        return Plan { start: 0, waiting: Some(format!("pool is quarantined: {why}")) };
+        return Plan {
+            start: 0,
+            waiting: Some(format!("pool is quarantined: {why}")),
+        };
     }
     let start = wanted.min(room);
-    let waiting = (start < wanted).then(|| format!("pool at its cap of {} instances", limits.max_instances));
+    let waiting =
+        (start < wanted).then(|| format!("pool at its cap of {} instances", limits.max_instances));
     Plan { start, waiting }
 }
 
@@ -56,7 +70,11 @@ mod tests {
     use super::*;
 
     fn limits(max_instances: usize) -> PoolLimits {
-        PoolLimits { max_instances, max_builds: 1, min_instances: 0 }
+        PoolLimits {
+            max_instances,
+            max_builds: 1,
+            min_instances: 0,
+        }
     }
 
     fn at(phase: Phase) -> Instance {
@@ -67,7 +85,13 @@ mod tests {
 
     #[test]
     fn a_flood_starts_up_to_the_cap_in_one_go() {
-        assert_eq!(plan(limits(3), &[], 5, None), Plan { start: 3, waiting: Some("pool at its cap of 3 instances".into()) });
+        assert_eq!(
+            plan(limits(3), &[], 5, None),
+            Plan {
+                start: 3,
+                waiting: Some("pool at its cap of 3 instances".into())
+            }
+        );
         assert_eq!(plan(limits(10), &[], 5, None).start, 5);
     }
 
@@ -83,7 +107,11 @@ mod tests {
         let have = [at(Phase::Connecting), at(Phase::Idle)];
         assert_eq!(plan(limits(9), &have, 2, None).start, 0);
         assert_eq!(plan(limits(9), &have, 3, None).start, 1);
-        let two_builds = PoolLimits { max_instances: 9, max_builds: 2, min_instances: 0 };
+        let two_builds = PoolLimits {
+            max_instances: 9,
+            max_builds: 2,
+            min_instances: 0,
+        };
         assert_eq!(plan(two_builds, &[], 5, None).start, 3);
     }
 
@@ -92,7 +120,11 @@ mod tests {
         let p = plan(limits(3), &[], 2, Some("3 failures in a row"));
         assert_eq!(p.start, 0);
         assert!(p.waiting.is_some_and(|w| w.contains("quarantined")));
-        let warm = PoolLimits { max_instances: 3, max_builds: 1, min_instances: 2 };
+        let warm = PoolLimits {
+            max_instances: 3,
+            max_builds: 1,
+            min_instances: 2,
+        };
         assert_eq!(plan(warm, &[at(Phase::Idle)], 0, None).start, 1);
     }
 }

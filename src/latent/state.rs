@@ -58,7 +58,14 @@ impl Phase {
 
     /// On its way to being usable.
     pub fn is_starting(self) -> bool {
-        matches!(self, Phase::Requested | Phase::Launching | Phase::Booting | Phase::Connecting | Phase::Attaching)
+        matches!(
+            self,
+            Phase::Requested
+                | Phase::Launching
+                | Phase::Booting
+                | Phase::Connecting
+                | Phase::Attaching
+        )
     }
 
     /// May be given a build.
@@ -138,7 +145,10 @@ impl Instance {
     /// Moves to `to` at `now`, if the machine allows it.
     pub fn advance(&mut self, to: Phase, now: f64) -> Result<(), BadTransition> {
         if !self.phase.can_move_to(to) {
-            return Err(BadTransition { from: self.phase, to });
+            return Err(BadTransition {
+                from: self.phase,
+                to,
+            });
         }
         self.phase = to;
         self.since = now;
@@ -186,7 +196,13 @@ mod tests {
     #[test]
     fn forbidden_moves_are_refused() {
         let mut i = Instance::new(1, "p", "p-1", 0.0);
-        assert_eq!(i.advance(Phase::Ready, 1.0), Err(BadTransition { from: Phase::Requested, to: Phase::Ready }));
+        assert_eq!(
+            i.advance(Phase::Ready, 1.0),
+            Err(BadTransition {
+                from: Phase::Requested,
+                to: Phase::Ready
+            })
+        );
         i.advance(Phase::Launching, 1.0).unwrap();
         i.advance(Phase::Booting, 2.0).unwrap();
         i.advance(Phase::Connecting, 3.0).unwrap();
@@ -204,7 +220,10 @@ mod tests {
         i.advance(Phase::Launching, 1.0).unwrap();
         i.advance(Phase::Booting, 2.0).unwrap();
         i.fail("terminated by the cloud", 3.0).unwrap();
-        assert_eq!(i.failure, Some((Phase::Booting, "terminated by the cloud".into())));
+        assert_eq!(
+            i.failure,
+            Some((Phase::Booting, "terminated by the cloud".into()))
+        );
         assert!(i.fail("again", 4.0).is_err());
     }
 }

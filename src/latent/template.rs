@@ -3,7 +3,14 @@
 use std::collections::BTreeMap;
 
 /// The variables a template may use, as `{{name}}`.
-pub const VARIABLES: [&str; 6] = ["master", "master_host", "master_port", "name", "password", "pool"];
+pub const VARIABLES: [&str; 6] = [
+    "master",
+    "master_host",
+    "master_port",
+    "name",
+    "password",
+    "pool",
+];
 
 /// The local driver's default: create a buildbot-worker in the instance's folder and
 /// run it in the foreground, from the venv the pool names.
@@ -22,9 +29,13 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, S
     while let Some(i) = rest.find("{{") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        let end = after.find("}}").ok_or("unterminated {{ in the boot script")?;
+        let end = after
+            .find("}}")
+            .ok_or("unterminated {{ in the boot script")?;
         let name = after[..end].trim();
-        let value = vars.get(name).ok_or_else(|| format!("unknown variable {{{{{name}}}}} in the boot script"))?;
+        let value = vars
+            .get(name)
+            .ok_or_else(|| format!("unknown variable {{{{{name}}}}} in the boot script"))?;
         out.push_str(value);
         rest = &after[end + 2..];
     }
@@ -38,8 +49,14 @@ mod tests {
 
     #[test]
     fn fills_variables_and_refuses_unknown_ones() {
-        let vars = BTreeMap::from([("name", "p-1".to_owned()), ("password", "s3cret".to_owned())]);
-        assert_eq!(render("worker {{name}} {{ password }}", &vars).unwrap(), "worker p-1 s3cret");
+        let vars = BTreeMap::from([
+            ("name", "p-1".to_owned()),
+            ("password", "s3cret".to_owned()),
+        ]);
+        assert_eq!(
+            render("worker {{name}} {{ password }}", &vars).unwrap(),
+            "worker p-1 s3cret"
+        );
         assert!(render("{{nope}}", &vars).is_err());
         assert!(render("{{name", &vars).is_err());
     }

@@ -46,7 +46,10 @@ impl ConfigAuth {
         if let Some((user, pw)) = change_source.flatten() {
             passwords.insert(user, (pw.into_bytes(), Role::ChangeSource));
         }
-        Ok(ConfigAuth { passwords, latent: None })
+        Ok(ConfigAuth {
+            passwords,
+            latent: None,
+        })
     }
 
     /// Also accepts the latent instances' one-time credentials.
@@ -83,7 +86,10 @@ mod tests {
         let auth = ConfigAuth::from_config(&crate::config::parse(&text).unwrap()).unwrap();
         assert_eq!(auth.lookup("a"), Some((b"plain".to_vec(), Role::Worker)));
         assert_eq!(auth.lookup("b"), Some((b"from-env".to_vec(), Role::Worker)));
-        assert_eq!(auth.lookup("c"), Some((b"from-file".to_vec(), Role::Worker)));
+        assert_eq!(
+            auth.lookup("c"),
+            Some((b"from-file".to_vec(), Role::Worker))
+        );
         assert_eq!(auth.lookup("nobody"), None);
         let missing = text.replace("PBMASTER_TEST_PW", "PBMASTER_TEST_UNSET");
         assert!(ConfigAuth::from_config(&crate::config::parse(&missing).unwrap()).is_err());

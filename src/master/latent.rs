@@ -37,15 +37,43 @@ pub struct Pool {
 /// Events from instance tasks and timers.
 #[derive(Debug)]
 pub enum LatentMsg {
-    Launched { pool: String, id: i64, cloud_id: String },
-    LaunchFailed { pool: String, id: i64, why: String },
-    Running { pool: String, id: i64 },
-    Gone { pool: String, id: i64, why: String },
+    Launched {
+        pool: String,
+        id: i64,
+        cloud_id: String,
+    },
+    LaunchFailed {
+        pool: String,
+        id: i64,
+        why: String,
+    },
+    Running {
+        pool: String,
+        id: i64,
+    },
+    Gone {
+        pool: String,
+        id: i64,
+        why: String,
+    },
     /// A phase's time ran out, if the instance is still in it since `since`.
-    Deadline { pool: String, id: i64, phase: Phase, since: f64, limit: u64 },
+    Deadline {
+        pool: String,
+        id: i64,
+        phase: Phase,
+        since: f64,
+        limit: u64,
+    },
     /// The idle time ran out, if the instance is still idle since `since`.
-    IdleCheck { pool: String, id: i64, since: f64 },
-    Terminated { pool: String, id: i64 },
+    IdleCheck {
+        pool: String,
+        id: i64,
+        since: f64,
+    },
+    Terminated {
+        pool: String,
+        id: i64,
+    },
 }
 
 /// Failures in a row before a pool is quarantined.
@@ -78,7 +106,10 @@ impl Master {
     /// The pool and id of the instance whose worker name is `name`.
     pub(super) fn instance_named(&self, name: &str) -> Option<(String, i64)> {
         self.pools.iter().find_map(|(pool, p)| {
-            p.instances.values().find(|i| i.name == name).map(|i| (pool.clone(), i.id))
+            p.instances
+                .values()
+                .find(|i| i.name == name)
+                .map(|i| (pool.clone(), i.id))
         })
     }
 
@@ -93,7 +124,11 @@ impl Master {
 
     pub(super) fn instance_build_started(&mut self, name: &str) {
         if let Some((pool, id)) = self.instance_named(name) {
-            if let Some(i) = self.pools.get_mut(&pool).and_then(|p| p.instances.get_mut(&id)) {
+            if let Some(i) = self
+                .pools
+                .get_mut(&pool)
+                .and_then(|p| p.instances.get_mut(&id))
+            {
                 i.builds += 1;
             }
             self.transition(&pool, id, Phase::Building, None);
@@ -101,10 +136,16 @@ impl Master {
     }
 
     pub(super) fn instance_build_done(&mut self, name: &str) {
-        let Some((pool, id)) = self.instance_named(name) else { return };
-        let Some(p) = self.pools.get_mut(&pool) else { return };
+        let Some((pool, id)) = self.instance_named(name) else {
+            return;
+        };
+        let Some(p) = self.pools.get_mut(&pool) else {
+            return;
+        };
         let wait = p.config.build_wait_timeout;
-        let Some(i) = p.instances.get_mut(&id) else { return };
+        let Some(i) = p.instances.get_mut(&id) else {
+            return;
+        };
         i.builds = i.builds.saturating_sub(1);
         if i.builds > 0 || i.phase != Phase::Building {
             return;
@@ -114,12 +155,17 @@ impl Master {
             self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)");
         } else if wait > 0 {
             let since = self.pools[&pool].instances[&id].since;
-            self.after(Duration::from_secs(wait as u64), LatentMsg::IdleCheck { pool, id, since });
+            self.after(
+                Duration::from_secs(wait as u64),
+                LatentMsg::IdleCheck { pool, id, since },
+            );
         }
     }
 
     pub(super) fn instance_logged_in(&mut self, name: &str) {
-        let Some((pool, id)) = self.instance_named(name) else { return };
+        let Some((pool, id)) = self.instance_named(name) else {
+            return;
+        };
         if self.pools[&pool].instances[&id].phase == Phase::Connecting {
             self.transition(&pool, id, Phase::Attaching, None);
             let limit = self.pools[&pool].config.attach_timeout;
@@ -128,7 +174,9 @@ impl Master {
     }
 
     pub(super) fn instance_attached(&mut self, name: &str) {
-        let Some((pool, id)) = self.instance_named(name) else { return };
+        let Some((pool, id)) = self.instance_named(name) else {
+            return;
+        };
         if self.pools[&pool].instances[&id].phase == Phase::Attaching {
             self.transition(&pool, id, Phase::Ready, None);
             if let Some(p) = self.pools.get_mut(&pool) {
@@ -139,7 +187,9 @@ impl Master {
 
     /// The instance's connection is gone, or its attach failed.
     pub(super) fn instance_lost(&mut self, name: &str, why: &str) {
-        let Some((pool, id)) = self.instance_named(name) else { return };
+        let Some((pool, id)) = self.instance_named(name) else {
+            return;
+        };
         let phase = self.pools[&pool].instances[&id].phase;
         if phase.is_starting() {
             self.fail_instance(&pool, id, why);
@@ -159,10 +209,20 @@ impl Master {
                 max_builds: p.config.max_builds,
                 min_instances: p.config.min_instances,
             };
-            let blocked = (p.quarantine_until > t)
-                .then(|| format!("{} failures in a row, until {:.0}s from now", p.failures, p.quarantine_until - t));
+            let blocked = (p.quarantine_until > t).then(|| {
+                format!(
+                    "{} failures in a row, until {:.0}s from now",
+                    p.failures,
+                    p.quarantine_until - t
+                )
+            });
             let instances: Vec<Instance> = p.instances.values().cloned().collect();
-            let decision = plan(limits, &instances, demand.get(&name).copied().unwrap_or(0), blocked.as_deref());
+            let decision = plan(
+                limits,
+                &instances,
+                demand.get(&name).copied().unwrap_or(0),
+                blocked.as_deref(),
+            );
             if decision.waiting != self.pools[&name].waiting {
                 if let Some(why) = &decision.waiting {
                     info!(pool = %name, "requests wait: {why}");
@@ -194,9 +254,17 @@ impl Master {
             Ok(id) => id,
             Err(e) => return warn!(pool, "cannot record an instance: {e}"),
         };
-        let Some(p) = self.pools.get_mut(pool) else { return };
-        let address = p.config.master_address.clone().unwrap_or_else(|| self.master_address.clone());
-        let (host, port) = address.rsplit_once(':').unwrap_or((address.as_str(), "9989"));
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let address = p
+            .config
+            .master_address
+            .clone()
+            .unwrap_or_else(|| self.master_address.clone());
+        let (host, port) = address
+            .rsplit_once(':')
+            .unwrap_or((address.as_str(), "9989"));
         let mut vars: BTreeMap<&str, String> = BTreeMap::new();
         vars.insert("master", address.clone());
         vars.insert("master_host", host.to_owned());
@@ -204,7 +272,14 @@ impl Master {
         vars.insert("name", name.clone());
         vars.insert("password", password.clone());
         vars.insert("pool", pool.to_owned());
-        vars.insert("venv", p.config.venv.as_ref().map(|v| v.display().to_string()).unwrap_or_default());
+        vars.insert(
+            "venv",
+            p.config
+                .venv
+                .as_ref()
+                .map(|v| v.display().to_string())
+                .unwrap_or_default(),
+        );
         let user_data = match template::render(&p.config.template(), &vars) {
             Ok(u) => u,
             Err(e) => return warn!(pool, "boot script: {e}"),
@@ -226,7 +301,12 @@ impl Master {
         );
         info!(pool, instance = %name, "starting an instance");
         self.transition(pool, id, Phase::Launching, None);
-        let spec = LaunchSpec { name, pool: pool.to_owned(), user_data, client_token: token };
+        let spec = LaunchSpec {
+            name,
+            pool: pool.to_owned(),
+            user_data,
+            client_token: token,
+        };
         let p = &self.pools[pool];
         let watcher = Watcher {
             driver: p.driver.clone(),
@@ -242,7 +322,11 @@ impl Master {
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
         match msg {
             LatentMsg::Launched { pool, id, cloud_id } => {
-                if let Some(i) = self.pools.get_mut(&pool).and_then(|p| p.instances.get_mut(&id)) {
+                if let Some(i) = self
+                    .pools
+                    .get_mut(&pool)
+                    .and_then(|p| p.instances.get_mut(&id))
+                {
                     i.cloud_id = Some(cloud_id.clone());
                 }
                 if self.phase_of(&pool, id) == Some(Phase::Launching) {
@@ -259,7 +343,10 @@ impl Master {
                 if self.phase_of(&pool, id) == Some(Phase::Booting) {
                     self.transition(&pool, id, Phase::Connecting, None);
                     let p = &self.pools[&pool];
-                    let (name, password) = (p.instances[&id].name.clone(), p.passwords.get(&id).cloned().unwrap_or_default());
+                    let (name, password) = (
+                        p.instances[&id].name.clone(),
+                        p.passwords.get(&id).cloned().unwrap_or_default(),
+                    );
                     self.credentials.activate(&name, &password);
                     let limit = p.config.missing_timeout;
                     self.deadline(&pool, id, limit);
@@ -270,14 +357,28 @@ impl Master {
                     self.fail_instance(&pool, id, &format!("the instance went away: {why}"));
                 }
             }
-            LatentMsg::Deadline { pool, id, phase, since, limit } => {
-                let still = self.pools.get(&pool).and_then(|p| p.instances.get(&id)).is_some_and(|i| i.phase == phase && i.since == since);
+            LatentMsg::Deadline {
+                pool,
+                id,
+                phase,
+                since,
+                limit,
+            } => {
+                let still = self
+                    .pools
+                    .get(&pool)
+                    .and_then(|p| p.instances.get(&id))
+                    .is_some_and(|i| i.phase == phase && i.since == since);
                 if still {
                     self.fail_instance(&pool, id, &format!("{phase} took longer than {limit} s"));
                 }
             }
             LatentMsg::IdleCheck { pool, id, since } => {
-                let still = self.pools.get(&pool).and_then(|p| p.instances.get(&id)).is_some_and(|i| i.phase == Phase::Idle && i.since == since);
+                let still = self
+                    .pools
+                    .get(&pool)
+                    .and_then(|p| p.instances.get(&id))
+                    .is_some_and(|i| i.phase == Phase::Idle && i.since == since);
                 if still {
                     self.stop_instance(&pool, id, "idle time over");
                 }
@@ -300,7 +401,12 @@ impl Master {
         let live: Vec<(String, i64)> = self
             .pools
             .iter()
-            .flat_map(|(name, p)| p.instances.values().filter(|i| i.phase.is_live()).map(move |i| (name.clone(), i.id)))
+            .flat_map(|(name, p)| {
+                p.instances
+                    .values()
+                    .filter(|i| i.phase.is_live())
+                    .map(move |i| (name.clone(), i.id))
+            })
             .collect();
         for (pool, id) in live {
             if self.phase_of(&pool, id) != Some(Phase::Stopping) {
@@ -311,7 +417,10 @@ impl Master {
     }
 
     fn answer_when_no_instance(&mut self) {
-        let any_live = self.pools.values().any(|p| p.instances.values().any(|i| i.phase.is_live()));
+        let any_live = self
+            .pools
+            .values()
+            .any(|p| p.instances.values().any(|i| i.phase.is_live()));
         if !any_live {
             if let Some(reply) = self.stopped_reply.take() {
                 let _ = reply.send(());
@@ -320,13 +429,20 @@ impl Master {
     }
 
     fn phase_of(&self, pool: &str, id: i64) -> Option<Phase> {
-        self.pools.get(pool).and_then(|p| p.instances.get(&id)).map(|i| i.phase)
+        self.pools
+            .get(pool)
+            .and_then(|p| p.instances.get(&id))
+            .map(|i| i.phase)
     }
 
     /// Moves an instance, records the move, and tells its watcher.
     fn transition(&mut self, pool: &str, id: i64, to: Phase, detail: Option<&str>) {
-        let Some(p) = self.pools.get_mut(pool) else { return };
-        let Some(i) = p.instances.get_mut(&id) else { return };
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let Some(i) = p.instances.get_mut(&id) else {
+            return;
+        };
         if i.phase == to && to != Phase::Building {
             return;
         }
@@ -345,8 +461,12 @@ impl Master {
     /// Fails the instance in its current phase, counts the failure, and terminates
     /// whatever the cloud has of it.
     fn fail_instance(&mut self, pool: &str, id: i64, why: &str) {
-        let Some(p) = self.pools.get_mut(pool) else { return };
-        let Some(i) = p.instances.get_mut(&id) else { return };
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let Some(i) = p.instances.get_mut(&id) else {
+            return;
+        };
         if !i.phase.is_live() {
             return;
         }
@@ -370,11 +490,18 @@ impl Master {
 
     /// Draining, then stopping: the instance takes no new build from here on.
     fn stop_instance(&mut self, pool: &str, id: i64, why: &str) {
-        if self.phase_of(pool, id).is_some_and(|p| matches!(p, Phase::Ready | Phase::Idle)) {
+        if self
+            .phase_of(pool, id)
+            .is_some_and(|p| matches!(p, Phase::Ready | Phase::Idle))
+        {
             self.transition(pool, id, Phase::Draining, Some(why));
         }
         self.transition(pool, id, Phase::Stopping, Some(why));
-        let name = self.pools[pool].instances.get(&id).map(|i| i.name.clone()).unwrap_or_default();
+        let name = self.pools[pool]
+            .instances
+            .get(&id)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
         self.credentials.revoke(&name);
         self.close_worker(&name);
         self.terminate(pool, id);
@@ -388,7 +515,9 @@ impl Master {
 
     /// Asks the driver to end the instance; reports back when done.
     fn terminate(&mut self, pool: &str, id: i64) {
-        let Some(p) = self.pools.get(pool) else { return };
+        let Some(p) = self.pools.get(pool) else {
+            return;
+        };
         let cloud_id = p.instances.get(&id).and_then(|i| i.cloud_id.clone());
         let (driver, tx, pool) = (p.driver.clone(), self.tx.clone(), pool.to_owned());
         tokio::spawn(async move {
@@ -397,13 +526,17 @@ impl Master {
                     warn!(pool = %pool, "terminate {cloud_id}: {e}");
                 }
             }
-            let _ = tx.send(Msg::Latent(LatentMsg::Terminated { pool, id })).await;
+            let _ = tx
+                .send(Msg::Latent(LatentMsg::Terminated { pool, id }))
+                .await;
         });
     }
 
     /// Drops an ended instance from memory (its record stays).
     fn forget(&mut self, pool: &str, id: i64) {
-        let Some(p) = self.pools.get_mut(pool) else { return };
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
         if p.instances.get(&id).is_some_and(|i| i.phase.is_live()) {
             return;
         }
@@ -415,8 +548,16 @@ impl Master {
     }
 
     fn deadline(&self, pool: &str, id: i64, limit: u64) {
-        let Some(i) = self.pools.get(pool).and_then(|p| p.instances.get(&id)) else { return };
-        let msg = LatentMsg::Deadline { pool: pool.to_owned(), id, phase: i.phase, since: i.since, limit };
+        let Some(i) = self.pools.get(pool).and_then(|p| p.instances.get(&id)) else {
+            return;
+        };
+        let msg = LatentMsg::Deadline {
+            pool: pool.to_owned(),
+            id,
+            phase: i.phase,
+            since: i.since,
+            limit,
+        };
         self.after(Duration::from_secs(limit), msg);
     }
 
@@ -436,7 +577,9 @@ impl Master {
             Err(e) => return warn!("cannot read latent instances: {e}"),
         };
         for row in live {
-            let Some(p) = self.pools.get(&row.pool) else { continue };
+            let Some(p) = self.pools.get(&row.pool) else {
+                continue;
+            };
             if let Some(cloud_id) = &row.cloud_id {
                 if let Err(e) = p.driver.terminate(cloud_id).await {
                     warn!(pool = %row.pool, "terminate {cloud_id} after restart: {e}");
@@ -446,7 +589,9 @@ impl Master {
             i.cloud_id = row.cloud_id.clone();
             i.phase = Phase::Stopping;
             let _ = i.advance(Phase::Stopped, now());
-            let _ = self.store.record_phase(&i, Some("terminated after a master restart"));
+            let _ = self
+                .store
+                .record_phase(&i, Some("terminated after a master restart"));
             info!(pool = %row.pool, instance = %row.name, "terminated an instance left from before the restart");
         }
     }
@@ -472,25 +617,48 @@ impl Watcher {
                 let _ = tx.send(Msg::Latent(m)).await;
             }
         };
-        let cloud_id = match tokio::time::timeout(self.launch_timeout, self.driver.launch(&spec)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return send(LatentMsg::LaunchFailed { pool, id, why: format!("launch failed: {e}") }).await,
-            Err(_) => {
-                let why = format!("launching took longer than {} s", self.launch_timeout.as_secs());
-                return send(LatentMsg::LaunchFailed { pool, id, why }).await;
-            }
-        };
-        send(LatentMsg::Launched { pool: pool.clone(), id, cloud_id: cloud_id.clone() }).await;
+        let cloud_id =
+            match tokio::time::timeout(self.launch_timeout, self.driver.launch(&spec)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    return send(LatentMsg::LaunchFailed {
+                        pool,
+                        id,
+                        why: format!("launch failed: {e}"),
+                    })
+                    .await
+                }
+                Err(_) => {
+                    let why = format!(
+                        "launching took longer than {} s",
+                        self.launch_timeout.as_secs()
+                    );
+                    return send(LatentMsg::LaunchFailed { pool, id, why }).await;
+                }
+            };
+        send(LatentMsg::Launched {
+            pool: pool.clone(),
+            id,
+            cloud_id: cloud_id.clone(),
+        })
+        .await;
         let mut reported_running = false;
         loop {
             let now_phase = *phase.borrow();
-            if !matches!(now_phase, Phase::Launching | Phase::Booting | Phase::Connecting | Phase::Attaching) {
+            if !matches!(
+                now_phase,
+                Phase::Launching | Phase::Booting | Phase::Connecting | Phase::Attaching
+            ) {
                 return;
             }
             match self.driver.state(&cloud_id).await {
                 Ok(CloudState::Running) if !reported_running => {
                     reported_running = true;
-                    send(LatentMsg::Running { pool: pool.clone(), id }).await;
+                    send(LatentMsg::Running {
+                        pool: pool.clone(),
+                        id,
+                    })
+                    .await;
                 }
                 Ok(CloudState::Gone(why)) => return send(LatentMsg::Gone { pool, id, why }).await,
                 Ok(_) => {}

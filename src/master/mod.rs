@@ -3,8 +3,8 @@
 //! decisions never race each other.
 
 mod auth;
-mod latent;
 mod changes;
+mod latent;
 
 pub use auth::ConfigAuth;
 
@@ -12,8 +12,8 @@ use crate::build::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
 use crate::conn::{unauthorized, ConnEvent, ConnHandle};
-use crate::scheduler::SchedulerSet;
 use crate::latent::credentials::Credentials;
+use crate::scheduler::SchedulerSet;
 use crate::store::Store;
 use crate::worker::{attach, Attached};
 use pbwire::jelly::{FailureStyle, Value};
@@ -135,7 +135,12 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 const DUPLICATE_PROBE: Duration = Duration::from_secs(10);
 
 impl Master {
-    pub fn new(config: &Config, store: Store, tx: mpsc::Sender<Msg>, credentials: Arc<Credentials>) -> Master {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        tx: mpsc::Sender<Msg>,
+        credentials: Arc<Credentials>,
+    ) -> Master {
         Master {
             pools: latent::pools(config),
             credentials,
@@ -404,7 +409,10 @@ impl Master {
 
     fn start_attach(&mut self, name: String, event: ConnEvent) {
         if let ConnEvent::LoggedIn { conn, .. } = &event {
-            let attached_elsewhere = self.workers.get(&name).is_some_and(|s| s.attached.is_some());
+            let attached_elsewhere = self
+                .workers
+                .get(&name)
+                .is_some_and(|s| s.attached.is_some());
             if !attached_elsewhere {
                 let _ = self.store.worker_attaching(&name, &conn.peer.to_string());
             }
@@ -424,7 +432,11 @@ impl Master {
         let builders: Vec<(String, String)> = self
             .builders
             .values()
-            .filter(|b| b.workers.iter().any(|w| w.get_ref() == &name || Some(w.get_ref()) == pool.as_ref()))
+            .filter(|b| {
+                b.workers
+                    .iter()
+                    .any(|w| w.get_ref() == &name || Some(w.get_ref()) == pool.as_ref())
+            })
             .map(|b| {
                 (
                     b.name.get_ref().clone(),
@@ -512,7 +524,10 @@ impl Master {
         } else if slot.attached.is_none() {
             // A login that never finished attaching.
             let _ = self.store.worker_disconnected(&name);
-            self.instance_lost(&name, &format!("worker disconnected while attaching: {reason}"));
+            self.instance_lost(
+                &name,
+                &format!("worker disconnected while attaching: {reason}"),
+            );
         }
     }
 
@@ -554,12 +569,17 @@ impl Master {
                     let free = slot.busy < slot.max_builds
                         && !slot.busy_builders.contains(builder.name.get_ref());
                     let open = self.instance_takes_builds(&name);
-                    (free && open && !slot.graceful && !attached.conn.is_closed()).then_some((slot.busy, name, wfb))
+                    (free && open && !slot.graceful && !attached.conn.is_closed())
+                        .then_some((slot.busy, name, wfb))
                 })
                 .min();
             let Some((_, worker, wfb)) = candidate else {
                 // Nobody free: a latent pool serving this builder may start an instance.
-                for pool in builder.workers.iter().filter(|w| self.pools.contains_key(w.get_ref())) {
+                for pool in builder
+                    .workers
+                    .iter()
+                    .filter(|w| self.pools.contains_key(w.get_ref()))
+                {
                     *demand.entry(pool.get_ref().clone()).or_default() += 1;
                 }
                 continue;
@@ -583,7 +603,8 @@ impl Master {
             let (stop, stop_rx) = watch::channel(None);
             self.running.insert(build.id, Running { stop });
             info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
-            let properties = initial_properties(&builder, &request.properties, build.number, &worker);
+            let properties =
+                initial_properties(&builder, &request.properties, build.number, &worker);
             let job = BuildJob {
                 properties,
                 files_dir: self.files_dir.clone(),

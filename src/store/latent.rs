@@ -113,15 +113,23 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let mut t = db.prepare("SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq")?;
+        let mut t = db.prepare(
+            "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
+        )?;
         for row in &mut rows {
-            row.transitions = t.query_map(params![row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+            row.transitions = t
+                .query_map(params![row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
         }
         Ok(rows)
     }
 
     /// The next serial number for a pool's instance names.
     pub fn instance_count(&self) -> StoreResult<i64> {
-        self.db().query_row("SELECT COALESCE(MAX(id), 0) FROM latent_instances", [], |r| r.get(0))
+        self.db().query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM latent_instances",
+            [],
+            |r| r.get(0),
+        )
     }
 }

@@ -133,10 +133,14 @@ impl Store {
         db.execute_batch(latent::SCHEMA)?;
         for (table, column, definition) in schema::ADDED_COLUMNS {
             let has: bool = db
-                .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+                .prepare(&format!(
+                    "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+                ))?
                 .exists([column])?;
             if !has {
-                db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+                db.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+                ))?;
             }
         }
         Ok(Store {
@@ -262,7 +266,11 @@ impl Store {
     }
 
     /// Replaces a build's properties (`{name: [value, source]}`).
-    pub fn set_build_properties(&self, build_id: i64, properties: &serde_json::Value) -> StoreResult<()> {
+    pub fn set_build_properties(
+        &self,
+        build_id: i64,
+        properties: &serde_json::Value,
+    ) -> StoreResult<()> {
         self.db().execute(
             "UPDATE builds SET properties = ?2 WHERE id = ?1",
             params![build_id, properties.to_string()],
