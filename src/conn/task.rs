@@ -116,7 +116,8 @@ pub async fn serve(
     let handle = ConnHandle { id, peer, tx };
     let mut conn = Conn {
         handle: handle.clone(),
-        reader: FramedRead::new(read, BananaCodec::new(config.limits)),
+        // A small initial buffer: most messages are small, and idle connections are many.
+        reader: FramedRead::with_capacity(read, BananaCodec::new(config.limits), 1024),
         writer: write,
         out: BytesMut::new(),
         session: Session::new(config.max_pending, config.max_objects),

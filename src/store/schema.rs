@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS builds (
     properties TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS builds_request ON builds(request_id);
+-- The dispatch queries: queued requests, running builds, the next build number.
+CREATE INDEX IF NOT EXISTS requests_open ON requests(id) WHERE complete = 0;
+CREATE INDEX IF NOT EXISTS builds_running ON builds(request_id) WHERE finished_at IS NULL;
+CREATE INDEX IF NOT EXISTS builds_number ON builds(builder, number);
 CREATE TABLE IF NOT EXISTS steps (
     build_id INTEGER NOT NULL REFERENCES builds(id),
     number INTEGER NOT NULL,
