@@ -34,6 +34,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
+    let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;
     if recovered > 0 {
         info!(
             "{recovered} build(s) were running when the master stopped; their requests run again"
@@ -53,7 +54,8 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
-    tokio::spawn(Master::new(&config, store.clone(), tx.clone(), credentials).run(rx, idle_tx));
+    let master = Master::new(&config, store.clone(), tx.clone(), credentials, &master_id);
+    tokio::spawn(master.run(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),

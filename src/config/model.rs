@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
 
+#[cfg(feature = "ec2")]
+pub use super::latent::Ec2Settings;
 pub use super::latent::LatentPoolConfig;
 pub use super::schedulers::{ChangesConfig, SchedulerConfig};
 pub use super::steps::{CommandLine, StepConfig, StepKind};

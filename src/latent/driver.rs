@@ -20,9 +20,12 @@ pub struct LaunchSpec {
     pub client_token: String,
 }
 
-/// The cloud's view of an instance (one not running yet is simply not `Running`).
+/// The cloud's view of an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloudState {
+    /// Exists, not running yet.
+    #[cfg_attr(not(feature = "ec2"), allow(dead_code))]
+    Starting,
     Running,
     /// Stopped, terminated or vanished, with the cloud's words.
     Gone(String),
@@ -34,6 +37,8 @@ pub struct DriverError {
     pub message: String,
     /// Worth retrying (throttling, server errors) rather than failing the instance.
     pub transient: bool,
+    /// The cloud's error code, if it gave one.
+    pub code: Option<String>,
 }
 
 impl DriverError {
@@ -41,6 +46,7 @@ impl DriverError {
         DriverError {
             message: message.into(),
             transient: false,
+            code: None,
         }
     }
 }
@@ -51,6 +57,14 @@ impl fmt::Display for DriverError {
     }
 }
 
+/// An instance the cloud says belongs to this master and pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedInstance {
+    pub cloud_id: String,
+    /// Its worker name, from its tag.
+    pub name: Option<String>,
+}
+
 /// A place instances come from.
 pub trait Driver: Send + Sync + fmt::Debug {
     /// Starts an instance running `spec.user_data`; returns the cloud's id for it.
@@ -59,4 +73,10 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn state<'a>(&'a self, cloud_id: &'a str) -> DriverFuture<'a, CloudState>;
     /// Ends the instance; succeeds if it is already gone.
     fn terminate<'a>(&'a self, cloud_id: &'a str) -> DriverFuture<'a, ()>;
+    /// Every instance of this master's pool the cloud still has, found by the tags it
+    /// was launched with; `None` if the driver cannot list them (then only what the
+    /// database recorded is reconciled).
+    fn owned(&self) -> DriverFuture<'_, Option<Vec<OwnedInstance>>> {
+        Box::pin(async { Ok(None) })
+    }
 }

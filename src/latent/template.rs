@@ -21,6 +21,29 @@ cd worker
 exec "{{venv}}/bin/twistd" --nodaemon --no_save --pidfile= -y buildbot.tac
 "#;
 
+/// The ec2 driver's default: user data for a stock Ubuntu or Debian image. cloud-init
+/// runs it once as root at first boot; it installs buildbot-worker in a venv, runs the
+/// worker as an unprivileged user, and powers the machine off when the worker ends (the
+/// instance is launched to terminate on shutdown, so nothing lingers). A pre-baked image
+/// needs only its last lines as `boot_script`.
+pub const EC2_DEFAULT: &str = r#"#!/bin/sh
+# pbmaster latent instance {{name}} of pool {{pool}}
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+trap 'poweroff' EXIT
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  apt-get update -q
+  apt-get install -y -q python3-venv
+fi
+id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/buildbot buildbot
+cd /var/lib/buildbot
+runuser -u buildbot -- python3 -m venv venv
+runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
+runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' '{{password}}'
+cd worker
+runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
+"#;
+
 /// Replaces every `{{var}}`; an unknown variable is an error (checked at config time
 /// with placeholder values).
 pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {

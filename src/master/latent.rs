@@ -10,6 +10,7 @@ use crate::latent::driver::{CloudState, Driver, LaunchSpec};
 use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits};
 use crate::latent::{template, Instance, Phase};
+use crate::store::latent::InstanceRow;
 use crate::store::now;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct Pool {
     quarantine_until: f64,
     /// Why demand waits, if it does (shown in the log).
     waiting: Option<String>,
+    /// Failed substantiations charged to each waiting build request.
+    charged: HashMap<i64, u32>,
 }
 
 /// Events from instance tasks and timers.
@@ -46,6 +49,8 @@ pub enum LatentMsg {
         pool: String,
         id: i64,
         why: String,
+        /// The cloud refused outright (another try would fail the same way).
+        permanent: bool,
     },
     Running {
         pool: String,
@@ -74,32 +79,52 @@ pub enum LatentMsg {
         pool: String,
         id: i64,
     },
+    /// A pool's quarantine is over: look at the demand again.
+    QuarantineOver,
 }
 
 /// Failures in a row before a pool is quarantined.
 const QUARANTINE_AFTER: u32 = 3;
 
-/// The pools of a config, each with its driver.
-pub fn pools(config: &Config) -> BTreeMap<String, Pool> {
+/// The pools of a config, each with its driver; `master_id` tags cloud instances.
+pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
     config
         .latent_pools
         .iter()
         .map(|p| {
-            let dir = config.master.data_dir.join("latent").join(p.name.get_ref());
-            let driver: Arc<dyn Driver> = Arc::new(LocalDriver::new(dir));
             let pool = Pool {
                 config: p.clone(),
-                driver,
+                driver: driver_for(config, p, master_id),
                 instances: BTreeMap::new(),
                 passwords: HashMap::new(),
                 phases: HashMap::new(),
                 failures: 0,
                 quarantine_until: 0.0,
                 waiting: None,
+                charged: HashMap::new(),
             };
             (p.name.get_ref().clone(), pool)
         })
         .collect()
+}
+
+/// The driver a pool names (the config check has refused unknown ones).
+fn driver_for(config: &Config, pool: &LatentPoolConfig, master_id: &str) -> Arc<dyn Driver> {
+    #[cfg(feature = "ec2")]
+    if let (Some(settings), "ec2") = (&pool.ec2, pool.driver.get_ref().as_str()) {
+        return Arc::new(crate::latent::ec2::Ec2Driver::new(
+            settings.clone(),
+            master_id,
+            pool.name.get_ref(),
+        ));
+    }
+    let _ = master_id;
+    let dir = config
+        .master
+        .data_dir
+        .join("latent")
+        .join(pool.name.get_ref());
+    Arc::new(LocalDriver::new(dir))
 }
 
 impl Master {
@@ -250,7 +275,7 @@ impl Master {
             Ok(p) => p,
             Err(e) => return warn!(pool, "cannot start an instance: {e}"),
         };
-        let id = match self.store.add_instance(pool, &name, &token) {
+        let id = match self.store.add_instance(pool, &name, &token, &password) {
             Ok(id) => id,
             Err(e) => return warn!(pool, "cannot record an instance: {e}"),
         };
@@ -316,7 +341,7 @@ impl Master {
             launch_timeout: Duration::from_secs(p.config.launch_timeout),
             poll: Duration::from_secs(p.config.poll_interval.max(1)),
         };
-        tokio::spawn(watcher.run(spec, phase_rx));
+        tokio::spawn(watcher.run(Start::Launch(spec), phase_rx));
     }
 
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
@@ -338,7 +363,12 @@ impl Master {
                     self.terminate(&pool, id);
                 }
             }
-            LatentMsg::LaunchFailed { pool, id, why } => self.fail_instance(&pool, id, &why),
+            LatentMsg::LaunchFailed {
+                pool,
+                id,
+                why,
+                permanent,
+            } => self.fail_instance_as(&pool, id, &why, permanent),
             LatentMsg::Running { pool, id } => {
                 if self.phase_of(&pool, id) == Some(Phase::Booting) {
                     self.transition(&pool, id, Phase::Connecting, None);
@@ -383,6 +413,7 @@ impl Master {
                     self.stop_instance(&pool, id, "idle time over");
                 }
             }
+            LatentMsg::QuarantineOver => {}
             LatentMsg::Terminated { pool, id } => {
                 if self.phase_of(&pool, id) == Some(Phase::Stopping) {
                     self.transition(&pool, id, Phase::Stopped, None);
@@ -461,6 +492,12 @@ impl Master {
     /// Fails the instance in its current phase, counts the failure, and terminates
     /// whatever the cloud has of it.
     fn fail_instance(&mut self, pool: &str, id: i64, why: &str) {
+        self.fail_instance_as(pool, id, why, false);
+    }
+
+    /// [`Self::fail_instance`]; `permanent` when the cloud refused the launch itself, so
+    /// the waiting build fails at once rather than after more attempts.
+    fn fail_instance_as(&mut self, pool: &str, id: i64, why: &str, permanent: bool) {
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
@@ -478,14 +515,74 @@ impl Master {
             let _ = w.send(Phase::Failed);
         }
         p.failures += 1;
+        let mut quarantine = None;
         if p.failures >= QUARANTINE_AFTER {
             let backoff = (10u64 << (p.failures - QUARANTINE_AFTER).min(9)).min(3600);
             p.quarantine_until = t + backoff as f64;
+            quarantine = Some(Duration::from_secs(backoff));
         }
         let name = i.name.clone();
+        let during = i.failure.as_ref().map_or(Phase::Requested, |(p, _)| *p);
+        if let Some(backoff) = quarantine {
+            // Nothing else may happen meanwhile to make the queue look at the pool again.
+            self.after(
+                backoff + Duration::from_millis(100),
+                LatentMsg::QuarantineOver,
+            );
+        }
         self.credentials.revoke(&name);
         self.close_worker(&name);
         self.terminate(pool, id);
+        let reason = format!("latent instance {name} failed while {during}: {why}");
+        self.charge_failure(pool, &name, &reason, permanent);
+    }
+
+    /// A failed substantiation is charged to the oldest build request waiting for the
+    /// pool; a request charged `substantiation_attempts` times (or once, for a
+    /// permanent failure) gets a build that ends in `exception` with the failure's
+    /// phase and reason, instead of waiting forever on a pool that cannot start.
+    fn charge_failure(&mut self, pool: &str, instance: &str, reason: &str, permanent: bool) {
+        let queued = match self.store.queued_requests() {
+            Ok(q) => q,
+            Err(e) => return warn!("cannot read the queue: {e}"),
+        };
+        let waiting: Vec<_> = queued
+            .into_iter()
+            .filter(|r| {
+                self.builders
+                    .get(&r.builder)
+                    .is_some_and(|b| b.workers.iter().any(|w| w.get_ref() == pool))
+            })
+            .collect();
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        p.charged
+            .retain(|request, _| waiting.iter().any(|r| r.id == *request));
+        // Failures are spread: the oldest of the least-charged requests bears this one.
+        let Some(request) = waiting
+            .iter()
+            .min_by_key(|r| (p.charged.get(&r.id).copied().unwrap_or(0), r.id))
+        else {
+            return;
+        };
+        let count = p.charged.entry(request.id).or_default();
+        *count += 1;
+        if !permanent && *count < p.config.substantiation_attempts {
+            return;
+        }
+        p.charged.remove(&request.id);
+        warn!(pool, request = request.id, "build request fails: {reason}");
+        let ended = self
+            .store
+            .start_build(request.id, &request.builder, instance)
+            .and_then(|b| {
+                self.store
+                    .finish_build(b.id, crate::build::BuildResult::Exception, Some(reason))
+            });
+        if let Err(e) = ended {
+            warn!(request = request.id, "cannot record the failed build: {e}");
+        }
     }
 
     /// Draining, then stopping: the instance takes no new build from here on.
@@ -569,31 +666,118 @@ impl Master {
         });
     }
 
-    /// After a restart: instances the database says may exist are terminated, so none
-    /// is left running unknown to the master.
+    /// After a restart, each pool is reconciled with its cloud: an instance both the
+    /// database and the cloud know is adopted (its worker may log in again with the
+    /// same one-time credentials); one the cloud has under this master's tag but the
+    /// database does not know, or cannot be adopted, is terminated. A driver that
+    /// cannot list its instances gets every recorded one terminated.
     pub(super) async fn recover_latent(&mut self) {
         let live = match self.store.live_instances() {
             Ok(l) => l,
             Err(e) => return warn!("cannot read latent instances: {e}"),
         };
-        for row in live {
-            let Some(p) = self.pools.get(&row.pool) else {
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for pool in names {
+            let driver = self.pools[&pool].driver.clone();
+            let rows: Vec<InstanceRow> = live.iter().filter(|r| r.pool == pool).cloned().collect();
+            let cloud = match driver.owned().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(pool = %pool, "cannot list the pool's instances ({e}); terminating the recorded ones");
+                    None
+                }
+            };
+            let Some(cloud) = cloud else {
+                for row in rows {
+                    if let Some(cloud_id) = &row.cloud_id {
+                        if let Err(e) = driver.terminate(cloud_id).await {
+                            warn!(pool = %pool, "terminate {cloud_id} after restart: {e}");
+                        }
+                    }
+                    self.record_stopped(&row, "terminated after a master restart");
+                }
                 continue;
             };
-            if let Some(cloud_id) = &row.cloud_id {
-                if let Err(e) = p.driver.terminate(cloud_id).await {
-                    warn!(pool = %row.pool, "terminate {cloud_id} after restart: {e}");
+            let mut claimed = BTreeSet::new();
+            for row in rows {
+                let found = cloud.iter().find(|c| {
+                    c.name.as_deref() == Some(row.name.as_str())
+                        || Some(&c.cloud_id) == row.cloud_id.as_ref()
+                });
+                match (found, &row.password) {
+                    (Some(c), Some(password)) => {
+                        claimed.insert(c.cloud_id.clone());
+                        self.adopt(&pool, &row, &c.cloud_id, password);
+                    }
+                    (Some(c), None) => {
+                        claimed.insert(c.cloud_id.clone());
+                        if let Err(e) = driver.terminate(&c.cloud_id).await {
+                            warn!(pool = %pool, "terminate {}: {e}", c.cloud_id);
+                        }
+                        self.record_stopped(&row, "terminated after a master restart");
+                    }
+                    (None, _) => self.record_stopped(&row, "gone while the master was down"),
                 }
             }
-            let mut i = Instance::new(row.id, &row.pool, &row.name, now());
-            i.cloud_id = row.cloud_id.clone();
-            i.phase = Phase::Stopping;
-            let _ = i.advance(Phase::Stopped, now());
-            let _ = self
-                .store
-                .record_phase(&i, Some("terminated after a master restart"));
-            info!(pool = %row.pool, instance = %row.name, "terminated an instance left from before the restart");
+            for c in cloud.iter().filter(|c| !claimed.contains(&c.cloud_id)) {
+                warn!(pool = %pool, cloud_id = %c.cloud_id, "terminating an instance of this master that the database does not know");
+                if let Err(e) = driver.terminate(&c.cloud_id).await {
+                    warn!(pool = %pool, "terminate {}: {e}", c.cloud_id);
+                }
+            }
         }
+    }
+
+    fn record_stopped(&self, row: &InstanceRow, why: &str) {
+        let mut i = Instance::new(row.id, &row.pool, &row.name, now());
+        i.cloud_id = row.cloud_id.clone();
+        i.phase = Phase::Stopping;
+        let _ = i.advance(Phase::Stopped, now());
+        let _ = self.store.record_phase(&i, Some(why));
+        info!(pool = %row.pool, instance = %row.name, "{why}");
+    }
+
+    /// Takes an instance from before the restart back: booting again from the
+    /// master's view, so it goes through connecting and attaching with every timeout.
+    fn adopt(&mut self, pool: &str, row: &InstanceRow, cloud_id: &str, password: &str) {
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let mut i = Instance::new(row.id, pool, &row.name, now());
+        i.cloud_id = Some(cloud_id.to_owned());
+        i.phase = Phase::Booting;
+        if let Err(e) = self
+            .store
+            .record_phase(&i, Some("adopted after a master restart"))
+        {
+            warn!(pool, instance = %row.name, "cannot record the adoption: {e}");
+        }
+        info!(pool, instance = %row.name, cloud_id, "adopted an instance from before the restart");
+        p.instances.insert(row.id, i);
+        p.passwords.insert(row.id, password.to_owned());
+        let (phase_tx, phase_rx) = watch::channel(Phase::Booting);
+        p.phases.insert(row.id, phase_tx);
+        self.workers.insert(
+            row.name.clone(),
+            WorkerSlot {
+                max_builds: p.config.max_builds,
+                attached: None,
+                busy: 0,
+                busy_builders: BTreeSet::new(),
+                graceful: false,
+            },
+        );
+        let watcher = Watcher {
+            driver: p.driver.clone(),
+            tx: self.tx.clone(),
+            pool: pool.to_owned(),
+            id: row.id,
+            launch_timeout: Duration::from_secs(p.config.launch_timeout),
+            poll: Duration::from_secs(p.config.poll_interval.max(1)),
+        };
+        let limit = p.config.boot_timeout;
+        tokio::spawn(watcher.run(Start::Adopt(cloud_id.to_owned()), phase_rx));
+        self.deadline(pool, row.id, limit);
     }
 }
 
@@ -608,8 +792,15 @@ struct Watcher {
     poll: Duration,
 }
 
+/// How a watcher begins: by launching, or with an instance that already exists (one
+/// adopted after a master restart).
+enum Start {
+    Launch(LaunchSpec),
+    Adopt(String),
+}
+
 impl Watcher {
-    async fn run(self, spec: LaunchSpec, mut phase: watch::Receiver<Phase>) {
+    async fn run(self, start: Start, mut phase: watch::Receiver<Phase>) {
         let (pool, id) = (self.pool.clone(), self.id);
         let send = |m: LatentMsg| {
             let tx = self.tx.clone();
@@ -617,31 +808,45 @@ impl Watcher {
                 let _ = tx.send(Msg::Latent(m)).await;
             }
         };
-        let cloud_id =
-            match tokio::time::timeout(self.launch_timeout, self.driver.launch(&spec)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    return send(LatentMsg::LaunchFailed {
-                        pool,
-                        id,
-                        why: format!("launch failed: {e}"),
-                    })
-                    .await
-                }
-                Err(_) => {
-                    let why = format!(
-                        "launching took longer than {} s",
-                        self.launch_timeout.as_secs()
-                    );
-                    return send(LatentMsg::LaunchFailed { pool, id, why }).await;
-                }
-            };
-        send(LatentMsg::Launched {
-            pool: pool.clone(),
-            id,
-            cloud_id: cloud_id.clone(),
-        })
-        .await;
+        let cloud_id = match start {
+            Start::Adopt(cloud_id) => cloud_id,
+            Start::Launch(spec) => {
+                let launched =
+                    tokio::time::timeout(self.launch_timeout, self.driver.launch(&spec)).await;
+                let cloud_id = match launched {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => {
+                        return send(LatentMsg::LaunchFailed {
+                            pool,
+                            id,
+                            why: format!("launch failed: {e}"),
+                            permanent: !e.transient,
+                        })
+                        .await
+                    }
+                    Err(_) => {
+                        let why = format!(
+                            "launching took longer than {} s",
+                            self.launch_timeout.as_secs()
+                        );
+                        return send(LatentMsg::LaunchFailed {
+                            pool,
+                            id,
+                            why,
+                            permanent: false,
+                        })
+                        .await;
+                    }
+                };
+                send(LatentMsg::Launched {
+                    pool: pool.clone(),
+                    id,
+                    cloud_id: cloud_id.clone(),
+                })
+                .await;
+                cloud_id
+            }
+        };
         let mut reported_running = false;
         loop {
             let now_phase = *phase.borrow();

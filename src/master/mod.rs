@@ -135,14 +135,16 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 const DUPLICATE_PROBE: Duration = Duration::from_secs(10);
 
 impl Master {
+    /// `master_id` is the store's: cloud instances are tagged with it.
     pub fn new(
         config: &Config,
         store: Store,
         tx: mpsc::Sender<Msg>,
         credentials: Arc<Credentials>,
+        master_id: &str,
     ) -> Master {
         Master {
-            pools: latent::pools(config),
+            pools: latent::pools(config, master_id),
             credentials,
             master_address: config.master.pb_listen.replace("0.0.0.0", "127.0.0.1"),
             stopped_reply: None,

@@ -3,7 +3,7 @@
 
 use super::{now, Store, StoreResult};
 use crate::latent::Instance;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 pub const SCHEMA: &str = "
@@ -16,7 +16,9 @@ CREATE TABLE IF NOT EXISTS latent_instances (
     cloud_id TEXT,
     client_token TEXT NOT NULL,
     failure_phase TEXT,
-    failure_reason TEXT
+    failure_reason TEXT,
+    -- The one-time password, kept so a restarted master can adopt the instance.
+    password TEXT
 );
 CREATE TABLE IF NOT EXISTS latent_transitions (
     seq INTEGER PRIMARY KEY,
@@ -26,6 +28,10 @@ CREATE TABLE IF NOT EXISTS latent_transitions (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS latent_transitions_instance ON latent_transitions(instance_id, seq);
+CREATE TABLE IF NOT EXISTS master_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 /// An instance as recorded.
@@ -39,19 +45,28 @@ pub struct InstanceRow {
     pub cloud_id: Option<String>,
     pub failure_phase: Option<String>,
     pub failure_reason: Option<String>,
+    #[serde(skip)]
+    pub password: Option<String>,
     /// `[[phase, at, detail], ...]`, oldest first.
     pub transitions: Vec<(String, f64, Option<String>)>,
 }
 
 impl Store {
     /// Records the intent to start an instance (before any cloud call); returns its id.
-    pub fn add_instance(&self, pool: &str, name: &str, client_token: &str) -> StoreResult<i64> {
+    pub fn add_instance(
+        &self,
+        pool: &str,
+        name: &str,
+        client_token: &str,
+        password: &str,
+    ) -> StoreResult<i64> {
         let mut db = self.db();
         let tx = db.transaction()?;
         let t = now();
         tx.execute(
-            "INSERT INTO latent_instances (pool, name, phase, since, client_token) VALUES (?1, ?2, 'requested', ?3, ?4)",
-            params![pool, name, t, client_token],
+            "INSERT INTO latent_instances (pool, name, phase, since, client_token, password)
+             VALUES (?1, ?2, 'requested', ?3, ?4, ?5)",
+            params![pool, name, t, client_token, password],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -95,7 +110,8 @@ impl Store {
     fn instances_where(&self, condition: &str, limit: i64) -> StoreResult<Vec<InstanceRow>> {
         let db = self.db();
         let mut q = db.prepare(&format!(
-            "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason FROM latent_instances
+            "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password
+             FROM latent_instances
              WHERE {condition} ORDER BY id DESC LIMIT {limit}"
         ))?;
         let mut rows: Vec<InstanceRow> = q
@@ -109,6 +125,7 @@ impl Store {
                     cloud_id: r.get(5)?,
                     failure_phase: r.get(6)?,
                     failure_reason: r.get(7)?,
+                    password: r.get(8)?,
                     transitions: Vec::new(),
                 })
             })?
@@ -122,6 +139,31 @@ impl Store {
                 .collect::<Result<_, _>>()?;
         }
         Ok(rows)
+    }
+
+    /// This master's identity, made once with its database: cloud instances are tagged
+    /// with it, and a master touches no instance tagged with another id.
+    pub fn master_id(&self) -> StoreResult<String> {
+        let db = self.db();
+        let known: Option<String> = db
+            .query_row(
+                "SELECT value FROM master_meta WHERE key = 'master_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.to_string().into()))?;
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        db.execute(
+            "INSERT INTO master_meta (key, value) VALUES ('master_id', ?1)",
+            params![id],
+        )?;
+        Ok(id)
     }
 
     /// The next serial number for a pool's instance names.

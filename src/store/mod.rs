@@ -5,7 +5,7 @@
 //! died are closed as `retry` with their requests queued again ([`Store::recover`]).
 
 mod changes;
-mod latent;
+pub mod latent;
 mod schema;
 
 use crate::build::BuildResult;

@@ -61,5 +61,7 @@ CREATE TABLE IF NOT EXISTS workers (
 
 /// Columns added after the first release of a table: (table, column, definition).
 /// Opening an older database adds them.
-pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("builds", "properties", "TEXT NOT NULL DEFAULT '{}'")];
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("builds", "properties", "TEXT NOT NULL DEFAULT '{}'"),
+    ("latent_instances", "password", "TEXT"),
+];

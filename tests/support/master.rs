@@ -66,7 +66,12 @@ impl MasterProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
             .args(["start", "--config"])
             .arg(self.dir.join("master.toml"))
-            .env("RUST_LOG", "debug")
+            .env(
+                "RUST_LOG",
+                "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_sdk_ec2=info,aws_config=info,hyper_util=info,rustls=info",
+            )
+            // The ec2 driver's tests talk to an emulator; nothing may reach a real cloud.
+            .envs(super::ec2::aws_env())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

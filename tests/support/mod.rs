@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod changes;
+pub mod ec2;
 pub mod master;
 pub mod pb;
 pub mod workers;
