@@ -349,3 +349,21 @@ fn stopping_the_master_stops_its_instances() {
     master.restart();
     assert_eq!(instances(&master)[0]["phase"], "stopped");
 }
+
+#[test]
+fn a_pool_that_cannot_start_fails_the_build_with_the_phase_and_reason() {
+    let dir = test_dir("latent-broken");
+    let extra = "substantiation_attempts = 2\nboot_script = '''\necho no worker here; exit 7\n'''";
+    let master = MasterProcess::start(&dir.join("master"), "", &config(extra));
+    let r = master.wait_request(master.force("job"), LONG);
+    assert_eq!(r["result"], "exception", "{r}");
+    let builds = r["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 1, "{r}");
+    let reason = builds[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("failed while") && reason.contains("exit status: 7"),
+        "the build says which phase failed and why: {r}"
+    );
+    let ended = wait_all_ended(&master);
+    assert_eq!(ended.len(), 2, "two attempts, then the build failed: {ended:?}");
+}
