@@ -365,5 +365,9 @@ fn a_pool_that_cannot_start_fails_the_build_with_the_phase_and_reason() {
         "the build says which phase failed and why: {r}"
     );
     let ended = wait_all_ended(&master);
-    assert_eq!(ended.len(), 2, "two attempts, then the build failed: {ended:?}");
+    assert_eq!(
+        ended.len(),
+        2,
+        "two attempts, then the build failed: {ended:?}"
+    );
 }

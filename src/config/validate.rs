@@ -365,4 +365,39 @@ builders = ["b1"]
         let errors = parse(&GOOD.replace("command", "comand")).unwrap_err();
         assert!(errors[0].message.contains("comand"), "{errors:?}");
     }
+
+    #[test]
+    fn checks_ec2_pools() {
+        let pool = "\n[[latent_pool]]\nname = \"cloud\"\ndriver = \"ec2\"\n\n[latent_pool.ec2]\nregion = \"us-east-1\"\ninstance_type = \"t3.micro\"\nami_name = \"x-*\"\ntags = { \"pbmaster:pool\" = \"no\" }\n";
+        let errors = parse(&format!("{GOOD}{pool}")).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert!(
+            text.iter().any(|m| m.contains("needs ec2.ami_owners")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("need `master_address`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("the master's own")),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.iter().any(|m| m.contains("without the `ec2` feature")),
+            !cfg!(feature = "ec2"),
+            "{text:?}"
+        );
+        let good = pool
+            .replace(
+                "tags = { \"pbmaster:pool\" = \"no\" }",
+                "ami_owners = [\"self\"]",
+            )
+            .replace(
+                "driver = \"ec2\"",
+                "driver = \"ec2\"\nmaster_address = \"ci:9989\"",
+            );
+        let result = parse(&format!("{GOOD}{good}"));
+        assert_eq!(result.is_ok(), cfg!(feature = "ec2"), "{result:?}");
+    }
 }

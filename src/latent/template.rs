@@ -83,4 +83,22 @@ mod tests {
         assert!(render("{{nope}}", &vars).is_err());
         assert!(render("{{name", &vars).is_err());
     }
+
+    #[test]
+    fn the_default_templates_render_to_valid_shell() {
+        let vars: BTreeMap<&str, String> = VARIABLES
+            .iter()
+            .chain(&["venv"])
+            .map(|v| (*v, format!("x-{v}")))
+            .collect();
+        for template in [LOCAL_DEFAULT, EC2_DEFAULT] {
+            let script = render(template, &vars).unwrap();
+            assert!(script.contains("'x-password'") || script.contains("\"x-password\""));
+            let checked = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .status()
+                .unwrap();
+            assert!(checked.success(), "{script}");
+        }
+    }
 }
