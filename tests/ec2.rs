@@ -554,6 +554,13 @@ fn an_invalid_image_fails_the_build_with_the_clouds_words_and_no_tight_loop() {
         assert_eq!(r["result"], "exception", "{r}");
     }
     std::thread::sleep(Duration::from_secs(3));
+    let pools = master.get("/api/latent/pools");
+    assert!(
+        pools[0]["last_failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("InvalidAMIID")),
+        "{pools}"
+    );
     let launches = cloud.proxy.calls("RunInstances");
     assert!(launches <= 4, "one launch per request at most: {launches}");
     assert!(cloud.moto.instances().is_empty());

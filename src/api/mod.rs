@@ -34,6 +34,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/builds/{id}/steps/{step}/logs/{log}", get(logs::raw))
         .route("/api/workers", get(workers))
         .route("/api/latent", get(latent))
+        .route("/api/latent/pools", get(pools))
         .route("/api/buildrequests", get(requests))
         .route("/api/buildrequests/{id}", get(request))
         .merge(changes::routes())
@@ -190,6 +191,11 @@ async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
     v["builds"] = json!(s.store.builds_of_request(id)?);
     v["changes"] = json!(s.store.changes_of_request(id)?);
     Ok(Json(v))
+}
+
+/// Latent pools: live instances by phase, why requests wait, the newest failure.
+async fn pools(State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(ask(&s, |reply| Msg::Pools { reply }).await?))
 }
 
 /// Latent instances, newest first, with every transition they made.

@@ -236,6 +236,23 @@ impl ClientCommand {
                 Ok(ExitCode::SUCCESS)
             }
             ClientCommand::Instances { limit, api } => {
+                let pools = get(&api, "/api/latent/pools")?;
+                for p in pools.as_array().into_iter().flatten() {
+                    let waiting = p["waiting"]
+                        .as_str()
+                        .map(|w| format!("; requests wait: {w}"))
+                        .unwrap_or_default();
+                    println!(
+                        "pool {} ({}): {}/{} live{waiting}",
+                        s(&p["name"]),
+                        s(&p["driver"]),
+                        p["live"],
+                        p["max_instances"]
+                    );
+                    if let Some(f) = p["last_failure"].as_str() {
+                        println!("  last failure: {f}");
+                    }
+                }
                 let list = get(&api, &format!("/api/latent?limit={limit}"))?;
                 println!("{:<20} {:<16} {:<11} failure", "instance", "pool", "phase");
                 for i in list.as_array().into_iter().flatten() {

@@ -35,6 +35,8 @@ pub struct Pool {
     waiting: Option<String>,
     /// Failed substantiations charged to each waiting build request.
     charged: HashMap<i64, u32>,
+    /// The newest failure, for the pool's status.
+    last_failure: Option<String>,
 }
 
 /// Events from instance tasks and timers.
@@ -102,6 +104,7 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 quarantine_until: 0.0,
                 waiting: None,
                 charged: HashMap::new(),
+                last_failure: None,
             };
             (p.name.get_ref().clone(), pool)
         })
@@ -425,6 +428,34 @@ impl Master {
         self.dispatch();
     }
 
+    /// Each pool: its driver and cap, its live instances by phase, why requests wait
+    /// (cap reached, quarantine) and its newest failure.
+    pub(super) fn pool_status(&self) -> serde_json::Value {
+        let t = now();
+        let pools: Vec<serde_json::Value> = self
+            .pools
+            .iter()
+            .map(|(name, p)| {
+                let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+                for i in p.instances.values().filter(|i| i.phase.is_live()) {
+                    *phases.entry(i.phase.name()).or_default() += 1;
+                }
+                serde_json::json!({
+                    "name": name,
+                    "driver": p.config.driver.get_ref(),
+                    "max_instances": p.config.max_instances,
+                    "live": phases.values().sum::<usize>(),
+                    "phases": phases,
+                    "waiting": p.waiting,
+                    "failures_in_a_row": p.failures,
+                    "quarantined_for": (p.quarantine_until > t).then(|| (p.quarantine_until - t).ceil()),
+                    "last_failure": p.last_failure,
+                })
+            })
+            .collect();
+        serde_json::json!(pools)
+    }
+
     /// The master is stopping: every live instance is stopped; `reply` fires when the
     /// last one is gone, so no instance outlives the master.
     pub(super) fn stop_all_instances(&mut self, reply: tokio::sync::oneshot::Sender<()>) {
@@ -534,6 +565,9 @@ impl Master {
         self.close_worker(&name);
         self.terminate(pool, id);
         let reason = format!("latent instance {name} failed while {during}: {why}");
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.last_failure = Some(reason.clone());
+        }
         self.charge_failure(pool, &name, &reason, permanent);
     }
 

@@ -69,6 +69,10 @@ pub enum Msg {
     },
     /// Latent instances: cloud calls, timers.
     Latent(latent::LatentMsg),
+    /// Each latent pool's state: instances by phase, and why requests wait if they do.
+    Pools {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
     /// Stop every latent instance (the master is stopping); answered once all are gone.
     StopInstances {
         reply: oneshot::Sender<()>,
@@ -282,6 +286,9 @@ impl Master {
             }
             Msg::Latent(msg) => self.handle_latent(msg),
             Msg::StopInstances { reply } => self.stop_all_instances(reply),
+            Msg::Pools { reply } => {
+                let _ = reply.send(self.pool_status());
+            }
             Msg::BuildDone {
                 build_id,
                 worker,
