@@ -456,7 +456,7 @@ fn after_a_crash_known_instances_are_adopted_and_unknown_ones_terminated() {
     let mut master = start_master(
         &dir,
         &cloud,
-        "missing_timeout = 120\nbuild_wait_timeout = 0",
+        "missing_timeout = 120\nbuild_wait_timeout = 0\nsweep_interval = 2",
         &format!("ami = \"{IMAGE}\""),
     );
     let request = master.force("job");
@@ -528,6 +528,16 @@ fn after_a_crash_known_instances_are_adopted_and_unknown_ones_terminated() {
         .map(|i| i.state);
     assert_eq!(stray_state.as_deref(), Some("terminated"));
     assert!(master.log().contains("the database does not know"));
+
+    // While it runs, the periodic sweep ends what no live instance accounts for (here a
+    // duplicate name, as an ambiguous launch could leave), and nothing else.
+    let duplicate = cloud.moto.launch_tagged(&[
+        ("pbmaster:master", &master_id),
+        ("pbmaster:pool", "cloud"),
+        ("pbmaster:instance", &name),
+    ]);
+    cloud.wait_alive_exactly(&[&foreign]);
+    assert!(master.log().contains(&duplicate), "the sweep named it");
 }
 
 #[test]

@@ -43,6 +43,11 @@ pub struct LatentPoolConfig {
     /// Seconds between looks at the cloud's view of a starting instance.
     #[serde(default = "default_poll")]
     pub poll_interval: u64,
+    /// Seconds between sweeps that terminate any instance the cloud has under this
+    /// master's tag but no live instance of the pool accounts for (drivers that can
+    /// list their instances).
+    #[serde(default = "default_sweep")]
+    pub sweep_interval: u64,
     /// Where instances reach the master (`host:port`); default: `pb_listen`, with an
     /// unspecified address replaced by 127.0.0.1.
     pub master_address: Option<String>,
@@ -126,6 +131,9 @@ fn default_attach() -> u64 {
 }
 fn default_poll() -> u64 {
     5
+}
+fn default_sweep() -> u64 {
+    300
 }
 
 impl LatentPoolConfig {

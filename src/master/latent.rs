@@ -6,7 +6,7 @@
 use super::{Master, Msg, WorkerSlot};
 use crate::config::{Config, LatentPoolConfig};
 use crate::latent::credentials::Credentials;
-use crate::latent::driver::{CloudState, Driver, LaunchSpec};
+use crate::latent::driver::{CloudState, Driver, LaunchSpec, OwnedInstance};
 use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits};
 use crate::latent::{template, Instance, Phase};
@@ -83,6 +83,11 @@ pub enum LatentMsg {
     },
     /// A pool's quarantine is over: look at the demand again.
     QuarantineOver,
+    /// What the cloud has under this master's tag for a pool, from a periodic sweep.
+    Swept {
+        pool: String,
+        owned: Vec<OwnedInstance>,
+    },
 }
 
 /// Failures in a row before a pool is quarantined.
@@ -417,6 +422,7 @@ impl Master {
                 }
             }
             LatentMsg::QuarantineOver => {}
+            LatentMsg::Swept { pool, owned } => self.sweep(&pool, owned),
             LatentMsg::Terminated { pool, id } => {
                 if self.phase_of(&pool, id) == Some(Phase::Stopping) {
                     self.transition(&pool, id, Phase::Stopped, None);
@@ -759,6 +765,57 @@ impl Master {
                     warn!(pool = %pool, "terminate {}: {e}", c.cloud_id);
                 }
             }
+        }
+    }
+
+    /// Starts each pool's periodic sweep (a no-op for drivers that cannot list).
+    pub(super) fn start_sweeps(&self) {
+        for (name, p) in &self.pools {
+            let (driver, tx, pool) = (p.driver.clone(), self.tx.clone(), name.clone());
+            let every = Duration::from_secs(p.config.sweep_interval.max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match driver.owned().await {
+                        Ok(Some(owned)) => {
+                            let msg = Msg::Latent(LatentMsg::Swept {
+                                pool: pool.clone(),
+                                owned,
+                            });
+                            if tx.send(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => warn!(pool = %pool, "sweep: cannot list instances: {e}"),
+                    }
+                }
+            });
+        }
+    }
+
+    /// Terminates what the cloud has under this master's tag that no live instance
+    /// accounts for (by cloud id, or by name while its launch answer is on its way): a
+    /// duplicate from a launch that failed ambiguously, or one that outlived its stop.
+    fn sweep(&mut self, pool: &str, owned: Vec<OwnedInstance>) {
+        let Some(p) = self.pools.get(pool) else {
+            return;
+        };
+        let accounted = |o: &OwnedInstance| {
+            p.instances.values().any(|i| {
+                i.phase.is_live()
+                    && (i.cloud_id.as_deref() == Some(o.cloud_id.as_str())
+                        || (i.cloud_id.is_none() && o.name.as_deref() == Some(i.name.as_str())))
+            })
+        };
+        for o in owned.into_iter().filter(|o| !accounted(o)) {
+            warn!(pool, cloud_id = %o.cloud_id, name = o.name.as_deref().unwrap_or("?"), "sweep: terminating an instance no live instance accounts for");
+            let (driver, pool) = (p.driver.clone(), pool.to_owned());
+            tokio::spawn(async move {
+                if let Err(e) = driver.terminate(&o.cloud_id).await {
+                    warn!(pool = %pool, "sweep: terminate {}: {e}", o.cloud_id);
+                }
+            });
         }
     }
 

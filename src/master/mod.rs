@@ -189,6 +189,7 @@ impl Master {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
         self.idle = Some(idle);
         self.recover_latent().await;
+        self.start_sweeps();
         self.start_schedulers();
         self.dispatch();
         while let Some(msg) = rx.recv().await {
