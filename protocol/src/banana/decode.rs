@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn rejects_deep_nesting_without_recursing() {
-        let wire = vec![0x01u8, 0x80].repeat(100_000);
+        let wire = [0x01u8, 0x80].repeat(100_000);
         assert_eq!(
             kind(&wire, Dialect::None),
             (DecodeErrorKind::NestingTooDeep, 128)
