@@ -11,7 +11,6 @@ use crate::store::Store;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -39,10 +38,10 @@ pub async fn run(config: Config) -> Result<(), String> {
             "{recovered} build(s) were running when the master stopped; their requests run again"
         );
     }
-    let pb = TcpListener::bind(&config.master.pb_listen)
+    let pb = server::listen(&config.master.pb_listen)
         .await
         .map_err(|e| format!("{}: {e}", config.master.pb_listen))?;
-    let http = TcpListener::bind(&config.master.http_listen)
+    let http = server::listen(&config.master.http_listen)
         .await
         .map_err(|e| format!("{}: {e}", config.master.http_listen))?;
     info!(
