@@ -52,7 +52,8 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
-    tokio::spawn(Master::new(&config, store.clone(), tx.clone(), credentials).run(rx, idle_tx));
+    let master = Master::new(&config, store.clone(), tx.clone(), credentials)?;
+    tokio::spawn(master.run(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),
