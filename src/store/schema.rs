@@ -61,5 +61,10 @@ CREATE TABLE IF NOT EXISTS workers (
 
 /// Columns added after the first release of a table: (table, column, definition).
 /// Opening an older database adds them.
-pub const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("builds", "properties", "TEXT NOT NULL DEFAULT '{}'")];
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("builds", "properties", "TEXT NOT NULL DEFAULT '{}'"),
+    // Where a log chunk's bytes lie in its build's log file (see store::logs); rows
+    // without them hold their bytes in `data`.
+    ("log_chunks", "file_offset", "INTEGER"),
+    ("log_chunks", "file_len", "INTEGER"),
+];
