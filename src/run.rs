@@ -11,7 +11,6 @@ use crate::store::Store;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -40,10 +39,10 @@ pub async fn run(config: Config) -> Result<(), String> {
             "{recovered} build(s) were running when the master stopped; their requests run again"
         );
     }
-    let pb = TcpListener::bind(&config.master.pb_listen)
+    let pb = server::listen(&config.master.pb_listen)
         .await
         .map_err(|e| format!("{}: {e}", config.master.pb_listen))?;
-    let http = TcpListener::bind(&config.master.http_listen)
+    let http = server::listen(&config.master.http_listen)
         .await
         .map_err(|e| format!("{}: {e}", config.master.http_listen))?;
     info!(
@@ -54,7 +53,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
-    let master = Master::new(&config, store.clone(), tx.clone(), credentials, &master_id);
+    let master = Master::new(&config, store.clone(), tx.clone(), credentials, &master_id)?;
     tokio::spawn(master.run(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {

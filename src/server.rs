@@ -1,13 +1,47 @@
-//! The PB listener: admission limit, one task per connection.
+//! The PB listener: admission limit, one task per connection; and how the master's
+//! listening sockets are opened.
 
 use crate::conn::{self, Auth, ConnConfig};
 use crate::master::Msg;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+/// Connections the kernel queues for `accept` per listener. The usual default (128)
+/// overflows when thousands of workers connect at once, e.g. after a master restart:
+/// a connection whose final ACK is dropped looks open to the worker, which then waits
+/// for its own timeout before trying again. Linux caps it at `net.core.somaxconn`.
+pub const BACKLOG: u32 = 4096;
+
+/// Listens on `addr` (an `ip:port`, or a name resolving to some) with SO_REUSEADDR,
+/// so a restarted master can bind while old connections linger in TIME_WAIT, and a
+/// [`BACKLOG`]-deep accept queue.
+pub async fn listen(addr: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        match listen_on(a) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
+}
+
+fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// Accepts connections until `shutdown` fires. A permit is taken before `accept`, so
 /// past `max_connections` new peers wait in the kernel's backlog instead of costing
@@ -56,4 +90,25 @@ pub async fn serve(
     }
     // Open connections keep the forwarder alive until they close.
     drop((events_tx, forward));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listens_and_refuses_a_second_listener_on_the_same_port() {
+        let first = listen("127.0.0.1:0").await.expect("listen");
+        let addr = first.local_addr().expect("address");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (_, peer) = first.accept().await.expect("accept");
+        assert_eq!(peer, client.local_addr().expect("client address"));
+        // SO_REUSEADDR does not let two masters share a port.
+        assert!(listen(&addr.to_string()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_address_is_an_error() {
+        assert!(listen("not an address").await.is_err());
+    }
 }

@@ -1,9 +1,10 @@
 //! One remote command: `startCommand` on the worker's builder object, then its
-//! `update` and `complete` calls until it ends, with logs stored as they arrive.
+//! `update` and `complete` calls until it ends, with logs stored as they arrive and
+//! all recorded before it returns.
 
 use super::runner::BuildJob;
 use crate::conn::CallError;
-use crate::store::Channel;
+use crate::store::{Channel, LogWriter};
 use pbwire::jelly::{Failure, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -68,12 +69,14 @@ pub async fn run_command(
     // are awaited together.
     let start = conn.call(job.wfb, "startCommand", call_args, vec![]);
     tokio::pin!(start);
+    let mut logs = LogWriter::new(&job.store, job.build.id, step);
     let mut started = false;
     let mut interrupted_at: Option<Instant> = None;
     let mut stop_open = true;
     let far = Instant::now() + Duration::from_secs(86400 * 365);
     loop {
         let grace_end = interrupted_at.map_or(far, |t| t + INTERRUPT_GRACE);
+        let flush_at = logs.flush_due().map(Instant::from_std);
         tokio::select! {
             answer = &mut start, if !started => {
                 started = true;
@@ -95,7 +98,12 @@ pub async fn run_command(
                     break;
                 };
                 match call.method.as_str() {
-                    "update" => record_updates(job, step, &call.args, &mut end, capture),
+                    "update" => {
+                        record_updates(&mut logs, job.build.id, &call.args, &mut end, capture);
+                        if flush_at.is_some_and(|t| t <= Instant::now()) {
+                            flush(&mut logs, job.build.id);
+                        }
+                    }
                     "complete" => {
                         end.failure = call.args.first().and_then(Failure::from_value);
                         break;
@@ -123,14 +131,32 @@ pub async fn run_command(
                 end.failure_reason = Some("the worker did not end the interrupted command".into());
                 break;
             }
+            // Output that stops coming is recorded anyway (for `log --follow`).
+            _ = tokio::time::sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                flush(&mut logs, job.build.id);
+            }
         }
     }
+    // Before the step is recorded as finished: a finished step's logs are complete.
+    flush(&mut logs, job.build.id);
     conn.unexport(cmd_ref).await;
     end
 }
 
+fn flush(logs: &mut LogWriter, build_id: i64) {
+    if let Err(e) = logs.flush() {
+        warn!(build = build_id, "cannot record logs: {e}");
+    }
+}
+
 /// Stores the contents of one `update([[{key: value}, n], ...])` call.
-fn record_updates(job: &BuildJob, step: i64, args: &[Value], end: &mut CommandEnd, capture: bool) {
+fn record_updates(
+    logs: &mut LogWriter,
+    build_id: i64,
+    args: &[Value],
+    end: &mut CommandEnd,
+    capture: bool,
+) {
     let Some(updates) = args.first().and_then(Value::as_seq) else {
         return;
     };
@@ -143,9 +169,9 @@ fn record_updates(job: &BuildJob, step: i64, args: &[Value], end: &mut CommandEn
                 continue;
             };
             let bytes = value.as_bytes();
-            let append = |log: &str, channel: Channel, data: &[u8]| {
-                if let Err(e) = job.store.append_log(job.build.id, step, log, channel, data) {
-                    warn!(build = job.build.id, "cannot store log: {e}");
+            let mut append = |log: &str, channel: Channel, data: &[u8]| {
+                if let Err(e) = logs.append(log, channel, data) {
+                    warn!(build = build_id, "cannot store log: {e}");
                 }
             };
             match (key.as_ref(), bytes) {

@@ -54,6 +54,7 @@ impl Master {
                         info!(scheduler = %f.scheduler, changes = ?f.changes, "{}", f.reason);
                     }
                     info!(requests = ?ids, "scheduled");
+                    self.enqueue_stored(&ids);
                 }
                 // The held rows are still there: a restart schedules them again.
                 Err(e) => warn!("cannot record scheduled requests: {e}"),
@@ -95,6 +96,7 @@ impl Master {
         self.schedulers.hold(&plan.hold, &stored);
         self.wake.send_replace(self.schedulers.wake_at());
         if !requests.is_empty() {
+            self.enqueue_stored(&requests);
             self.dispatch();
         }
         Ok(stored.id)

@@ -586,18 +586,17 @@ impl Master {
     /// permanent failure) gets a build that ends in `exception` with the failure's
     /// phase and reason, instead of waiting forever on a pool that cannot start.
     fn charge_failure(&mut self, pool: &str, instance: &str, reason: &str, permanent: bool) {
-        let queued = match self.store.queued_requests() {
-            Ok(q) => q,
-            Err(e) => return warn!("cannot read the queue: {e}"),
-        };
-        let waiting: Vec<_> = queued
-            .into_iter()
-            .filter(|r| {
-                self.builders
-                    .get(&r.builder)
-                    .is_some_and(|b| b.workers.iter().any(|w| w.get_ref() == pool))
-            })
-            .collect();
+        let mut waiting = Vec::new();
+        let mut pass = self.queue.pass();
+        while let Some(r) = pass.next(&self.queue) {
+            let served = self
+                .builders
+                .get(&r.builder)
+                .is_some_and(|b| b.workers.iter().any(|w| w.get_ref() == pool));
+            if served {
+                waiting.push(r);
+            }
+        }
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
@@ -607,6 +606,7 @@ impl Master {
         let Some(request) = waiting
             .iter()
             .min_by_key(|r| (p.charged.get(&r.id).copied().unwrap_or(0), r.id))
+            .cloned()
         else {
             return;
         };
@@ -624,8 +624,11 @@ impl Master {
                 self.store
                     .finish_build(b.id, crate::build::BuildResult::Exception, Some(reason))
             });
-        if let Err(e) = ended {
-            warn!(request = request.id, "cannot record the failed build: {e}");
+        match ended {
+            Ok(()) => {
+                self.queue.take(&request.builder, request.id);
+            }
+            Err(e) => warn!(request = request.id, "cannot record the failed build: {e}"),
         }
     }
 

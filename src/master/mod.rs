@@ -5,6 +5,7 @@
 mod auth;
 mod changes;
 mod latent;
+mod queue;
 
 pub use auth::ConfigAuth;
 
@@ -14,7 +15,7 @@ use crate::config::{BuilderConfig, Config};
 use crate::conn::{unauthorized, ConnEvent, ConnHandle};
 use crate::latent::credentials::Credentials;
 use crate::scheduler::SchedulerSet;
-use crate::store::Store;
+use crate::store::{now, RequestRow, Store};
 use crate::worker::{attach, Attached};
 use pbwire::jelly::{FailureStyle, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -102,6 +103,8 @@ struct WorkerSlot {
 #[derive(Debug)]
 struct Running {
     stop: watch::Sender<Option<String>>,
+    /// Queued again if the build ends in `retry`.
+    request: Arc<RequestRow>,
 }
 
 /// The coordinator's state.
@@ -110,6 +113,8 @@ pub struct Master {
     store: Store,
     builders: BTreeMap<String, Arc<BuilderConfig>>,
     workers: BTreeMap<String, WorkerSlot>,
+    /// Requests neither complete nor being built (the store has them too).
+    queue: queue::Queue,
     running: HashMap<i64, Running>,
     conns: HashMap<u64, String>,
     tx: mpsc::Sender<Msg>,
@@ -139,6 +144,8 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 const DUPLICATE_PROBE: Duration = Duration::from_secs(10);
 
 impl Master {
+    /// The coordinator for `config`, with the requests the store has queued (call
+    /// after [`Store::recover`], so requests of interrupted builds are among them).
     /// `master_id` is the store's: cloud instances are tagged with it.
     pub fn new(
         config: &Config,
@@ -146,8 +153,16 @@ impl Master {
         tx: mpsc::Sender<Msg>,
         credentials: Arc<Credentials>,
         master_id: &str,
-    ) -> Master {
-        Master {
+    ) -> Result<Master, String> {
+        let queued = store
+            .queued_requests()
+            .map_err(|e| format!("cannot read the queue: {e}"))?;
+        let queue = queue::Queue::from_rows(queued);
+        if queue.len() > 0 {
+            info!("{} request(s) queued", queue.len());
+        }
+        Ok(Master {
+            queue,
             pools: latent::pools(config, master_id),
             credentials,
             master_address: config.master.pb_listen.replace("0.0.0.0", "127.0.0.1"),
@@ -182,7 +197,7 @@ impl Master {
             idle: None,
             schedulers: SchedulerSet::from_config(&config.schedulers),
             wake: watch::Sender::new(None),
-        }
+        })
     }
 
     /// Runs until the channel closes or a drain completes; returns when idle.
@@ -300,14 +315,22 @@ impl Master {
                     // Interrupted by the shutdown, not by a user: run it again later.
                     outcome.result = crate::build::BuildResult::Retry;
                 }
-                if let Err(e) =
-                    self.store
-                        .finish_build(build_id, outcome.result, outcome.reason.as_deref())
+                let running = self.running.remove(&build_id);
+                match self
+                    .store
+                    .finish_build(build_id, outcome.result, outcome.reason.as_deref())
                 {
-                    warn!(build = build_id, "cannot record the build's end: {e}");
+                    Ok(()) if outcome.result == crate::build::BuildResult::Retry => {
+                        if let Some(r) = running {
+                            self.queue.push(r.request);
+                        }
+                    }
+                    Ok(()) => {}
+                    // The store still has the build running: after a restart it is
+                    // closed as retry and its request runs again.
+                    Err(e) => warn!(build = build_id, "cannot record the build's end: {e}"),
                 }
                 info!(build = build_id, worker = %worker, result = %outcome.result, "build finished");
-                self.running.remove(&build_id);
                 let mut conn_id = None;
                 if let Some(slot) = self.workers.get_mut(&worker) {
                     slot.busy = slot.busy.saturating_sub(1);
@@ -331,9 +354,22 @@ impl Master {
                 } else if self.draining {
                     Err("the master is shutting down".into())
                 } else {
-                    self.store
-                        .add_request(&builder, &reason, &properties)
-                        .map_err(|e| e.to_string())
+                    let submitted_at = now();
+                    match self.store.add_request(&builder, &reason, &properties) {
+                        Ok(id) => {
+                            self.queue.push(Arc::new(RequestRow {
+                                id,
+                                builder,
+                                reason,
+                                properties,
+                                submitted_at,
+                                result: None,
+                                complete: false,
+                            }));
+                            Ok(id)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
                 };
                 let _ = reply.send(result);
                 self.dispatch();
@@ -555,18 +591,32 @@ impl Master {
         }
     }
 
+    /// Queues requests the store has just committed (made by changes or schedulers).
+    fn enqueue_stored(&mut self, ids: &[i64]) {
+        for &id in ids {
+            match self.store.request(id) {
+                Ok(Some(r)) => self.queue.push(Arc::new(r)),
+                Ok(None) => warn!(request = id, "a new request is not in the store"),
+                Err(e) => {
+                    warn!(
+                        request = id,
+                        "cannot read a new request (it runs after a restart): {e}"
+                    )
+                }
+            }
+        }
+    }
+
     /// Starts every queued request that has a free worker, oldest first.
     fn dispatch(&mut self) {
         if self.draining {
             return;
         }
-        let queued = match self.store.queued_requests() {
-            Ok(q) => q,
-            Err(e) => return warn!("cannot read the queue: {e}"),
-        };
         let mut demand: BTreeMap<String, usize> = BTreeMap::new();
-        for request in queued {
+        let mut pass = self.queue.pass();
+        while let Some(request) = pass.next(&self.queue) {
             let Some(builder) = self.builders.get(&request.builder).cloned() else {
+                pass.skip_builder();
                 continue;
             };
             let candidate = self
@@ -584,14 +634,21 @@ impl Master {
                 })
                 .min();
             let Some((_, worker, wfb)) = candidate else {
-                // Nobody free: a latent pool serving this builder may start an instance.
+                // Nobody free, for this request nor (starting builds only takes
+                // workers) for the builder's later ones: a latent pool serving the
+                // builder may start an instance for each of them.
+                let mut waiting = None;
                 for pool in builder
                     .workers
                     .iter()
                     .filter(|w| self.pools.contains_key(w.get_ref()))
                 {
-                    *demand.entry(pool.get_ref().clone()).or_default() += 1;
+                    let n = *waiting.get_or_insert_with(|| {
+                        self.queue.waiting_from(&request.builder, request.id)
+                    });
+                    *demand.entry(pool.get_ref().clone()).or_default() += n;
                 }
+                pass.skip_builder();
                 continue;
             };
             self.instance_build_started(&worker);
@@ -602,6 +659,7 @@ impl Master {
                 Ok(b) => b,
                 Err(e) => return warn!("cannot record a build: {e}"),
             };
+            self.queue.take(&request.builder, request.id);
             let Some(slot) = self.workers.get_mut(&worker) else {
                 continue;
             };
@@ -611,7 +669,13 @@ impl Master {
             slot.busy += 1;
             slot.busy_builders.insert(request.builder.clone());
             let (stop, stop_rx) = watch::channel(None);
-            self.running.insert(build.id, Running { stop });
+            self.running.insert(
+                build.id,
+                Running {
+                    stop,
+                    request: request.clone(),
+                },
+            );
             info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
             let properties =
                 initial_properties(&builder, &request.properties, build.number, &worker);

@@ -1,4 +1,5 @@
-//! Durable state in SQLite: build requests, builds, steps, logs and workers.
+//! Durable state in SQLite: build requests, builds, steps, logs and workers (log
+//! bytes themselves go to files, see [`LogWriter`]).
 //!
 //! Every change is committed before the master acts on it, so a restart loses
 //! nothing: queued requests stay queued, and builds that were running when the master
@@ -6,12 +7,15 @@
 
 mod changes;
 pub mod latent;
+mod logs;
 mod schema;
+
+pub use logs::LogWriter;
 
 use crate::build::BuildResult;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +50,8 @@ impl Channel {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<Mutex<Connection>>,
+    /// Where log bytes are kept (see [`LogWriter`]).
+    logs_dir: Arc<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,6 +151,7 @@ impl Store {
         }
         Ok(Store {
             db: Arc::new(Mutex::new(db)),
+            logs_dir: Arc::new(dir.join("logs")),
         })
     }
 
@@ -375,55 +382,6 @@ impl Store {
         rows.collect()
     }
 
-    /// Appends bytes to a step's log, exactly as received.
-    pub fn append_log(
-        &self,
-        build_id: i64,
-        step: i64,
-        log: &str,
-        channel: Channel,
-        data: &[u8],
-    ) -> StoreResult<()> {
-        self.db().execute(
-            "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![build_id, step, log, channel.code(), data],
-        )?;
-        Ok(())
-    }
-
-    /// Chunks of a log after sequence `after` (0 for the start).
-    pub fn log_chunks(
-        &self,
-        build_id: i64,
-        step: i64,
-        log: &str,
-        after: i64,
-    ) -> StoreResult<Vec<LogChunk>> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT seq, channel, data FROM log_chunks WHERE build_id = ?1 AND step = ?2 AND log = ?3 AND seq > ?4
-             ORDER BY seq LIMIT 10000",
-        )?;
-        let rows = q.query_map(params![build_id, step, log, after], |r| {
-            Ok(LogChunk {
-                seq: r.get(0)?,
-                channel: Channel::from_code(r.get(1)?),
-                data: r.get(2)?,
-            })
-        })?;
-        rows.collect()
-    }
-
-    /// Names of a step's logs.
-    pub fn log_names(&self, build_id: i64, step: i64) -> StoreResult<Vec<String>> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT DISTINCT log FROM log_chunks WHERE build_id = ?1 AND step = ?2 ORDER BY log",
-        )?;
-        let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
-        rows.collect()
-    }
-
     pub fn worker_connected(
         &self,
         name: &str,
@@ -512,8 +470,8 @@ mod tests {
             .unwrap();
         let build = store.start_build(r1, "b1", "w1").unwrap();
         store.start_step(build.id, 1, "compile").unwrap();
-        store
-            .append_log(build.id, 1, "stdio", Channel::Stdout, b"\xffraw")
+        LogWriter::new(&store, build.id, 1)
+            .append("stdio", Channel::Stdout, b"\xffraw")
             .unwrap();
         assert_eq!(
             store

@@ -64,4 +64,8 @@ CREATE TABLE IF NOT EXISTS workers (
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("builds", "properties", "TEXT NOT NULL DEFAULT '{}'"),
     ("latent_instances", "password", "TEXT"),
+    // Where a log chunk's bytes lie in its build's log file (see store::logs); rows
+    // without them hold their bytes in `data`.
+    ("log_chunks", "file_offset", "INTEGER"),
+    ("log_chunks", "file_len", "INTEGER"),
 ];

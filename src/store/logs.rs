@@ -1,0 +1,381 @@
+//! Log bytes: appended to one file per build under `data_dir/logs`, indexed in SQLite.
+//!
+//! As SQLite blobs every byte was written twice (WAL, then checkpoint) a page at a
+//! time, which capped ingest far below what the network delivers. Now the bytes are
+//! written once, to a plain file, as they arrive; `log_chunks` rows say which log and
+//! channel each piece belongs to and where it lies. A [`LogWriter`] records its
+//! pieces in one transaction at most [`FLUSH_INTERVAL`] after writing them (adjacent
+//! pieces of one log and channel become one row) and when its command ends, before
+//! the step is recorded as finished. Readers see what is recorded; a crash loses at
+//! most the last interval's pieces. Rows of older databases keep their bytes inline.
+
+use super::{Channel, LogChunk, Store, StoreResult};
+use rusqlite::params;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long written bytes may wait before their rows are committed.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Pieces are merged into rows of at most this many bytes, so a read stays bounded.
+const MAX_ROW: u64 = 1 << 20;
+/// A read returns about this many bytes at most (always at least one row).
+const READ_BUDGET: u64 = 16 << 20;
+
+/// Where a piece's bytes lie.
+#[derive(Debug)]
+struct Piece {
+    log: String,
+    channel: Channel,
+    offset: u64,
+    len: u64,
+}
+
+/// Appends one command's logs to its build's file and records them. Steps, and the
+/// commands within a step, run one after another, so a build has one writer at a
+/// time.
+#[derive(Debug)]
+pub struct LogWriter {
+    store: Store,
+    build_id: i64,
+    step: i64,
+    /// The open file and the offset of its end.
+    file: Option<(File, u64)>,
+    pending: Vec<Piece>,
+    /// When the oldest pending piece was written.
+    since: Option<Instant>,
+}
+
+impl Store {
+    fn log_file(&self, build_id: i64) -> PathBuf {
+        // A thousand builds per folder keeps folders small.
+        self.logs_dir
+            .join((build_id / 1000).to_string())
+            .join(format!("{build_id}.log"))
+    }
+
+    /// Chunks of a log after sequence `after` (0 for the start), in order; about
+    /// [`READ_BUDGET`] bytes at most, so callers ask again from the last one's `seq`.
+    pub fn log_chunks(
+        &self,
+        build_id: i64,
+        step: i64,
+        log: &str,
+        after: i64,
+    ) -> StoreResult<Vec<LogChunk>> {
+        // seq, channel, inline bytes, file offset and length.
+        type Row = (i64, i64, Vec<u8>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = {
+            let db = self.db();
+            let mut q = db.prepare_cached(
+                "SELECT seq, channel, data, file_offset, file_len FROM log_chunks
+                 WHERE build_id = ?1 AND step = ?2 AND log = ?3 AND seq > ?4 ORDER BY seq",
+            )?;
+            let mut rows = q.query(params![build_id, step, log, after])?;
+            let (mut out, mut bytes) = (Vec::new(), 0u64);
+            while bytes < READ_BUDGET {
+                let Some(r) = rows.next()? else { break };
+                let row: Row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                bytes += row.4.map_or(row.2.len() as u64, |n| n.max(0) as u64);
+                out.push(row);
+            }
+            out
+        };
+        // The file is read without holding the database.
+        let mut file = None;
+        let mut chunks = Vec::with_capacity(rows.len());
+        for (seq, channel, inline, offset, len) in rows {
+            let data = match (offset, len) {
+                (Some(offset), Some(len)) => {
+                    if file.is_none() {
+                        file = Some(File::open(self.log_file(build_id)).map_err(io_error)?);
+                    }
+                    let mut data = vec![0; usize::try_from(len).unwrap_or(0)];
+                    if let Some(f) = &file {
+                        f.read_exact_at(&mut data, offset.max(0) as u64)
+                            .map_err(io_error)?;
+                    }
+                    data
+                }
+                _ => inline,
+            };
+            chunks.push(LogChunk {
+                seq,
+                channel: Channel::from_code(channel),
+                data,
+            });
+        }
+        Ok(chunks)
+    }
+
+    /// Names of a step's logs.
+    pub fn log_names(&self, build_id: i64, step: i64) -> StoreResult<Vec<String>> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT DISTINCT log FROM log_chunks WHERE build_id = ?1 AND step = ?2 ORDER BY log",
+        )?;
+        let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
+        rows.collect()
+    }
+}
+
+fn io_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+impl LogWriter {
+    pub fn new(store: &Store, build_id: i64, step: i64) -> LogWriter {
+        LogWriter {
+            store: store.clone(),
+            build_id,
+            step,
+            file: None,
+            pending: Vec::new(),
+            since: None,
+        }
+    }
+
+    /// Appends bytes to a log, exactly as received; they are recorded by a later
+    /// [`flush`](Self::flush).
+    pub fn append(&mut self, log: &str, channel: Channel, data: &[u8]) -> std::io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (file, end) = match &mut self.file {
+            Some(open) => open,
+            None => {
+                let path = self.store.log_file(self.build_id);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let file = OpenOptions::new().create(true).append(true).open(path)?;
+                let end = file.metadata()?.len();
+                self.file.insert((file, end))
+            }
+        };
+        if let Err(e) = file.write_all(data) {
+            // Part may have been written: find the end again next time.
+            self.file = None;
+            return Err(e);
+        }
+        let offset = *end;
+        let len = data.len() as u64;
+        *end += len;
+        match self.pending.last_mut() {
+            Some(p)
+                if p.log == log
+                    && p.channel == channel
+                    && p.offset + p.len == offset
+                    && p.len + len <= MAX_ROW =>
+            {
+                p.len += len
+            }
+            _ => self.pending.push(Piece {
+                log: log.to_owned(),
+                channel,
+                offset,
+                len,
+            }),
+        }
+        self.since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// When pending pieces are due to be recorded; `None` when nothing is pending.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.since.map(|t| t + FLUSH_INTERVAL)
+    }
+
+    /// Records the pending pieces, in one transaction.
+    pub fn flush(&mut self) -> StoreResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.store.db();
+        let tx = db.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO log_chunks (build_id, step, log, channel, data, file_offset, file_len)
+                 VALUES (?1, ?2, ?3, ?4, X'', ?5, ?6)",
+            )?;
+            for p in &self.pending {
+                insert.execute(params![
+                    self.build_id,
+                    self.step,
+                    p.log,
+                    p.channel.code(),
+                    p.offset as i64,
+                    p.len as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        self.pending.clear();
+        self.since = None;
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    /// Pieces written by a command that was abandoned are still recorded.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(build = self.build_id, "cannot record log pieces: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "pbmaster-logs-{}-{}",
+            std::process::id(),
+            super::super::now()
+        ));
+        (Store::open(&dir).expect("store"), dir)
+    }
+
+    fn read_all(store: &Store, build: i64, step: i64, log: &str) -> Vec<(Channel, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let chunks = store.log_chunks(build, step, log, after).expect("read");
+            let Some(last) = chunks.last() else { break };
+            after = last.seq;
+            out.extend(chunks.into_iter().map(|c| (c.channel, c.data)));
+        }
+        out
+    }
+
+    fn rows(store: &Store) -> i64 {
+        store
+            .db()
+            .query_row("SELECT COUNT(*) FROM log_chunks", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn bytes_read_back_exactly_once_flushed_with_adjacent_pieces_merged() {
+        let (store, dir) = temp();
+        let mut w = LogWriter::new(&store, 7, 1);
+        assert!(w.flush_due().is_none());
+        w.append("stdio", Channel::Header, b"$ make\n")
+            .expect("write");
+        w.append("stdio", Channel::Stdout, b"\xffraw ")
+            .expect("write");
+        w.append("stdio", Channel::Stdout, b"bytes\n")
+            .expect("write");
+        w.append("stdio", Channel::Stderr, b"warning\n")
+            .expect("write");
+        w.append("test.log", Channel::Stdout, b"ok\n")
+            .expect("write");
+        w.append("stdio", Channel::Stdout, b"").expect("nothing");
+        w.append("stdio", Channel::Stdout, b"done\n")
+            .expect("write");
+        assert!(w.flush_due().is_some());
+        assert!(
+            read_all(&store, 7, 1, "stdio").is_empty(),
+            "not yet recorded"
+        );
+        w.flush().expect("flush");
+        assert!(w.flush_due().is_none());
+        assert_eq!(
+            rows(&store),
+            5,
+            "the two adjacent stdout pieces share a row"
+        );
+        assert_eq!(
+            read_all(&store, 7, 1, "stdio"),
+            [
+                (Channel::Header, b"$ make\n".to_vec()),
+                (Channel::Stdout, b"\xffraw bytes\n".to_vec()),
+                (Channel::Stderr, b"warning\n".to_vec()),
+                (Channel::Stdout, b"done\n".to_vec()),
+            ]
+        );
+        assert_eq!(
+            read_all(&store, 7, 1, "test.log"),
+            [(Channel::Stdout, b"ok\n".to_vec())]
+        );
+        assert_eq!(store.log_names(7, 1).expect("names"), ["stdio", "test.log"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn later_steps_append_to_the_same_build_file() {
+        let (store, dir) = temp();
+        for step in 1..=3 {
+            let mut w = LogWriter::new(&store, 1234, step);
+            w.append(
+                "stdio",
+                Channel::Stdout,
+                format!("step {step}\n").as_bytes(),
+            )
+            .expect("write");
+            // Dropping records what is pending.
+        }
+        for step in 1..=3 {
+            assert_eq!(
+                read_all(&store, 1234, step, "stdio"),
+                [(Channel::Stdout, format!("step {step}\n").into_bytes())]
+            );
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn large_logs_come_back_in_bounded_reads_and_in_order() {
+        let (store, dir) = temp();
+        let mut w = LogWriter::new(&store, 3, 1);
+        let piece: Vec<u8> = (0..=255u8).cycle().take(600_000).collect();
+        let mut expected = Vec::new();
+        for i in 0..60u8 {
+            let mut p = piece.clone();
+            p[0] = i;
+            w.append("stdio", Channel::Stdout, &p).expect("write");
+            expected.extend_from_slice(&p);
+        }
+        w.flush().expect("flush");
+        let first = store.log_chunks(3, 1, "stdio", 0).expect("read");
+        let first_bytes: usize = first.iter().map(|c| c.data.len()).sum();
+        assert!(
+            first_bytes < expected.len(),
+            "one read does not return it all"
+        );
+        assert!(first.iter().all(|c| c.data.len() as u64 <= MAX_ROW));
+        let got: Vec<u8> = read_all(&store, 3, 1, "stdio")
+            .into_iter()
+            .flat_map(|(_, d)| d)
+            .collect();
+        assert!(got == expected, "every byte back, in order");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn rows_with_inline_bytes_from_older_databases_still_read() {
+        let (store, dir) = temp();
+        store
+            .db()
+            .execute(
+                "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (9, 1, 'stdio', 1, X'00FF0A')",
+                [],
+            )
+            .expect("old row");
+        let mut w = LogWriter::new(&store, 9, 1);
+        w.append("stdio", Channel::Stdout, b"new\n").expect("write");
+        w.flush().expect("flush");
+        assert_eq!(
+            read_all(&store, 9, 1, "stdio"),
+            [
+                (Channel::Stderr, vec![0, 0xff, b'\n']),
+                (Channel::Stdout, b"new\n".to_vec())
+            ]
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
