@@ -36,15 +36,12 @@ pub struct ObjectCall {
     pub args: Vec<Value>,
 }
 
+/// A request to the connection task. Large payloads are boxed: the channel allocates
+/// its slots up front, once per connection, at the size of the largest variant, and
+/// idle connections are many.
 #[derive(Debug)]
 pub(super) enum Request {
-    Call {
-        object: i64,
-        method: Bytes,
-        args: Vec<Value>,
-        kwargs: Vec<(Value, Value)>,
-        reply: oneshot::Sender<Result<Value, CallError>>,
-    },
+    Call(Box<CallRequest>),
     Export {
         sink: mpsc::Sender<ObjectCall>,
         reply: oneshot::Sender<Option<i64>>,
@@ -56,10 +53,19 @@ pub(super) enum Request {
     Unexport(i64),
     Answer {
         request_id: i64,
-        result: Result<Value, Failure>,
+        result: Box<Result<Value, Failure>>,
     },
     SetFailureStyle(FailureStyle),
     Close(String),
+}
+
+#[derive(Debug)]
+pub(super) struct CallRequest {
+    pub(super) object: i64,
+    pub(super) method: Bytes,
+    pub(super) args: Vec<Value>,
+    pub(super) kwargs: Vec<(Value, Value)>,
+    pub(super) reply: oneshot::Sender<Result<Value, CallError>>,
 }
 
 /// A cheap, cloneable handle on a connection task.
@@ -80,13 +86,13 @@ impl ConnHandle {
         kwargs: Vec<(Value, Value)>,
     ) -> Result<Value, CallError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::Call {
+        let request = Request::Call(Box::new(CallRequest {
             object,
             method: Bytes::copy_from_slice(method.as_bytes()),
             args,
             kwargs,
             reply,
-        };
+        }));
         self.tx
             .send(request)
             .await
@@ -151,6 +157,7 @@ impl ConnHandle {
 
     /// Answers a call the peer made.
     pub async fn answer(&self, request_id: i64, result: Result<Value, Failure>) {
+        let result = Box::new(result);
         let _ = self.tx.send(Request::Answer { request_id, result }).await;
     }
 
@@ -166,5 +173,14 @@ impl ConnHandle {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The channel's slots are allocated per connection at this size.
+    #[test]
+    fn requests_stay_small() {
+        assert!(std::mem::size_of::<super::Request>() <= 32);
     }
 }

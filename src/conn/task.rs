@@ -482,13 +482,11 @@ impl Conn {
 
     async fn on_request(&mut self, request: Request) -> Result<(), Close> {
         match request {
-            Request::Call {
-                object,
-                method,
-                args,
-                kwargs,
-                reply,
-            } => self.call(object, method, args, kwargs, reply).await,
+            Request::Call(call) => {
+                let c = *call;
+                self.call(c.object, c.method, c.args, c.kwargs, c.reply)
+                    .await
+            }
             Request::ExportObject { object, reply } => {
                 let id = self.session.export_new().ok();
                 if let Some(id) = id {
@@ -513,12 +511,12 @@ impl Conn {
             Request::Answer { request_id, result } => {
                 if let LoginState::Pending(name) = &self.login {
                     // The only answer the master sends for us: the respond to a login.
-                    self.login = match &result {
+                    self.login = match result.as_ref() {
                         Ok(_) => LoginState::Done(name.clone()),
                         Err(_) => LoginState::None,
                     };
                 }
-                self.send_reply(request_id, result).await
+                self.send_reply(request_id, *result).await
             }
             Request::SetFailureStyle(style) => {
                 self.style = style;
