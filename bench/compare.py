@@ -459,7 +459,7 @@ def last_json(path):
 # ---- d: many busy workers ----------------------------------------------------------
 
 
-def busy(kind, work, n, seconds):
+def busy(kind, work, n, seconds, pause=0.0):
     names = [f"sim-{i}" for i in range(n)]
     spec = Spec(names, [(f"b-{i}", [f"sim-{i}"], "true") for i in range(n)])
     m = start_master(kind, work, spec)
@@ -470,7 +470,7 @@ def busy(kind, work, n, seconds):
             gen = subprocess.run(
                 [LOADGEN, "workers", "--master", f"127.0.0.1:{m.pb_port}", "-n", str(n),
                  "--prefix", "sim", "--password", PASSWORD, "--force-url", m.force_url(),
-                 "--duration", str(seconds), "--hold", "2"],
+                 "--duration", str(seconds), "--hold", "2", "--pause", str(pause)],
                 stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                 timeout=seconds + 900,
             )
@@ -479,7 +479,7 @@ def busy(kind, work, n, seconds):
         m.stop()
     r = last_json(out_path) or {}
     res = {
-        "n": n, "seconds": seconds, "exit": gen.returncode,
+        "n": n, "seconds": seconds, "pause": pause, "exit": gen.returncode,
         "builds": r.get("builds_completed"), "latency_ms": r.get("latency_ms"),
         "errors": r.get("errors"), "cpu_s": cpu, "elapsed_s": r.get("elapsed_s"),
     }
@@ -635,7 +635,9 @@ def markdown(res):
         pb_, bb_ = p.get("busy", {}), b.get("busy", {})
         n = pb_.get("n") or bb_.get("n")
         s = pb_.get("seconds") or bb_.get("seconds")
-        lines += [f"### d. {n} simulated workers building back to back for {s} s", "",
+        pause = pb_.get("pause") or bb_.get("pause") or 0
+        how = f"with {pause} s between builds" if pause else "back to back"
+        lines += [f"### d. {n} simulated workers building {how} for {s} s", "",
                   "| measurement | pbmaster | buildbot 4.3.0 | ratio |", "|---|---:|---:|---:|"]
         pv = pb_.get("builds") and pb_["builds"] / s
         bv = bb_.get("builds") and bb_["builds"] / s
@@ -680,6 +682,8 @@ def main():
     ap.add_argument("--simulated", default="1000,10000")
     ap.add_argument("--busy-workers", type=int, default=200)
     ap.add_argument("--busy-seconds", type=int, default=60)
+    ap.add_argument("--busy-pause", type=float, default=0.0,
+                    help="seconds each busy worker waits between builds (0: back to back)")
     ap.add_argument("--mutate-budget", type=int, default=120)
     ap.add_argument("--out", default=None, help="write raw results as JSON here")
     args = ap.parse_args()
@@ -720,7 +724,8 @@ def main():
                     mem[f"sim-{n:05}"] = memory_simulated(kind, work, n)
                     save()
             if "d" in only:
-                r["busy"] = busy(kind, work, args.busy_workers, args.busy_seconds)
+                r["busy"] = busy(kind, work, args.busy_workers, args.busy_seconds,
+                                 args.busy_pause)
                 save()
             if "m" in only:
                 r["mutate"] = mutation(kind, work, args.mutate_budget)

@@ -78,6 +78,11 @@ pub struct WorkersArgs {
     /// How long to force builds back to back (seconds).
     #[arg(long, default_value_t = 60.0)]
     pub duration: f64,
+    /// Seconds each worker waits after a build before forcing the next (0: back to
+    /// back, a closed loop that saturates the master; more: a load it can keep up
+    /// with, so latency is the master's own).
+    #[arg(long, default_value_t = 0.0)]
+    pub pause: f64,
     /// Print one JSON line per event (attach, command) to stderr.
     #[arg(long)]
     pub verbose: bool,

@@ -13,10 +13,11 @@ use tokio::time::timeout;
 const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Until `until`: POST `url`, wait for the command to start (recording the latency)
-/// and to complete, repeat.
+/// and to complete, wait `pause`, repeat.
 pub async fn drive(
     url: String,
     until: Instant,
+    pause: Duration,
     mut events: mpsc::UnboundedReceiver<Event>,
     stats: &Stats,
 ) {
@@ -53,6 +54,7 @@ pub async fn drive(
         match timeout(BUILD_TIMEOUT, events.recv()).await {
             Ok(Some(Event::Completed)) => {
                 stats.builds_completed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(pause).await;
             }
             _ => {
                 stats.error("build did not complete", &url);

@@ -60,6 +60,7 @@ async fn workers(args: WorkersArgs) -> ExitCode {
         (
             url,
             Instant::now() + Duration::from_secs_f64(args.duration.max(0.0)),
+            Duration::from_secs_f64(args.pause.max(0.0)),
         )
     });
     let config = Arc::new(worker::Config {

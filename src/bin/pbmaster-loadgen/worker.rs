@@ -27,7 +27,8 @@ pub struct Config {
     pub keepalive: Duration,
     pub reconnect: bool,
     /// Force builds back to back through this URL template, until the instant.
-    pub drive: Option<(String, Instant)>,
+    /// Force URL, until when, and the pause between builds.
+    pub drive: Option<(String, Instant, Duration)>,
     pub verbose: bool,
 }
 
@@ -225,16 +226,16 @@ impl Worker {
                 }
             });
         }
-        if let Some((url, until)) = &self.config.drive {
+        if let Some((url, until, pause)) = &self.config.drive {
             let (tx, rx) = mpsc::unbounded_channel();
             self.events = Some(tx);
             match self.builders.keys().next() {
                 Some(builder) => {
                     let url = url.replace("{builder}", builder);
                     let stats = self.stats.clone();
-                    let until = *until;
+                    let (until, pause) = (*until, *pause);
                     self.tasks.spawn(async move {
-                        driver::drive(url, until, rx, &stats).await;
+                        driver::drive(url, until, pause, rx, &stats).await;
                         // Stay attached: the master may still be finishing the last
                         // build, and a disconnect would turn it into a retry.
                         stats.drivers_done.fetch_add(1, Ordering::SeqCst);
