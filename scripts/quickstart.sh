@@ -33,7 +33,9 @@ done
 echo "--- latent instances ---"
 "$pbmaster" instances
 if $once; then
-  until "$pbmaster" instances | awk 'NR > 1 && $3 != "stopped" && $3 != "failed" { busy = 1 } END { exit busy }'; do
+  # The instance table follows its header line; pool lines come before it.
+  until "$pbmaster" instances | awk '/^instance / { table = 1; next }
+      table && $3 != "stopped" && $3 != "failed" { busy = 1 } END { exit busy }'; do
     sleep 1
   done
   "$pbmaster" instances
