@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::ec2::{BootPolicy, Fault, FaultKind, FaultProxy, Moto, Simulator, IMAGE};
+use support::latent::{instances, peak, phases};
 use support::master::{test_dir, MasterProcess};
 use support::pb::try_login;
 use support::workers::Generation;
@@ -116,51 +117,8 @@ fn start_master(dir: &Path, cloud: &Cloud, pool_extra: &str, ec2_extra: &str) ->
     master
 }
 
-fn instances(master: &MasterProcess) -> Vec<Value> {
-    master
-        .get("/api/latent")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn phases(instance: &Value) -> Vec<String> {
-    instance["transitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t[0].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn wait_all_ended(master: &MasterProcess) -> Vec<Value> {
-    master
-        .wait_for("/api/latent", LONG, "every instance to end", |v| {
-            v.as_array().is_some_and(|a| {
-                a.iter()
-                    .all(|i| i["phase"] == "stopped" || i["phase"] == "failed")
-            })
-        })
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The most instances live at one moment, from their recorded transitions.
-fn peak(instances: &[Value]) -> usize {
-    let mut events: Vec<(f64, i32)> = Vec::new();
-    for i in instances {
-        let t = i["transitions"].as_array().cloned().unwrap_or_default();
-        events.push((t.first().and_then(|e| e[1].as_f64()).unwrap_or(0.0), 1));
-        events.push((t.last().and_then(|e| e[1].as_f64()).unwrap_or(f64::MAX), -1));
-    }
-    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut live, mut most) = (0i32, 0i32);
-    for (_, d) in events {
-        live += d;
-        most = most.max(live);
-    }
-    most as usize
+    support::latent::wait_all_ended(master, LONG)
 }
 
 /// The password in an instance's user data (`create-worker worker MASTER NAME PASSWORD`).
@@ -288,7 +246,7 @@ fn instances_that_never_connect_or_vanish_while_booting_are_replaced() {
     let master = start_master(
         &dir,
         &cloud,
-        "missing_timeout = 10\nbuild_wait_timeout = 0",
+        "missing_timeout = 15\nbuild_wait_timeout = 0\nsubstantiation_attempts = 5",
         &format!("ami = \"{IMAGE}\""),
     );
     let request = master.force("job");
@@ -321,7 +279,7 @@ fn instances_that_never_connect_or_vanish_while_booting_are_replaced() {
     assert!(
         by_id(1)["failure_reason"]
             .as_str()
-            .is_some_and(|w| w.contains("longer than 10 s")),
+            .is_some_and(|w| w.contains("longer than 15 s")),
         "{}",
         by_id(1)
     );

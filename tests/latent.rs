@@ -6,6 +6,7 @@ mod support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::latent::{instances, peak, phases};
 use support::master::{test_dir, MasterProcess};
 use support::pb::try_login;
 use support::workers::Generation;
@@ -46,53 +47,8 @@ command = "sleep 1; echo built on %(prop:workername)s"
     )
 }
 
-fn instances(master: &MasterProcess) -> Vec<Value> {
-    master
-        .get("/api/latent")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn phases(instance: &Value) -> Vec<String> {
-    instance["transitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t[0].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn wait_all_ended(master: &MasterProcess) -> Vec<Value> {
-    master
-        .wait_for("/api/latent", LONG, "every instance to end", |v| {
-            v.as_array().is_some_and(|a| {
-                a.iter()
-                    .all(|i| i["phase"] == "stopped" || i["phase"] == "failed")
-            })
-        })
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The most instances live at one moment, from their recorded transitions.
-fn peak(instances: &[Value]) -> usize {
-    let mut events: Vec<(f64, i32)> = Vec::new();
-    for i in instances {
-        let t = i["transitions"].as_array().cloned().unwrap_or_default();
-        let start = t.first().and_then(|e| e[1].as_f64()).unwrap_or(0.0);
-        let end = t.last().and_then(|e| e[1].as_f64()).unwrap_or(f64::MAX);
-        events.push((start, 1));
-        events.push((end, -1));
-    }
-    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut live, mut most) = (0i32, 0i32);
-    for (_, d) in events {
-        live += d;
-        most = most.max(live);
-    }
-    most as usize
+    support::latent::wait_all_ended(master, LONG)
 }
 
 #[test]

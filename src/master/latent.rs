@@ -11,7 +11,7 @@ use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits};
 use crate::latent::{template, Instance, Phase};
 use crate::store::now;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -326,16 +326,8 @@ impl Master {
         p.passwords.insert(id, password);
         let (phase_tx, phase_rx) = watch::channel(Phase::Requested);
         p.phases.insert(id, phase_tx);
-        self.workers.insert(
-            name.clone(),
-            WorkerSlot {
-                max_builds: p.config.max_builds,
-                attached: None,
-                busy: 0,
-                busy_builders: BTreeSet::new(),
-                graceful: false,
-            },
-        );
+        self.workers
+            .insert(name.clone(), WorkerSlot::new(p.config.max_builds));
         info!(pool, instance = %name, "starting an instance");
         self.transition(pool, id, Phase::Launching, None);
         let spec = LaunchSpec {

@@ -100,6 +100,19 @@ struct WorkerSlot {
     graceful: bool,
 }
 
+impl WorkerSlot {
+    /// A worker not attached yet, running up to `max_builds` builds once it is.
+    fn new(max_builds: usize) -> WorkerSlot {
+        WorkerSlot {
+            max_builds,
+            attached: None,
+            busy: 0,
+            busy_builders: BTreeSet::new(),
+            graceful: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Running {
     stop: watch::Sender<Option<String>>,
@@ -176,16 +189,7 @@ impl Master {
             workers: config
                 .workers
                 .iter()
-                .map(|w| {
-                    let slot = WorkerSlot {
-                        max_builds: w.max_builds,
-                        attached: None,
-                        busy: 0,
-                        busy_builders: BTreeSet::new(),
-                        graceful: false,
-                    };
-                    (w.name.get_ref().clone(), slot)
-                })
+                .map(|w| (w.name.get_ref().clone(), WorkerSlot::new(w.max_builds)))
                 .collect(),
             running: HashMap::new(),
             conns: HashMap::new(),

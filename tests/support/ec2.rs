@@ -480,9 +480,9 @@ fn rewrite(action: &str, text: String, state: &Mutex<ProxyState>) -> String {
     out
 }
 
-/// Which instances the simulator boots, in the order it first sees them running
-/// (1-based): those in `never` stay up without a worker, like a machine whose boot
-/// hangs, unless the test releases them.
+/// Which instances the simulator boots, by launch order (1-based): those in `never`
+/// stay up without a worker, like a machine whose boot hangs, unless the test releases
+/// them.
 #[derive(Debug, Clone, Default)]
 pub struct BootPolicy {
     pub never: HashSet<usize>,
@@ -532,7 +532,7 @@ impl Simulator {
         self.lock().most_alive
     }
 
-    /// How many instances it has seen running.
+    /// How many instances it has seen.
     pub fn seen(&self) -> usize {
         self.lock().seen.len()
     }
@@ -637,6 +637,13 @@ fn step(
         .filter(|i| i.state != "terminated" && i.state != "shutting-down")
         .count();
     s.most_alive = s.most_alive.max(alive);
+    // Numbered in launch order (the API lists instances so, terminated ones included),
+    // whatever state they were in when first seen.
+    for i in list {
+        if !s.seen.contains(&i.id) {
+            s.seen.push(i.id.clone());
+        }
+    }
     for i in list {
         let gone = matches!(
             i.state.as_str(),
@@ -652,13 +659,11 @@ fn step(
         if i.state != "running" || s.booted.contains_key(&i.id) {
             continue;
         }
-        let n = match s.seen.iter().position(|id| *id == i.id) {
-            Some(at) => at + 1,
-            None => {
-                s.seen.push(i.id.clone());
-                s.seen.len()
-            }
-        };
+        let n = s
+            .seen
+            .iter()
+            .position(|id| *id == i.id)
+            .map_or(0, |at| at + 1);
         if policy.never.contains(&n) && !s.released.contains(&n) {
             continue;
         }

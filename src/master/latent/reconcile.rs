@@ -156,16 +156,8 @@ impl Master {
         p.passwords.insert(row.id, password.to_owned());
         let (phase_tx, phase_rx) = watch::channel(Phase::Booting);
         p.phases.insert(row.id, phase_tx);
-        self.workers.insert(
-            row.name.clone(),
-            WorkerSlot {
-                max_builds: p.config.max_builds,
-                attached: None,
-                busy: 0,
-                busy_builders: BTreeSet::new(),
-                graceful: false,
-            },
-        );
+        self.workers
+            .insert(row.name.clone(), WorkerSlot::new(p.config.max_builds));
         let watcher = Watcher {
             driver: p.driver.clone(),
             tx: self.tx.clone(),
