@@ -4,7 +4,8 @@
 # ratios (BENCHMARKS.md is made from them). Loopback only.
 # Usage: bench/compare.sh [--runs N] [--only a,c,d,m] [--masters pbmaster,buildbot]
 #        [--real-workers N] [--simulated 1000,10000] [--busy-workers N]
-#        [--busy-seconds S] [--mutate-budget S] [--out results.json] [--no-codec]
+#        [--busy-seconds S] [--busy-pause S] [--mutate-budget S] [--out results.json]
+#        [--no-codec]
 # Takes about 20-30 minutes with the defaults (most of it the Python master).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
