@@ -442,16 +442,22 @@ def first_event(path):
     return None
 
 
-def last_json(path):
-    found = None
+def json_lines(path):
+    """The JSON values of a file's lines, skipping lines that are not JSON."""
     try:
         with open(path) as f:
             for line in f:
                 try:
-                    found = json.loads(line)
+                    yield json.loads(line)
                 except ValueError:
                     pass
     except OSError:
+        pass
+
+
+def last_json(path):
+    found = None
+    for found in json_lines(path):
         pass
     return found
 
@@ -506,15 +512,8 @@ def mutation(kind, work, budget):
         m.stop()
     r = last_json(out_path) or {}
     r["master_alive_after"] = alive
-    r["cases"] = []
-    with open(out_path) as f:
-        for line in f:
-            try:
-                c = json.loads(line)
-            except ValueError:
-                continue
-            if c.get("event") == "case":
-                r["cases"].append({k: c.get(k) for k in ("case", "outcome", "reply", "detail", "bytes")})
+    r["cases"] = [{k: c.get(k) for k in ("case", "outcome", "reply", "detail", "bytes")}
+                  for c in json_lines(out_path) if isinstance(c, dict) and c.get("event") == "case"]
     return r
 
 

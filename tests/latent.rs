@@ -6,7 +6,7 @@ mod support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::latent::{instances, peak, phases};
+use support::latent::{instances, peak, phases, TWO_BUILDS_THEN_IDLE_OUT};
 use support::master::{test_dir, MasterProcess};
 use support::pb::try_login;
 use support::workers::Generation;
@@ -72,26 +72,7 @@ fn on_demand_instances_build_idle_out_are_reused_and_capped() {
     );
     let ended = wait_all_ended(&master);
     assert_eq!(ended.len(), 1, "{ended:?}");
-    assert_eq!(
-        phases(&ended[0]),
-        [
-            "requested",
-            "launching",
-            "booting",
-            "connecting",
-            "attaching",
-            "ready",
-            "building",
-            "idle",
-            "building",
-            "idle",
-            "draining",
-            "stopping",
-            "stopped"
-        ],
-        "{}",
-        ended[0]
-    );
+    assert_eq!(phases(&ended[0]), TWO_BUILDS_THEN_IDLE_OUT, "{}", ended[0]);
 
     // A flood of five with a cap of three: exactly three at the peak, all succeed.
     let requests: Vec<i64> = (0..5).map(|_| master.force("job")).collect();

@@ -5,6 +5,23 @@ use super::master::MasterProcess;
 use serde_json::Value;
 use std::time::Duration;
 
+/// The phases of an instance that ran two builds, then stopped after its idle time.
+pub const TWO_BUILDS_THEN_IDLE_OUT: [&str; 13] = [
+    "requested",
+    "launching",
+    "booting",
+    "connecting",
+    "attaching",
+    "ready",
+    "building",
+    "idle",
+    "building",
+    "idle",
+    "draining",
+    "stopping",
+    "stopped",
+];
+
 pub fn instances(master: &MasterProcess) -> Vec<Value> {
     master
         .get("/api/latent")
