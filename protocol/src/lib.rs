@@ -8,6 +8,8 @@
 //!   containers, references, remote references, copyable instances such as failures),
 //!   with PB's security rules.
 //! - [`pb`]: values ⇄ [`pb::Message`]s (message, answer, error, decref, ...).
+//! - [`broker`]: one connection as a state machine: negotiation, login, object table,
+//!   calls both ways, timers. Bytes and `now` in; bytes, events and deadlines out.
 //! - [`login`]: the cred challenge/response.
 //! - [`notation`]: the readable s-expression text form of elements, used by the wire
 //!   inspector and the fixtures.
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod banana;
+pub mod broker;
 #[cfg(feature = "codec")]
 pub mod codec;
 mod integer;

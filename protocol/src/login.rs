@@ -10,7 +10,12 @@ pub const DIGEST_LEN: usize = 16;
 
 /// What the client answers for `password` and `challenge`.
 pub fn response(password: &[u8], challenge: &[u8]) -> [u8; DIGEST_LEN] {
-    response_from_hash(&Md5::digest(password).into(), challenge)
+    response_from_hash(&password_md5(password), challenge)
+}
+
+/// The password's MD5: all a client needs to keep to answer challenges.
+pub fn password_md5(password: &[u8]) -> [u8; DIGEST_LEN] {
+    Md5::digest(password).into()
 }
 
 /// The same, from the password's MD5 when the server stores only that.

@@ -55,6 +55,8 @@ pub(super) enum Request {
         request_id: i64,
         result: Box<Result<Value, Failure>>,
     },
+    AcceptLogin,
+    RefuseLogin(Box<Failure>),
     SetFailureStyle(FailureStyle),
     Close(String),
 }
@@ -159,6 +161,17 @@ impl ConnHandle {
     pub async fn answer(&self, request_id: i64, result: Result<Value, Failure>) {
         let result = Box::new(result);
         let _ = self.tx.send(Request::Answer { request_id, result }).await;
+    }
+
+    /// Accepts the worker's login once it is attached: answers its `respond` with its
+    /// perspective, and starts the keepalives.
+    pub async fn accept_login(&self) {
+        let _ = self.tx.send(Request::AcceptLogin).await;
+    }
+
+    /// Refuses the worker's login with `failure`.
+    pub async fn refuse_login(&self, failure: Failure) {
+        let _ = self.tx.send(Request::RefuseLogin(Box::new(failure))).await;
     }
 
     /// Shapes the failures this connection sends for the peer's Python generation.

@@ -17,7 +17,7 @@ use crate::latent::credentials::Credentials;
 use crate::scheduler::SchedulerSet;
 use crate::store::{now, RequestRow, Store};
 use crate::worker::{attach, Attached};
-use pbwire::jelly::{FailureStyle, Value};
+use pbwire::jelly::FailureStyle;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -32,8 +32,6 @@ pub enum Msg {
     Attached {
         name: String,
         worker: Attached,
-        respond_request: i64,
-        avatar: i64,
     },
     AttachFailed {
         name: String,
@@ -223,19 +221,11 @@ impl Master {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Conn(ConnEvent::LoggedIn {
-                conn,
-                name,
-                mind,
-                respond_request,
-                avatar,
-            }) => {
+            Msg::Conn(ConnEvent::LoggedIn { conn, name, mind }) => {
                 let event = ConnEvent::LoggedIn {
                     conn,
                     name: name.clone(),
                     mind,
-                    respond_request,
-                    avatar,
                 };
                 self.logged_in(name, event);
             }
@@ -268,19 +258,14 @@ impl Master {
                 old_alive,
                 new,
             } => {
-                let ConnEvent::LoggedIn {
-                    conn,
-                    respond_request,
-                    ..
-                } = &*new
-                else {
+                let ConnEvent::LoggedIn { conn, .. } = &*new else {
                     return;
                 };
                 if old_alive {
                     info!(worker = %name, peer = %conn.peer, "refusing a second login while the first connection lives");
-                    let (conn, id) = (conn.clone(), *respond_request);
+                    let conn = conn.clone();
                     tokio::spawn(async move {
-                        conn.answer(id, Err(unauthorized("worker already attached")))
+                        conn.refuse_login(unauthorized("worker already attached"))
                             .await
                     });
                 } else {
@@ -293,12 +278,7 @@ impl Master {
                     self.start_attach(name, *new);
                 }
             }
-            Msg::Attached {
-                name,
-                worker,
-                respond_request,
-                avatar,
-            } => self.attached(name, worker, respond_request, avatar),
+            Msg::Attached { name, worker } => self.attached(name, worker),
             Msg::AttachFailed { name, conn, why } => {
                 warn!(worker = %name, peer = %conn.peer, "attach failed: {why}");
                 tokio::spawn(async move { conn.close("attach failed").await });
@@ -467,14 +447,7 @@ impl Master {
                 let _ = self.store.worker_attaching(&name, &conn.peer.to_string());
             }
         }
-        let ConnEvent::LoggedIn {
-            conn,
-            mind,
-            respond_request,
-            avatar,
-            ..
-        } = event
-        else {
+        let ConnEvent::LoggedIn { conn, mind, .. } = event else {
             return;
         };
         // An instance serves the builders that name its pool.
@@ -509,12 +482,7 @@ impl Master {
                 return;
             };
             let msg = match attach(&conn, mind, &builders, timeout).await {
-                Ok(worker) => Msg::Attached {
-                    name,
-                    worker,
-                    respond_request,
-                    avatar,
-                },
+                Ok(worker) => Msg::Attached { name, worker },
                 Err(e) => Msg::AttachFailed {
                     name,
                     conn,
@@ -525,7 +493,7 @@ impl Master {
         });
     }
 
-    fn attached(&mut self, name: String, worker: Attached, respond_request: i64, avatar: i64) {
+    fn attached(&mut self, name: String, worker: Attached) {
         let Some(slot) = self.workers.get_mut(&name) else {
             return;
         };
@@ -551,8 +519,7 @@ impl Master {
         slot.graceful = false;
         tokio::spawn(async move {
             conn.set_failure_style(style).await;
-            conn.answer(respond_request, Ok(Value::Remote(avatar)))
-                .await;
+            conn.accept_login().await;
         });
         self.instance_attached(&name);
         self.dispatch();

@@ -4,6 +4,7 @@
 //! keyword dictionary of a `message` are two separate jelly expressions (reference ids
 //! restart in each), as are an answer's result and an error's failure.
 
+pub mod failures;
 mod message;
 mod session;
 

@@ -1,6 +1,8 @@
-//! The failures the master sends, shaped so each worker generation reacts as intended.
+//! The failures a PB side sends on its own behalf, shaped as Twisted raises them so
+//! that each receiver reacts as it would to Twisted (a refused login is retried, a
+//! missing method is an `AttributeError`).
 
-use pbwire::jelly::Failure;
+use crate::jelly::Failure;
 
 /// A failure of `type_name` whose bases, after its own, are `bases` and then Python's
 /// `Exception`, `BaseException` and `object` (receivers match on these).
@@ -21,8 +23,8 @@ fn failure(type_name: &str, value: String, bases: &[&str]) -> Failure {
     }
 }
 
-/// A refused login. Workers of every generation retry after this one (any other
-/// failure type makes them stop their process).
+/// A refused login. Buildbot workers of every generation retry after this one (any
+/// other failure type makes them stop their process).
 pub fn unauthorized(why: &str) -> Failure {
     failure(
         "twisted.cred.error.UnauthorizedLogin",
