@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(banana_decode jelly_decode pb_decode roundtrip notation_parse)
+[ ${#targets[@]} -gt 0 ] || targets=(banana_decode jelly_decode pb_decode roundtrip notation_parse broker)
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"

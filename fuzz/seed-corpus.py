@@ -42,6 +42,21 @@ def main():
                     data = f.read()
                 for t in BYTE_TARGETS:
                     put(t, data[:MAX_LEN])
+                put("broker", broker_script(direction, data))
+
+
+def broker_script(direction, data):
+    """A script for the broker target: the stream as the peer's input, in chunks,
+    with the application accepting logins and answering calls between them. The
+    worker's side (w2m) feeds a listener; the master's side (m2w) a connector that
+    logs in first."""
+    script = bytearray([0] if direction == "w2m" else [1, 8, 1])
+    for i in range(0, len(data), 255):
+        chunk = data[i:i + 255]
+        script += bytes([0, len(chunk)]) + chunk + bytes([4, 0, 5, 0])
+        if len(script) > MAX_LEN - 300:
+            break
+    return bytes(script)
 
 
 if __name__ == "__main__":

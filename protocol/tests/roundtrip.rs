@@ -129,4 +129,46 @@ proptest! {
             prop_assert!(exactly_equal(&back[0], e));
         }
     }
+
+    /// Whole expressions take the fast path, expressions fed a byte at a time mostly
+    /// the incremental one: both give the same elements, the same error at the same
+    /// offset, and consume the same bytes, also at tight limits.
+    #[test]
+    fn whole_and_piecemeal_input_decode_alike(
+        e in element(),
+        tail in proptest::collection::vec(any::<u8>(), 0..100),
+        max_depth in 1usize..6,
+        max_string_len in 0usize..40,
+        max_message_bytes in 1usize..200,
+        max_message_elements in 1usize..30,
+    ) {
+        let limits = Limits { max_depth, max_string_len, max_list_len: 20, max_message_bytes, max_message_elements, ..Limits::default() };
+        let mut bytes = banana::encode_to_vec(&e).expect("elements encode");
+        bytes.extend_from_slice(&tail);
+        let run = |piece: usize| {
+            let mut d = Decoder::new(limits);
+            d.set_dialect(Dialect::Pb);
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut error = None;
+            'feed: for chunk in bytes.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    match d.decode(&mut buf) {
+                        Ok(Some(e)) => out.push(e),
+                        Ok(None) => break,
+                        Err(e) => { error = Some(e); break 'feed; }
+                    }
+                }
+            }
+            (out, error, d.consumed())
+        };
+        let (whole, piecemeal) = (run(bytes.len().max(1)), run(1));
+        prop_assert_eq!(whole.1, piecemeal.1);
+        prop_assert_eq!(whole.2, piecemeal.2);
+        prop_assert_eq!(whole.0.len(), piecemeal.0.len());
+        for (a, b) in whole.0.iter().zip(&piecemeal.0) {
+            prop_assert!(exactly_equal(a, b));
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The streaming banana decoder.
 
-use super::{ty, DecodeError, DecodeErrorKind, Dialect, Element, Word};
+use super::{ty, whole, DecodeError, DecodeErrorKind, Dialect, Element, Word};
 use crate::{Integer, Limits};
 use bytes::{Buf, BytesMut};
 use nom::bytes::streaming::take_while_m_n;
@@ -27,6 +27,9 @@ pub struct Decoder {
     expression_bytes: usize,
     expression_elements: usize,
     failed: Option<DecodeError>,
+    /// Scratch space of the whole-expression fast path.
+    scan_stack: Vec<u64>,
+    scan_tape: Vec<whole::Header>,
 }
 
 #[derive(Debug)]
@@ -90,7 +93,7 @@ fn header(input: &[u8], max_prefix: usize) -> IResult<&[u8], Header<'_>> {
 
 /// Allocation for a list is grown as elements arrive, never sized by the peer's count
 /// beyond this.
-const INITIAL_LIST_CAPACITY: usize = 16;
+pub(super) const INITIAL_LIST_CAPACITY: usize = 16;
 
 impl Decoder {
     /// A decoder in dialect `none`, as every connection starts.
@@ -104,6 +107,8 @@ impl Decoder {
             expression_bytes: 0,
             expression_elements: 0,
             failed: None,
+            scan_stack: Vec::new(),
+            scan_tape: Vec::new(),
         }
     }
 
@@ -175,6 +180,11 @@ impl Decoder {
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Element>, DecodeError> {
+        if self.open.is_empty() {
+            if let Some(done) = self.decode_whole(buf) {
+                return done.map(Some);
+            }
+        }
         loop {
             let offset = self.consumed;
             let fail = |kind| DecodeError { kind, offset };
@@ -280,6 +290,29 @@ impl Decoder {
                 return Ok(Some(done));
             }
         }
+    }
+
+    /// The fast path: a whole, valid expression at the front of `buf`, consumed at
+    /// once. `None` leaves everything to the incremental path.
+    fn decode_whole(&mut self, buf: &mut BytesMut) -> Option<Result<Element, DecodeError>> {
+        let (len, elements) = whole::scan(
+            &buf[..],
+            &self.limits,
+            self.dialect,
+            &mut self.scan_stack,
+            &mut self.scan_tape,
+        )?;
+        let start = self.consumed;
+        let bytes = buf.split_to(len).freeze();
+        self.expression_start = start;
+        self.consumed += len as u64;
+        self.expression_bytes = len;
+        self.expression_elements = elements;
+        Some(whole::build(&bytes, &self.scan_tape).ok_or(DecodeError {
+            // Unreachable: `build` accepts whatever `scan` accepted.
+            kind: DecodeErrorKind::Truncated,
+            offset: start,
+        }))
     }
 
     /// Consumes `len` bytes of the current element and counts it.

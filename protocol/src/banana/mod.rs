@@ -10,6 +10,7 @@ mod encode;
 mod error;
 pub mod negotiation;
 mod vocab;
+mod whole;
 
 pub use decode::Decoder;
 pub use encode::{encode, encode_to_vec, EncodeError};
