@@ -84,7 +84,9 @@ pub enum Event {
         request_id: i64,
         result: Result<Value, Failure>,
     },
-    /// The peer dropped its last reference to an application object.
+    /// The peer dropped its last reference to an application object. Every
+    /// `Value::Remote` sent counts as one reference (Twisted releases each one on its
+    /// own); sending the object again serves it again, as Twisted does.
     Released(i64),
     /// The connection closed; the broker takes no more input.
     Closed(CloseReason),

@@ -212,7 +212,7 @@ impl Broker {
             ));
         }
         let name = Bytes::copy_from_slice(name);
-        let Ok(id) = self.session.export_new() else {
+        let Ok(id) = self.session.export_unsent() else {
             return self.violation(call, "too many objects");
         };
         let challenge = login::challenge(random);

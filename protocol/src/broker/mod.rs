@@ -266,7 +266,10 @@ impl Broker {
             args,
             kwargs,
         };
-        self.send(&Message::Call(call))?;
+        if let Err(e) = self.send(&Message::Call(call)) {
+            self.session.abandon(request_id);
+            return Err(e);
+        }
         Ok(request_id)
     }
 
@@ -288,11 +291,14 @@ impl Broker {
     }
 
     /// Registers a new object of the application's, to be sent as `Value::Remote(id)`;
-    /// the peer's calls to it arrive as [`Event::Call`].
+    /// the peer's calls to it arrive as [`Event::Call`]. Allowed before the dialect is
+    /// chosen, so that a connector can export its mind and log in with it at once.
     pub fn export(&mut self) -> Result<i64, BrokerError> {
-        self.check_open()?;
+        if self.phase == Phase::Closing {
+            return Err(BrokerError::Closed);
+        }
         self.session
-            .export_new()
+            .export_unsent()
             .map_err(|_| BrokerError::TooManyObjects)
     }
 
@@ -442,13 +448,20 @@ impl Broker {
         self.refuse(call, no_such_method(&method));
     }
 
+    /// Queues one message and counts the references to this side's objects it hands
+    /// out; nothing is queued or counted if it cannot be sent.
     fn send(&mut self, message: &Message) -> Result<(), BrokerError> {
         let element = pb::encode(message, self.dialect).map_err(BrokerError::Encode)?;
-        if self.send_element(&element) {
-            Ok(())
-        } else {
-            Err(BrokerError::Misuse("a value over the peer's size limits"))
+        let start = self.transmit.len();
+        if !self.send_element(&element) {
+            return Err(BrokerError::Misuse("a value over the peer's size limits"));
         }
+        let remotes = remotes_in(message);
+        if !remotes.is_empty() && self.session.count_sent(&remotes).is_err() {
+            self.transmit.truncate(start);
+            return Err(BrokerError::TooManyObjects);
+        }
+        Ok(())
     }
 
     /// Queues one element; false (with nothing queued) if it cannot be encoded.
@@ -460,4 +473,33 @@ impl Broker {
         }
         true
     }
+}
+
+/// Every `(remote id)` in a message, once per occurrence.
+fn remotes_in(message: &Message) -> Vec<i64> {
+    let mut stack: Vec<&Value> = match message {
+        Message::Call(call) | Message::CacheCall(call) => call
+            .args
+            .iter()
+            .chain(call.kwargs.iter().flat_map(|(k, v)| [k, v]))
+            .collect(),
+        Message::Answer { value, .. } => vec![value],
+        Message::Error { failure, .. } => vec![failure],
+        _ => vec![],
+    };
+    let mut ids = vec![];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Remote(id) => ids.push(*id),
+            Value::List(items)
+            | Value::Tuple(items)
+            | Value::Set(items)
+            | Value::FrozenSet(items) => stack.extend(items),
+            Value::Dict(pairs) => stack.extend(pairs.iter().flat_map(|(k, v)| [k, v])),
+            Value::Reference(_, inner) => stack.push(inner),
+            Value::Copyable(c) => stack.push(&c.state),
+            _ => {}
+        }
+    }
+    ids
 }

@@ -688,3 +688,103 @@ fn login_attempts_do_not_print_their_secrets() {
     let printed = format!("{attempt:?}");
     assert!(!printed.contains("challenge") && !printed.contains("response"));
 }
+
+#[test]
+fn a_connector_may_export_its_mind_before_the_dialect() {
+    // The usual order for a client: connect, export the mind, log in with it.
+    let now = Instant::now();
+    let mut connector = Broker::new(BrokerConfig::new(Side::Connector), now, counter());
+    let mind = connector.export().unwrap();
+    connector.login("w1", PASSWORD, Some(mind)).unwrap();
+    let mut p = Pair {
+        listener: Broker::new(listener_config(), now, counter()),
+        connector,
+        now,
+    };
+    p.pump();
+    let Event::Login(attempt) = one(events(&mut p.listener)) else {
+        panic!("expected the login");
+    };
+    assert_eq!(attempt.mind, Some(mind));
+}
+
+#[test]
+fn an_object_sent_twice_is_released_after_both_decrefs() {
+    // Twisted makes a proxy for each `remote` it receives, and each sends a decref.
+    let mut p = Pair::new();
+    let (avatar, mind) = p.logged_in();
+    p.connector
+        .call(
+            ObjectId::Id(avatar),
+            "echo",
+            vec![Value::Remote(mind)],
+            vec![],
+        )
+        .unwrap();
+    p.pump();
+    assert!(matches!(one(events(&mut p.listener)), Event::Call(_)));
+    // The peer drops the proxy the call made; the login's is still held.
+    p.connector
+        .handle_input(&wire(&Message::Decref(mind)), p.now);
+    assert!(events(&mut p.connector).is_empty());
+    p.listener
+        .call(ObjectId::Id(mind), "hello", vec![], vec![])
+        .unwrap();
+    p.pump();
+    let Event::Call(call) = one(events(&mut p.connector)) else {
+        panic!("expected the call on the mind");
+    };
+    assert_eq!(call.object, ObjectId::Id(mind));
+    p.connector
+        .handle_input(&wire(&Message::Decref(mind)), p.now);
+    assert_eq!(events(&mut p.connector), vec![Event::Released(mind)]);
+}
+
+#[test]
+fn an_object_the_peer_released_is_served_again_when_sent_again() {
+    // A connector retries a refused login with the same mind, which Twisted dropped.
+    let mut p = Pair::new();
+    let mind = p.connector.export().unwrap();
+    let attempt = p.attempt(b"wrong", Some(mind));
+    p.listener
+        .refuse_login(attempt.id, unauthorized(""))
+        .unwrap();
+    p.pump();
+    assert!(matches!(
+        one(events(&mut p.connector)),
+        Event::LoginRefused(_)
+    ));
+    p.connector
+        .handle_input(&wire(&Message::Decref(mind)), p.now);
+    assert_eq!(events(&mut p.connector), vec![Event::Released(mind)]);
+
+    let attempt = p.attempt(PASSWORD, Some(mind));
+    let avatar = p.listener.accept_login(attempt.id, p.now).unwrap();
+    p.pump();
+    assert_eq!(events(&mut p.connector), vec![Event::LoggedIn { avatar }]);
+    p.listener
+        .call(ObjectId::Id(mind), "hello", vec![], vec![])
+        .unwrap();
+    p.pump();
+    let Event::Call(call) = one(events(&mut p.connector)) else {
+        panic!("expected the call on the mind");
+    };
+    assert_eq!(call.object, ObjectId::Id(mind));
+}
+
+#[test]
+fn a_call_that_cannot_be_sent_is_not_awaited() {
+    let mut p = Pair::new();
+    let (avatar, _) = p.logged_in();
+    let mut deep = Value::None;
+    for _ in 0..=crate::DEPTH_CEILING {
+        deep = Value::List(vec![deep]);
+    }
+    assert!(matches!(
+        p.connector
+            .call(ObjectId::Id(avatar), "echo", vec![deep], vec![]),
+        Err(BrokerError::Encode(_))
+    ));
+    assert_eq!(p.connector.pending_calls(), 0);
+    assert_eq!(p.connector.poll_transmit(), None);
+}

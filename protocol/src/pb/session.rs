@@ -92,6 +92,11 @@ impl Session {
         Ok(self.last_request)
     }
 
+    /// Stops waiting for the answer to `request_id`, whose message was never sent.
+    pub fn abandon(&mut self, request_id: i64) -> bool {
+        self.pending.remove(&request_id).is_some()
+    }
+
     /// Registers a new object about to be sent as `(remote id)`.
     pub fn export_new(&mut self) -> Result<i64, SessionFull> {
         if self.exported.len() >= self.max_exported {
@@ -100,6 +105,44 @@ impl Session {
         self.last_object += 1;
         self.exported.insert(self.last_object, 1);
         Ok(self.last_object)
+    }
+
+    /// Registers a new object the peer holds no reference to yet; count each
+    /// `(remote id)` sent for it with [`count_sent`](Self::count_sent).
+    pub fn export_unsent(&mut self) -> Result<i64, SessionFull> {
+        if self.exported.len() >= self.max_exported {
+            return Err(SessionFull::Objects);
+        }
+        self.last_object += 1;
+        self.exported.insert(self.last_object, 0);
+        Ok(self.last_object)
+    }
+
+    /// Counts the `(remote id)`s of a message about to be sent, one reference per
+    /// occurrence: the peer releases each one on its own (Twisted makes a proxy per
+    /// occurrence, and each sends its decref when collected). An object of this side's
+    /// that is no longer registered (the peer released it, or it was forgotten) is
+    /// registered again, as Twisted registers an object sent anew; ids this side never
+    /// issued are left alone. Counts nothing if the objects would exceed the bound.
+    pub fn count_sent(&mut self, ids: &[i64]) -> Result<(), SessionFull> {
+        let issued = |id: &i64| (1..=self.last_object).contains(id);
+        let mut revived: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| issued(id) && !self.exported.contains_key(id))
+            .collect();
+        revived.sort_unstable();
+        revived.dedup();
+        if !revived.is_empty() && self.exported.len() + revived.len() > self.max_exported {
+            return Err(SessionFull::Objects);
+        }
+        for id in ids {
+            if issued(id) {
+                let n = self.exported.entry(*id).or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
+        Ok(())
     }
 
     /// Counts one more `(remote id)` sent for an object already exported.
@@ -146,9 +189,11 @@ impl Session {
                 .map(|_| false)
                 .ok_or(SessionErrorKind::UnknownRequest),
             Message::Decref(id) => {
+                // An object the peer holds no reference to cannot be released.
                 let n = self
                     .exported
                     .get_mut(id)
+                    .filter(|n| **n > 0)
                     .ok_or(SessionErrorKind::UnknownObject)?;
                 *n -= 1;
                 if *n == 0 {
@@ -209,6 +254,47 @@ mod tests {
             Err(SessionErrorKind::UnknownObject)
         );
         assert!(s.export_new().is_ok(), "the place is free again");
+    }
+
+    #[test]
+    fn counts_every_reference_sent_and_sends_released_objects_anew() {
+        let mut s = Session::new(8, 2);
+        let id = s.export_unsent().unwrap();
+        assert!(s.is_exported(ObjectId::Id(id)));
+        assert_eq!(
+            s.receive(&Message::Decref(id)),
+            Err(SessionErrorKind::UnknownObject),
+            "not sent yet"
+        );
+        s.count_sent(&[id, id]).unwrap();
+        assert_eq!(s.receive(&Message::Decref(id)), Ok(false));
+        assert_eq!(s.receive(&Message::Decref(id)), Ok(true));
+        assert!(!s.is_exported(ObjectId::Id(id)));
+        // Sent again after its release: served again, with one reference.
+        s.count_sent(&[id]).unwrap();
+        assert!(s.is_exported(ObjectId::Id(id)));
+        assert_eq!(s.receive(&Message::Decref(id)), Ok(true));
+        // Ids never issued are not ours to count.
+        s.count_sent(&[id + 1, -1]).unwrap();
+        assert!(!s.is_exported(ObjectId::Id(id + 1)));
+    }
+
+    #[test]
+    fn sending_released_objects_anew_is_bounded() {
+        let mut s = Session::new(8, 2);
+        let (a, b) = (s.export_unsent().unwrap(), s.export_unsent().unwrap());
+        s.count_sent(&[a, b]).unwrap();
+        assert_eq!(s.receive(&Message::Decref(a)), Ok(true));
+        assert_eq!(s.receive(&Message::Decref(b)), Ok(true));
+        let c = s.export_unsent().unwrap();
+        s.count_sent(&[a, a]).unwrap();
+        assert_eq!(s.count_sent(&[b, c]), Err(SessionFull::Objects));
+        assert!(!s.is_exported(ObjectId::Id(b)));
+        assert!(s.is_exported(ObjectId::Id(c)), "nothing counted");
+        assert_eq!(
+            s.receive(&Message::Decref(c)),
+            Err(SessionErrorKind::UnknownObject)
+        );
     }
 
     #[test]
