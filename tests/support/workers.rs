@@ -438,7 +438,7 @@ fn create(
 }
 
 /// Runs Python from `venv` unaffected by the caller's Python environment.
-fn python_env(cmd: &mut Command, venv: &Path) {
+pub fn python_env(cmd: &mut Command, venv: &Path) {
     cmd.env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .env_remove("PYTHONSTARTUP")
