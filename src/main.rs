@@ -7,7 +7,7 @@
 //! - `server`: the PB listener with its admission limit.
 //! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
-//! - `build`: a build's steps as remote commands; results.
+//! - `runner`: runs a build's steps as remote commands; results.
 //! - `latent`: on-demand instances: state machine, planning, drivers, credentials.
 //! - `store`: durable state in SQLite.
 //! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
@@ -18,7 +18,6 @@
 //! The protocol itself lives in the `pbwire` crate (`protocol/`).
 
 mod api;
-mod build;
 mod changes;
 mod cli;
 mod config;
@@ -26,6 +25,7 @@ mod conn;
 mod latent;
 mod master;
 mod run;
+mod runner;
 mod scheduler;
 mod server;
 mod store;

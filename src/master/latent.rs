@@ -614,7 +614,7 @@ impl Master {
             .start_build(request.id, &request.builder, instance)
             .and_then(|b| {
                 self.store
-                    .finish_build(b.id, crate::build::BuildResult::Exception, Some(reason))
+                    .finish_build(b.id, crate::runner::BuildResult::Exception, Some(reason))
             });
         match ended {
             Ok(()) => {

@@ -9,11 +9,11 @@ mod queue;
 
 pub use auth::ConfigAuth;
 
-use crate::build::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
 use crate::conn::{unauthorized, ConnEvent, ConnHandle};
 use crate::latent::credentials::Credentials;
+use crate::runner::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::scheduler::SchedulerSet;
 use crate::store::{now, RequestRow, Store};
 use crate::worker::{attach, Attached};
@@ -315,16 +315,16 @@ impl Master {
                 builder,
                 mut outcome,
             } => {
-                if self.draining && outcome.result == crate::build::BuildResult::Cancelled {
+                if self.draining && outcome.result == crate::runner::BuildResult::Cancelled {
                     // Interrupted by the shutdown, not by a user: run it again later.
-                    outcome.result = crate::build::BuildResult::Retry;
+                    outcome.result = crate::runner::BuildResult::Retry;
                 }
                 let running = self.running.remove(&build_id);
                 match self
                     .store
                     .finish_build(build_id, outcome.result, outcome.reason.as_deref())
                 {
-                    Ok(()) if outcome.result == crate::build::BuildResult::Retry => {
+                    Ok(()) if outcome.result == crate::runner::BuildResult::Retry => {
                         if let Some(r) = running {
                             self.queue.push(r.request);
                         }

@@ -2,10 +2,10 @@
 //! (uploads) or a reader (downloads) object; the worker drives it with `write`,
 //! `utime`, `close`, `unpack` or `read` calls, at most one block at a time.
 
+use super::build::{BuildJob, StepOutcome};
 use super::command::run_command;
 use super::objects::{extract_tar, Compression, FileReader, FileWriter, TransferState};
 use super::properties::Properties;
-use super::runner::{BuildJob, StepOutcome};
 use super::BuildResult;
 use crate::config::{StepConfig, StepKind};
 use crate::worker::CommandVersion;

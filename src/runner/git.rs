@@ -2,10 +2,10 @@
 //! `git` argv commands), as current buildbot does it, so every worker generation can
 //! run it. Sets `got_revision`.
 
+use super::build::{BuildJob, StepOutcome};
 use super::command::run_command;
 use super::fs::{fs_command, FsPaths};
 use super::properties::Properties;
-use super::runner::{BuildJob, StepOutcome};
 use super::shell::ShellCommand;
 use super::BuildResult;
 use crate::config::{StepConfig, StepKind};
