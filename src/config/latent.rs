@@ -1,7 +1,7 @@
 //! `[[latent_pool]]`: build machines started on demand. Builders name a pool in their
 //! `workers` list like any worker.
 
-use crate::latent::template;
+use crate::model::boot_script as template;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;

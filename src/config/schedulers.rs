@@ -1,7 +1,7 @@
 //! `[[scheduler]]` and `[changes]`: what starts builds besides the API, and who may
 //! send changes over PB. [`check`] validates both, with the line of each problem.
 
-use crate::scheduler::{cron::Cron, filter::Glob};
+use crate::model::{cron::Cron, filter::Glob};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
@@ -203,7 +203,7 @@ fn check_one(
                 );
             }
             if let Some(r) = &s.branch_regex {
-                if let Err(e) = crate::scheduler::filter::whole_regex(r.get_ref()) {
+                if let Err(e) = crate::model::filter::whole_regex(r.get_ref()) {
                     at(r.span(), format!("scheduler {name:?}: branch_regex: {e}"));
                 }
             }

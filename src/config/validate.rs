@@ -1,7 +1,7 @@
 //! Loading and checking: every problem is collected, with its line and column.
 
 use super::{BuilderConfig, Config, StepConfig};
-use crate::runner::BuildResult;
+use crate::model::BuildResult;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;

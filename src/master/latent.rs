@@ -9,7 +9,8 @@ use crate::latent::credentials::Credentials;
 use crate::latent::driver::{Driver, LaunchSpec, OwnedInstance};
 use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits};
-use crate::latent::{template, Instance, Phase};
+use crate::model::boot_script as template;
+use crate::model::{Instance, Phase};
 use crate::store::now;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -614,7 +615,7 @@ impl Master {
             .start_build(request.id, &request.builder, instance)
             .and_then(|b| {
                 self.store
-                    .finish_build(b.id, crate::runner::BuildResult::Exception, Some(reason))
+                    .finish_build(b.id, crate::model::BuildResult::Exception, Some(reason))
             });
         match ended {
             Ok(()) => {

@@ -315,16 +315,16 @@ impl Master {
                 builder,
                 mut outcome,
             } => {
-                if self.draining && outcome.result == crate::runner::BuildResult::Cancelled {
+                if self.draining && outcome.result == crate::model::BuildResult::Cancelled {
                     // Interrupted by the shutdown, not by a user: run it again later.
-                    outcome.result = crate::runner::BuildResult::Retry;
+                    outcome.result = crate::model::BuildResult::Retry;
                 }
                 let running = self.running.remove(&build_id);
                 match self
                     .store
                     .finish_build(build_id, outcome.result, outcome.reason.as_deref())
                 {
-                    Ok(()) if outcome.result == crate::runner::BuildResult::Retry => {
+                    Ok(()) if outcome.result == crate::model::BuildResult::Retry => {
                         if let Some(r) = running {
                             self.queue.push(r.request);
                         }

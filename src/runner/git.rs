@@ -7,8 +7,8 @@ use super::command::run_command;
 use super::fs::{fs_command, FsPaths};
 use super::properties::Properties;
 use super::shell::ShellCommand;
-use super::BuildResult;
 use crate::config::{StepConfig, StepKind};
+use crate::model::BuildResult;
 use serde_json::Value as Json;
 
 /// Runs the checkout for step `number`.

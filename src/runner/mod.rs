@@ -6,9 +6,7 @@ mod fs;
 mod git;
 mod objects;
 mod properties;
-mod result;
 mod shell;
 mod transfer;
 
 pub use build::{initial_properties, run_build, BuildJob, BuildOutcome};
-pub use result::BuildResult;

@@ -5,44 +5,22 @@
 //! what it decides, and [`timer`] wakes it at [`SchedulerSet::wake_at`].
 //!
 //! Kinds: `force` (API only; nothing here), `periodic` and `nightly` ([`timed`]), and
-//! `changes` ([`filter`] picks the changes, [`tree_stable`] merges close ones).
+//! `changes` (a [`ChangeFilter`] picks the changes, [`tree_stable`] merges close ones).
 
-pub mod cron;
-pub mod filter;
 pub mod timed;
 pub mod timer;
 pub mod tree_stable;
 
 use crate::changes::Change;
 use crate::config::SchedulerConfig;
-use filter::ChangeFilter;
+use crate::model::cron;
+use crate::model::filter::ChangeFilter;
+use crate::model::{ChangePlan, Fire};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use timed::{Rule, Timed};
 use tracing::warn;
 use tree_stable::TreeStable;
-
-/// Requests a scheduler wants made: one per builder, all alike.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fire {
-    pub scheduler: String,
-    pub builders: Vec<String>,
-    pub reason: String,
-    pub properties: Map<String, Value>,
-    /// The changes behind it, oldest first (empty for timed schedulers).
-    pub changes: Vec<i64>,
-    /// For a timed scheduler, its new `since` to store.
-    pub since: Option<f64>,
-}
-
-/// What a new change causes, decided before it is stored so both commit together.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChangePlan {
-    /// Schedulers whose tree-stable timer holds the change.
-    pub hold: Vec<String>,
-    /// Requests to make at once (schedulers without a timer).
-    pub fires: Vec<Fire>,
-}
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -147,7 +125,7 @@ impl SchedulerSet {
             let Kind::Changes { filter, stable } = &s.kind else {
                 continue;
             };
-            if !filter.matches(&change.change) {
+            if !filter.matches(change.change.branch.as_deref(), &change.change.files) {
                 continue;
             }
             match stable {

@@ -1,7 +1,6 @@
 //! Which changes a change-driven scheduler cares about: a branch (exact or a regular
 //! expression) and file globs.
 
-use crate::changes::NewChange;
 use regex::{Regex, RegexBuilder};
 
 /// Bound on a compiled expression, so a pathological pattern cannot eat memory.
@@ -85,8 +84,8 @@ impl ChangeFilter {
         Ok(ChangeFilter { branch, files })
     }
 
-    pub fn matches(&self, change: &NewChange) -> bool {
-        let branch = change.branch.as_deref();
+    /// Whether a change on `branch` touching `files` passes.
+    pub fn matches(&self, branch: Option<&str>, files: &[String]) -> bool {
         let branch_ok = match &self.branch {
             Branch::Any => true,
             Branch::Exact(b) => branch == Some(b.as_str()),
@@ -94,8 +93,7 @@ impl ChangeFilter {
         };
         branch_ok
             && (self.files.is_empty()
-                || change
-                    .files
+                || files
                     .iter()
                     .any(|f| self.files.iter().any(|g| g.matches(f))))
     }
@@ -127,31 +125,28 @@ mod tests {
         assert!(Glob::new("").is_err());
     }
 
-    fn change(branch: Option<&str>, files: &[&str]) -> NewChange {
-        NewChange {
-            branch: branch.map(str::to_owned),
-            files: files.iter().map(|f| f.to_string()).collect(),
-            ..NewChange::default()
-        }
+    fn passes(f: &ChangeFilter, branch: Option<&str>, files: &[&str]) -> bool {
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        f.matches(branch, &files)
     }
 
     #[test]
     fn branch_and_file_filters() {
         let f = ChangeFilter::new(Some("main"), None, &[]).unwrap();
-        assert!(f.matches(&change(Some("main"), &[])));
-        assert!(!f.matches(&change(Some("main2"), &[])));
-        assert!(!f.matches(&change(None, &[])));
+        assert!(passes(&f, Some("main"), &[]));
+        assert!(!passes(&f, Some("main2"), &[]));
+        assert!(!passes(&f, None, &[]));
 
         let f = ChangeFilter::new(None, Some("release/.*"), &["src/**"]).unwrap();
-        assert!(f.matches(&change(Some("release/1.0"), &["README", "src/a.rs"])));
-        assert!(!f.matches(&change(Some("release/1.0"), &["README"])));
+        assert!(passes(&f, Some("release/1.0"), &["README", "src/a.rs"]));
+        assert!(!passes(&f, Some("release/1.0"), &["README"]));
         assert!(
-            !f.matches(&change(Some("xrelease/1.0"), &["src/a.rs"])),
+            !passes(&f, Some("xrelease/1.0"), &["src/a.rs"]),
             "whole match"
         );
-        assert!(!f.matches(&change(Some("dev"), &["src/a.rs"])));
+        assert!(!passes(&f, Some("dev"), &["src/a.rs"]));
 
         let any = ChangeFilter::new(None, None, &[]).unwrap();
-        assert!(any.matches(&change(None, &[])));
+        assert!(passes(&any, None, &[]));
     }
 }
