@@ -184,12 +184,12 @@ impl Master {
             builders: config
                 .builders
                 .iter()
-                .map(|b| (b.name.get_ref().clone(), Arc::new(b.clone())))
+                .map(|b| (b.name.clone(), Arc::new(b.clone())))
                 .collect(),
             workers: config
                 .workers
                 .iter()
-                .map(|w| (w.name.get_ref().clone(), WorkerSlot::new(w.max_builds)))
+                .map(|w| (w.name.clone(), WorkerSlot::new(w.max_builds)))
                 .collect(),
             running: HashMap::new(),
             conns: HashMap::new(),
@@ -485,16 +485,9 @@ impl Master {
             .filter(|b| {
                 b.workers
                     .iter()
-                    .any(|w| w.get_ref() == &name || Some(w.get_ref()) == pool.as_ref())
+                    .any(|w| w == &name || Some(w) == pool.as_ref())
             })
-            .map(|b| {
-                (
-                    b.name.get_ref().clone(),
-                    b.builddir
-                        .clone()
-                        .unwrap_or_else(|| b.name.get_ref().clone()),
-                )
-            })
+            .map(|b| (b.name.clone(), b.builddir.clone()))
             .collect();
         let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
         tokio::spawn(async move {
@@ -629,9 +622,9 @@ impl Master {
                 .filter_map(|name| {
                     let slot = self.workers.get(&name)?;
                     let attached = slot.attached.as_ref()?;
-                    let wfb = *attached.builders.get(builder.name.get_ref())?;
-                    let free = slot.busy < slot.max_builds
-                        && !slot.busy_builders.contains(builder.name.get_ref());
+                    let wfb = *attached.builders.get(&builder.name)?;
+                    let free =
+                        slot.busy < slot.max_builds && !slot.busy_builders.contains(&builder.name);
                     let open = self.instance_takes_builds(&name);
                     (free && open && !slot.graceful && !attached.conn.is_closed())
                         .then_some((slot.busy, name, wfb))
@@ -645,12 +638,12 @@ impl Master {
                 for pool in builder
                     .workers
                     .iter()
-                    .filter(|w| self.pools.contains_key(w.get_ref()))
+                    .filter(|w| self.pools.contains_key(*w))
                 {
                     let n = *waiting.get_or_insert_with(|| {
                         self.queue.waiting_from(&request.builder, request.id)
                     });
-                    *demand.entry(pool.get_ref().clone()).or_default() += n;
+                    *demand.entry(pool.clone()).or_default() += n;
                 }
                 pass.skip_builder();
                 continue;
@@ -716,9 +709,9 @@ impl Master {
     fn candidate_names(&self, builder: &BuilderConfig) -> Vec<String> {
         let mut names = Vec::new();
         for w in &builder.workers {
-            match self.pools.get(w.get_ref()) {
+            match self.pools.get(w) {
                 Some(pool) => names.extend(pool.instances.values().map(|i| i.name.clone())),
-                None => names.push(w.get_ref().clone()),
+                None => names.push(w.clone()),
             }
         }
         names

@@ -51,10 +51,12 @@ impl Glob {
     }
 }
 
+/// Which branches pass.
 #[derive(Debug, Clone)]
-enum Branch {
+pub enum BranchFilter {
     Any,
     Exact(String),
+    /// Matched against the whole branch name.
     Pattern(Regex),
 }
 
@@ -62,34 +64,17 @@ enum Branch {
 /// files matches one of them.
 #[derive(Debug, Clone)]
 pub struct ChangeFilter {
-    branch: Branch,
-    files: Vec<Glob>,
+    pub branch: BranchFilter,
+    pub files: Vec<Glob>,
 }
 
 impl ChangeFilter {
-    pub fn new(
-        branch: Option<&str>,
-        branch_regex: Option<&str>,
-        files: &[&str],
-    ) -> Result<ChangeFilter, String> {
-        let branch = match (branch, branch_regex) {
-            (Some(b), _) => Branch::Exact(b.to_owned()),
-            (None, Some(r)) => Branch::Pattern(whole_regex(r)?),
-            (None, None) => Branch::Any,
-        };
-        let files = files
-            .iter()
-            .map(|f| Glob::new(f))
-            .collect::<Result<_, _>>()?;
-        Ok(ChangeFilter { branch, files })
-    }
-
     /// Whether a change on `branch` touching `files` passes.
     pub fn matches(&self, branch: Option<&str>, files: &[String]) -> bool {
         let branch_ok = match &self.branch {
-            Branch::Any => true,
-            Branch::Exact(b) => branch == Some(b.as_str()),
-            Branch::Pattern(re) => branch.is_some_and(|b| re.is_match(b)),
+            BranchFilter::Any => true,
+            BranchFilter::Exact(b) => branch == Some(b.as_str()),
+            BranchFilter::Pattern(re) => branch.is_some_and(|b| re.is_match(b)),
         };
         branch_ok
             && (self.files.is_empty()
@@ -130,14 +115,24 @@ mod tests {
         f.matches(branch, &files)
     }
 
+    fn filter(branch: BranchFilter, files: &[&str]) -> ChangeFilter {
+        ChangeFilter {
+            branch,
+            files: files.iter().map(|f| glob(f)).collect(),
+        }
+    }
+
     #[test]
     fn branch_and_file_filters() {
-        let f = ChangeFilter::new(Some("main"), None, &[]).unwrap();
+        let f = filter(BranchFilter::Exact("main".into()), &[]);
         assert!(passes(&f, Some("main"), &[]));
         assert!(!passes(&f, Some("main2"), &[]));
         assert!(!passes(&f, None, &[]));
 
-        let f = ChangeFilter::new(None, Some("release/.*"), &["src/**"]).unwrap();
+        let f = filter(
+            BranchFilter::Pattern(whole_regex("release/.*").unwrap()),
+            &["src/**"],
+        );
         assert!(passes(&f, Some("release/1.0"), &["README", "src/a.rs"]));
         assert!(!passes(&f, Some("release/1.0"), &["README"]));
         assert!(
@@ -146,7 +141,7 @@ mod tests {
         );
         assert!(!passes(&f, Some("dev"), &["src/a.rs"]));
 
-        let any = ChangeFilter::new(None, None, &[]).unwrap();
+        let any = filter(BranchFilter::Any, &[]);
         assert!(passes(&any, None, &[]));
     }
 }

@@ -2,7 +2,8 @@
 //! with the argument names each worker generation takes. Paths are relative to the
 //! builder's directory on the worker.
 
-use crate::config::StepKind;
+use super::properties::Properties;
+use crate::config::Step;
 use crate::worker::CommandVersion;
 use pbwire::jelly::Value;
 use std::collections::BTreeMap;
@@ -14,61 +15,110 @@ pub struct FsCommand {
     pub args: Vec<(Value, Value)>,
 }
 
-/// Rendered path arguments of a file-system step.
-#[derive(Debug, Clone, Default)]
-pub struct FsPaths {
-    pub dir: Option<String>,
-    pub path: Option<String>,
-    pub from_dir: Option<String>,
-    pub to_dir: Option<String>,
-    pub file: Option<String>,
+/// A file-system command with its paths rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsOp {
+    Mkdir {
+        dir: String,
+    },
+    Rmdir {
+        dir: String,
+    },
+    /// One file.
+    Rm {
+        path: String,
+    },
+    Cpdir {
+        from_dir: String,
+        to_dir: String,
+    },
+    Stat {
+        file: String,
+    },
+    Glob {
+        path: String,
+    },
+    Listdir {
+        dir: String,
+    },
 }
 
-/// The command for `kind`, or why the worker cannot run it.
-pub fn fs_command(
-    kind: StepKind,
-    p: &FsPaths,
-    commands: &BTreeMap<String, String>,
-) -> Result<FsCommand, String> {
+/// A file-system step's command, rendered from the build's properties, and the
+/// property its result goes to.
+pub fn fs_op<'s>(step: &'s Step, props: &Properties) -> Result<(FsOp, Option<&'s str>), String> {
+    let render = |s: &str| props.render(s).map_err(|e| e.to_string());
+    Ok(match step {
+        Step::Mkdir(s) => (
+            FsOp::Mkdir {
+                dir: render(&s.dir)?,
+            },
+            None,
+        ),
+        Step::Rmdir(s) => (
+            FsOp::Rmdir {
+                dir: render(&s.dir)?,
+            },
+            None,
+        ),
+        Step::Rm(s) => (
+            FsOp::Rm {
+                path: render(&s.path)?,
+            },
+            None,
+        ),
+        Step::Cpdir(s) => (
+            FsOp::Cpdir {
+                from_dir: render(&s.from_dir)?,
+                to_dir: render(&s.to_dir)?,
+            },
+            None,
+        ),
+        Step::Stat(s) => (
+            FsOp::Stat {
+                file: render(&s.file)?,
+            },
+            s.property.as_deref(),
+        ),
+        Step::Glob(s) => (
+            FsOp::Glob {
+                path: render(&s.path)?,
+            },
+            s.property.as_deref(),
+        ),
+        Step::Listdir(s) => (
+            FsOp::Listdir {
+                dir: render(&s.dir)?,
+            },
+            s.property.as_deref(),
+        ),
+        _ => return Err("not a file-system step".into()),
+    })
+}
+
+/// The command for `op`, or why the worker cannot run it.
+pub fn fs_command(op: &FsOp, commands: &BTreeMap<String, String>) -> Result<FsCommand, String> {
     let t = |s: &str| Value::text(s);
-    let s = |o: &Option<String>| t(o.as_deref().unwrap_or_default());
     let version = |name: &str| commands.get(name).map(|v| CommandVersion::parse(v));
-    let (name, args) = match kind {
-        StepKind::Mkdir => (
-            "mkdir",
-            vec![(t("dir"), s(&p.dir)), (t("logEnviron"), Value::Bool(false))],
-        ),
-        StepKind::Rmdir => (
-            "rmdir",
-            vec![(t("dir"), s(&p.dir)), (t("logEnviron"), Value::Bool(false))],
-        ),
+    let quiet = || (t("logEnviron"), Value::Bool(false));
+    let (name, args) = match op {
+        FsOp::Mkdir { dir } => ("mkdir", vec![(t("dir"), t(dir)), quiet()]),
+        FsOp::Rmdir { dir } => ("rmdir", vec![(t("dir"), t(dir)), quiet()]),
         // rmfile came with command version 3.1; before it, rmdir removes files too.
-        StepKind::Rm if version("rmfile").is_some() => (
-            "rmfile",
-            vec![
-                (t("path"), s(&p.path)),
-                (t("logEnviron"), Value::Bool(false)),
-            ],
-        ),
-        StepKind::Rm => (
-            "rmdir",
-            vec![
-                (t("dir"), s(&p.path)),
-                (t("logEnviron"), Value::Bool(false)),
-            ],
-        ),
-        StepKind::Cpdir => (
+        FsOp::Rm { path } if version("rmfile").is_some() => {
+            ("rmfile", vec![(t("path"), t(path)), quiet()])
+        }
+        FsOp::Rm { path } => ("rmdir", vec![(t("dir"), t(path)), quiet()]),
+        FsOp::Cpdir { from_dir, to_dir } => (
             "cpdir",
             vec![
-                (t("fromdir"), s(&p.from_dir)),
-                (t("todir"), s(&p.to_dir)),
-                (t("logEnviron"), Value::Bool(false)),
+                (t("fromdir"), t(from_dir)),
+                (t("todir"), t(to_dir)),
+                quiet(),
             ],
         ),
-        StepKind::Stat => ("stat", vec![(t("file"), s(&p.file))]),
-        StepKind::Glob => ("glob", vec![(t("path"), s(&p.path))]),
-        StepKind::Listdir => ("listdir", vec![(t("dir"), s(&p.dir))]),
-        other => return Err(format!("{other:?} is not a file-system command")),
+        FsOp::Stat { file } => ("stat", vec![(t("file"), t(file))]),
+        FsOp::Glob { path } => ("glob", vec![(t("path"), t(path))]),
+        FsOp::Listdir { dir } => ("listdir", vec![(t("dir"), t(dir))]),
     };
     if version(name).is_none() {
         return Err(format!(
@@ -91,29 +141,20 @@ mod tests {
 
     #[test]
     fn rm_falls_back_to_rmdir_on_old_workers() {
-        let p = FsPaths {
-            path: Some("out/x.txt".into()),
-            ..FsPaths::default()
+        let p = FsOp::Rm {
+            path: "out/x.txt".into(),
         };
-        let new = fs_command(
-            StepKind::Rm,
-            &p,
-            &commands(&[("rmfile", "3.3"), ("rmdir", "3.3")]),
-        )
-        .unwrap();
+        let new = fs_command(&p, &commands(&[("rmfile", "3.3"), ("rmdir", "3.3")])).unwrap();
         assert_eq!(new.name, "rmfile");
-        let old = fs_command(StepKind::Rm, &p, &commands(&[("rmdir", "2.16")])).unwrap();
+        let old = fs_command(&p, &commands(&[("rmdir", "2.16")])).unwrap();
         assert_eq!(old.name, "rmdir");
         assert_eq!(old.args[0], (Value::text("dir"), Value::text("out/x.txt")));
     }
 
     #[test]
     fn unknown_commands_are_refused() {
-        let p = FsPaths {
-            path: Some("*.o".into()),
-            ..FsPaths::default()
-        };
-        let e = fs_command(StepKind::Glob, &p, &commands(&[("shell", "2.16")])).unwrap_err();
+        let p = FsOp::Glob { path: "*.o".into() };
+        let e = fs_command(&p, &commands(&[("shell", "2.16")])).unwrap_err();
         assert!(e.contains("glob"), "{e}");
     }
 }

@@ -4,9 +4,9 @@
 
 use super::build::{BuildJob, StepOutcome};
 use super::command::run_command;
-use super::objects::{extract_tar, Compression, FileReader, FileWriter, TransferState};
+use super::objects::{extract_tar, FileReader, FileWriter, TransferState};
 use super::properties::Properties;
-use crate::config::{StepConfig, StepKind};
+use crate::config::{Compression, FileMode, Step, TransferLimits};
 use crate::model::BuildResult;
 use crate::worker::CommandVersion;
 use pbwire::jelly::Value;
@@ -20,7 +20,7 @@ const MAX_BLOCK: u64 = 640 * 1024;
 pub async fn run_transfer(
     job: &mut BuildJob,
     props: &mut Properties,
-    step: &StepConfig,
+    step: &Step,
     number: i64,
 ) -> StepOutcome {
     match prepare(job, props, step) {
@@ -47,137 +47,211 @@ enum Object {
     Reader(FileReader),
 }
 
-fn prepare(job: &BuildJob, props: &Properties, step: &StepConfig) -> Result<Plan, String> {
-    let render = |o: &Option<String>| -> Result<String, String> {
-        props
-            .render(o.as_deref().unwrap_or_default())
-            .map_err(|e| e.to_string())
-    };
-    let t = |s: &str| Value::text(s);
-    let version = |name: &str| {
-        job.worker
-            .commands
-            .get(name)
-            .map(|v| CommandVersion::parse(v))
-    };
-    let workdir = props.render(&step.workdir).map_err(|e| e.to_string())?;
-    let mode = match &step.mode {
-        Some(m) => Some(
-            u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8)
-                .map_err(|_| format!("mode {:?} is not octal", m.get_ref()))?,
+/// An upload's keys, for a file or (with its compression) a directory.
+struct Upload<'s> {
+    worker_src: &'s str,
+    master_dest: &'s str,
+    workdir: &'s str,
+    limits: TransferLimits,
+    mode: Option<FileMode>,
+    keep_stamp: bool,
+    directory: Option<Compression>,
+}
+
+/// What a download sends: a master file, or a string from the config.
+enum Source<'s> {
+    File(&'s str),
+    Content(&'s str),
+}
+
+/// A download's keys.
+struct Download<'s> {
+    source: Source<'s>,
+    worker_dest: &'s str,
+    workdir: &'s str,
+    limits: TransferLimits,
+    mode: Option<FileMode>,
+}
+
+fn prepare(job: &BuildJob, props: &Properties, step: &Step) -> Result<Plan, String> {
+    match step {
+        Step::Upload(u) => upload(
+            job,
+            props,
+            Upload {
+                worker_src: &u.worker_src,
+                master_dest: &u.master_dest,
+                workdir: &u.workdir,
+                limits: u.limits,
+                mode: u.mode,
+                keep_stamp: u.keep_stamp,
+                directory: None,
+            },
         ),
-        None => None,
+        Step::DirectoryUpload(d) => upload(
+            job,
+            props,
+            Upload {
+                worker_src: &d.worker_src,
+                master_dest: &d.master_dest,
+                workdir: &d.workdir,
+                limits: d.limits,
+                mode: None,
+                keep_stamp: false,
+                directory: Some(d.compress),
+            },
+        ),
+        Step::Download(d) => download(
+            job,
+            props,
+            Download {
+                source: Source::File(&d.master_src),
+                worker_dest: &d.worker_dest,
+                workdir: &d.workdir,
+                limits: d.limits,
+                mode: d.mode,
+            },
+        ),
+        Step::StringDownload(s) => download(
+            job,
+            props,
+            Download {
+                source: Source::Content(&s.content),
+                worker_dest: &s.worker_dest,
+                workdir: &s.workdir,
+                limits: TransferLimits::default(),
+                mode: s.mode,
+            },
+        ),
+        _ => Err("not a transfer step".into()),
+    }
+}
+
+fn render(props: &Properties, s: &str) -> Result<String, String> {
+    props.render(s).map_err(|e| e.to_string())
+}
+
+/// The command version the worker reports for `name`, or why it cannot transfer.
+fn need(job: &BuildJob, name: &'static str) -> Result<CommandVersion, String> {
+    job.worker
+        .commands
+        .get(name)
+        .map(|v| CommandVersion::parse(v))
+        .ok_or_else(|| format!("worker is too old: it does not know the {name} command"))
+}
+
+/// A relative master path is relative to the data folder.
+fn master_path(job: &BuildJob, p: String) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        job.files_dir.join(p)
+    }
+}
+
+fn block(limits: TransferLimits, default: u64) -> u64 {
+    limits.block_size.unwrap_or(default).clamp(1, MAX_BLOCK)
+}
+
+fn int_or_none(v: Option<u64>) -> Value {
+    v.map_or(Value::None, |v| Value::int(v as i64))
+}
+
+fn upload(job: &BuildJob, props: &Properties, u: Upload) -> Result<Plan, String> {
+    let t = |s: &str| Value::text(s);
+    let directory = u.directory.is_some();
+    let command = if directory {
+        "uploadDirectory"
+    } else {
+        "uploadFile"
     };
-    let max_size = step.max_size;
-    let master_path = |p: String| {
-        let p = PathBuf::from(p);
-        if p.is_absolute() {
-            p
-        } else {
-            job.files_dir.join(p)
+    let v = need(job, command)?;
+    let src_key = if v.below(3, 0) {
+        "slavesrc"
+    } else {
+        "workersrc"
+    };
+    let max_size = u.limits.max_size;
+    let dest = master_path(job, render(props, u.master_dest)?);
+    let blocksize = block(u.limits, if directory { 16 * 1024 } else { 256 * 1024 });
+    let mut args = vec![
+        (t("workdir"), t(&render(props, u.workdir)?)),
+        (t(src_key), t(&render(props, u.worker_src)?)),
+        (t("maxsize"), int_or_none(max_size)),
+        (t("blocksize"), Value::int(blocksize as i64)),
+    ];
+    if let Some(compression) = u.directory {
+        args.push((
+            t("compress"),
+            compression.wire_name().map_or(Value::None, t),
+        ));
+    } else if u.keep_stamp {
+        if v.below(2, 13) {
+            return Err("worker is too old to keep timestamps (uploadFile < 2.13)".into());
         }
-    };
-    let block = |default: u64| step.block_size.unwrap_or(default).clamp(1, MAX_BLOCK);
-    let int_or_none = |v: Option<u64>| v.map_or(Value::None, |v| Value::int(v as i64));
-    let need = |name: &'static str| {
-        version(name)
-            .ok_or_else(|| format!("worker is too old: it does not know the {name} command"))
+        args.push((t("keepstamp"), Value::Bool(true)));
+    }
+    let archive = if directory {
+        dest.with_extension("upload.tar")
+    } else {
+        dest.clone()
     };
     let state = Arc::new(Mutex::new(TransferState::default()));
-    Ok(match step.kind {
-        StepKind::Upload | StepKind::DirectoryUpload => {
-            let directory = step.kind == StepKind::DirectoryUpload;
-            let command = if directory {
-                "uploadDirectory"
-            } else {
-                "uploadFile"
-            };
-            let v = need(command)?;
-            let src_key = if v.below(3, 0) {
-                "slavesrc"
-            } else {
-                "workersrc"
-            };
-            let dest = master_path(render(&step.master_dest)?);
-            let blocksize = block(if directory { 16 * 1024 } else { 256 * 1024 });
-            let mut args = vec![
-                (t("workdir"), t(&workdir)),
-                (t(src_key), t(&render(&step.worker_src)?)),
-                (t("maxsize"), int_or_none(max_size)),
-                (t("blocksize"), Value::int(blocksize as i64)),
-            ];
-            let compression =
-                Compression::parse(step.compress.as_ref().map(|c| c.get_ref().as_str()))?;
-            if directory {
-                args.push((
-                    t("compress"),
-                    compression.wire_name().map_or(Value::None, t),
-                ));
-            } else if step.keep_stamp == Some(true) {
-                if v.below(2, 13) {
-                    return Err("worker is too old to keep timestamps (uploadFile < 2.13)".into());
-                }
-                args.push((t("keepstamp"), Value::Bool(true)));
-            }
-            let archive = if directory {
-                dest.with_extension("upload.tar")
-            } else {
-                dest.clone()
-            };
-            let writer = FileWriter::new(
-                archive.clone(),
-                max_size,
-                if directory { None } else { mode },
-                state,
-            )?;
-            let unpack = directory.then(|| {
-                (
-                    dest,
-                    compression,
-                    max_size.unwrap_or(1 << 30).saturating_mul(10),
-                )
-            });
-            Plan {
-                command,
-                args,
-                object: Object::Writer(writer),
-                unpack,
-                written: Some(archive),
-                max_size,
-            }
+    let writer = FileWriter::new(archive.clone(), max_size, u.mode.map(|m| m.0), state)?;
+    let unpack = u.directory.map(|compression| {
+        (
+            dest,
+            compression,
+            max_size.unwrap_or(1 << 30).saturating_mul(10),
+        )
+    });
+    Ok(Plan {
+        command,
+        args,
+        object: Object::Writer(writer),
+        unpack,
+        written: Some(archive),
+        max_size,
+    })
+}
+
+fn download(job: &BuildJob, props: &Properties, d: Download) -> Result<Plan, String> {
+    let t = |s: &str| Value::text(s);
+    let v = need(job, "downloadFile")?;
+    let dest_key = if v.below(3, 0) {
+        "slavedest"
+    } else {
+        "workerdest"
+    };
+    let state = Arc::new(Mutex::new(TransferState::default()));
+    let reader = match d.source {
+        Source::File(src) => FileReader::open(&master_path(job, render(props, src)?), state)?,
+        Source::Content(content) => {
+            FileReader::from_bytes(render(props, content)?.into_bytes(), state)
         }
-        StepKind::Download | StepKind::StringDownload => {
-            let v = need("downloadFile")?;
-            let dest_key = if v.below(3, 0) {
-                "slavedest"
-            } else {
-                "workerdest"
-            };
-            let reader = if step.kind == StepKind::Download {
-                FileReader::open(&master_path(render(&step.master_src)?), state)?
-            } else {
-                FileReader::from_bytes(render(&step.content)?.into_bytes(), state)
-            };
-            let args = vec![
-                (t("workdir"), t(&workdir)),
-                (t(dest_key), t(&render(&step.worker_dest)?)),
-                (t("maxsize"), int_or_none(max_size)),
-                (t("blocksize"), Value::int(block(16 * 1024) as i64)),
-                (
-                    t("mode"),
-                    mode.map_or(Value::None, |m| Value::int(i64::from(m))),
-                ),
-            ];
-            Plan {
-                command: "downloadFile",
-                args,
-                object: Object::Reader(reader),
-                unpack: None,
-                written: None,
-                max_size,
-            }
-        }
-        other => return Err(format!("{other:?} is not a transfer")),
+    };
+    let max_size = d.limits.max_size;
+    let args = vec![
+        (t("workdir"), t(&render(props, d.workdir)?)),
+        (t(dest_key), t(&render(props, d.worker_dest)?)),
+        (t("maxsize"), int_or_none(max_size)),
+        (
+            t("blocksize"),
+            Value::int(block(d.limits, 16 * 1024) as i64),
+        ),
+        (
+            t("mode"),
+            d.mode.map_or(Value::None, |m| Value::int(i64::from(m.0))),
+        ),
+    ];
+    Ok(Plan {
+        command: "downloadFile",
+        args,
+        object: Object::Reader(reader),
+        unpack: None,
+        written: None,
+        max_size,
     })
 }
 
