@@ -7,25 +7,28 @@
 //! - `server`: the PB listener with its admission limit.
 //! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
-//! - `build`: a build's steps as remote commands; results.
-//! - `latent`: on-demand instances: state machine, planning, drivers, credentials.
+//! - `runner`: runs a build's steps as remote commands.
+//! - `latent`: on-demand instances: planning, drivers, credentials.
 //! - `store`: durable state in SQLite.
 //! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
 //! - `changes`: changes from sendchange, JSON and push hooks; `scheduler`: what turns
 //!   time and changes into build requests.
-//! - `config`: the TOML configuration.
+//! - `config`: the TOML configuration, checked and turned into the types the rest uses.
+//! - `model`: types shared by config, store, scheduler, runner and latent, so that none
+//!   of them depends on another both ways.
 //!
 //! The protocol itself lives in the `pbwire` crate (`protocol/`).
 
 mod api;
-mod build;
 mod changes;
 mod cli;
 mod config;
 mod conn;
 mod latent;
 mod master;
+mod model;
 mod run;
+mod runner;
 mod scheduler;
 mod server;
 mod store;

@@ -69,10 +69,10 @@ async fn builders(State(s): State<ApiState>) -> ApiResult {
         .iter()
         .map(|b| {
             json!({
-                "name": b.name.get_ref(),
-                "workers": b.workers.iter().map(|w| w.get_ref()).collect::<Vec<_>>(),
+                "name": b.name,
+                "workers": b.workers,
                 "properties": b.properties,
-                "steps": b.steps.iter().enumerate().map(|(i, st)| st.get_ref().display_name(i + 1)).collect::<Vec<_>>(),
+                "steps": b.steps.iter().map(|st| &st.name).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -163,7 +163,7 @@ async fn workers(State(s): State<ApiState>) -> ApiResult {
         .workers
         .iter()
         .map(|w| {
-            let name = w.name.get_ref();
+            let name = &w.name;
             match known.iter().find(|k| &k.name == name) {
                 Some(row) => json!(row),
                 None => json!({ "name": name, "state": "never connected" }),

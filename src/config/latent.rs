@@ -1,67 +1,100 @@
 //! `[[latent_pool]]`: build machines started on demand. Builders name a pool in their
 //! `workers` list like any worker.
 
-use crate::latent::template;
+use super::error::Problems;
+use super::file::PoolTable;
+use crate::model::boot_script::{self, BootScript};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
-use std::path::PathBuf;
-use toml::Spanned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// One pool of latent instances.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct LatentPoolConfig {
-    pub name: Spanned<String>,
-    /// `local` (a process group per instance) or `ec2` (cargo feature `ec2`).
-    pub driver: Spanned<String>,
+    pub name: String,
+    pub driver: LatentDriver,
     /// Instances at once, counting those starting and stopping: a hard cap.
-    #[serde(default = "one")]
     pub max_instances: usize,
     /// Builds one instance runs at once.
-    #[serde(default = "one")]
     pub max_builds: usize,
     /// Instances kept running without demand.
-    #[serde(default)]
     pub min_instances: usize,
-    /// Seconds an instance stays after its last build: 0 stops it at once, a negative
-    /// value never.
-    #[serde(default = "default_idle")]
-    pub build_wait_timeout: i64,
+    /// What an instance does once its last build is done.
+    pub idle_stop: IdleStop,
     /// Seconds for the launch call.
-    #[serde(default = "default_launch")]
     pub launch_timeout: u64,
     /// Seconds from launch until the cloud says the instance runs.
-    #[serde(default = "default_boot")]
     pub boot_timeout: u64,
     /// Seconds from running until its worker logs in.
-    #[serde(default = "default_missing")]
     pub missing_timeout: u64,
     /// Seconds for the attach handshake.
-    #[serde(default = "default_attach")]
     pub attach_timeout: u64,
     /// Seconds between looks at the cloud's view of a starting instance.
-    #[serde(default = "default_poll")]
     pub poll_interval: u64,
-    /// Seconds between sweeps that terminate any instance the cloud has under this
-    /// master's tag but no live instance of the pool accounts for (drivers that can
-    /// list their instances).
-    #[serde(default = "default_sweep")]
+    /// Seconds between sweeps for instances the cloud has under this master's tag but
+    /// no live instance of the pool accounts for.
     pub sweep_interval: u64,
     /// Where instances reach the master (`host:port`); default: `pb_listen`, with an
     /// unspecified address replaced by 127.0.0.1.
     pub master_address: Option<String>,
-    /// The boot script template (`{{master}}`, `{{name}}`, `{{password}}`, `{{pool}}`,
-    /// `{{master_host}}`, `{{master_port}}`); default: the driver's.
-    pub boot_script: Option<String>,
-    /// Local driver: the venv holding `buildbot-worker` and `twistd` (`{{venv}}`).
-    pub venv: Option<PathBuf>,
+    /// The configured boot script, or the driver's default.
+    pub boot_script: BootScript,
     /// Substantiations that may fail for one build request before its build ends
     /// with the last failure's phase and reason.
-    #[serde(default = "default_attempts")]
     pub substantiation_attempts: u32,
-    /// The `ec2` driver's settings.
-    pub ec2: Option<Ec2Settings>,
+}
+
+/// Where a pool's instances come from.
+#[derive(Debug, Clone)]
+pub enum LatentDriver {
+    /// A process group per instance, in the data folder.
+    Local {
+        /// The venv holding `buildbot-worker` and `twistd` (`{{venv}}`); absolute
+        /// once loaded from a file.
+        venv: Option<PathBuf>,
+    },
+    /// The EC2 API; without the cargo feature `ec2`, ec2 pools are a config error.
+    #[cfg(feature = "ec2")]
+    Ec2(Box<Ec2Settings>),
+}
+
+impl LatentDriver {
+    /// The name as configured.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LatentDriver::Local { .. } => "local",
+            #[cfg(feature = "ec2")]
+            LatentDriver::Ec2(_) => "ec2",
+        }
+    }
+
+    /// The local driver's venv.
+    pub fn venv(&self) -> Option<&Path> {
+        match self {
+            LatentDriver::Local { venv } => venv.as_deref(),
+            #[cfg(feature = "ec2")]
+            LatentDriver::Ec2(_) => None,
+        }
+    }
+}
+
+/// `build_wait_timeout`: 0 stops an instance after each build, a negative value never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleStop {
+    AfterEachBuild,
+    /// After this many idle seconds.
+    After(u64),
+    Never,
+}
+
+impl IdleStop {
+    fn from_seconds(seconds: i64) -> IdleStop {
+        match u64::try_from(seconds) {
+            Ok(0) => IdleStop::AfterEachBuild,
+            Ok(s) => IdleStop::After(s),
+            Err(_) => IdleStop::Never,
+        }
+    }
 }
 
 /// `[latent_pool.ec2]`: where and what to launch.
@@ -107,154 +140,170 @@ pub struct Ec2Settings {
 fn default_calls() -> u32 {
     120
 }
-fn default_attempts() -> u32 {
-    3
-}
 
-fn one() -> usize {
-    1
-}
-fn default_idle() -> i64 {
-    600
-}
-fn default_launch() -> u64 {
-    120
-}
-fn default_boot() -> u64 {
-    600
-}
-fn default_missing() -> u64 {
-    600
-}
-fn default_attach() -> u64 {
-    120
-}
-fn default_poll() -> u64 {
-    5
-}
-fn default_sweep() -> u64 {
-    300
-}
-
-impl LatentPoolConfig {
-    /// The template this pool boots its instances with.
-    pub fn template(&self) -> String {
-        let default = match self.driver.get_ref().as_str() {
-            "ec2" => template::EC2_DEFAULT,
-            _ => template::LOCAL_DEFAULT,
-        };
-        self.boot_script
-            .clone()
-            .unwrap_or_else(|| default.to_owned())
+/// One `[[latent_pool]]`; its name is checked against the others by the caller.
+/// `None` when it is wrong (the problems say why).
+pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolConfig> {
+    let name = p.name.get_ref();
+    let mut fail = |why: &str| problems.at(p.name.span(), format!("latent pool {name:?}: {why}"));
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        fail("use letters, digits, '-', '_' and '.' only");
     }
-}
-
-/// Checks pools; returns their names for the builders' `workers` lists.
-pub fn check<'a>(
-    pools: &'a [LatentPoolConfig],
-    workers: &HashSet<&str>,
-    at: &mut impl FnMut(Range<usize>, String),
-) -> HashSet<&'a str> {
-    let mut names = HashSet::new();
-    for p in pools {
-        let name = p.name.get_ref();
-        if !names.insert(name.as_str()) || workers.contains(name.as_str()) {
-            at(
-                p.name.span(),
-                format!("latent pool {name:?}: the name is already used"),
-            );
-        }
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            at(
-                p.name.span(),
-                format!("latent pool {name:?}: use letters, digits, '-', '_' and '.' only"),
-            );
-        }
-        match p.driver.get_ref().as_str() {
-            "local" => check_local(p, at),
-            "ec2" => check_ec2(p, at),
-            other => at(
+    // The driver's name decides its checks and its default boot script.
+    let (driver, default_script) = match p.driver.get_ref().as_str() {
+        "local" => (local(p, &mut fail), boot_script::LOCAL_DEFAULT),
+        "ec2" => (ec2(p, &mut fail), boot_script::EC2_DEFAULT),
+        other => {
+            problems.at(
                 p.driver.span(),
                 format!("latent pool {name:?}: unknown driver {other:?} (known: local, ec2)"),
-            ),
-        }
-        if p.substantiation_attempts == 0 {
-            at(
-                p.name.span(),
-                format!("latent pool {name:?}: substantiation_attempts must be at least 1"),
             );
+            (None, boot_script::LOCAL_DEFAULT)
         }
-        if p.max_instances == 0 || p.max_builds == 0 {
-            at(
-                p.name.span(),
-                format!("latent pool {name:?}: max_instances and max_builds must be at least 1"),
-            );
-        }
-        if p.min_instances > p.max_instances {
-            at(
-                p.name.span(),
-                format!("latent pool {name:?}: min_instances is above max_instances"),
-            );
-        }
-        let mut vars: BTreeMap<&str, String> = template::VARIABLES
-            .iter()
-            .map(|v| (*v, String::new()))
-            .collect();
-        vars.insert("venv", String::new());
-        if let Err(e) = template::render(&p.template(), &vars) {
-            at(p.name.span(), format!("latent pool {name:?}: {e}"));
-        }
+    };
+    let mut fail = |why: &str| problems.at(p.name.span(), format!("latent pool {name:?}: {why}"));
+    if p.substantiation_attempts == 0 {
+        fail("substantiation_attempts must be at least 1");
     }
-    names
+    if p.max_instances == 0 || p.max_builds == 0 {
+        fail("max_instances and max_builds must be at least 1");
+    }
+    if p.min_instances > p.max_instances {
+        fail("min_instances is above max_instances");
+    }
+    let boot_script = BootScript::parse(p.boot_script.as_deref().unwrap_or(default_script))
+        .map_err(|e| fail(&e))
+        .ok();
+    Some(LatentPoolConfig {
+        name: name.clone(),
+        driver: driver?,
+        max_instances: p.max_instances,
+        max_builds: p.max_builds,
+        min_instances: p.min_instances,
+        idle_stop: IdleStop::from_seconds(p.build_wait_timeout),
+        launch_timeout: p.launch_timeout,
+        boot_timeout: p.boot_timeout,
+        missing_timeout: p.missing_timeout,
+        attach_timeout: p.attach_timeout,
+        poll_interval: p.poll_interval,
+        sweep_interval: p.sweep_interval,
+        master_address: p.master_address.clone(),
+        boot_script: boot_script?,
+        substantiation_attempts: p.substantiation_attempts,
+    })
 }
 
-fn check_local(p: &LatentPoolConfig, at: &mut impl FnMut(Range<usize>, String)) {
-    let name = p.name.get_ref();
+fn local(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
+    let mut right = true;
     if p.boot_script.is_none() && p.venv.is_none() {
-        at(
-            p.name.span(),
-            format!("latent pool {name:?}: the local driver's default boot script needs `venv`"),
-        );
+        fail("the local driver's default boot script needs `venv`");
+        right = false;
     }
     if p.ec2.is_some() {
-        at(
-            p.name.span(),
-            format!("latent pool {name:?}: [latent_pool.ec2] is for the ec2 driver"),
-        );
+        fail("[latent_pool.ec2] is for the ec2 driver");
+        right = false;
     }
+    right.then(|| LatentDriver::Local {
+        venv: p.venv.clone(),
+    })
 }
 
-fn check_ec2(p: &LatentPoolConfig, at: &mut impl FnMut(Range<usize>, String)) {
-    let name = p.name.get_ref();
-    let mut fail = |why: &str| at(p.name.span(), format!("latent pool {name:?}: {why}"));
+fn ec2(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
+    let mut right = true;
+    let mut wrong = |why: &str| {
+        fail(why);
+        right = false;
+    };
     if !cfg!(feature = "ec2") {
-        fail("this pbmaster was built without the `ec2` feature (cargo build --features ec2)");
+        wrong("this pbmaster was built without the `ec2` feature (cargo build --features ec2)");
     }
     let Some(ec2) = &p.ec2 else {
-        return fail("the ec2 driver needs a [latent_pool.ec2] table");
+        wrong("the ec2 driver needs a [latent_pool.ec2] table");
+        return None;
     };
     if ec2.ami.is_some() == ec2.ami_name.is_some() {
-        fail("set exactly one of ec2.ami and ec2.ami_name");
+        wrong("set exactly one of ec2.ami and ec2.ami_name");
     }
     if ec2.ami_name.is_some() && ec2.ami_owners.is_empty() {
-        fail("ec2.ami_name needs ec2.ami_owners (anyone can publish an image by any name)");
+        wrong("ec2.ami_name needs ec2.ami_owners (anyone can publish an image by any name)");
     }
     if p.master_address.is_none() {
-        fail("ec2 instances need `master_address`, the address they reach the master at");
+        wrong("ec2 instances need `master_address`, the address they reach the master at");
     }
     if p.venv.is_some() {
-        fail("`venv` is for the local driver");
+        wrong("`venv` is for the local driver");
     }
     if ec2.volume_size.is_some_and(|v| v < 1) {
-        fail("ec2.volume_size is in GiB and must be at least 1");
+        wrong("ec2.volume_size is in GiB and must be at least 1");
     }
     if ec2.calls_per_minute == 0 {
-        fail("ec2.calls_per_minute must be at least 1");
+        wrong("ec2.calls_per_minute must be at least 1");
     }
     if ec2.tags.keys().any(|k| k.starts_with("pbmaster:")) {
-        fail("tags starting with `pbmaster:` are the master's own");
+        wrong("tags starting with `pbmaster:` are the master's own");
+    }
+    right.then(|| ec2_driver(ec2)).flatten()
+}
+
+#[cfg(feature = "ec2")]
+fn ec2_driver(settings: &Ec2Settings) -> Option<LatentDriver> {
+    Some(LatentDriver::Ec2(Box::new(settings.clone())))
+}
+
+/// Never reached: without the feature, an ec2 pool is already reported.
+#[cfg(not(feature = "ec2"))]
+fn ec2_driver(_: &Ec2Settings) -> Option<LatentDriver> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    const BASE: &str = "[master]\ndata_dir = \"d\"\n[[builder]]\nname = \"b\"\nworkers = [\"pool\"]\n[[builder.step]]\ncommand = \"true\"\n";
+
+    fn pools(pool: &str) -> Result<Vec<LatentPoolConfig>, Vec<String>> {
+        parse(&format!("{BASE}[[latent_pool]]\nname = \"pool\"\n{pool}"))
+            .map(|c| c.latent_pools)
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn a_local_pool_gets_its_driver_idle_rule_and_boot_script() {
+        let p = pools("driver = \"local\"\nvenv = \"/v\"\nbuild_wait_timeout = 0\n").unwrap();
+        assert_eq!(p[0].driver.name(), "local");
+        assert_eq!(p[0].driver.venv(), Some(Path::new("/v")));
+        assert_eq!(p[0].idle_stop, IdleStop::AfterEachBuild);
+        let vars = boot_script::BootVars {
+            venv: "/v".into(),
+            ..Default::default()
+        };
+        assert!(p[0].boot_script.render(&vars).contains("/v/bin/twistd"));
+        let p = pools("driver = \"local\"\nvenv = \"/v\"\nbuild_wait_timeout = -1\n").unwrap();
+        assert_eq!(p[0].idle_stop, IdleStop::Never);
+        let p = pools("driver = \"local\"\nvenv = \"/v\"\n").unwrap();
+        assert_eq!(p[0].idle_stop, IdleStop::After(600));
+    }
+
+    #[test]
+    fn a_boot_script_with_an_unknown_variable_is_one_error() {
+        let e = pools("driver = \"local\"\nboot_script = \"run {{nope}}\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("unknown variable {{nope}}"), "{e:?}");
+        assert!(e[0].starts_with("line 9,"), "{e:?}");
+    }
+
+    #[test]
+    fn an_unknown_driver_is_reported_at_the_driver() {
+        let e = pools("driver = \"cloud9\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("line 10,") && e[0].contains("unknown driver"),
+            "{e:?}"
+        );
     }
 }

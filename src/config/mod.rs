@@ -1,13 +1,41 @@
-//! The master's TOML configuration: addresses, data folder, workers, builders and
-//! their steps, and force schedulers. [`load`] reports every error with its line.
+//! The master's TOML configuration. The file is read with the place of every value
+//! ([`file`]), each section is checked and turned into the types the rest of the
+//! master runs on — names resolved, kinds as enums, patterns compiled — and every
+//! problem is reported with its line and column. Nothing outside this module parses
+//! a config string again.
 
+mod builders;
+mod changes;
+mod error;
+mod file;
 mod latent;
-mod model;
+mod load;
+mod master;
+mod password;
+mod properties;
 mod schedulers;
 mod steps;
-mod validate;
+mod workers;
 
-pub use model::*;
-pub use validate::load;
+pub use builders::BuilderConfig;
+pub use changes::ChangeLogin;
+pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
+pub use load::load;
 #[cfg(test)]
-pub use validate::parse;
+pub use load::parse;
+pub use master::MasterConfig;
+pub use schedulers::{SchedulerConfig, SchedulerKind};
+pub use steps::*;
+pub use workers::WorkerConfig;
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub master: MasterConfig,
+    pub workers: Vec<WorkerConfig>,
+    pub builders: Vec<BuilderConfig>,
+    pub schedulers: Vec<SchedulerConfig>,
+    /// The change source's PB login, if `[changes]` names a user.
+    pub changes: Option<ChangeLogin>,
+    pub latent_pools: Vec<LatentPoolConfig>,
+}

@@ -1,147 +1,96 @@
-//! `[[scheduler]]` and `[changes]`: what starts builds besides the API, and who may
-//! send changes over PB. [`check`] validates both, with the line of each problem.
+//! `[[scheduler]]`: what starts builds besides the API. Each is checked against its
+//! kind and parsed once: cron expressions, branch patterns and file globs.
 
-use crate::scheduler::{cron::Cron, filter::Glob};
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use super::error::Problems;
+use super::file::SchedulerTable;
+use super::properties;
+use crate::model::cron::Cron;
+use crate::model::filter::{whole_regex, BranchFilter, ChangeFilter, Glob};
+use serde_json::{Map, Value as Json};
+use std::collections::HashSet;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use toml::Spanned;
 
-/// The scheduler kinds.
-pub const KINDS: [&str; 4] = ["force", "periodic", "nightly", "changes"];
+/// The scheduler kinds, as written.
+const KINDS: [&str; 4] = ["force", "periodic", "nightly", "changes"];
 
-/// `[[scheduler]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A scheduler.
+#[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    pub name: Spanned<String>,
-    /// `force` (builds on request through the API and CLI), `periodic`, `nightly` or
-    /// `changes`.
-    pub kind: Spanned<String>,
-    pub builders: Vec<Spanned<String>>,
-    /// Properties of the requests this scheduler makes.
-    #[serde(default)]
-    pub properties: BTreeMap<String, toml::Value>,
-    /// `periodic`: seconds between builds.
-    pub interval: Option<Spanned<u64>>,
-    /// `nightly`: "minute hour day-of-month month day-of-week", UTC.
-    pub cron: Option<Spanned<String>>,
-    /// `changes`: only changes on exactly this branch.
-    pub branch: Option<Spanned<String>>,
-    /// `changes`: only changes whose branch matches this regular expression (whole).
-    pub branch_regex: Option<Spanned<String>>,
-    /// `changes`: only changes touching a file that matches one of these globs.
-    #[serde(default)]
-    pub files: Vec<Spanned<String>>,
-    /// `changes`: seconds without a new change before the build starts; the changes
-    /// of that window make one request. 0 (default): one request per change at once.
-    pub tree_stable_timer: Option<Spanned<u64>>,
+    pub name: String,
+    /// Defined builder names.
+    pub builders: Vec<String>,
+    /// Properties of the requests it makes.
+    pub properties: Map<String, Json>,
+    pub kind: SchedulerKind,
 }
 
-/// `[changes]`: the PB login `buildbot sendchange --auth USER:PASS` uses.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangesConfig {
-    pub pb_user: Option<Spanned<String>>,
-    pub pb_password: Option<String>,
-    /// Name of an environment variable holding the password.
-    pub pb_password_env: Option<String>,
-    /// File holding the password (trailing newline ignored).
-    pub pb_password_file: Option<PathBuf>,
+/// When a scheduler makes requests.
+#[derive(Debug, Clone)]
+pub enum SchedulerKind {
+    /// On request through the API and CLI only.
+    Force,
+    /// Every `interval` seconds (at least 1).
+    Periodic { interval: u64 },
+    /// At the times of a cron expression, UTC.
+    Nightly { cron: Cron },
+    /// For changes that pass `filter`; with a `tree_stable_timer` (seconds, 0 for
+    /// none), the changes of that window make one request.
+    Changes {
+        filter: ChangeFilter,
+        tree_stable_timer: u64,
+    },
 }
 
-impl ChangesConfig {
-    /// The change source's login, if one is configured; errors name what is missing.
-    pub fn pb_login(&self) -> Result<Option<(String, String)>, String> {
-        let Some(user) = &self.pb_user else {
-            return Ok(None);
-        };
-        let user = user.get_ref().clone();
-        let password = if let Some(p) = &self.pb_password {
-            p.clone()
-        } else if let Some(var) = &self.pb_password_env {
-            std::env::var(var)
-                .map_err(|_| format!("[changes]: environment variable {var} is not set"))?
-        } else if let Some(file) = &self.pb_password_file {
-            std::fs::read_to_string(file)
-                .map_err(|e| format!("[changes]: cannot read {}: {e}", file.display()))?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned()
-        } else {
-            return Err("[changes] has pb_user but no password".into());
-        };
-        Ok(Some((user, password)))
-    }
-
-    /// Makes a relative password file relative to the config file's folder.
-    pub fn resolve_paths(&mut self, base: &Path) {
-        if let Some(f) = &mut self.pb_password_file {
-            if f.is_relative() {
-                *f = base.join(&*f);
-            }
-        }
-    }
-}
-
-/// Checks the schedulers and `[changes]`. `builders` are the defined builder names;
-/// `workers` the worker names (the change user must not shadow one); `at` records an
-/// error at a span.
-pub fn check(
-    schedulers: &[SchedulerConfig],
-    changes: Option<&ChangesConfig>,
+/// One `[[scheduler]]`; `builders` are the defined builder names. `None` when it is
+/// wrong (the problems say why).
+pub(super) fn scheduler(
+    s: &SchedulerTable,
     builders: &HashSet<&str>,
-    workers: &HashSet<&str>,
-    at: &mut impl FnMut(Range<usize>, String),
-) {
-    let mut names = HashSet::new();
-    for s in schedulers {
-        let name = s.name.get_ref();
-        if !names.insert(name.as_str()) {
-            at(
-                s.name.span(),
-                format!("scheduler {name:?} is defined twice"),
-            );
-        }
-        check_one(s, builders, at);
-    }
-    if let Some(c) = changes {
-        check_changes(c, workers, at);
-    }
-}
-
-fn check_one(
-    s: &SchedulerConfig,
-    builders: &HashSet<&str>,
-    at: &mut impl FnMut(Range<usize>, String),
-) {
+    problems: &mut Problems,
+) -> Option<SchedulerConfig> {
     let name = s.name.get_ref();
     let kind = s.kind.get_ref().as_str();
     if !KINDS.contains(&kind) {
-        at(
+        problems.at(
             s.kind.span(),
             format!(
                 "scheduler kind {kind:?} is not known (known: {})",
                 KINDS.join(", ")
             ),
         );
-        return;
+        return None;
     }
     for b in &s.builders {
         if !builders.contains(b.get_ref().as_str()) {
-            at(
+            problems.at(
                 b.span(),
                 format!("scheduler {name:?}: no builder {:?}", b.get_ref()),
             );
         }
     }
     if kind != "force" && s.builders.is_empty() {
-        at(
+        problems.at(
             s.name.span(),
             format!("scheduler {name:?} lists no builders"),
         );
     }
-    // Each option belongs to one kind; elsewhere it would be silently ignored.
+    check_options_belong(s, kind, problems);
+    let kind = match kind {
+        "periodic" => periodic(s, problems)?,
+        "nightly" => nightly(s, problems)?,
+        "changes" => changes(s, problems)?,
+        _ => SchedulerKind::Force,
+    };
+    Some(SchedulerConfig {
+        name: name.clone(),
+        builders: s.builders.iter().map(|b| b.get_ref().clone()).collect(),
+        properties: properties::json_object(&s.properties),
+        kind,
+    })
+}
+
+/// Each option belongs to one kind; elsewhere it would be silently ignored.
+fn check_options_belong(s: &SchedulerTable, kind: &str, problems: &mut Problems) {
     let options: [(&str, Option<Range<usize>>, &str); 6] = [
         (
             "interval",
@@ -165,89 +114,98 @@ fn check_one(
     for (option, span, owner) in options {
         if let Some(span) = span {
             if kind != owner {
-                at(
+                problems.at(
                     span,
-                    format!("scheduler {name:?}: {option} is for kind = \"{owner}\" schedulers"),
+                    format!(
+                        "scheduler {:?}: {option} is for kind = \"{owner}\" schedulers",
+                        s.name.get_ref()
+                    ),
                 );
             }
         }
-    }
-    match kind {
-        "periodic" => match &s.interval {
-            None => at(
-                s.name.span(),
-                format!("scheduler {name:?}: periodic needs interval (seconds)"),
-            ),
-            Some(i) if *i.get_ref() == 0 => at(
-                i.span(),
-                format!("scheduler {name:?}: interval must be at least 1"),
-            ),
-            _ => {}
-        },
-        "nightly" => match &s.cron {
-            None => at(
-                s.name.span(),
-                format!("scheduler {name:?}: nightly needs cron = \"M H DoM Mon DoW\""),
-            ),
-            Some(c) => {
-                if let Err(e) = Cron::parse(c.get_ref()) {
-                    at(c.span(), format!("scheduler {name:?}: cron: {e}"));
-                }
-            }
-        },
-        "changes" => {
-            if let (Some(_), Some(r)) = (&s.branch, &s.branch_regex) {
-                at(
-                    r.span(),
-                    format!("scheduler {name:?}: branch and branch_regex exclude each other"),
-                );
-            }
-            if let Some(r) = &s.branch_regex {
-                if let Err(e) = crate::scheduler::filter::whole_regex(r.get_ref()) {
-                    at(r.span(), format!("scheduler {name:?}: branch_regex: {e}"));
-                }
-            }
-            for f in &s.files {
-                if let Err(e) = Glob::new(f.get_ref()) {
-                    at(f.span(), format!("scheduler {name:?}: files: {e}"));
-                }
-            }
-        }
-        _ => {}
     }
 }
 
-fn check_changes(
-    c: &ChangesConfig,
-    workers: &HashSet<&str>,
-    at: &mut impl FnMut(Range<usize>, String),
-) {
-    let Some(user) = &c.pb_user else {
-        return;
+fn periodic(s: &SchedulerTable, problems: &mut Problems) -> Option<SchedulerKind> {
+    let name = s.name.get_ref();
+    match &s.interval {
+        None => {
+            problems.at(
+                s.name.span(),
+                format!("scheduler {name:?}: periodic needs interval (seconds)"),
+            );
+            None
+        }
+        Some(i) if *i.get_ref() == 0 => {
+            problems.at(
+                i.span(),
+                format!("scheduler {name:?}: interval must be at least 1"),
+            );
+            None
+        }
+        Some(i) => Some(SchedulerKind::Periodic {
+            interval: *i.get_ref(),
+        }),
+    }
+}
+
+fn nightly(s: &SchedulerTable, problems: &mut Problems) -> Option<SchedulerKind> {
+    let name = s.name.get_ref();
+    let Some(c) = &s.cron else {
+        problems.at(
+            s.name.span(),
+            format!("scheduler {name:?}: nightly needs cron = \"M H DoM Mon DoW\""),
+        );
+        return None;
     };
-    let sources = [
-        c.pb_password.is_some(),
-        c.pb_password_env.is_some(),
-        c.pb_password_file.is_some(),
-    ];
-    if sources.iter().filter(|s| **s).count() != 1 {
-        at(
-            user.span(),
-            "[changes] needs exactly one of pb_password, pb_password_env, pb_password_file".into(),
+    match Cron::parse(c.get_ref()) {
+        Ok(cron) => Some(SchedulerKind::Nightly { cron }),
+        Err(e) => {
+            problems.at(c.span(), format!("scheduler {name:?}: cron: {e}"));
+            None
+        }
+    }
+}
+
+fn changes(s: &SchedulerTable, problems: &mut Problems) -> Option<SchedulerKind> {
+    let name = s.name.get_ref();
+    let exclusive = s.branch.is_none() || s.branch_regex.is_none();
+    if let (false, Some(r)) = (exclusive, &s.branch_regex) {
+        problems.at(
+            r.span(),
+            format!("scheduler {name:?}: branch and branch_regex exclude each other"),
         );
     }
-    if workers.contains(user.get_ref().as_str()) {
-        at(
-            user.span(),
-            format!(
-                "[changes]: pb_user {:?} is also a worker's name",
-                user.get_ref()
-            ),
-        );
-    }
-    if user.get_ref().is_empty() {
-        at(user.span(), "[changes]: pb_user is empty".into());
-    }
+    // `None` inside: the pattern is wrong (and reported).
+    let pattern = s.branch_regex.as_ref().map(|r| {
+        whole_regex(r.get_ref())
+            .map_err(|e| problems.at(r.span(), format!("scheduler {name:?}: branch_regex: {e}")))
+            .ok()
+    });
+    let branch = match (&s.branch, pattern) {
+        _ if !exclusive => None,
+        (Some(b), _) => Some(BranchFilter::Exact(b.get_ref().clone())),
+        (None, Some(re)) => re.map(BranchFilter::Pattern),
+        (None, None) => Some(BranchFilter::Any),
+    };
+    let files: Vec<Option<Glob>> = s
+        .files
+        .iter()
+        .map(|f| match Glob::new(f.get_ref()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                problems.at(f.span(), format!("scheduler {name:?}: files: {e}"));
+                None
+            }
+        })
+        .collect();
+    Some(SchedulerKind::Changes {
+        filter: ChangeFilter {
+            branch: branch?,
+            files: files.into_iter().collect::<Option<_>>()?,
+        },
+        tree_stable_timer: s.tree_stable_timer.as_ref().map_or(0, |t| *t.get_ref()),
+    })
 }
 
 #[cfg(test)]
@@ -308,6 +266,70 @@ builders = ["b1"]
         assert_eq!(errors(extra), Vec::<String>::new());
         let c = parse(&format!("{BASE}{extra}")).unwrap();
         assert_eq!(c.schedulers.len(), 3);
+    }
+
+    #[test]
+    fn each_kind_is_parsed_once_into_its_variant() {
+        use crate::config::SchedulerKind;
+        let extra = r#"
+[[scheduler]]
+name = "f"
+kind = "force"
+builders = []
+
+[[scheduler]]
+name = "p"
+kind = "periodic"
+interval = 60
+builders = ["b1"]
+properties = { n = 1, when = 2024-01-02T03:04:05Z }
+
+[[scheduler]]
+name = "n"
+kind = "nightly"
+cron = "0 3 * * *"
+builders = ["b1"]
+
+[[scheduler]]
+name = "c"
+kind = "changes"
+branch_regex = "release/.*"
+files = ["src/**"]
+builders = ["b1"]
+"#;
+        let c = parse(&format!("{BASE}{extra}")).unwrap();
+        let kinds: Vec<&SchedulerKind> = c.schedulers.iter().map(|s| &s.kind).collect();
+        assert!(matches!(kinds[0], SchedulerKind::Force));
+        assert!(matches!(kinds[1], SchedulerKind::Periodic { interval: 60 }));
+        assert!(
+            matches!(kinds[2], SchedulerKind::Nightly { cron } if cron.to_string() == "0 3 * * *")
+        );
+        let SchedulerKind::Changes {
+            filter,
+            tree_stable_timer: 0,
+        } = kinds[3]
+        else {
+            panic!("{kinds:?}")
+        };
+        let files = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(filter.matches(Some("release/2"), &files(&["src/a.rs"])));
+        assert!(!filter.matches(Some("main"), &files(&["src/a.rs"])));
+        // Property values become JSON once; dates become their text.
+        let props = &c.schedulers[1].properties;
+        assert_eq!(props["n"], serde_json::json!(1));
+        assert_eq!(props["when"], serde_json::json!("2024-01-02T03:04:05Z"));
+    }
+
+    #[test]
+    fn a_bad_branch_pattern_is_one_error_at_its_line() {
+        let extra = "\n[[scheduler]]\nname = \"c\"\nkind = \"changes\"\nbranch_regex = \"(\"\nbuilders = [\"b1\"]\n";
+        let e = errors(extra);
+        let base_lines = BASE.lines().count();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!("line {}", base_lines + 5)),
+            "{e:?}"
+        );
     }
 
     #[test]

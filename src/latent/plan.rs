@@ -1,7 +1,7 @@
 //! How many instances a pool should start: a pure function of its config, its
 //! instances and the demand, so the hard cap can be checked at every instant.
 
-use super::state::{Instance, Phase};
+use crate::model::{Instance, Phase};
 
 /// The pool's numbers that planning needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

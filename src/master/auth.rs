@@ -25,26 +25,21 @@ impl ConfigAuth {
     pub fn from_config(config: &Config) -> Result<ConfigAuth, String> {
         let mut passwords = HashMap::new();
         for w in &config.workers {
-            let name = w.name.get_ref();
-            let pw = if let Some(p) = &w.password {
-                p.clone()
-            } else if let Some(var) = &w.password_env {
-                std::env::var(var).map_err(|_| {
-                    format!("worker {name:?}: environment variable {var} is not set")
-                })?
-            } else if let Some(file) = &w.password_file {
-                std::fs::read_to_string(file)
-                    .map_err(|e| format!("worker {name:?}: cannot read {}: {e}", file.display()))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned()
-            } else {
-                return Err(format!("worker {name:?} has no password"));
-            };
-            passwords.insert(name.clone(), (pw.into_bytes(), Role::Worker));
+            let password = w
+                .password
+                .read()
+                .map_err(|e| format!("worker {:?}: {e}", w.name))?;
+            passwords.insert(w.name.clone(), (password.into_bytes(), Role::Worker));
         }
-        let change_source = config.changes.as_ref().map(|c| c.pb_login()).transpose()?;
-        if let Some((user, pw)) = change_source.flatten() {
-            passwords.insert(user, (pw.into_bytes(), Role::ChangeSource));
+        if let Some(login) = &config.changes {
+            let password = login
+                .password
+                .read()
+                .map_err(|e| format!("[changes]: {e}"))?;
+            passwords.insert(
+                login.user.clone(),
+                (password.into_bytes(), Role::ChangeSource),
+            );
         }
         Ok(ConfigAuth {
             passwords,

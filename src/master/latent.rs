@@ -4,12 +4,13 @@
 //! idle instance and the dispatch of a build to it can never interleave.
 
 use super::{Master, Msg, WorkerSlot};
-use crate::config::{Config, LatentPoolConfig};
+use crate::config::{Config, IdleStop, LatentDriver, LatentPoolConfig};
 use crate::latent::credentials::Credentials;
 use crate::latent::driver::{Driver, LaunchSpec, OwnedInstance};
 use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits};
-use crate::latent::{template, Instance, Phase};
+use crate::model::boot_script::BootVars;
+use crate::model::{Instance, Phase};
 use crate::store::now;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -115,28 +116,26 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 charged: HashMap::new(),
                 last_failure: None,
             };
-            (p.name.get_ref().clone(), pool)
+            (p.name.clone(), pool)
         })
         .collect()
 }
 
 /// The driver a pool names (the config check has refused unknown ones).
 fn driver_for(config: &Config, pool: &LatentPoolConfig, master_id: &str) -> Arc<dyn Driver> {
-    #[cfg(feature = "ec2")]
-    if let (Some(settings), "ec2") = (&pool.ec2, pool.driver.get_ref().as_str()) {
-        return Arc::new(crate::latent::ec2::Ec2Driver::new(
-            settings.clone(),
-            master_id,
-            pool.name.get_ref(),
-        ));
-    }
     let _ = master_id;
-    let dir = config
-        .master
-        .data_dir
-        .join("latent")
-        .join(pool.name.get_ref());
-    Arc::new(LocalDriver::new(dir))
+    match &pool.driver {
+        LatentDriver::Local { .. } => {
+            let dir = config.master.data_dir.join("latent").join(&pool.name);
+            Arc::new(LocalDriver::new(dir))
+        }
+        #[cfg(feature = "ec2")]
+        LatentDriver::Ec2(settings) => Arc::new(crate::latent::ec2::Ec2Driver::new(
+            (**settings).clone(),
+            master_id,
+            &pool.name,
+        )),
+    }
 }
 
 impl Master {
@@ -179,7 +178,7 @@ impl Master {
         let Some(p) = self.pools.get_mut(&pool) else {
             return;
         };
-        let wait = p.config.build_wait_timeout;
+        let idle_stop = p.config.idle_stop;
         let Some(i) = p.instances.get_mut(&id) else {
             return;
         };
@@ -188,14 +187,18 @@ impl Master {
             return;
         }
         self.transition(&pool, id, Phase::Idle, None);
-        if wait == 0 {
-            self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)");
-        } else if wait > 0 {
-            let since = self.pools[&pool].instances[&id].since;
-            self.after(
-                Duration::from_secs(wait as u64),
-                LatentMsg::IdleCheck { pool, id, since },
-            );
+        match idle_stop {
+            IdleStop::AfterEachBuild => {
+                self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)")
+            }
+            IdleStop::After(seconds) => {
+                let since = self.pools[&pool].instances[&id].since;
+                self.after(
+                    Duration::from_secs(seconds),
+                    LatentMsg::IdleCheck { pool, id, since },
+                );
+            }
+            IdleStop::Never => {}
         }
     }
 
@@ -302,25 +305,21 @@ impl Master {
         let (host, port) = address
             .rsplit_once(':')
             .unwrap_or((address.as_str(), "9989"));
-        let mut vars: BTreeMap<&str, String> = BTreeMap::new();
-        vars.insert("master", address.clone());
-        vars.insert("master_host", host.to_owned());
-        vars.insert("master_port", port.to_owned());
-        vars.insert("name", name.clone());
-        vars.insert("password", password.clone());
-        vars.insert("pool", pool.to_owned());
-        vars.insert(
-            "venv",
-            p.config
-                .venv
-                .as_ref()
+        let vars = BootVars {
+            master: address.clone(),
+            master_host: host.to_owned(),
+            master_port: port.to_owned(),
+            name: name.clone(),
+            password: password.clone(),
+            pool: pool.to_owned(),
+            venv: p
+                .config
+                .driver
+                .venv()
                 .map(|v| v.display().to_string())
                 .unwrap_or_default(),
-        );
-        let user_data = match template::render(&p.config.template(), &vars) {
-            Ok(u) => u,
-            Err(e) => return warn!(pool, "boot script: {e}"),
         };
+        let user_data = p.config.boot_script.render(&vars);
         let instance = Instance::new(id, pool, &name, now());
         p.instances.insert(id, instance);
         p.passwords.insert(id, password);
@@ -444,7 +443,7 @@ impl Master {
                 }
                 serde_json::json!({
                     "name": name,
-                    "driver": p.config.driver.get_ref(),
+                    "driver": p.config.driver.name(),
                     "max_instances": p.config.max_instances,
                     "live": phases.values().sum::<usize>(),
                     "phases": phases,
@@ -584,7 +583,7 @@ impl Master {
             let served = self
                 .builders
                 .get(&r.builder)
-                .is_some_and(|b| b.workers.iter().any(|w| w.get_ref() == pool));
+                .is_some_and(|b| b.workers.iter().any(|w| w == pool));
             if served {
                 waiting.push(r);
             }
@@ -614,7 +613,7 @@ impl Master {
             .start_build(request.id, &request.builder, instance)
             .and_then(|b| {
                 self.store
-                    .finish_build(b.id, crate::build::BuildResult::Exception, Some(reason))
+                    .finish_build(b.id, crate::model::BuildResult::Exception, Some(reason))
             });
         match ended {
             Ok(()) => {

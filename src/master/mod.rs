@@ -9,11 +9,11 @@ mod queue;
 
 pub use auth::ConfigAuth;
 
-use crate::build::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
 use crate::conn::{unauthorized, ConnEvent, ConnHandle};
 use crate::latent::credentials::Credentials;
+use crate::runner::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::scheduler::SchedulerSet;
 use crate::store::{now, RequestRow, Store};
 use crate::worker::{attach, Attached};
@@ -182,12 +182,12 @@ impl Master {
             builders: config
                 .builders
                 .iter()
-                .map(|b| (b.name.get_ref().clone(), Arc::new(b.clone())))
+                .map(|b| (b.name.clone(), Arc::new(b.clone())))
                 .collect(),
             workers: config
                 .workers
                 .iter()
-                .map(|w| (w.name.get_ref().clone(), WorkerSlot::new(w.max_builds)))
+                .map(|w| (w.name.clone(), WorkerSlot::new(w.max_builds)))
                 .collect(),
             running: HashMap::new(),
             conns: HashMap::new(),
@@ -295,16 +295,16 @@ impl Master {
                 builder,
                 mut outcome,
             } => {
-                if self.draining && outcome.result == crate::build::BuildResult::Cancelled {
+                if self.draining && outcome.result == crate::model::BuildResult::Cancelled {
                     // Interrupted by the shutdown, not by a user: run it again later.
-                    outcome.result = crate::build::BuildResult::Retry;
+                    outcome.result = crate::model::BuildResult::Retry;
                 }
                 let running = self.running.remove(&build_id);
                 match self
                     .store
                     .finish_build(build_id, outcome.result, outcome.reason.as_deref())
                 {
-                    Ok(()) if outcome.result == crate::build::BuildResult::Retry => {
+                    Ok(()) if outcome.result == crate::model::BuildResult::Retry => {
                         if let Some(r) = running {
                             self.queue.push(r.request);
                         }
@@ -458,16 +458,9 @@ impl Master {
             .filter(|b| {
                 b.workers
                     .iter()
-                    .any(|w| w.get_ref() == &name || Some(w.get_ref()) == pool.as_ref())
+                    .any(|w| w == &name || Some(w) == pool.as_ref())
             })
-            .map(|b| {
-                (
-                    b.name.get_ref().clone(),
-                    b.builddir
-                        .clone()
-                        .unwrap_or_else(|| b.name.get_ref().clone()),
-                )
-            })
+            .map(|b| (b.name.clone(), b.builddir.clone()))
             .collect();
         let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
         tokio::spawn(async move {
@@ -596,9 +589,9 @@ impl Master {
                 .filter_map(|name| {
                     let slot = self.workers.get(&name)?;
                     let attached = slot.attached.as_ref()?;
-                    let wfb = *attached.builders.get(builder.name.get_ref())?;
-                    let free = slot.busy < slot.max_builds
-                        && !slot.busy_builders.contains(builder.name.get_ref());
+                    let wfb = *attached.builders.get(&builder.name)?;
+                    let free =
+                        slot.busy < slot.max_builds && !slot.busy_builders.contains(&builder.name);
                     let open = self.instance_takes_builds(&name);
                     (free && open && !slot.graceful && !attached.conn.is_closed())
                         .then_some((slot.busy, name, wfb))
@@ -612,12 +605,12 @@ impl Master {
                 for pool in builder
                     .workers
                     .iter()
-                    .filter(|w| self.pools.contains_key(w.get_ref()))
+                    .filter(|w| self.pools.contains_key(*w))
                 {
                     let n = *waiting.get_or_insert_with(|| {
                         self.queue.waiting_from(&request.builder, request.id)
                     });
-                    *demand.entry(pool.get_ref().clone()).or_default() += n;
+                    *demand.entry(pool.clone()).or_default() += n;
                 }
                 pass.skip_builder();
                 continue;
@@ -683,9 +676,9 @@ impl Master {
     fn candidate_names(&self, builder: &BuilderConfig) -> Vec<String> {
         let mut names = Vec::new();
         for w in &builder.workers {
-            match self.pools.get(w.get_ref()) {
+            match self.pools.get(w) {
                 Some(pool) => names.extend(pool.instances.values().map(|i| i.name.clone())),
-                None => names.push(w.get_ref().clone()),
+                None => names.push(w.clone()),
             }
         }
         names

@@ -5,44 +5,21 @@
 //! what it decides, and [`timer`] wakes it at [`SchedulerSet::wake_at`].
 //!
 //! Kinds: `force` (API only; nothing here), `periodic` and `nightly` ([`timed`]), and
-//! `changes` ([`filter`] picks the changes, [`tree_stable`] merges close ones).
+//! `changes` (a [`ChangeFilter`] picks the changes, [`tree_stable`] merges close ones).
 
-pub mod cron;
-pub mod filter;
 pub mod timed;
 pub mod timer;
 pub mod tree_stable;
 
 use crate::changes::Change;
-use crate::config::SchedulerConfig;
-use filter::ChangeFilter;
+use crate::config::{SchedulerConfig, SchedulerKind};
+use crate::model::filter::ChangeFilter;
+use crate::model::{ChangePlan, Fire};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use timed::{Rule, Timed};
 use tracing::warn;
 use tree_stable::TreeStable;
-
-/// Requests a scheduler wants made: one per builder, all alike.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fire {
-    pub scheduler: String,
-    pub builders: Vec<String>,
-    pub reason: String,
-    pub properties: Map<String, Value>,
-    /// The changes behind it, oldest first (empty for timed schedulers).
-    pub changes: Vec<i64>,
-    /// For a timed scheduler, its new `since` to store.
-    pub since: Option<f64>,
-}
-
-/// What a new change causes, decided before it is stored so both commit together.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChangePlan {
-    /// Schedulers whose tree-stable timer holds the change.
-    pub hold: Vec<String>,
-    /// Requests to make at once (schedulers without a timer).
-    pub fires: Vec<Fire>,
-}
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -73,18 +50,9 @@ pub struct SchedulerSet {
 }
 
 impl SchedulerSet {
-    /// Builds from a validated config; an entry that still fails is logged and skipped.
+    /// The schedulers of a checked config.
     pub fn from_config(configs: &[SchedulerConfig]) -> SchedulerSet {
-        let items = configs
-            .iter()
-            .filter_map(|c| match Scheduler::from_config(c) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    warn!(scheduler = %c.name.get_ref(), "skipped: {e}");
-                    None
-                }
-            })
-            .collect();
+        let items = configs.iter().map(Scheduler::from_config).collect();
         SchedulerSet {
             items,
             orphans: Vec::new(),
@@ -147,7 +115,7 @@ impl SchedulerSet {
             let Kind::Changes { filter, stable } = &s.kind else {
                 continue;
             };
-            if !filter.matches(&change.change) {
+            if !filter.matches(change.change.branch.as_deref(), &change.change.files) {
                 continue;
             }
             match stable {
@@ -240,43 +208,28 @@ impl SchedulerSet {
 }
 
 impl Scheduler {
-    fn from_config(c: &SchedulerConfig) -> Result<Scheduler, String> {
-        let kind = match c.kind.get_ref().as_str() {
-            "force" => Kind::Force,
-            "periodic" => {
-                let interval = c.interval.as_ref().map_or(0, |i| *i.get_ref());
-                if interval == 0 {
-                    return Err("interval must be at least 1".into());
-                }
-                Kind::Timed(Timed::new(Rule::Every(interval as f64)))
+    fn from_config(c: &SchedulerConfig) -> Scheduler {
+        let kind = match &c.kind {
+            SchedulerKind::Force => Kind::Force,
+            SchedulerKind::Periodic { interval } => {
+                Kind::Timed(Timed::new(Rule::Every(*interval as f64)))
             }
-            "nightly" => {
-                let text = c.cron.as_ref().ok_or("no cron")?;
-                Kind::Timed(Timed::new(Rule::Cron(cron::Cron::parse(text.get_ref())?)))
-            }
-            "changes" => {
-                let files: Vec<&str> = c.files.iter().map(|f| f.get_ref().as_str()).collect();
-                let filter = ChangeFilter::new(
-                    c.branch.as_ref().map(|b| b.get_ref().as_str()),
-                    c.branch_regex.as_ref().map(|b| b.get_ref().as_str()),
-                    &files,
-                )?;
-                let timer = c.tree_stable_timer.as_ref().map_or(0, |t| *t.get_ref());
-                let stable = (timer > 0).then(|| TreeStable::new(timer as f64));
-                Kind::Changes { filter, stable }
-            }
-            other => return Err(format!("unknown kind {other:?}")),
+            SchedulerKind::Nightly { cron } => Kind::Timed(Timed::new(Rule::Cron(cron.clone()))),
+            SchedulerKind::Changes {
+                filter,
+                tree_stable_timer,
+            } => Kind::Changes {
+                filter: filter.clone(),
+                stable: (*tree_stable_timer > 0)
+                    .then(|| TreeStable::new(*tree_stable_timer as f64)),
+            },
         };
-        Ok(Scheduler {
-            name: c.name.get_ref().clone(),
-            builders: c.builders.iter().map(|b| b.get_ref().clone()).collect(),
-            properties: c
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), property_json(v)))
-                .collect(),
+        Scheduler {
+            name: c.name.clone(),
+            builders: c.builders.clone(),
+            properties: c.properties.clone(),
             kind,
-        })
+        }
     }
 
     /// A request's properties: `base` (from changes), then the scheduler's own, then
@@ -333,25 +286,6 @@ impl Scheduler {
         };
         let ids = batch.iter().map(|c| c.id).collect();
         self.fire(reason, properties, ids, None)
-    }
-}
-
-/// A TOML property value as JSON (dates become their text).
-pub fn property_json(v: &toml::Value) -> Value {
-    match v {
-        toml::Value::String(s) => Value::String(s.clone()),
-        toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-        }
-        toml::Value::Boolean(b) => Value::Bool(*b),
-        toml::Value::Datetime(d) => Value::String(d.to_string()),
-        toml::Value::Array(a) => Value::Array(a.iter().map(property_json).collect()),
-        toml::Value::Table(t) => Value::Object(
-            t.iter()
-                .map(|(k, v)| (k.clone(), property_json(v)))
-                .collect(),
-        ),
     }
 }
 

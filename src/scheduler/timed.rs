@@ -5,7 +5,7 @@
 //! enough for a restart neither to fire twice nor to skip. A firing missed while the
 //! master was down happens once at start, not once per missed time.
 
-use super::cron::Cron;
+use crate::model::cron::Cron;
 
 /// When a timed scheduler fires.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl Timed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::cron::days_from_civil;
+    use crate::model::cron::days_from_civil;
 
     fn utc(y: i64, mo: u32, d: u32, h: i64, mi: i64) -> f64 {
         (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60) as f64

@@ -7,7 +7,7 @@
 
 use super::{Store, StoreResult};
 use crate::changes::{Change, NewChange};
-use crate::scheduler::{ChangePlan, Fire};
+use crate::model::{ChangePlan, Fire};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! so that after a crash it knows which instances it may have launched.
 
 use super::{now, Store, StoreResult};
-use crate::latent::Instance;
+use crate::model::Instance;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 

@@ -12,7 +12,7 @@ mod schema;
 
 pub use logs::LogWriter;
 
-use crate::build::BuildResult;
+use crate::model::BuildResult;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 use super::watcher::{Start, Watcher};
 use super::{LatentMsg, Master, Msg, WorkerSlot};
 use crate::latent::driver::OwnedInstance;
-use crate::latent::{Instance, Phase};
+use crate::model::{Instance, Phase};
 use crate::store::latent::InstanceRow;
 use crate::store::now;
 use std::collections::BTreeSet;

@@ -3,7 +3,7 @@
 
 use super::{LatentMsg, Msg};
 use crate::latent::driver::{CloudState, Driver, LaunchSpec};
-use crate::latent::Phase;
+use crate::model::Phase;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

@@ -2,25 +2,25 @@
 //! `git` argv commands), as current buildbot does it, so every worker generation can
 //! run it. Sets `got_revision`.
 
+use super::build::{BuildJob, StepOutcome};
 use super::command::run_command;
-use super::fs::{fs_command, FsPaths};
+use super::fs::{fs_command, FsOp};
 use super::properties::Properties;
-use super::runner::{BuildJob, StepOutcome};
 use super::shell::ShellCommand;
-use super::BuildResult;
-use crate::config::{StepConfig, StepKind};
+use crate::config::{GitMode, GitStep};
+use crate::model::BuildResult;
 use serde_json::Value as Json;
 
 /// Runs the checkout for step `number`.
 pub async fn run_git(
     job: &mut BuildJob,
     props: &mut Properties,
-    step: &StepConfig,
+    step: &GitStep,
     number: i64,
 ) -> StepOutcome {
     let render = |s: &str| props.render(s);
     let (repo, branch, workdir) = match (
-        render(step.repo_url.as_deref().unwrap_or_default()),
+        render(&step.repo_url),
         render(step.branch.as_deref().unwrap_or("HEAD")),
         render(&step.workdir),
     ) {
@@ -33,28 +33,23 @@ pub async fn run_git(
         .get("revision")
         .map(super::properties::display)
         .filter(|r| !r.is_empty());
-    let full = step
-        .git_mode
-        .as_ref()
-        .is_some_and(|m| m.get_ref() == "full");
-    let timeout = step.timeout_or_default();
+    let full = step.mode == GitMode::Full;
+    let timeout = step.timeout;
     let commands = job.worker.commands.clone();
 
     if full {
-        let p = FsPaths {
-            dir: Some(workdir.clone()),
-            ..FsPaths::default()
+        let p = FsOp::Rmdir {
+            dir: workdir.clone(),
         };
-        if let Err(outcome) = fs(job, number, StepKind::Rmdir, &p, &commands).await {
+        if let Err(outcome) = fs(job, number, &p, &commands).await {
             return outcome;
         }
     }
     let clone_exists = !full && {
-        let p = FsPaths {
-            file: Some(format!("{workdir}/.git")),
-            ..FsPaths::default()
+        let p = FsOp::Stat {
+            file: format!("{workdir}/.git"),
         };
-        match fs_command(StepKind::Stat, &p, &commands) {
+        match fs_command(&p, &commands) {
             Ok(c) => {
                 let end = run_command(job, number, c.name, c.args, false).await;
                 if let Some(o) = StepOutcome::abnormal(&end) {
@@ -115,11 +110,10 @@ pub async fn run_git(
 async fn fs(
     job: &mut BuildJob,
     number: i64,
-    kind: StepKind,
-    paths: &FsPaths,
+    op: &FsOp,
     commands: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), StepOutcome> {
-    let c = fs_command(kind, paths, commands).map_err(StepOutcome::exception)?;
+    let c = fs_command(op, commands).map_err(StepOutcome::exception)?;
     let end = run_command(job, number, c.name, c.args, false).await;
     if let Some(o) = StepOutcome::abnormal(&end) {
         return Err(o);

@@ -1,6 +1,7 @@
 //! The master-side objects of a transfer, answering the worker's calls: a writer that
 //! fills a file (or a tar archive) and a reader that serves one.
 
+use crate::config::Compression;
 use crate::conn::LocalObject;
 use bytes::Bytes;
 use pbwire::jelly::{Failure, Value};
@@ -248,33 +249,6 @@ impl LocalObject for FileReader {
                 Ok(Value::None)
             }
             other => Err(crate::conn::no_such_method(other)),
-        }
-    }
-}
-
-/// How a directory upload's tar stream is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-}
-
-impl Compression {
-    pub fn parse(s: Option<&str>) -> Result<Compression, String> {
-        match s {
-            None | Some("") => Ok(Compression::None),
-            Some("gz") => Ok(Compression::Gzip),
-            Some("bz2") => Ok(Compression::Bzip2),
-            Some(other) => Err(format!("compress {other:?} is not gz or bz2")),
-        }
-    }
-
-    pub fn wire_name(self) -> Option<&'static str> {
-        match self {
-            Compression::None => None,
-            Compression::Gzip => Some("gz"),
-            Compression::Bzip2 => Some("bz2"),
         }
     }
 }

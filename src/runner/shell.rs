@@ -3,7 +3,7 @@
 //! interpolated into every string.
 
 use super::properties::{Properties, RenderError};
-use crate::config::{CommandLine, StepConfig};
+use crate::config::{CommandLine, ShellStep};
 use crate::worker::CommandVersion;
 use pbwire::jelly::Value;
 use std::collections::BTreeMap;
@@ -22,25 +22,27 @@ pub struct ShellCommand {
 
 impl ShellCommand {
     /// A shell step's command with its properties rendered.
-    pub fn from_step(step: &StepConfig, props: &Properties) -> Result<ShellCommand, RenderError> {
+    pub fn from_step(step: &ShellStep, props: &Properties) -> Result<ShellCommand, RenderError> {
         let command = match &step.command {
-            Some(CommandLine::Shell(s)) => CommandLine::Shell(props.render(s)?),
-            Some(CommandLine::Argv(argv)) => CommandLine::Argv(
+            CommandLine::Shell(s) => CommandLine::Shell(props.render(s)?),
+            CommandLine::Argv(argv) => CommandLine::Argv(
                 argv.iter()
                     .map(|a| props.render(a))
                     .collect::<Result<_, _>>()?,
             ),
-            None => CommandLine::Argv(vec![]),
         };
-        let render_map = |m: &Option<BTreeMap<String, String>>| -> Result<BTreeMap<String, String>, RenderError> {
-            m.iter().flatten().map(|(k, v)| Ok((k.clone(), props.render(v)?))).collect()
-        };
+        let render_map =
+            |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, RenderError> {
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), props.render(v)?)))
+                    .collect()
+            };
         Ok(ShellCommand {
             command,
             workdir: props.render(&step.workdir)?,
             env: render_map(&step.env)?,
             logfiles: render_map(&step.logfiles)?,
-            timeout: Some(step.timeout_or_default()),
+            timeout: Some(step.timeout),
             max_time: step.max_time,
             interrupt_signal: step.interrupt_signal.clone(),
         })
@@ -118,16 +120,16 @@ impl ShellCommand {
 mod tests {
     use super::*;
 
-    fn step() -> StepConfig {
-        crate::config::parse(
+    fn step() -> ShellStep {
+        let config = crate::config::parse(
             "[master]\ndata_dir='d'\n[[worker]]\nname='w'\npassword='p'\n[[builder]]\nname='b'\nworkers=['w']\n\
              [[builder.step]]\ncommand=['make','-j%(prop:jobs)s']\ninterrupt_signal='TERM'\n",
         )
-        .unwrap()
-        .builders[0]
-            .steps[0]
-            .get_ref()
-            .clone()
+        .unwrap();
+        match &config.builders[0].steps[0].action {
+            crate::config::Step::Shell(shell) => shell.clone(),
+            other => panic!("not a shell step: {other:?}"),
+        }
     }
 
     fn props() -> Properties {

@@ -2,7 +2,7 @@
 //! `update` and `complete` calls until it ends, with logs stored as they arrive and
 //! all recorded before it returns.
 
-use super::runner::BuildJob;
+use super::build::BuildJob;
 use crate::conn::CallError;
 use crate::store::{Channel, LogWriter};
 use pbwire::jelly::{Failure, Value};

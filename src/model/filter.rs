@@ -1,7 +1,6 @@
 //! Which changes a change-driven scheduler cares about: a branch (exact or a regular
 //! expression) and file globs.
 
-use crate::changes::NewChange;
 use regex::{Regex, RegexBuilder};
 
 /// Bound on a compiled expression, so a pathological pattern cannot eat memory.
@@ -52,10 +51,12 @@ impl Glob {
     }
 }
 
+/// Which branches pass.
 #[derive(Debug, Clone)]
-enum Branch {
+pub enum BranchFilter {
     Any,
     Exact(String),
+    /// Matched against the whole branch name.
     Pattern(Regex),
 }
 
@@ -63,39 +64,21 @@ enum Branch {
 /// files matches one of them.
 #[derive(Debug, Clone)]
 pub struct ChangeFilter {
-    branch: Branch,
-    files: Vec<Glob>,
+    pub branch: BranchFilter,
+    pub files: Vec<Glob>,
 }
 
 impl ChangeFilter {
-    pub fn new(
-        branch: Option<&str>,
-        branch_regex: Option<&str>,
-        files: &[&str],
-    ) -> Result<ChangeFilter, String> {
-        let branch = match (branch, branch_regex) {
-            (Some(b), _) => Branch::Exact(b.to_owned()),
-            (None, Some(r)) => Branch::Pattern(whole_regex(r)?),
-            (None, None) => Branch::Any,
-        };
-        let files = files
-            .iter()
-            .map(|f| Glob::new(f))
-            .collect::<Result<_, _>>()?;
-        Ok(ChangeFilter { branch, files })
-    }
-
-    pub fn matches(&self, change: &NewChange) -> bool {
-        let branch = change.branch.as_deref();
+    /// Whether a change on `branch` touching `files` passes.
+    pub fn matches(&self, branch: Option<&str>, files: &[String]) -> bool {
         let branch_ok = match &self.branch {
-            Branch::Any => true,
-            Branch::Exact(b) => branch == Some(b.as_str()),
-            Branch::Pattern(re) => branch.is_some_and(|b| re.is_match(b)),
+            BranchFilter::Any => true,
+            BranchFilter::Exact(b) => branch == Some(b.as_str()),
+            BranchFilter::Pattern(re) => branch.is_some_and(|b| re.is_match(b)),
         };
         branch_ok
             && (self.files.is_empty()
-                || change
-                    .files
+                || files
                     .iter()
                     .any(|f| self.files.iter().any(|g| g.matches(f))))
     }
@@ -127,31 +110,38 @@ mod tests {
         assert!(Glob::new("").is_err());
     }
 
-    fn change(branch: Option<&str>, files: &[&str]) -> NewChange {
-        NewChange {
-            branch: branch.map(str::to_owned),
-            files: files.iter().map(|f| f.to_string()).collect(),
-            ..NewChange::default()
+    fn passes(f: &ChangeFilter, branch: Option<&str>, files: &[&str]) -> bool {
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        f.matches(branch, &files)
+    }
+
+    fn filter(branch: BranchFilter, files: &[&str]) -> ChangeFilter {
+        ChangeFilter {
+            branch,
+            files: files.iter().map(|f| glob(f)).collect(),
         }
     }
 
     #[test]
     fn branch_and_file_filters() {
-        let f = ChangeFilter::new(Some("main"), None, &[]).unwrap();
-        assert!(f.matches(&change(Some("main"), &[])));
-        assert!(!f.matches(&change(Some("main2"), &[])));
-        assert!(!f.matches(&change(None, &[])));
+        let f = filter(BranchFilter::Exact("main".into()), &[]);
+        assert!(passes(&f, Some("main"), &[]));
+        assert!(!passes(&f, Some("main2"), &[]));
+        assert!(!passes(&f, None, &[]));
 
-        let f = ChangeFilter::new(None, Some("release/.*"), &["src/**"]).unwrap();
-        assert!(f.matches(&change(Some("release/1.0"), &["README", "src/a.rs"])));
-        assert!(!f.matches(&change(Some("release/1.0"), &["README"])));
+        let f = filter(
+            BranchFilter::Pattern(whole_regex("release/.*").unwrap()),
+            &["src/**"],
+        );
+        assert!(passes(&f, Some("release/1.0"), &["README", "src/a.rs"]));
+        assert!(!passes(&f, Some("release/1.0"), &["README"]));
         assert!(
-            !f.matches(&change(Some("xrelease/1.0"), &["src/a.rs"])),
+            !passes(&f, Some("xrelease/1.0"), &["src/a.rs"]),
             "whole match"
         );
-        assert!(!f.matches(&change(Some("dev"), &["src/a.rs"])));
+        assert!(!passes(&f, Some("dev"), &["src/a.rs"]));
 
-        let any = ChangeFilter::new(None, None, &[]).unwrap();
-        assert!(any.matches(&change(None, &[])));
+        let any = filter(BranchFilter::Any, &[]);
+        assert!(passes(&any, None, &[]));
     }
 }

@@ -3,12 +3,12 @@
 //! runs), its arguments interpolated from the build's properties.
 
 use super::command::{run_command, CommandEnd};
-use super::fs::{fs_command, FsPaths};
+use super::fs::{fs_command, fs_op};
 use super::git::run_git;
 use super::properties::{condition_holds, Properties};
 use super::shell::ShellCommand;
-use super::BuildResult;
-use crate::config::{BuilderConfig, StepConfig, StepKind};
+use crate::config::{BuilderConfig, DecodeRc, PropertySource, SetPropertyStep, ShellStep, Step};
+use crate::model::BuildResult;
 use crate::store::{BuildRow, Store};
 use crate::worker::Attached;
 use serde_json::Value as Json;
@@ -96,23 +96,14 @@ impl StepOutcome {
 
     /// A finished command's result from its exit code: `decode_rc` first, then 0 is
     /// success and anything else failure.
-    fn from_rc(end: &CommandEnd, step: &StepConfig) -> StepOutcome {
+    fn from_rc(end: &CommandEnd, decode_rc: &DecodeRc) -> StepOutcome {
         if let Some(o) = StepOutcome::abnormal(end) {
             return o;
         }
         let Some(code) = end.rc else {
             return StepOutcome::exception("command ended without an exit code");
         };
-        let decoded = step
-            .decode_rc
-            .as_ref()
-            .and_then(|m| m.get(&code.to_string()))
-            .and_then(|r| r.get_ref().parse().ok());
-        let result = decoded.unwrap_or(if code == 0 {
-            BuildResult::Success
-        } else {
-            BuildResult::Failure
-        });
+        let result = decode_rc.result(code);
         let reason = end
             .failure_reason
             .clone()
@@ -151,10 +142,10 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
     let mut reason = None;
     let mut halted = false;
     let builder = job.builder.clone();
-    for (i, step) in builder.steps.iter().map(|s| s.get_ref()).enumerate() {
+    for (i, step) in builder.steps.iter().enumerate() {
         let number = i as i64 + 1;
-        let name = step.display_name(i + 1);
-        let _ = job.store.start_step(job.build.id, number, &name);
+        let name = &step.name;
+        let _ = job.store.start_step(job.build.id, number, name);
         if let Some(why) = job.stop.borrow().clone() {
             let _ = job.store.finish_step(
                 job.build.id,
@@ -182,7 +173,7 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
                     rc: None,
                     reason: Some(format!("condition {c:?} is false")),
                 },
-                _ => run_step(&mut job, &mut props, step, number).await,
+                _ => run_step(&mut job, &mut props, &step.action, number).await,
             }
         };
         let _ = job.store.finish_step(
@@ -225,95 +216,83 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
 async fn run_step(
     job: &mut BuildJob,
     props: &mut Properties,
-    step: &StepConfig,
+    step: &Step,
     number: i64,
 ) -> StepOutcome {
-    match step.kind {
-        StepKind::Shell => {
-            let cmd = match ShellCommand::from_step(step, props) {
-                Ok(c) => c,
-                Err(e) => return StepOutcome::exception(e.to_string()),
-            };
-            let args = cmd.args(&job.worker.commands);
-            let end = run_command(job, number, "shell", args, step.property.is_some()).await;
-            let outcome = StepOutcome::from_rc(&end, step);
-            if let (BuildResult::Success | BuildResult::Warnings, Some(name)) =
-                (outcome.result, &step.property)
-            {
-                match property_from_output(step, &end.stdout) {
-                    Ok(value) => props.set(name, Json::String(value), "step"),
-                    Err(e) => return StepOutcome::exception(e),
-                }
-            }
-            outcome
-        }
-        StepKind::Mkdir
-        | StepKind::Rmdir
-        | StepKind::Rm
-        | StepKind::Cpdir
-        | StepKind::Stat
-        | StepKind::Glob
-        | StepKind::Listdir => run_fs(job, props, step, number).await,
-        StepKind::SetProperty => {
-            let value = match &step.value {
-                Some(toml::Value::String(s)) => match props.render(s) {
-                    Ok(v) => Json::String(v),
-                    Err(e) => return StepOutcome::exception(e.to_string()),
-                },
-                Some(other) => serde_json::to_value(other).unwrap_or(Json::Null),
-                None => Json::Null,
-            };
-            if let Some(name) = &step.property {
-                props.set(name, value, "step");
-            }
-            StepOutcome::success()
-        }
-        StepKind::Git => run_git(job, props, step, number).await,
-        StepKind::Upload
-        | StepKind::Download
-        | StepKind::StringDownload
-        | StepKind::DirectoryUpload => {
-            super::transfer::run_transfer(job, props, step, number).await
+    match step {
+        Step::Shell(shell) => run_shell(job, props, shell, number).await,
+        Step::Mkdir(_)
+        | Step::Rmdir(_)
+        | Step::Rm(_)
+        | Step::Cpdir(_)
+        | Step::Stat(_)
+        | Step::Glob(_)
+        | Step::Listdir(_) => run_fs(job, props, step, number).await,
+        Step::SetProperty(set) => set_property(props, set),
+        Step::Git(git) => run_git(job, props, git, number).await,
+        Step::Upload(_)
+        | Step::Download(_)
+        | Step::StringDownload(_)
+        | Step::DirectoryUpload(_) => super::transfer::run_transfer(job, props, step, number).await,
+    }
+}
+
+/// A command; with `property`, its stdout sets the property.
+async fn run_shell(
+    job: &mut BuildJob,
+    props: &mut Properties,
+    step: &ShellStep,
+    number: i64,
+) -> StepOutcome {
+    let cmd = match ShellCommand::from_step(step, props) {
+        Ok(c) => c,
+        Err(e) => return StepOutcome::exception(e.to_string()),
+    };
+    let args = cmd.args(&job.worker.commands);
+    let end = run_command(job, number, "shell", args, step.property.is_some()).await;
+    let outcome = StepOutcome::from_rc(&end, &step.decode_rc);
+    if let (BuildResult::Success | BuildResult::Warnings, Some(property)) =
+        (outcome.result, &step.property)
+    {
+        match property_from_output(&property.from, &end.stdout) {
+            Ok(value) => props.set(&property.name, Json::String(value), "step"),
+            Err(e) => return StepOutcome::exception(e),
         }
     }
+    outcome
+}
+
+fn set_property(props: &mut Properties, step: &SetPropertyStep) -> StepOutcome {
+    let value = match &step.value {
+        Json::String(s) => match props.render(s) {
+            Ok(v) => Json::String(v),
+            Err(e) => return StepOutcome::exception(e.to_string()),
+        },
+        other => other.clone(),
+    };
+    props.set(&step.property, value, "step");
+    StepOutcome::success()
 }
 
 /// A file-system command; `stat`, `glob` and `listdir` results go to `property`.
 async fn run_fs(
     job: &mut BuildJob,
     props: &mut Properties,
-    step: &StepConfig,
+    step: &Step,
     number: i64,
 ) -> StepOutcome {
-    let render = |o: &Option<String>| o.as_deref().map(|s| props.render(s)).transpose();
-    let paths = match (
-        render(&step.dir),
-        render(&step.path),
-        render(&step.from_dir),
-        render(&step.to_dir),
-        render(&step.file),
-    ) {
-        (Ok(dir), Ok(path), Ok(from_dir), Ok(to_dir), Ok(file)) => FsPaths {
-            dir,
-            path,
-            from_dir,
-            to_dir,
-            file,
-        },
-        (Err(e), ..)
-        | (_, Err(e), ..)
-        | (_, _, Err(e), ..)
-        | (_, _, _, Err(e), _)
-        | (.., Err(e)) => return StepOutcome::exception(e.to_string()),
+    let (op, property) = match fs_op(step, props) {
+        Ok(found) => found,
+        Err(e) => return StepOutcome::exception(e),
     };
-    let command = match fs_command(step.kind, &paths, &job.worker.commands) {
+    let command = match fs_command(&op, &job.worker.commands) {
         Ok(c) => c,
         Err(e) => return StepOutcome::exception(e),
     };
     let end = run_command(job, number, command.name, command.args, false).await;
-    let outcome = StepOutcome::from_rc(&end, step);
+    let outcome = StepOutcome::from_rc(&end, &DecodeRc::default());
     if outcome.result == BuildResult::Success {
-        if let Some(name) = &step.property {
+        if let Some(name) = property {
             let value = match (&end.stat, &end.files) {
                 (Some(stat), _) => Json::from(stat.clone()),
                 (_, Some(files)) => Json::from(files.clone()),
@@ -325,24 +304,16 @@ async fn run_fs(
     outcome
 }
 
-/// The property a shell step sets from its stdout (`property_from`).
-fn property_from_output(step: &StepConfig, stdout: &[u8]) -> Result<String, String> {
+/// The property a shell step sets from its stdout.
+fn property_from_output(from: &PropertySource, stdout: &[u8]) -> Result<String, String> {
     let text = String::from_utf8_lossy(stdout);
-    let how = step
-        .property_from
-        .as_ref()
-        .map_or("stripped", |s| s.get_ref().as_str());
-    match how {
-        "stdout" => Ok(text.into_owned()),
-        "stripped" => Ok(text.trim().to_owned()),
-        other => {
-            let pattern = other
-                .strip_prefix("regex:")
-                .ok_or_else(|| format!("unknown property_from {other:?}"))?;
-            let re = regex::Regex::new(pattern).map_err(|e| format!("property_from: {e}"))?;
+    match from {
+        PropertySource::Stdout => Ok(text.into_owned()),
+        PropertySource::Stripped => Ok(text.trim().to_owned()),
+        PropertySource::Regex(re) => {
             let caps = re
                 .captures(&text)
-                .ok_or_else(|| format!("output does not match {pattern:?}"))?;
+                .ok_or_else(|| format!("output does not match {:?}", re.as_str()))?;
             Ok(caps
                 .get(1)
                 .or_else(|| caps.get(0))
@@ -361,18 +332,14 @@ pub fn initial_properties(
 ) -> Properties {
     let mut p = Properties::default();
     for (k, v) in &builder.properties {
-        p.set(k, serde_json::to_value(v).unwrap_or(Json::Null), "builder");
+        p.set(k, v.clone(), "builder");
     }
     if let Json::Object(m) = request {
         for (k, v) in m {
             p.set(k, v.clone(), "request");
         }
     }
-    p.set(
-        "buildername",
-        Json::String(builder.name.get_ref().clone()),
-        "build",
-    );
+    p.set("buildername", Json::String(builder.name.clone()), "build");
     p.set("buildnumber", Json::from(number), "build");
     p.set("workername", Json::String(worker.to_owned()), "build");
     p

@@ -1,0 +1,91 @@
+//! `[[latent_pool]]` as written.
+
+use crate::config::Ec2Settings;
+use serde::Deserialize;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// One pool of latent instances.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTable {
+    pub name: Spanned<String>,
+    /// `local` (a process group per instance) or `ec2` (cargo feature `ec2`).
+    pub driver: Spanned<String>,
+    /// Instances at once, counting those starting and stopping: a hard cap.
+    #[serde(default = "one")]
+    pub max_instances: usize,
+    /// Builds one instance runs at once.
+    #[serde(default = "one")]
+    pub max_builds: usize,
+    /// Instances kept running without demand.
+    #[serde(default)]
+    pub min_instances: usize,
+    /// Seconds an instance stays after its last build: 0 stops it at once, a negative
+    /// value never.
+    #[serde(default = "default_idle")]
+    pub build_wait_timeout: i64,
+    /// Seconds for the launch call.
+    #[serde(default = "default_launch")]
+    pub launch_timeout: u64,
+    /// Seconds from launch until the cloud says the instance runs.
+    #[serde(default = "default_boot")]
+    pub boot_timeout: u64,
+    /// Seconds from running until its worker logs in.
+    #[serde(default = "default_missing")]
+    pub missing_timeout: u64,
+    /// Seconds for the attach handshake.
+    #[serde(default = "default_attach")]
+    pub attach_timeout: u64,
+    /// Seconds between looks at the cloud's view of a starting instance.
+    #[serde(default = "default_poll")]
+    pub poll_interval: u64,
+    /// Seconds between sweeps that terminate any instance the cloud has under this
+    /// master's tag but no live instance of the pool accounts for (drivers that can
+    /// list their instances).
+    #[serde(default = "default_sweep")]
+    pub sweep_interval: u64,
+    /// Where instances reach the master (`host:port`); default: `pb_listen`, with an
+    /// unspecified address replaced by 127.0.0.1.
+    pub master_address: Option<String>,
+    /// The boot script template (`{{master}}`, `{{name}}`, `{{password}}`, `{{pool}}`,
+    /// `{{master_host}}`, `{{master_port}}`); default: the driver's.
+    pub boot_script: Option<String>,
+    /// Local driver: the venv holding `buildbot-worker` and `twistd` (`{{venv}}`).
+    pub venv: Option<PathBuf>,
+    /// Substantiations that may fail for one build request before its build ends
+    /// with the last failure's phase and reason.
+    #[serde(default = "default_attempts")]
+    pub substantiation_attempts: u32,
+    /// The `ec2` driver's settings.
+    pub ec2: Option<Ec2Settings>,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+fn one() -> usize {
+    1
+}
+fn default_idle() -> i64 {
+    600
+}
+fn default_launch() -> u64 {
+    120
+}
+fn default_boot() -> u64 {
+    600
+}
+fn default_missing() -> u64 {
+    600
+}
+fn default_attach() -> u64 {
+    120
+}
+fn default_poll() -> u64 {
+    5
+}
+fn default_sweep() -> u64 {
+    300
+}

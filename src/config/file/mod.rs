@@ -1,0 +1,92 @@
+//! The configuration as written in TOML, with the place of each value a check may
+//! find wrong, so errors name their line and column. Only `config` sees these tables;
+//! it turns them into the types the master runs on.
+
+mod latent;
+mod scheduler;
+mod step;
+
+pub use latent::PoolTable;
+pub use scheduler::{ChangesTable, SchedulerTable};
+pub use step::{StepKind, StepTable};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTable {
+    pub master: MasterTable,
+    #[serde(default, rename = "worker")]
+    pub workers: Vec<WorkerTable>,
+    #[serde(default, rename = "builder")]
+    pub builders: Vec<BuilderTable>,
+    #[serde(default, rename = "scheduler")]
+    pub schedulers: Vec<SchedulerTable>,
+    /// `[changes]`: who may send changes over PB.
+    pub changes: Option<ChangesTable>,
+    #[serde(default, rename = "latent_pool")]
+    pub latent_pools: Vec<PoolTable>,
+}
+
+/// `[master]`; absent addresses take their defaults in `config::master`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterTable {
+    pub pb_listen: Option<Spanned<String>>,
+    pub http_listen: Option<Spanned<String>>,
+    pub data_dir: PathBuf,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval: u64,
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: u64,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: u64,
+}
+
+fn default_max_connections() -> usize {
+    1000
+}
+fn default_keepalive_interval() -> u64 {
+    300
+}
+fn default_keepalive_timeout() -> u64 {
+    60
+}
+fn default_shutdown_grace() -> u64 {
+    60
+}
+
+/// `[[worker]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerTable {
+    pub name: Spanned<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "one")]
+    pub max_builds: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `[[builder]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderTable {
+    pub name: Spanned<String>,
+    pub workers: Vec<Spanned<String>>,
+    pub builddir: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, toml::Value>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<StepTable>>,
+}

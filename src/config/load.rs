@@ -1,0 +1,241 @@
+//! Reading a config: the TOML with its spans, then every section checked and turned
+//! into runtime types, with every problem collected.
+
+use super::builders::builder;
+use super::changes::login;
+use super::error::{position, ConfigError, Problems};
+use super::file::FileTable;
+use super::latent::{pool, LatentDriver};
+use super::master::master;
+use super::schedulers::scheduler;
+use super::workers::worker;
+use super::Config;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Reads and checks a config file. Relative paths in it are made relative to the
+/// file's folder.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            location: None,
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
+    })?;
+    let mut config = parse(&text)?;
+    resolve_paths(&mut config, path.parent().unwrap_or(Path::new(".")));
+    Ok(config)
+}
+
+/// Makes relative paths relative to `base`, and absolute where they are handed to
+/// instances and subprocesses.
+fn resolve_paths(config: &mut Config, base: &Path) {
+    let absolute = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    };
+    absolute(&mut config.master.data_dir);
+    for p in &mut config.latent_pools {
+        if let LatentDriver::Local { venv: Some(v) } = &mut p.driver {
+            absolute(v);
+        }
+    }
+    for w in &mut config.workers {
+        w.password.resolve_paths(base);
+    }
+    if let Some(c) = &mut config.changes {
+        c.password.resolve_paths(base);
+    }
+}
+
+/// Parses and checks config text.
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let file: FileTable = toml::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            location: e.span().map(|s| position(text, s.start)),
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let mut problems = Problems::new(text);
+    let config = config(&file, &mut problems);
+    problems.finish(config)
+}
+
+/// Every section in the file's order; names are checked across sections.
+fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
+    let master = master(&file.master, problems);
+    // Worker and pool names: builders may name latent pools as workers.
+    let mut names = HashSet::new();
+    let mut workers = Vec::new();
+    for w in &file.workers {
+        if !names.insert(w.name.get_ref().as_str()) {
+            problems.at(
+                w.name.span(),
+                format!("worker {:?} is defined twice", w.name.get_ref()),
+            );
+        }
+        workers.push(worker(w, problems));
+    }
+    let mut pools = Vec::new();
+    for p in &file.latent_pools {
+        if !names.insert(p.name.get_ref().as_str()) {
+            problems.at(
+                p.name.span(),
+                format!(
+                    "latent pool {:?}: the name is already used",
+                    p.name.get_ref()
+                ),
+            );
+        }
+        pools.push(pool(p, problems));
+    }
+    let mut builder_names = HashSet::new();
+    let mut builders = Vec::new();
+    for b in &file.builders {
+        if !builder_names.insert(b.name.get_ref().as_str()) {
+            problems.at(
+                b.name.span(),
+                format!("builder {:?} is defined twice", b.name.get_ref()),
+            );
+        }
+        builders.push(builder(b, &names, problems));
+    }
+    let mut scheduler_names = HashSet::new();
+    let mut schedulers = Vec::new();
+    for s in &file.schedulers {
+        if !scheduler_names.insert(s.name.get_ref().as_str()) {
+            problems.at(
+                s.name.span(),
+                format!("scheduler {:?} is defined twice", s.name.get_ref()),
+            );
+        }
+        schedulers.push(scheduler(s, &builder_names, problems));
+    }
+    let changes = file
+        .changes
+        .as_ref()
+        .and_then(|c| login(c, &names, problems));
+    Some(Config {
+        master,
+        workers: workers.into_iter().collect::<Option<_>>()?,
+        builders: builders.into_iter().collect::<Option<_>>()?,
+        schedulers: schedulers.into_iter().collect::<Option<_>>()?,
+        changes,
+        latent_pools: pools.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[master]
+data_dir = "data"
+
+[[worker]]
+name = "w1"
+password = "pass"
+
+[[builder]]
+name = "b1"
+workers = ["w1"]
+
+[[builder.step]]
+command = "echo hi"
+
+[[scheduler]]
+name = "force"
+kind = "force"
+builders = ["b1"]
+"#;
+
+    #[test]
+    fn accepts_a_minimal_config() {
+        let c = parse(GOOD).unwrap();
+        let crate::config::Step::Shell(shell) = &c.builders[0].steps[0].action else {
+            panic!("a shell step: {:?}", c.builders[0].steps[0]);
+        };
+        assert_eq!(shell.workdir, "build");
+        assert_eq!(c.master.pb_listen, "0.0.0.0:9989");
+    }
+
+    #[test]
+    fn reports_every_error_with_its_line() {
+        let bad = GOOD
+            .replace("workers = [\"w1\"]", "workers = [\"w9\"]")
+            .replace("builders = [\"b1\"]", "builders = [\"nope\"]");
+        let errors = parse(&bad).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].location, Some((11, 12)));
+        assert!(errors[0].message.contains("\"w9\" is not defined"));
+        assert!(errors[1].message.contains("no builder \"nope\""));
+    }
+
+    #[test]
+    fn checks_each_step_kind_s_keys() {
+        let bad = GOOD.replace(
+            "command = \"echo hi\"",
+            "command = \"echo hi\"\n\n[[builder.step]]\nkind = \"upload\"\nworker_src = \"a\"\ndir = \"x\"\nmode = \"9\"",
+        );
+        let errors = parse(&bad).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert!(
+            text.iter().any(|m| m.contains("needs `master_dest`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("`dir` does not apply")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|m| m.contains("not octal")), "{text:?}");
+        assert!(errors.iter().all(|e| e.location.is_some()));
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_position() {
+        let errors = parse("[master]\ndata_dir = \n").unwrap_err();
+        assert_eq!(errors[0].location.map(|l| l.0), Some(2));
+        let errors = parse(&GOOD.replace("command", "comand")).unwrap_err();
+        assert!(errors[0].message.contains("comand"), "{errors:?}");
+    }
+
+    #[test]
+    fn checks_ec2_pools() {
+        let pool = "\n[[latent_pool]]\nname = \"cloud\"\ndriver = \"ec2\"\n\n[latent_pool.ec2]\nregion = \"us-east-1\"\ninstance_type = \"t3.micro\"\nami_name = \"x-*\"\ntags = { \"pbmaster:pool\" = \"no\" }\n";
+        let errors = parse(&format!("{GOOD}{pool}")).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert!(
+            text.iter().any(|m| m.contains("needs ec2.ami_owners")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("need `master_address`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("the master's own")),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.iter().any(|m| m.contains("without the `ec2` feature")),
+            !cfg!(feature = "ec2"),
+            "{text:?}"
+        );
+        let good = pool
+            .replace(
+                "tags = { \"pbmaster:pool\" = \"no\" }",
+                "ami_owners = [\"self\"]",
+            )
+            .replace(
+                "driver = \"ec2\"",
+                "driver = \"ec2\"\nmaster_address = \"ci:9989\"",
+            );
+        let result = parse(&format!("{GOOD}{good}"));
+        assert_eq!(result.is_ok(), cfg!(feature = "ec2"), "{result:?}");
+    }
+}

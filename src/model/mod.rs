@@ -1,0 +1,21 @@
+//! Types that several parts of the master share: the configuration produces them,
+//! the store records them, the scheduler, the runner and the latent pools act on them.
+//! They live here, depending on none of those parts, so that no two of them depend on
+//! each other both ways.
+//!
+//! - [`result`]: build and step results.
+//! - [`instance`]: a latent instance's phases and state machine.
+//! - [`schedule`]: what schedulers decide (requests to make, changes to hold).
+//! - [`cron`], [`filter`]: when timed schedulers fire, which changes others take.
+//! - [`boot_script`]: a latent instance's boot script template.
+
+pub mod boot_script;
+pub mod cron;
+pub mod filter;
+pub mod instance;
+pub mod result;
+pub mod schedule;
+
+pub use instance::{Instance, Phase};
+pub use result::BuildResult;
+pub use schedule::{ChangePlan, Fire};
