@@ -1,44 +1,11 @@
-//! `pbmaster`: a build master that unmodified buildbot workers attach to over
-//! Perspective Broker.
-//!
-//! # Layout
-//!
-//! - `conn`: one task per PB connection (negotiation, object table, login, calls).
-//! - `server`: the PB listener with its admission limit.
-//! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
-//! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
-//! - `runner`: runs a build's steps as remote commands.
-//! - `latent`: on-demand instances: planning, drivers, credentials.
-//! - `store`: durable state in SQLite.
-//! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
-//! - `changes`: changes from sendchange, JSON and push hooks; `scheduler`: what turns
-//!   time and changes into build requests.
-//! - `config`: the TOML configuration, checked and turned into the types the rest uses.
-//! - `model`: types shared by config, store, scheduler, runner and latent, so that none
-//!   of them depends on another both ways.
-//!
-//! The protocol itself lives in the `pbwire` crate (`protocol/`).
-
-mod api;
-mod changes;
-mod cli;
-mod config;
-mod conn;
-mod latent;
-mod master;
-mod model;
-mod run;
-mod runner;
-mod scheduler;
-mod server;
-mod store;
-mod worker;
+//! The `pbmaster` command; everything it does lives in the library.
 
 use clap::Parser;
+use pbmaster::cli::Cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match cli::Cli::parse().run() {
+    match Cli::parse().run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pbmaster: {e}");

@@ -20,9 +20,7 @@ mod workers;
 pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
 pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
-pub use load::load;
-#[cfg(test)]
-pub use load::parse;
+pub use load::{load, parse};
 pub use master::MasterConfig;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use steps::*;

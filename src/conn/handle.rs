@@ -40,7 +40,7 @@ pub struct ObjectCall {
 /// its slots up front, once per connection, at the size of the largest variant, and
 /// idle connections are many.
 #[derive(Debug)]
-pub(super) enum Request {
+pub(crate) enum Request {
     Call(Box<CallRequest>),
     Export {
         sink: mpsc::Sender<ObjectCall>,
@@ -62,12 +62,12 @@ pub(super) enum Request {
 }
 
 #[derive(Debug)]
-pub(super) struct CallRequest {
-    pub(super) object: i64,
-    pub(super) method: Bytes,
-    pub(super) args: Vec<Value>,
-    pub(super) kwargs: Vec<(Value, Value)>,
-    pub(super) reply: oneshot::Sender<Result<Value, CallError>>,
+pub(crate) struct CallRequest {
+    pub(crate) object: i64,
+    pub(crate) method: Bytes,
+    pub(crate) args: Vec<Value>,
+    pub(crate) kwargs: Vec<(Value, Value)>,
+    pub(crate) reply: oneshot::Sender<Result<Value, CallError>>,
 }
 
 /// A cheap, cloneable handle on a connection task.
@@ -75,7 +75,7 @@ pub(super) struct CallRequest {
 pub struct ConnHandle {
     pub id: u64,
     pub peer: SocketAddr,
-    pub(super) tx: mpsc::Sender<Request>,
+    pub(crate) tx: mpsc::Sender<Request>,
 }
 
 impl ConnHandle {

@@ -11,6 +11,7 @@ mod endpoint;
 mod handle;
 mod task;
 
-pub use handle::{CallError, ConnHandle};
+pub(crate) use handle::Request;
+pub use handle::{CallError, ConnHandle, ObjectCall};
 pub use pbwire::pb::failures::{no_such_method, pb_error, unauthorized};
 pub use task::{serve, Auth, ConnConfig, ConnEvent, LocalObject, Role};
