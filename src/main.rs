@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - `conn`: one task per PB connection (negotiation, object table, login, calls).
-//! - `server`: the PB listener with its admission limit.
+//! - `server`: the PB listener with its admission limit; `accept`: accepting on
+//!   either listener, backing off when it fails; `nofile`: the open-file limit.
 //! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
 //! - `build`: a build's steps as remote commands; results.
@@ -17,6 +18,7 @@
 //!
 //! The protocol itself lives in the `pbwire` crate (`protocol/`).
 
+mod accept;
 mod api;
 mod build;
 mod changes;
@@ -25,6 +27,7 @@ mod config;
 mod conn;
 mod latent;
 mod master;
+mod nofile;
 mod run;
 mod scheduler;
 mod server;
