@@ -29,6 +29,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, ".peers")
 PBMASTER = os.path.join(ROOT, "target", "release", "pbmaster")
+# Built from the workspace member loadgen/ (cargo build --release -p pbmaster-loadgen).
 LOADGEN = os.path.join(ROOT, "target", "release", "pbmaster-loadgen")
 BUILDBOT = os.path.join(PEERS, "buildbot-master", "bin", "buildbot")
 WORKER_VENV = os.path.join(PEERS, "buildbot-worker-4")

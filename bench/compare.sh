@@ -16,7 +16,8 @@ for a in "$@"; do
   if [ "$a" = --no-codec ]; then codec=0; else args+=("$a"); fi
 done
 scripts/install-peers.sh buildbot-master buildbot-worker-4 >&2
-cargo build --release --bins >&2
+# The master and the load generator (workspace member loadgen/).
+cargo build --release --workspace --bins >&2
 # 10,000 connections on each side: raise the soft limit as far as the hard one allows
 # (the load generator raises its own; this covers both masters).
 ulimit -n "$(ulimit -Hn)"

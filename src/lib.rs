@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! - `conn`: one task per PB connection (negotiation, object table, login, calls).
-//! - `server`: the PB listener with its admission limit.
+//! - `server`: the PB listener with its admission limit; `accept`: accepting on
+//!   either listener, backing off when it fails; `nofile`: the open-file limit.
 //! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
 //! - `runner`: runs a build's steps as remote commands.
@@ -21,6 +22,7 @@
 //!
 //! The protocol itself lives in the `pbwire` crate (`protocol/`).
 
+mod accept;
 mod api;
 mod changes;
 pub mod cli;
@@ -29,6 +31,7 @@ mod conn;
 mod latent;
 mod master;
 mod model;
+mod nofile;
 mod run;
 mod runner;
 mod scheduler;

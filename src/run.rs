@@ -1,11 +1,13 @@
-//! `pbmaster start`: wires the store, the coordinator, the PB listener and the API,
-//! and drains on SIGTERM.
+//! `pbmaster start`: raises the open-file limit, wires the store, the coordinator, the
+//! PB listener and the API, and drains on SIGTERM.
 
+use crate::accept::HttpListener;
 use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
 use crate::master::{ConfigAuth, Master, Msg};
+use crate::nofile;
 use crate::server;
 use crate::store::Store;
 use std::path::Path;
@@ -29,6 +31,9 @@ pub async fn start(path: &Path) -> Result<(), String> {
 }
 
 pub async fn run(config: Config) -> Result<(), String> {
+    if let Some((old, new)) = nofile::raise(nofile::needed(&config))? {
+        info!("open-file limit raised from {old} to {new}");
+    }
     let credentials = Arc::new(Credentials::default());
     let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
@@ -77,7 +82,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let http_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(http, api::router(state))
+        let _ = axum::serve(HttpListener::new(http), api::router(state))
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await;
     });

@@ -1,6 +1,7 @@
 //! The PB listener: admission limit, one task per connection; and how the master's
 //! listening sockets are opened.
 
+use crate::accept::{accept, AcceptBackoff};
 use crate::conn::{self, Auth, ConnConfig};
 use crate::master::Msg;
 use std::io;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Connections the kernel queues for `accept` per listener. The usual default (128)
 /// overflows when thousands of workers connect at once, e.g. after a master restart:
@@ -45,7 +46,7 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Accepts connections until `shutdown` fires. A permit is taken before `accept`, so
 /// past `max_connections` new peers wait in the kernel's backlog instead of costing
-/// memory here.
+/// memory here. A failing accept (out of descriptors) backs off rather than spins.
 pub async fn serve(
     listener: TcpListener,
     max_connections: usize,
@@ -56,6 +57,7 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
     let ids = AtomicU64::new(1);
+    let mut backoff = AcceptBackoff::default();
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     // Connection events go to the coordinator in order.
     let forward = tokio::spawn(async move {
@@ -71,13 +73,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    continue;
-                }
-            },
+            accepted = accept(&listener, &mut backoff, "pb") => accepted,
             _ = shutdown.cancelled() => break,
         };
         debug!(peer = %peer, "connection accepted");

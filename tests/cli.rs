@@ -1,5 +1,6 @@
 //! The command line against a running master: `check`, `force --wait` (its exit
-//! status follows the result), `builds`, `workers`, `log` and `log --follow`.
+//! status follows the result), `builds`, `workers`, `log` and `log --follow`; and
+//! `start` refusing an open-file limit that cannot be raised far enough.
 
 mod support;
 
@@ -63,6 +64,35 @@ fn check_reports_every_error_with_its_location() {
     );
     assert!(
         err.contains("line 9, column 12") && err.contains("\"w2\" is not defined"),
+        "{err}"
+    );
+}
+
+#[test]
+fn start_refuses_a_hard_open_file_limit_below_what_the_master_needs() {
+    let dir = test_dir("cli-nofile");
+    let path = dir.join("master.toml");
+    std::fs::write(
+        &path,
+        "[master]\npb_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         data_dir = \"d\"\nmax_connections = 1000\n",
+    )
+    .expect("write");
+    // `ulimit -n` lowers the soft and the hard limit for the master it then runs.
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n 100 && exec \"$0\" start --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_pbmaster"))
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // 1000 connections + 128 for HTTP clients + 16 for the database + 64 more.
+    assert!(
+        err.contains("needs up to 1208 open files")
+            && err.contains("hard limit is 100")
+            && err.contains("ulimit -Hn 1208")
+            && err.contains("LimitNOFILE=1208"),
         "{err}"
     );
 }

@@ -14,6 +14,7 @@ use support::ec2::{BootPolicy, Fault, FaultKind, FaultProxy, Moto, Simulator, IM
 use support::latent::{instances, peak, phases, TWO_BUILDS_THEN_IDLE_OUT};
 use support::master::{test_dir, MasterProcess};
 use support::pb::try_login;
+use support::wait;
 use support::workers::Generation;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -310,7 +311,9 @@ fn a_worker_killed_mid_build_is_retried_on_a_replacement() {
         .find(|i| i["name"] == name.as_str())
         .expect("instance");
     let cloud_id = instance["cloud_id"].as_str().expect("cloud id").to_owned();
-    std::thread::sleep(Duration::from_secs(2));
+    wait::until("the first run to touch its marker", LONG, || {
+        marker.exists()
+    });
     cloud.sim.crash(&cloud_id);
     let r = master.wait_request(request, LONG);
     assert_eq!(r["result"], "success", "{r}");
@@ -502,6 +505,7 @@ fn an_invalid_image_fails_the_build_with_the_clouds_words_and_no_tight_loop() {
         let r = master.wait_request(id, LONG);
         assert_eq!(r["result"], "exception", "{r}");
     }
+    // Not a wait for an event: a quiet spell in which a tight loop would show.
     std::thread::sleep(Duration::from_secs(3));
     let pools = master.get("/api/latent/pools");
     assert!(

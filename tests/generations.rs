@@ -8,6 +8,7 @@ mod support;
 use serde_json::Value;
 use std::time::Duration;
 use support::master::{tail, test_dir, MasterProcess};
+use support::wait;
 use support::workers::{Generation, RunningWorker, WorkerOptions};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -172,7 +173,11 @@ fn run_generation(generation: Generation) {
         "the step to start",
         |b| b["steps"].as_array().is_some_and(|s| !s.is_empty()),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        worker.wait_for_command("sleep", LONG),
+        "the command did not start:\n{}",
+        worker.log()
+    );
     master.post(&format!("/api/builds/{id}/stop"), serde_json::json!({}));
     let r = master.wait_request(req, LONG);
     assert_eq!(result(&r), "cancelled", "{r}");
@@ -181,7 +186,10 @@ fn run_generation(generation: Generation) {
     // once the worker is back.
     let req = master.force("once");
     master.wait_running_build(req, LONG);
-    std::thread::sleep(Duration::from_millis(1500));
+    let marker = dir.join("worker/once/marker");
+    wait::until("the first run to touch its marker", LONG, || {
+        marker.exists()
+    });
     worker.kill();
     master.wait_for(
         &format!("/api/buildrequests/{req}"),

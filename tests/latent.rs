@@ -9,6 +9,7 @@ use std::time::Duration;
 use support::latent::{instances, peak, phases, TWO_BUILDS_THEN_IDLE_OUT};
 use support::master::{test_dir, MasterProcess};
 use support::pb::try_login;
+use support::wait;
 use support::workers::Generation;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -154,7 +155,11 @@ fn a_worker_killed_mid_build_is_retried_on_a_new_instance() {
     let master = MasterProcess::start(&dir.join("master"), "", &body);
     let req = master.force("job");
     let build = master.wait_running_build(req, LONG);
-    std::thread::sleep(Duration::from_secs(2));
+    // The build's workdir is data/latent/POOL/NAME/worker/job/build.
+    let marker = dir.join("master/data/latent/marker");
+    wait::until("the first run to touch its marker", LONG, || {
+        marker.exists()
+    });
     // Kill the instance's process group (its worker), as a crash would.
     let name = build["worker"].as_str().expect("worker").to_owned();
     let instance = instances(&master)

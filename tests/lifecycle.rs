@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 use support::master::{tail, test_dir, MasterProcess};
+use support::wait;
 use support::workers::{Generation, RunningWorker, WorkerOptions};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -63,12 +64,16 @@ fn builds_past_the_grace_period_are_interrupted_and_retried_later() {
     let dir = test_dir("drain-grace");
     let mut master = MasterProcess::start(&dir.join("master"), "shutdown_grace = 1", BODY);
     let opts = WorkerOptions::new("w1", "pass", master.pb);
-    let _worker =
+    let worker =
         RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
     master.wait_attached("w1", LONG);
     let req = master.force("endless");
     let build = master.wait_running_build(req, LONG);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        worker.wait_for_command("sleep", LONG),
+        "the command did not start:\n{}",
+        worker.log()
+    );
     let status = master.terminate(LONG);
     assert!(status.success());
     master.restart();
@@ -92,7 +97,10 @@ fn second_sigterm_stops_at_once() {
     let req = master.force("endless");
     master.wait_running_build(req, LONG);
     master.signal_term();
-    std::thread::sleep(Duration::from_millis(500));
+    // Two signals before the master has taken the first would count as one.
+    wait::until("the master to start draining", LONG, || {
+        master.log().contains("stop requested: draining")
+    });
     let status = master.terminate(Duration::from_secs(20));
     assert!(status.success(), "{}", tail(&master.log(), 30));
 }

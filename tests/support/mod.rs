@@ -9,4 +9,5 @@ pub mod ec2;
 pub mod latent;
 pub mod master;
 pub mod pb;
+pub mod wait;
 pub mod workers;

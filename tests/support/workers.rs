@@ -4,9 +4,9 @@
 //!
 //! A worker is created with its own `create-worker` / `create-slave` command and run
 //! with `twistd --nodaemon` as the leader of a new process group. Dropping the
-//! [`RunningWorker`] SIGKILLs that group (and the groups of any build commands the
-//! worker started, which each run in a group of their own) and reaps the leader, so a
-//! failing test leaves nothing behind.
+//! [`RunningWorker`] SIGKILLs and reaps twistd, then SIGKILLs the rest of that group
+//! and the groups of any build commands the worker started (each runs in a group of
+//! its own), so a failing test leaves nothing behind.
 //!
 //! By default the generated `buildbot.tac` is adjusted so that a worker retries within
 //! about a second instead of backing off for up to a minute or five (see
@@ -271,12 +271,23 @@ impl RunningWorker {
         self.child.id()
     }
 
-    /// SIGKILLs the worker's process group and the groups of its build commands (a
-    /// crash, as far as the master can tell) and reaps twistd. Idempotent.
+    /// SIGKILLs twistd (a crash, as far as the master can tell), waits until it is
+    /// reaped, and only then SIGKILLs the rest of its process group and the groups of
+    /// its build commands. In the other order twistd could see its command die and
+    /// report the non-zero exit before dying itself, and the build would end `failure`
+    /// instead of `retry`. Idempotent.
     pub fn kill(&mut self) {
-        if self.exit.is_none() {
-            self.signal_tree("KILL");
-            self.exit = self.child.wait().ok();
+        if self.exit.is_some() {
+            return;
+        }
+        // Found while twistd lives: once it is gone its commands are no longer its
+        // descendants but orphans.
+        let command_groups = descendant_groups(self.pid());
+        let _ = self.child.kill();
+        self.exit = self.child.wait().ok();
+        self.kill_group_members();
+        for pgid in command_groups {
+            signal_group(pgid, "KILL");
         }
     }
 
@@ -322,6 +333,22 @@ impl RunningWorker {
         self.try_wait().is_none()
     }
 
+    /// Waits up to `timeout` until a process of this worker runs `program` (the file
+    /// name of its argv[0], e.g. `sleep`): the build command has really started. The
+    /// master learns that later (4.x workers hold output back for up to 5 s).
+    pub fn wait_for_command(&self, program: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if runs_descendant(self.pid(), program) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether any process is still in the worker's process group.
     pub fn group_alive(&self) -> bool {
         group_exists(self.pid())
@@ -355,17 +382,6 @@ impl RunningWorker {
                 return false;
             }
             thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Signals the worker's group and every group its descendants are in. Build
-    /// commands run in process groups of their own, so the worker's group alone would
-    /// miss them; they are found before the signal, while they are still its children.
-    fn signal_tree(&self, signal: &str) {
-        let mut groups = descendant_groups(self.pid());
-        groups.insert(self.pid());
-        for pgid in groups {
-            signal_group(pgid, signal);
         }
     }
 
@@ -467,9 +483,32 @@ fn group_exists(pgid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Process groups of all descendants of `root`, read from /proc.
+/// Process groups of all descendants of `root`.
 fn descendant_groups(root: u32) -> BTreeSet<u32> {
-    let mut children: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
+    descendants(root).into_iter().map(|p| p.pgrp).collect()
+}
+
+/// Whether a live (not zombie) descendant of `root` runs `program`: the file name of
+/// its argv[0].
+fn runs_descendant(root: u32, program: &str) -> bool {
+    descendants(root)
+        .iter()
+        .filter(|p| p.state != 'Z')
+        .any(|p| argv0_name(p.pid).as_deref() == Some(program))
+}
+
+/// What /proc/PID/stat says about one process.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    pid: u32,
+    state: char,
+    ppid: u32,
+    pgrp: u32,
+}
+
+/// Every descendant of `root`, read from /proc.
+fn descendants(root: u32) -> Vec<ProcStat> {
+    let mut children: HashMap<u32, Vec<ProcStat>> = HashMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
             let Some(pid) = entry
@@ -479,30 +518,43 @@ fn descendant_groups(root: u32) -> BTreeSet<u32> {
             else {
                 continue;
             };
-            if let Some((ppid, pgrp)) = stat_ppid_pgrp(pid) {
-                children.entry(ppid).or_default().push((pid, pgrp));
+            if let Some(stat) = proc_stat(pid) {
+                children.entry(stat.ppid).or_default().push(stat);
             }
         }
     }
-    let mut groups = BTreeSet::new();
+    let mut found = Vec::new();
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {
-        for &(child, pgrp) in children.get(&pid).map_or(&[][..], |v| &v[..]) {
-            groups.insert(pgrp);
-            stack.push(child);
+        for &child in children.get(&pid).map_or(&[][..], |v| &v[..]) {
+            found.push(child);
+            stack.push(child.pid);
         }
     }
-    groups
+    found
 }
 
-/// (ppid, pgrp) from /proc/PID/stat. The command name may contain spaces and
-/// parentheses, so fields are counted after its last ')'.
-fn stat_ppid_pgrp(pid: u32) -> Option<(u32, u32)> {
+/// Reads /proc/PID/stat. The command name may contain spaces and parentheses, so
+/// fields are counted after its last ')'.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
-    let _state = fields.next()?;
+    let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some((ppid, pgrp))
+    Some(ProcStat {
+        pid,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// The file name of a process's argv[0], from /proc/PID/cmdline.
+fn argv0_name(pid: u32) -> Option<String> {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|&b| b == 0).next()?;
+    let name = Path::new(std::str::from_utf8(argv0).ok()?).file_name()?;
+    Some(name.to_string_lossy().into_owned())
 }
