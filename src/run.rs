@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 /// Loads the config and runs the master until it is told to stop.
@@ -59,19 +60,22 @@ pub async fn run(config: Config) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
     let master = Master::new(&config, store.clone(), tx.clone(), credentials, &master_id)?;
-    tokio::spawn(master.run(rx, idle_tx));
+    let tasks = TaskTracker::new();
+    let master_tasks = master.tasks();
+    tasks.spawn(master.run(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),
         keepalive_timeout: Duration::from_secs(config.master.keepalive_timeout.max(1)),
         ..ConnConfig::default()
     });
-    tokio::spawn(server::serve(
+    tasks.spawn(server::serve(
         pb,
         config.master.max_connections,
         conn_config,
         auth,
         tx.clone(),
+        tasks.clone(),
         shutdown.clone(),
     ));
     let grace = Duration::from_secs(config.master.shutdown_grace);
@@ -81,7 +85,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         config: Arc::new(config),
     };
     let http_shutdown = shutdown.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let _ = axum::serve(HttpListener::new(http), api::router(state))
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await;
@@ -109,6 +113,25 @@ pub async fn run(config: Config) -> Result<(), String> {
     {
         tracing::warn!("latent instances did not all stop within 60 s");
     }
+    // Listeners and connections close, the coordinator returns; then every task
+    // they started is waited for, within a bound.
     shutdown.cancel();
+    let _ = tx.send(Msg::Exit).await;
+    tasks.close();
+    master_tasks.close();
+    let all_done = async {
+        tasks.wait().await;
+        master_tasks.wait().await;
+    };
+    if tokio::time::timeout(STOP_WAIT, all_done).await.is_err() {
+        let (own, master) = (tasks.len(), master_tasks.len());
+        tracing::warn!(
+            "{own} listener or connection task(s) and {master} coordinator task(s) still \
+             running after {STOP_WAIT:?}; stopping anyway"
+        );
+    }
     Ok(())
 }
+
+/// How long stopping waits for tasks to end once connections are closed.
+const STOP_WAIT: Duration = Duration::from_secs(5);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 /// Connections the kernel queues for `accept` per listener. The usual default (128)
@@ -44,7 +45,8 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Accepts connections until `shutdown` fires. A permit is taken before `accept`, so
+/// Accepts connections until `shutdown` fires, which also closes every connection;
+/// they all run on `tasks`. A permit is taken before `accept`, so
 /// past `max_connections` new peers wait in the kernel's backlog instead of costing
 /// memory here. A failing accept (out of descriptors) backs off rather than spins.
 pub async fn serve(
@@ -53,6 +55,7 @@ pub async fn serve(
     config: Arc<ConnConfig>,
     auth: Arc<dyn Auth>,
     master: mpsc::Sender<Msg>,
+    tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -60,7 +63,7 @@ pub async fn serve(
     let mut backoff = AcceptBackoff::default();
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     // Connection events go to the coordinator in order.
-    let forward = tokio::spawn(async move {
+    let forward = tasks.spawn(async move {
         while let Some(event) = events_rx.recv().await {
             if master.send(Msg::Conn(event)).await.is_err() {
                 break;
@@ -79,8 +82,9 @@ pub async fn serve(
         debug!(peer = %peer, "connection accepted");
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let (config, auth, events) = (config.clone(), auth.clone(), events_tx.clone());
-        tokio::spawn(async move {
-            conn::serve(stream, peer, id, config, auth, events).await;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            conn::serve(stream, peer, id, config, auth, events, stop).await;
             drop(permit);
         });
     }

@@ -45,6 +45,13 @@ fn sigterm_lets_running_builds_finish_and_starts_no_new_ones() {
     master.signal_term();
     let status = master.wait_exit(LONG);
     assert!(status.success(), "{}", tail(&master.log(), 30));
+    let log = master.log();
+    assert!(
+        log.contains("connection closed: master stopping"),
+        "the worker's connection is closed, not dropped: {}",
+        tail(&log, 30)
+    );
+    assert!(!log.contains("stopping anyway"), "{}", tail(&log, 30));
     master.restart();
     let r = master.get(&format!("/api/buildrequests/{running}"));
     assert_eq!(r["result"], "success", "the running build finished: {r}");
@@ -103,6 +110,12 @@ fn second_sigterm_stops_at_once() {
     });
     let status = master.terminate(Duration::from_secs(20));
     assert!(status.success(), "{}", tail(&master.log(), 30));
+    let log = master.log();
+    assert!(
+        !log.contains("stopping anyway"),
+        "closing the connections ends the running build's task: {}",
+        tail(&log, 30)
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use super::endpoint::{Auth, ConnEvent, LocalObject, Role};
@@ -88,6 +89,7 @@ pub async fn serve(
     config: Arc<ConnConfig>,
     auth: Arc<dyn Auth>,
     events: mpsc::Sender<ConnEvent>,
+    shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let (tx, rx) = mpsc::channel(256);
@@ -96,7 +98,7 @@ pub async fn serve(
     let mut broker = Broker::new(config.broker(), Instant::now().into_std(), entropy);
     broker.receive_buffer().reserve(INITIAL_READ_CAPACITY);
     let mut endpoint = Endpoint::new(handle, broker, auth, events);
-    let reason = run(&mut stream, &mut endpoint, rx).await;
+    let reason = run(&mut stream, &mut endpoint, rx, shutdown).await;
     info!(peer = %peer, worker = endpoint.login_name().unwrap_or("-"), "connection closed: {reason}");
     let _ = stream.shutdown().await;
     endpoint.closed(reason).await;
@@ -106,6 +108,7 @@ async fn run(
     stream: &mut TcpStream,
     endpoint: &mut Endpoint,
     mut requests: mpsc::Receiver<super::handle::Request>,
+    shutdown: CancellationToken,
 ) -> String {
     loop {
         let mut closed = None;
@@ -142,6 +145,7 @@ async fn run(
             _ = sleep_until(deadline), if deadline.is_some() => {
                 endpoint.broker.handle_timeout(Instant::now().into_std());
             }
+            _ = shutdown.cancelled() => endpoint.broker.close("master stopping"),
         }
     }
 }

@@ -36,9 +36,10 @@ impl Master {
             info!("scheduler {s}");
         }
         let messages = self.tx.clone();
-        tokio::spawn(timer::run(self.wake.subscribe(), messages, || {
-            super::Msg::SchedulerWake
-        }));
+        self.tasks
+            .spawn(timer::run(self.wake.subscribe(), messages, || {
+                super::Msg::SchedulerWake
+            }));
         self.scheduler_wake();
     }
 
@@ -76,7 +77,8 @@ impl Master {
                 Err(pb_error(&e))
             }
         };
-        tokio::spawn(async move { conn.answer(request_id, answer).await });
+        self.tasks
+            .spawn(async move { conn.answer(request_id, answer).await });
     }
 
     /// Stores a change with what the schedulers make of it, in one transaction, and

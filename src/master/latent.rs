@@ -344,7 +344,7 @@ impl Master {
             launch_timeout: Duration::from_secs(p.config.launch_timeout),
             poll: Duration::from_secs(p.config.poll_interval.max(1)),
         };
-        tokio::spawn(watcher.run(Start::Launch(spec), phase_rx));
+        self.tasks.spawn(watcher.run(Start::Launch(spec), phase_rx));
     }
 
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
@@ -644,7 +644,8 @@ impl Master {
 
     fn close_worker(&mut self, name: &str) {
         if let Some(attached) = self.workers.get_mut(name).and_then(|s| s.attached.take()) {
-            tokio::spawn(async move { attached.conn.close("latent instance stopping").await });
+            self.tasks
+                .spawn(async move { attached.conn.close("latent instance stopping").await });
         }
     }
 
@@ -655,7 +656,7 @@ impl Master {
         };
         let cloud_id = p.instances.get(&id).and_then(|i| i.cloud_id.clone());
         let (driver, tx, pool) = (p.driver.clone(), self.tx.clone(), pool.to_owned());
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Some(cloud_id) = cloud_id {
                 if let Err(e) = driver.terminate(&cloud_id).await {
                     warn!(pool = %pool, "terminate {cloud_id}: {e}");
@@ -697,10 +698,6 @@ impl Master {
     }
 
     fn after(&self, delay: Duration, msg: LatentMsg) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(Msg::Latent(msg)).await;
-        });
+        self.send_after(delay, Msg::Latent(msg));
     }
 }

@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 /// Messages to the coordinator.
@@ -84,6 +85,9 @@ pub enum Msg {
     },
     /// The scheduler timer: something may be due.
     SchedulerWake,
+    /// The master is stopping: the coordinator returns (its tasks are waited for
+    /// by whoever started it).
+    Exit,
 }
 
 #[derive(Debug)]
@@ -147,6 +151,9 @@ pub struct Master {
     stopped_reply: Option<oneshot::Sender<()>>,
     /// The schedulers' next wake-up, for the timer task.
     wake: watch::Sender<Option<f64>>,
+    /// Every task the coordinator starts (builds, handshakes, timers, cloud calls), so
+    /// that stopping can wait for them.
+    tasks: TaskTracker,
 }
 
 /// How long attach calls and pings may take.
@@ -199,7 +206,24 @@ impl Master {
             idle: None,
             schedulers: SchedulerSet::from_config(&config.schedulers),
             wake: watch::Sender::new(None),
+            tasks: TaskTracker::new(),
         })
+    }
+
+    /// Sends `msg` to the coordinator after `delay`, unless it has stopped by then.
+    fn send_after(&self, delay: Duration, msg: Msg) {
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => { let _ = tx.send(msg).await; }
+                _ = tx.closed() => {}
+            }
+        });
+    }
+
+    /// The tracker of the coordinator's tasks.
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
     }
 
     /// Runs until the channel closes or a drain completes; returns when idle.
@@ -210,6 +234,9 @@ impl Master {
         self.start_schedulers();
         self.dispatch();
         while let Some(msg) = rx.recv().await {
+            if matches!(msg, Msg::Exit) {
+                break;
+            }
             self.handle(msg);
             if self.draining && self.running.is_empty() {
                 if let Some(idle) = self.idle.take() {
@@ -253,6 +280,8 @@ impl Master {
                 let _ = reply.send(self.accept_change(*change, source));
             }
             Msg::SchedulerWake => self.scheduler_wake(),
+            // Handled by the run loop.
+            Msg::Exit => {}
             Msg::DuplicateChecked {
                 name,
                 old_alive,
@@ -264,16 +293,15 @@ impl Master {
                 if old_alive {
                     info!(worker = %name, peer = %conn.peer, "refusing a second login while the first connection lives");
                     let conn = conn.clone();
-                    tokio::spawn(async move {
+                    self.tasks.spawn(async move {
                         conn.refuse_login(unauthorized("worker already attached"))
                             .await
                     });
                 } else {
                     if let Some(old) = self.workers.get_mut(&name).and_then(|s| s.attached.take()) {
                         info!(worker = %name, "replacing a dead connection");
-                        tokio::spawn(
-                            async move { old.conn.close("replaced by a new login").await },
-                        );
+                        self.tasks
+                            .spawn(async move { old.conn.close("replaced by a new login").await });
                     }
                     self.start_attach(name, *new);
                 }
@@ -281,7 +309,8 @@ impl Master {
             Msg::Attached { name, worker } => self.attached(name, worker),
             Msg::AttachFailed { name, conn, why } => {
                 warn!(worker = %name, peer = %conn.peer, "attach failed: {why}");
-                tokio::spawn(async move { conn.close("attach failed").await });
+                self.tasks
+                    .spawn(async move { conn.close("attach failed").await });
                 self.instance_lost(&name, &format!("attach failed: {why}"));
             }
             Msg::Latent(msg) => self.handle_latent(msg),
@@ -376,15 +405,8 @@ impl Master {
                     self.running.len()
                 );
                 self.draining = true;
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    let _ = tx
-                        .send(Msg::StopAll {
-                            why: "master shutting down".into(),
-                        })
-                        .await;
-                });
+                let why = "master shutting down".into();
+                self.send_after(grace, Msg::StopAll { why });
             }
             Msg::StopAll { why } => {
                 for r in self.running.values() {
@@ -414,7 +436,7 @@ impl Master {
                 // Buildbot's rule: probe the old connection; refuse the new login while
                 // it answers, replace it if it does not.
                 let (old, tx) = (old.clone(), self.tx.clone());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let old_alive = old
                         .conn
                         .print(
@@ -463,7 +485,7 @@ impl Master {
             .map(|b| (b.name.clone(), b.builddir.clone()))
             .collect();
         let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let Some(mind) = mind else {
                 let _ = tx
                     .send(Msg::AttachFailed {
@@ -510,7 +532,7 @@ impl Master {
         };
         slot.attached = Some(worker);
         slot.graceful = false;
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             conn.set_failure_style(style).await;
             conn.accept_login().await;
         });
@@ -549,7 +571,7 @@ impl Master {
         let Some(worker) = &slot.attached else { return };
         if slot.graceful && slot.busy == 0 {
             let (conn, mind) = (worker.conn.clone(), worker.mind);
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let _ = conn.call(mind, "shutdown", vec![], vec![]).await;
             });
         }
@@ -656,7 +678,7 @@ impl Master {
                 rpc_timeout: self.rpc_timeout,
             };
             let (tx, build_id, builder) = (self.tx.clone(), job.build.id, request.builder.clone());
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let outcome = run_build(job).await;
                 let _ = tx
                     .send(Msg::BuildDone {

@@ -81,9 +81,12 @@ impl Master {
         for (name, p) in &self.pools {
             let (driver, tx, pool) = (p.driver.clone(), self.tx.clone(), name.clone());
             let every = Duration::from_secs(p.config.sweep_interval.max(1));
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 loop {
-                    tokio::time::sleep(every).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = tx.closed() => return,
+                    }
                     match driver.owned().await {
                         Ok(Some(owned)) => {
                             let msg = Msg::Latent(LatentMsg::Swept {
@@ -119,7 +122,7 @@ impl Master {
         for o in owned.into_iter().filter(|o| !accounted(o)) {
             warn!(pool, cloud_id = %o.cloud_id, name = o.name.as_deref().unwrap_or("?"), "sweep: terminating an instance no live instance accounts for");
             let (driver, pool) = (p.driver.clone(), pool.to_owned());
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(e) = driver.terminate(&o.cloud_id).await {
                     warn!(pool = %pool, "sweep: terminate {}: {e}", o.cloud_id);
                 }
@@ -167,7 +170,8 @@ impl Master {
             poll: Duration::from_secs(p.config.poll_interval.max(1)),
         };
         let limit = p.config.boot_timeout;
-        tokio::spawn(watcher.run(Start::Adopt(cloud_id.to_owned()), phase_rx));
+        self.tasks
+            .spawn(watcher.run(Start::Adopt(cloud_id.to_owned()), phase_rx));
         self.deadline(pool, row.id, limit);
     }
 }
