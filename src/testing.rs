@@ -202,6 +202,8 @@ struct WorkerState {
     calls: Mutex<Vec<String>>,
     /// Commands started and not ended.
     running: Mutex<HashMap<String, mpsc::Sender<ObjectCall>>>,
+    /// The worker stopped answering: calls are held, never answered.
+    hung: std::sync::atomic::AtomicBool,
 }
 
 /// A worker that answers the master's calls from a script; dropping it leaves the
@@ -240,6 +242,12 @@ impl ScriptedWorker {
         }
     }
 
+    /// The worker stops answering (a hung process or a silent network) while its
+    /// connection stays open.
+    pub fn hang(&self) {
+        self.state.hung.store(true, Ordering::Relaxed);
+    }
+
     /// The connection dies (a killed worker): the master is told it closed.
     pub async fn kill(self) {
         self.task.abort();
@@ -266,8 +274,10 @@ async fn serve(
 ) {
     let next_id = AtomicU64::new(100);
     let mut sinks: HashMap<i64, mpsc::Sender<ObjectCall>> = HashMap::new();
+    let mut unanswered = Vec::new();
     while let Some(request) = requests.recv().await {
         match request {
+            Request::Call(call) if state.hung.load(Ordering::Relaxed) => unanswered.push(call),
             Request::Call(call) => {
                 let call = *call;
                 let method = String::from_utf8_lossy(&call.method).into_owned();

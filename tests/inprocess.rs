@@ -77,8 +77,8 @@ async fn requests_wait_for_a_worker_and_unknown_names_are_not_attached() {
     let request = h.force("hello").await.unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert!(h.builds(request).is_empty(), "no worker, no build");
-    let stranger = h.connect("nobody", Behaviour::default()).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut stranger = h.connect("nobody", Behaviour::default()).await;
+    assert!(!stranger.login_answer().await, "an unknown name is refused");
     assert!(
         stranger.calls().is_empty(),
         "an unknown name gets no handshake"
@@ -148,4 +148,42 @@ async fn queued_requests_survive_a_crash() {
     h.finished(second).await;
     assert_eq!(results(&h, first), ["success"]);
     assert_eq!(results(&h, second), ["success"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_login_is_refused_while_the_first_connection_answers() {
+    let mut h = Harness::start(CONFIG).await.unwrap();
+    let mut first = h.connect("w1", Behaviour::default()).await;
+    assert!(first.login_answer().await);
+    let mut second = h.connect("w1", Behaviour::default()).await;
+    assert!(
+        !second.login_answer().await,
+        "refused while the first answers"
+    );
+    assert!(
+        !second.calls().contains(&"getWorkerInfo".to_owned()),
+        "no handshake with a refused login"
+    );
+    let request = h.force("hello").await.unwrap();
+    h.finished(request).await;
+    assert_eq!(results(&h, request), ["success"]);
+    assert!(first.calls().contains(&"startCommand".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_replaces_a_connection_that_stopped_answering() {
+    let mut h = Harness::start(CONFIG).await.unwrap();
+    let mut first = h.connect("w1", Behaviour::default()).await;
+    assert!(first.login_answer().await);
+    first.hang();
+    let mut second = h.connect("w1", Behaviour::default()).await;
+    assert!(
+        second.login_answer().await,
+        "the silent connection is replaced"
+    );
+    let request = h.force("hello").await.unwrap();
+    h.finished(request).await;
+    assert_eq!(results(&h, request), ["success"]);
+    assert!(second.calls().contains(&"startCommand".to_owned()));
+    assert!(!first.calls().contains(&"startCommand".to_owned()));
 }

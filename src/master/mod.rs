@@ -2,6 +2,7 @@
 //! Connections, builds and the API talk to it over one bounded channel, so dispatch
 //! decisions never race each other.
 
+mod admission;
 mod auth;
 mod changes;
 mod latent;
@@ -11,13 +12,12 @@ pub use auth::ConfigAuth;
 
 use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
-use crate::conn::{unauthorized, ConnEvent, ConnHandle};
+use crate::conn::{ConnEvent, ConnHandle};
 use crate::latent::credentials::Credentials;
 use crate::runner::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::scheduler::SchedulerSet;
 use crate::store::{now, RequestRow, Store};
-use crate::worker::{attach, Attached};
-use pbwire::jelly::FailureStyle;
+use crate::worker::Attached;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -30,19 +30,11 @@ use tracing::{info, warn};
 #[derive(Debug)]
 pub enum Msg {
     Conn(ConnEvent),
-    Attached {
-        name: String,
-        worker: Attached,
-    },
-    AttachFailed {
+    /// A login's admission ended (see [`admission`]).
+    Admitted {
         name: String,
         conn: ConnHandle,
-        why: String,
-    },
-    DuplicateChecked {
-        name: String,
-        old_alive: bool,
-        new: Box<ConnEvent>,
+        outcome: admission::Outcome,
     },
     BuildDone {
         build_id: i64,
@@ -158,8 +150,6 @@ pub struct Master {
 
 /// How long attach calls and pings may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a still-attached worker gets to answer when the same name logs in again.
-const DUPLICATE_PROBE: Duration = Duration::from_secs(10);
 
 impl Master {
     /// The coordinator for `config`, with the requests the store has queued (call
@@ -248,14 +238,7 @@ impl Master {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Conn(ConnEvent::LoggedIn { conn, name, mind }) => {
-                let event = ConnEvent::LoggedIn {
-                    conn,
-                    name: name.clone(),
-                    mind,
-                };
-                self.logged_in(name, event);
-            }
+            Msg::Conn(ConnEvent::LoggedIn { conn, name, mind }) => self.logged_in(conn, name, mind),
             Msg::Conn(ConnEvent::ShutdownRequested { conn_id }) => {
                 if let Some(slot) = self
                     .conns
@@ -282,37 +265,11 @@ impl Master {
             Msg::SchedulerWake => self.scheduler_wake(),
             // Handled by the run loop.
             Msg::Exit => {}
-            Msg::DuplicateChecked {
+            Msg::Admitted {
                 name,
-                old_alive,
-                new,
-            } => {
-                let ConnEvent::LoggedIn { conn, .. } = &*new else {
-                    return;
-                };
-                if old_alive {
-                    info!(worker = %name, peer = %conn.peer, "refusing a second login while the first connection lives");
-                    let conn = conn.clone();
-                    self.tasks.spawn(async move {
-                        conn.refuse_login(unauthorized("worker already attached"))
-                            .await
-                    });
-                } else {
-                    if let Some(old) = self.workers.get_mut(&name).and_then(|s| s.attached.take()) {
-                        info!(worker = %name, "replacing a dead connection");
-                        self.tasks
-                            .spawn(async move { old.conn.close("replaced by a new login").await });
-                    }
-                    self.start_attach(name, *new);
-                }
-            }
-            Msg::Attached { name, worker } => self.attached(name, worker),
-            Msg::AttachFailed { name, conn, why } => {
-                warn!(worker = %name, peer = %conn.peer, "attach failed: {why}");
-                self.tasks
-                    .spawn(async move { conn.close("attach failed").await });
-                self.instance_lost(&name, &format!("attach failed: {why}"));
-            }
+                conn,
+                outcome,
+            } => self.admitted(name, conn, outcome),
             Msg::Latent(msg) => self.handle_latent(msg),
             Msg::StopInstances { reply } => self.stop_all_instances(reply),
             Msg::Pools { reply } => {
@@ -414,130 +371,6 @@ impl Master {
                 }
             }
         }
-    }
-
-    fn logged_in(&mut self, name: String, event: ConnEvent) {
-        let ConnEvent::LoggedIn { conn, .. } = &event else {
-            return;
-        };
-        let Some(slot) = self.workers.get(&name) else {
-            return;
-        };
-        self.conns.insert(conn.id, name.clone());
-        let first = slot.attached.is_none();
-        if first {
-            self.instance_logged_in(&name);
-        }
-        let Some(slot) = self.workers.get(&name) else {
-            return;
-        };
-        match &slot.attached {
-            Some(old) if !old.conn.is_closed() => {
-                // Buildbot's rule: probe the old connection; refuse the new login while
-                // it answers, replace it if it does not.
-                let (old, tx) = (old.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let old_alive = old
-                        .conn
-                        .print(
-                            old.mind,
-                            "master got a duplicate connection",
-                            DUPLICATE_PROBE,
-                        )
-                        .await
-                        .is_ok();
-                    let _ = tx
-                        .send(Msg::DuplicateChecked {
-                            name,
-                            old_alive,
-                            new: Box::new(event),
-                        })
-                        .await;
-                });
-            }
-            _ => self.start_attach(name, event),
-        }
-    }
-
-    fn start_attach(&mut self, name: String, event: ConnEvent) {
-        if let ConnEvent::LoggedIn { conn, .. } = &event {
-            let attached_elsewhere = self
-                .workers
-                .get(&name)
-                .is_some_and(|s| s.attached.is_some());
-            if !attached_elsewhere {
-                let _ = self.store.worker_attaching(&name, &conn.peer.to_string());
-            }
-        }
-        let ConnEvent::LoggedIn { conn, mind, .. } = event else {
-            return;
-        };
-        // An instance serves the builders that name its pool.
-        let pool = self.instance_named(&name).map(|(pool, _)| pool);
-        let builders: Vec<(String, String)> = self
-            .builders
-            .values()
-            .filter(|b| {
-                b.workers
-                    .iter()
-                    .any(|w| w == &name || Some(w) == pool.as_ref())
-            })
-            .map(|b| (b.name.clone(), b.builddir.clone()))
-            .collect();
-        let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
-        self.tasks.spawn(async move {
-            let Some(mind) = mind else {
-                let _ = tx
-                    .send(Msg::AttachFailed {
-                        name,
-                        conn,
-                        why: "login without a bot object".into(),
-                    })
-                    .await;
-                return;
-            };
-            let msg = match attach(&conn, mind, &builders, timeout).await {
-                Ok(worker) => Msg::Attached { name, worker },
-                Err(e) => Msg::AttachFailed {
-                    name,
-                    conn,
-                    why: e.to_string(),
-                },
-            };
-            let _ = tx.send(msg).await;
-        });
-    }
-
-    fn attached(&mut self, name: String, worker: Attached) {
-        let Some(slot) = self.workers.get_mut(&name) else {
-            return;
-        };
-        if worker.conn.is_closed() {
-            return;
-        }
-        info!(worker = %name, peer = %worker.conn.peer, version = worker.version.as_deref().unwrap_or("?"),
-              builders = worker.builders.len(), "worker attached");
-        let peer = worker.conn.peer.to_string();
-        if let Err(e) =
-            self.store
-                .worker_connected(&name, &peer, worker.version.as_deref(), &worker.info)
-        {
-            warn!("cannot record the worker: {e}");
-        }
-        let conn = worker.conn.clone();
-        let style = if worker.python2 {
-            FailureStyle::Python2
-        } else {
-            FailureStyle::Python3
-        };
-        slot.attached = Some(worker);
-        slot.graceful = false;
-        self.tasks.spawn(async move {
-            conn.set_failure_style(style).await;
-            conn.accept_login().await;
-        });
-        self.instance_attached(&name);
-        self.dispatch();
     }
 
     fn closed(&mut self, conn_id: u64, reason: &str) {
