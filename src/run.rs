@@ -67,6 +67,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),
         keepalive_timeout: Duration::from_secs(config.master.keepalive_timeout.max(1)),
+        login_timeout: Duration::from_secs(config.master.login_timeout.max(1)),
         ..ConnConfig::default()
     });
     tasks.spawn(server::serve(

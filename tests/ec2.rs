@@ -171,6 +171,13 @@ fn on_demand_instances_are_tagged_reused_capped_and_terminated() {
         described.contains(&format!("<clientToken>{name}-")),
         "{described}"
     );
+    // IMDSv2 only, one hop.
+    for field in [
+        "<httpTokens>required</httpTokens>",
+        "<httpPutResponseHopLimit>1</httpPutResponseHopLimit>",
+    ] {
+        assert!(described.contains(field), "{field} in {described}");
+    }
     let behaviour = cloud.moto.call(&[
         ("Action", "DescribeInstanceAttribute"),
         ("InstanceId", &launched.id),

@@ -148,3 +148,28 @@ fn hostile_peers_are_refused_without_disturbing_a_building_worker() {
     assert_eq!(again["result"], "success");
     assert!(worker.is_running());
 }
+
+#[test]
+fn guessing_passwords_slows_down_and_the_right_password_still_gets_in() {
+    let dir = test_dir("guessing");
+    let master = MasterProcess::start(&dir.join("master"), "", BODY);
+    for _ in 0..6 {
+        let refused = support::pb::try_login(master.pb, "w1", "guess").expect_err("refused");
+        assert_eq!(refused.type_name, "twisted.cred.error.UnauthorizedLogin");
+    }
+    let log = master.log();
+    assert!(
+        log.contains("refusals=4") && !log.contains("refusals=8"),
+        "refusals are counted per address: {log}"
+    );
+    // From the same address, after all those refusals: the worker with the right
+    // password attaches.
+    let opts = WorkerOptions::new("w1", "pass", master.pb);
+    let _worker =
+        RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
+    master.wait_attached("w1", Duration::from_secs(60));
+    assert!(
+        !master.log().contains("refusals=8"),
+        "the worker was not refused"
+    );
+}

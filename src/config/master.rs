@@ -23,6 +23,8 @@ pub struct MasterConfig {
     pub keepalive_timeout: u64,
     /// Seconds running builds get to finish after SIGTERM before they are interrupted.
     pub shutdown_grace: u64,
+    /// Seconds a connection may stay without a login attempt.
+    pub login_timeout: u64,
 }
 
 /// `[master]` with its defaults.
@@ -45,6 +47,7 @@ pub(super) fn master(t: &MasterTable, problems: &mut Problems) -> MasterConfig {
         keepalive_interval: t.keepalive_interval,
         keepalive_timeout: t.keepalive_timeout,
         shutdown_grace: t.shutdown_grace,
+        login_timeout: t.login_timeout,
     }
 }
 

@@ -4,6 +4,7 @@
 //! events and carries out other tasks' requests on the broker.
 
 use super::handle::{CallError, ConnHandle, ObjectCall, Request};
+use super::throttle::{printable, LoginThrottle};
 use pbwire::broker::{Broker, Event, LoginAttempt, LoginId};
 use pbwire::jelly::{Failure, Value};
 use pbwire::pb::failures::{no_such_method, pb_error, unauthorized};
@@ -88,7 +89,10 @@ pub(super) struct Endpoint {
     objects: HashMap<i64, Local>,
     pending: HashMap<i64, oneshot::Sender<Result<Value, CallError>>>,
     login: Login,
+    /// A refusal held back by the throttle, and when it is due.
+    deferred_refusal: Option<(LoginId, Instant)>,
     auth: Arc<dyn Auth>,
+    throttle: Arc<LoginThrottle>,
     events: mpsc::Sender<ConnEvent>,
 }
 
@@ -97,6 +101,7 @@ impl Endpoint {
         handle: ConnHandle,
         broker: Broker,
         auth: Arc<dyn Auth>,
+        throttle: Arc<LoginThrottle>,
         events: mpsc::Sender<ConnEvent>,
     ) -> Endpoint {
         Endpoint {
@@ -105,7 +110,9 @@ impl Endpoint {
             objects: HashMap::new(),
             pending: HashMap::new(),
             login: Login::None,
+            deferred_refusal: None,
             auth,
+            throttle,
             events,
         }
     }
@@ -147,12 +154,9 @@ impl Endpoint {
         let name = attempt.name_lossy();
         let role = match self.auth.lookup(&name) {
             Some((password, role)) if attempt.verify(&password) => role,
-            _ => {
-                info!(peer = %self.handle.peer, worker = %name, "login refused: unknown worker or wrong password");
-                let _ = self.broker.refuse_login(attempt.id, unauthorized(""));
-                return;
-            }
+            _ => return self.refuse(attempt.id, &name),
         };
+        self.throttle.accepted(&name);
         if role == Role::ChangeSource {
             if let Ok(avatar) = self.broker.accept_login(attempt.id, now()) {
                 self.objects.insert(avatar, Local::ChangeAvatar);
@@ -171,6 +175,32 @@ impl Endpoint {
         };
         if self.events.send(event).await.is_err() {
             self.broker.close("master is gone");
+        }
+    }
+
+    /// A wrong password or an unknown name: refused, later each time in a row.
+    fn refuse(&mut self, id: LoginId, name: &str) {
+        let (wait, in_a_row) = self.throttle.refused(self.handle.peer.ip(), name, now());
+        if in_a_row.is_power_of_two() {
+            info!(peer = %self.handle.peer, worker = %printable(name), refusals = in_a_row,
+                  "login refused: unknown worker or wrong password");
+        }
+        if wait.is_zero() {
+            let _ = self.broker.refuse_login(id, unauthorized(""));
+        } else {
+            self.deferred_refusal = Some((id, Instant::now() + wait));
+        }
+    }
+
+    /// When a held-back refusal is due.
+    pub(super) fn refusal_due(&self) -> Option<Instant> {
+        self.deferred_refusal.map(|(_, at)| at)
+    }
+
+    /// Sends the held-back refusal.
+    pub(super) fn send_deferred_refusal(&mut self) {
+        if let Some((id, _)) = self.deferred_refusal.take() {
+            let _ = self.broker.refuse_login(id, unauthorized(""));
         }
     }
 
@@ -227,7 +257,8 @@ impl Endpoint {
 
     fn reply(&mut self, call: &Call, result: Result<Value, Failure>) {
         if let Err(f) = &result {
-            debug!(peer = %self.handle.peer, "refusing call to {:?}: {}", String::from_utf8_lossy(&call.method), f.value);
+            let method = printable(&String::from_utf8_lossy(&call.method));
+            debug!(peer = %self.handle.peer, "refusing call to {method}: {}", f.value);
         }
         if call.answer_required {
             let _ = self.broker.answer(call.request_id, result);

@@ -10,6 +10,7 @@
 mod endpoint;
 mod handle;
 mod task;
+mod throttle;
 
 pub(crate) use handle::Request;
 pub use handle::{CallError, ConnHandle, ObjectCall};

@@ -4,6 +4,7 @@
 
 use super::endpoint::Endpoint;
 use super::handle::ConnHandle;
+use super::throttle::LoginThrottle;
 use bytes::BytesMut;
 use pbwire::broker::{Broker, BrokerConfig, Event, Keepalive, Side};
 use pbwire::jelly::Value;
@@ -30,6 +31,11 @@ pub struct ConnConfig {
     pub keepalive_timeout: Duration,
     /// How long a connection may stay without a login attempt.
     pub login_timeout: Duration,
+    /// How long one write may wait for the peer to read: a peer that stops reading is
+    /// closed rather than kept forever.
+    pub write_timeout: Duration,
+    /// Refused logins across connections.
+    pub throttle: Arc<LoginThrottle>,
     /// Objects handed out at once (Twisted's broker allows 1024).
     pub max_objects: usize,
     /// Calls to the peer awaiting answers.
@@ -48,7 +54,9 @@ impl Default for ConnConfig {
             },
             keepalive_interval: Duration::from_secs(300),
             keepalive_timeout: Duration::from_secs(60),
-            login_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
+            throttle: Arc::default(),
             max_objects: 1024,
             max_pending: 4096,
             max_violations: 3,
@@ -97,8 +105,16 @@ pub async fn serve(
     let entropy = |buf: &mut [u8]| getrandom::fill(buf).is_ok();
     let mut broker = Broker::new(config.broker(), Instant::now().into_std(), entropy);
     broker.receive_buffer().reserve(INITIAL_READ_CAPACITY);
-    let mut endpoint = Endpoint::new(handle, broker, auth, events);
-    let reason = run(&mut stream, &mut endpoint, rx, shutdown).await;
+    let throttle = config.throttle.clone();
+    let mut endpoint = Endpoint::new(handle, broker, auth, throttle, events);
+    let reason = run(
+        &mut stream,
+        &mut endpoint,
+        rx,
+        config.write_timeout,
+        shutdown,
+    )
+    .await;
     info!(peer = %peer, worker = endpoint.login_name().unwrap_or("-"), "connection closed: {reason}");
     let _ = stream.shutdown().await;
     endpoint.closed(reason).await;
@@ -108,6 +124,7 @@ async fn run(
     stream: &mut TcpStream,
     endpoint: &mut Endpoint,
     mut requests: mpsc::Receiver<super::handle::Request>,
+    write_timeout: Duration,
     shutdown: CancellationToken,
 ) -> String {
     loop {
@@ -119,14 +136,17 @@ async fn run(
             }
         }
         if let Some(bytes) = endpoint.broker.poll_transmit() {
-            if let Err(e) = stream.write_all(&bytes).await {
-                return format!("write failed: {e}");
+            match tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return format!("write failed: {e}"),
+                Err(_) => return format!("the peer read nothing for {write_timeout:?}"),
             }
         }
         if let Some(reason) = closed {
             return reason;
         }
         let deadline = endpoint.broker.poll_timeout().map(Instant::from_std);
+        let refusal = endpoint.refusal_due();
         let buffer = endpoint.broker.receive_buffer();
         make_room(buffer);
         tokio::select! {
@@ -145,6 +165,7 @@ async fn run(
             _ = sleep_until(deadline), if deadline.is_some() => {
                 endpoint.broker.handle_timeout(Instant::now().into_std());
             }
+            _ = sleep_until(refusal), if refusal.is_some() => endpoint.send_deferred_refusal(),
             _ = shutdown.cancelled() => endpoint.broker.close("master stopping"),
         }
     }

@@ -22,6 +22,9 @@ use aws_sdk_ec2::types::{
     MarketType, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
     TagSpecification,
 };
+use aws_sdk_ec2::types::{
+    HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+};
 use aws_sdk_ec2::Client;
 use base64::Engine;
 use std::future::Future;
@@ -236,6 +239,7 @@ impl Ec2Driver {
                     .client_token(token)
                     .user_data(&user_data)
                     .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+                    .metadata_options(imdsv2_only())
                     .set_subnet_id(s.subnet_id.clone())
                     .set_key_name(s.key_name.clone());
                 if !s.security_group_ids.is_empty() {
@@ -527,4 +531,15 @@ mod tests {
         assert!(!is_capacity_error(&coded("InvalidAMIID.NotFound")));
         assert!(is_not_found(&coded("InvalidInstanceID.NotFound")));
     }
+}
+
+/// The instance metadata service only with session tokens (IMDSv2), one hop away:
+/// a build's code cannot read the instance's credentials through a forged request
+/// or from a container behind it.
+fn imdsv2_only() -> InstanceMetadataOptionsRequest {
+    InstanceMetadataOptionsRequest::builder()
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_tokens(HttpTokensState::Required)
+        .http_put_response_hop_limit(1)
+        .build()
 }

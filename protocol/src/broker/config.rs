@@ -43,8 +43,8 @@ pub struct BrokerConfig {
     /// Refused requests that count against the peer (e.g. over the object bound)
     /// before the connection is closed.
     pub max_violations: u32,
-    /// Login challenges outstanding at once on a listener: each holds a name, and a
-    /// real client asks for one at a time.
+    /// Login challenges outstanding at once on a listener (default 1): each holds a
+    /// name, and a real client asks for one at a time.
     pub max_challenges: usize,
     /// Bytes in a login name; real names are short, and each challenge keeps one.
     pub max_login_name: usize,
@@ -67,10 +67,10 @@ impl BrokerConfig {
             max_objects: 1024,
             max_pending: 4096,
             max_violations: 3,
-            max_challenges: 4,
+            max_challenges: 1,
             max_login_name: 1024,
             max_login_failures: 3,
-            login_timeout: Some(Duration::from_secs(60)),
+            login_timeout: Some(Duration::from_secs(30)),
             keepalive: None,
         }
     }

@@ -47,6 +47,8 @@ pub struct MasterTable {
     pub keepalive_timeout: u64,
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: u64,
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout: u64,
 }
 
 fn default_max_connections() -> usize {
@@ -60,6 +62,9 @@ fn default_keepalive_timeout() -> u64 {
 }
 fn default_shutdown_grace() -> u64 {
     60
+}
+fn default_login_timeout() -> u64 {
+    30
 }
 
 /// `[[worker]]`.
