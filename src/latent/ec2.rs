@@ -508,6 +508,17 @@ impl Driver for Ec2Driver {
     }
 }
 
+/// The instance metadata service only with session tokens (IMDSv2), one hop away:
+/// a build's code cannot read the instance's credentials through a forged request
+/// or from a container behind it.
+fn imdsv2_only() -> InstanceMetadataOptionsRequest {
+    InstanceMetadataOptionsRequest::builder()
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_tokens(HttpTokensState::Required)
+        .http_put_response_hop_limit(1)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,15 +542,4 @@ mod tests {
         assert!(!is_capacity_error(&coded("InvalidAMIID.NotFound")));
         assert!(is_not_found(&coded("InvalidInstanceID.NotFound")));
     }
-}
-
-/// The instance metadata service only with session tokens (IMDSv2), one hop away:
-/// a build's code cannot read the instance's credentials through a forged request
-/// or from a container behind it.
-fn imdsv2_only() -> InstanceMetadataOptionsRequest {
-    InstanceMetadataOptionsRequest::builder()
-        .http_endpoint(InstanceMetadataEndpointState::Enabled)
-        .http_tokens(HttpTokensState::Required)
-        .http_put_response_hop_limit(1)
-        .build()
 }
