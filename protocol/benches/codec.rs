@@ -36,6 +36,8 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
         "updates-8MB".to_owned(),
         updates::updates(8_000_000, 64 * 1024),
     )];
+    // The recorded sessions live outside the crate: from the published package, where
+    // they are absent, only the synthetic stream is measured.
     let sessions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sessions");
     for entry in std::fs::read_dir(sessions).into_iter().flatten().flatten() {
         for direction in ["m2w", "w2m"] {

@@ -14,16 +14,21 @@ pub struct BananaCodec {
 
 /// Errors from the framed stream.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
+    /// The peer's bytes are malformed or over a limit.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// An element cannot be sent.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The underlying stream failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 impl BananaCodec {
+    /// A codec in dialect `none` whose decoder enforces `limits`.
     pub fn new(limits: Limits) -> BananaCodec {
         BananaCodec {
             decoder: BananaDecoder::new(limits),
@@ -37,6 +42,7 @@ impl BananaCodec {
         self.decoder.set_dialect(dialect);
     }
 
+    /// The dialect in force.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

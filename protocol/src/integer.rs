@@ -8,7 +8,9 @@ use std::fmt;
 /// to the 448 bits a 64-byte prefix allows) are big integers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Integer {
+    /// A value that fits an `i64`.
     Small(i64),
+    /// A value that does not (constructors normalise fitting values to `Small`).
     Big(BigInt),
 }
 

@@ -11,6 +11,13 @@
         done on the avatar; prints one line per outcome; exits 0, or 1 on anything
         unexpected.
 
+    twisted_pb.py example-client PORT
+        The counterpart of pbwire's examples/server.rs: logs in to 127.0.0.1:PORT as
+        alice, first with a wrong password, then with "secret", passing a mind that
+        answers hello; waits for the server's call on the mind; calls add, divide (once
+        dividing by zero) and echo on the avatar; prints one line per outcome; exits 0,
+        or 1 on anything unexpected.
+
 Twisted logs (its tracebacks included) go to stderr.
 """
 
@@ -119,14 +126,52 @@ def client(_reactor, port):
     factory.disconnect()
 
 
+class HelloMind(pb.Referenceable):
+    def __init__(self):
+        self.called = defer.Deferred()
+
+    def remote_hello(self, greeting):
+        print("hello", repr(greeting), flush=True)
+        if not self.called.called:
+            self.called.callback(None)
+        return "hello from twisted, answering " + greeting
+
+
+@defer.inlineCallbacks
+def example_client(_reactor, port):
+    factory = pb.PBClientFactory()
+    reactor.connectTCP("127.0.0.1", int(port), factory, timeout=10)
+    mind = HelloMind()
+    bad = yield outcome(
+        factory.login(credentials.UsernamePassword(b"alice", b"wrong"), client=mind)
+    )
+    print("bad-login", describe(bad, error.UnauthorizedLogin), flush=True)
+    avatar = yield factory.login(
+        credentials.UsernamePassword(b"alice", b"secret"), client=mind
+    )
+    print("login", type(avatar).__name__, flush=True)
+    yield mind.called
+    add = yield avatar.callRemote("add", 2, 3)
+    print("add", repr(add), flush=True)
+    divided = yield avatar.callRemote("divide", 7, 2)
+    print("divide", repr(divided), flush=True)
+    by_zero = yield outcome(avatar.callRemote("divide", 1, 0))
+    print("divide-by-zero", describe(by_zero, ZeroDivisionError), flush=True)
+    echoed = yield avatar.callRemote("echo", 1, "two", b"three", [4.5], four=None)
+    print("echo", repr(echoed), flush=True)
+    factory.disconnect()
+
+
 def main():
     log.startLogging(sys.stderr, setStdout=False)
     if sys.argv[1:] == ["server"]:
         serve()
     elif len(sys.argv) == 3 and sys.argv[1] == "client":
         task.react(client, [sys.argv[2]])
+    elif len(sys.argv) == 3 and sys.argv[1] == "example-client":
+        task.react(example_client, [sys.argv[2]])
     else:
-        sys.exit("usage: twisted_pb.py server | client PORT")
+        sys.exit("usage: twisted_pb.py server | client PORT | example-client PORT")
 
 
 if __name__ == "__main__":

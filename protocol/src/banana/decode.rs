@@ -117,10 +117,12 @@ impl Decoder {
         self.dialect = dialect;
     }
 
+    /// The dialect in force.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
+    /// The bounds this decoder enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

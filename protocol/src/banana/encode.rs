@@ -8,11 +8,15 @@ use bytes::{BufMut, BytesMut};
 /// Why an element cannot be sent: a Twisted peer would reject it (or, for integers,
 /// banana cannot represent it). Twisted's own encoder refuses the same things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
+    /// A STRING over Twisted's 640 KiB `SIZE_LIMIT`.
     #[error("string longer than 640 KiB")]
     StringTooLong,
+    /// A LIST over Twisted's 640 Ki-element `SIZE_LIMIT`.
     #[error("list longer than 640 Ki elements")]
     ListTooLong,
+    /// An integer whose magnitude needs more than the 64-byte (448-bit) prefix.
     #[error("integer magnitude above 2^448 - 1")]
     IntegerTooLarge,
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// Why a banana stream was rejected. Small and `Copy` so tests can assert it exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// More prefix bytes than `Limits::max_prefix_len` before a type byte.
     PrefixTooLong,
@@ -65,6 +66,7 @@ impl DecodeErrorKind {
 /// A rejected stream: what was wrong and the offset of the element that was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub struct DecodeError {
+    /// What was wrong.
     pub kind: DecodeErrorKind,
     /// Byte offset, from the start of the stream, of the first byte of the rejected
     /// element (its first prefix byte).

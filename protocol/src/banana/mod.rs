@@ -65,6 +65,7 @@ impl Dialect {
 /// the receive buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Element {
+    /// LIST: a sequence of elements (a jelly form, a PB message, ...).
     List(Vec<Element>),
     /// INT, NEG, LONGINT or LONGNEG; the encoder picks the type from the value the way
     /// Twisted does.

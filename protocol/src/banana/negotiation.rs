@@ -12,13 +12,18 @@ pub const OFFERED: [Dialect; 2] = [Dialect::Pb, Dialect::None];
 
 /// A negotiation message that does not follow the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NegotiationError {
+    /// (Connector) the listener's first expression is not a list of byte strings.
     #[error("dialect offer is not a list of byte strings")]
     MalformedOffer,
+    /// (Connector) none of the offered dialects is `pb` or `none`.
     #[error("no offered dialect is known")]
     NoCommonDialect,
+    /// (Listener) the connector's first expression is not a byte string.
     #[error("dialect choice is not a byte string")]
     MalformedChoice,
+    /// (Listener) the connector chose a dialect that was not offered.
     #[error("chosen dialect was not offered")]
     UnknownChoice,
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 /// and serves logins on its root object; the connector chooses a dialect and logs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The end that accepted the TCP connection: offers dialects, serves logins.
     Listener,
+    /// The end that opened the TCP connection: chooses a dialect, logs in.
     Connector,
 }
 
@@ -32,6 +34,7 @@ pub struct Keepalive {
 /// Bounds and timers of one connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
+    /// Which end of the connection the broker is.
     pub side: Side,
     /// Bounds on what the peer may make the decoder buffer or build.
     pub limits: Limits,
@@ -80,6 +83,7 @@ impl BrokerConfig {
 /// or answers false when it cannot (the broker then closes the connection rather
 /// than send a guessable challenge). Tests pass a deterministic source.
 pub trait Entropy: Send {
+    /// Fills `buf` with unpredictable bytes; false if none are available.
     fn fill(&mut self, buf: &mut [u8]) -> bool;
 }
 

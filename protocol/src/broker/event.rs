@@ -9,8 +9,10 @@ use bytes::Bytes;
 use std::fmt;
 
 /// Where a connection stands. Every connection goes forward through these, never back,
-/// except that a refused login returns a listener to `LoginPending`.
+/// except that a refused login returns a listener to `LoginPending`. Non-exhaustive:
+/// later versions may tell finer steps apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Phase {
     /// Waiting for the dialect: the listener for the peer's choice, the connector for
     /// the listener's offer.
@@ -32,6 +34,7 @@ pub struct LoginId(pub(super) i64);
 /// [`Broker::refuse_login`](super::Broker::refuse_login).
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoginAttempt {
+    /// The attempt, to name in `accept_login` or `refuse_login`.
     pub id: LoginId,
     /// The name the peer asked to log in as (bounded by `max_login_name`).
     pub name: Bytes,
@@ -72,7 +75,11 @@ pub enum Event {
     /// (Listener) a peer proved or failed to prove a password: decide.
     Login(LoginAttempt),
     /// (Connector) the login was accepted; the listener's avatar is this object.
-    LoggedIn { avatar: i64 },
+    LoggedIn {
+        /// The avatar's object id, to [`call`](super::Broker::call) with
+        /// [`ObjectId::Id`](crate::pb::ObjectId::Id).
+        avatar: i64,
+    },
     /// (Connector) the login was refused.
     LoginRefused(Failure),
     /// The peer called one of the application's objects (or the root, for a method the
@@ -81,7 +88,9 @@ pub enum Event {
     Call(Call),
     /// The answer to one of the application's calls: a value, or the peer's failure.
     Answer {
+        /// The id [`call`](super::Broker::call) returned.
         request_id: i64,
+        /// The returned value, or the failure the peer raised.
         result: Result<Value, Failure>,
     },
     /// The peer dropped its last reference to an application object. Every

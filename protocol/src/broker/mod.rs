@@ -107,10 +107,12 @@ impl Broker {
         broker
     }
 
+    /// Where the connection stands.
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
+    /// Which end of the connection this broker is.
     pub fn side(&self) -> Side {
         self.config.side
     }

@@ -26,6 +26,7 @@ impl Default for Security {
 
 /// Why a jelly expression was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum JellyErrorKind {
     /// A form PB's security forbids: class, module, function, method, instance,
     /// persistent, cache forms, or a class tag that is not allowed.
@@ -45,6 +46,7 @@ pub enum JellyErrorKind {
 }
 
 impl JellyErrorKind {
+    /// The snake-case name used in fixtures and messages.
     pub fn name(self) -> &'static str {
         match self {
             JellyErrorKind::Forbidden => "forbidden",
@@ -61,6 +63,7 @@ impl JellyErrorKind {
 /// A rejected jelly expression, with the form that was at fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub struct JellyError {
+    /// What was wrong.
     pub kind: JellyErrorKind,
     /// The tag or form at fault, e.g. `"class"` or `"dictionary pair"`.
     pub context: &'static str,

@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 /// A value that cannot be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JellyEncodeError {
+    /// Nesting deeper than [`DEPTH_CEILING`], which no receiver would accept.
     #[error("value nested deeper than {DEPTH_CEILING}")]
     TooDeep,
 }

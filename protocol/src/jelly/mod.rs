@@ -29,7 +29,11 @@ use crate::banana::Element;
 pub const COPYABLE_FAILURE: &str = "twisted.spread.pb.CopyableFailure";
 
 /// A value as jelly carries it.
+///
+/// Non-exhaustive: jelly forms PB refuses today (caches, for one) may become values
+/// later, so matches need a wildcard arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Value {
     /// `(None)`.
     None,
@@ -43,11 +47,15 @@ pub enum Value {
     Bytes(Bytes),
     /// `(b'unicode' <utf-8>)`: Python 3 `str`, Python 2 `unicode`.
     Text(ByteString),
+    /// `(list ...)`: a Python `list`.
     List(Vec<Value>),
+    /// `(tuple ...)`: a Python `tuple` (how PB carries a call's positional arguments).
     Tuple(Vec<Value>),
     /// `(dictionary (k v) ...)`, in wire order.
     Dict(Vec<(Value, Value)>),
+    /// `(set ...)`, in wire order.
     Set(Vec<Value>),
+    /// `(frozenset ...)`, in wire order.
     FrozenSet(Vec<Value>),
     /// `(reference id value)`: the first occurrence of a shared object.
     Reference(i64, Box<Value>),
@@ -71,7 +79,9 @@ pub enum Value {
     TimeDelta(Bytes),
     /// `(b'decimal' digits exponent)`: digits × 10^exponent.
     Decimal {
+        /// The significand, with its sign.
         digits: Integer,
+        /// The power of ten.
         exponent: Integer,
     },
 }
@@ -79,7 +89,9 @@ pub enum Value {
 /// A copyable instance: its class name (the type tag) and its state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Copyable {
+    /// The qualified class name, e.g. `twisted.spread.pb.CopyableFailure`.
     pub class: Bytes,
+    /// What the instance's `getStateToCopy` returned (usually a dictionary).
     pub state: Value,
 }
 
@@ -125,6 +137,7 @@ impl Value {
         }
     }
 
+    /// An integer that fits an `i64`.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => i.to_i64(),
@@ -142,6 +155,7 @@ impl Value {
         Value::Bytes(b.into())
     }
 
+    /// An integer, of any size banana carries.
     pub fn int(i: impl Into<Integer>) -> Value {
         Value::Int(i.into())
     }

@@ -8,9 +8,11 @@ use std::fmt;
 /// Text that is not valid notation, with where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// 1-based line and column (in characters).
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column, in characters.
     pub column: usize,
+    /// What is wrong there.
     pub reason: String,
 }
 

@@ -19,11 +19,13 @@ pub enum ObjectId {
 pub struct Call {
     /// The caller's counter; the answer or error carries it back.
     pub request_id: i64,
+    /// The object called.
     pub object: ObjectId,
     /// Method name without its `remote_`/`perspective_` prefix.
     pub method: Bytes,
     /// False for fire-and-forget calls: the receiver sends nothing back.
     pub answer_required: bool,
+    /// Positional arguments.
     pub args: Vec<Value>,
     /// Keyword arguments; keys are bytes (Python 2 senders) or text (Python 3).
     pub kwargs: Vec<(Value, Value)>,
@@ -39,9 +41,20 @@ pub enum Message {
     /// `(cachemessage ...)`: a call addressed to a cache id.
     CacheCall(Call),
     /// `(answer id value)`.
-    Answer { request_id: i64, value: Value },
+    Answer {
+        /// The request answered.
+        request_id: i64,
+        /// What the method returned.
+        value: Value,
+    },
     /// `(error id failure)`: usually a `CopyableFailure`, sometimes a plain string.
-    Error { request_id: i64, failure: Value },
+    Error {
+        /// The request that failed.
+        request_id: i64,
+        /// The failure as sent; [`Failure::from_value`](crate::jelly::Failure::from_value)
+        /// reads a `CopyableFailure`.
+        failure: Value,
+    },
     /// `(decref luid)`: the sender dropped one reference to the receiver's object.
     Decref(i64),
     /// `(decache luid)`: the sender dropped one cache.
@@ -54,6 +67,7 @@ pub enum Message {
 
 /// Why a top-level expression is not a valid PB message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PbErrorKind {
     /// The expression is not a list starting with a name.
     NotAList,
@@ -68,6 +82,7 @@ pub enum PbErrorKind {
 }
 
 impl PbErrorKind {
+    /// The snake-case name used in fixtures and messages (a jelly error's own name).
     pub fn name(self) -> &'static str {
         match self {
             PbErrorKind::NotAList => "not_a_list",
@@ -82,7 +97,9 @@ impl PbErrorKind {
 /// A rejected message, with the field at fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub struct PbError {
+    /// What was wrong.
     pub kind: PbErrorKind,
+    /// The message or field at fault, e.g. `"request id"` or `"arguments"`.
     pub context: &'static str,
 }
 

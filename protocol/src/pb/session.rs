@@ -11,6 +11,7 @@ use std::fmt;
 
 /// Which rule of the connection's state a message broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SessionErrorKind {
     /// The peer speaks another PB version.
     VersionMismatch,
@@ -21,6 +22,7 @@ pub enum SessionErrorKind {
 }
 
 impl SessionErrorKind {
+    /// The snake-case name used in messages.
     pub fn name(self) -> &'static str {
         match self {
             SessionErrorKind::VersionMismatch => "version_mismatch",
@@ -57,9 +59,12 @@ pub struct Session {
 
 /// Why a request or an export could not be made: a bound on local state was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionFull {
+    /// `max_pending` requests await answers.
     #[error("too many requests awaiting answers")]
     Requests,
+    /// `max_exported` objects are handed out.
     #[error("too many objects handed out")]
     Objects,
 }
