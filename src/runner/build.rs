@@ -254,8 +254,9 @@ async fn run_shell(
     if let (BuildResult::Success | BuildResult::Warnings, Some(property)) =
         (outcome.result, &step.property)
     {
-        match property_from_output(&property.from, &end.stdout) {
-            Ok(value) => props.set(&property.name, Json::String(value), "step"),
+        let value = property_from_output(&property.from, &end.stdout).map(Json::String);
+        match value.and_then(|v| from_worker(&property.name, v)) {
+            Ok(value) => props.set(&property.name, value, "step"),
             Err(e) => return StepOutcome::exception(e),
         }
     }
@@ -298,10 +299,21 @@ async fn run_fs(
                 (_, Some(files)) => Json::from(files.clone()),
                 _ => Json::Null,
             };
-            props.set(name, value, "step");
+            match from_worker(name, value) {
+                Ok(value) => props.set(name, value, "step"),
+                Err(e) => return StepOutcome::exception(e),
+            }
         }
     }
     outcome
+}
+
+/// A property the worker's output sets, if it is within the bounds on values from
+/// outside ([`crate::model::property`]).
+fn from_worker(name: &str, value: Json) -> Result<Json, String> {
+    crate::model::property::check(name, &value)
+        .map(|()| value)
+        .map_err(|e| format!("the worker's output cannot set it: {e}"))
 }
 
 /// The property a shell step sets from its stdout.
