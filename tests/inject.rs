@@ -1,8 +1,9 @@
 //! Values from outside stay data, with a real buildbot-worker 4.3.0: forced properties
 //! holding shell syntax are echoed literally from a shell command (and reach argv, env,
 //! set_property and do_step_if unchanged); a git branch or revision that git would read
-//! as an option ends the step in exception before anything runs; properties over the
-//! bounds are refused where they enter.
+//! as an option ends the step in exception before anything runs; master-side transfer
+//! paths cannot leave the transfer root (data_dir/files), nor follow a link; properties
+//! over the bounds are refused where they enter.
 
 mod support;
 
@@ -57,6 +58,42 @@ name = "git"
 kind = "git"
 repo_url = "{repo}"
 branch = "%(prop:branch)s"
+
+[[builder]]
+name = "upload"
+workers = ["w1"]
+
+[[builder.step]]
+command = "echo payload > out.txt"
+
+[[builder.step]]
+name = "upload"
+kind = "upload"
+worker_src = "out.txt"
+master_dest = "%(prop:dest)s"
+
+[[builder]]
+name = "download"
+workers = ["w1"]
+
+[[builder.step]]
+name = "download"
+kind = "download"
+master_src = "%(prop:f)s"
+worker_dest = "got.txt"
+
+[[builder]]
+name = "tree"
+workers = ["w1"]
+
+[[builder.step]]
+command = "rm -rf tree && mkdir tree && echo a > tree/a.txt && ln -s /etc/passwd tree/link"
+
+[[builder.step]]
+name = "directory upload"
+kind = "directory_upload"
+worker_src = "tree"
+master_dest = "tree"
 
 [[builder]]
 name = "big-output"
@@ -146,6 +183,7 @@ fn outside_values_stay_data() {
     let dir = test_dir("inject");
     let (repo, head) = make_repo(&dir);
     let master = MasterProcess::start(&dir.join("master"), "", &config(&repo));
+    let data = dir.join("master/data");
     let worker = RunningWorker::start(
         Generation::Worker4,
         &dir.join("worker"),
@@ -211,6 +249,64 @@ fn outside_values_stay_data() {
         );
     }
     assert_eq!(pwned(worker.basedir()), Vec::<PathBuf>::new());
+
+    // Uploads land in the transfer root and nowhere else.
+    let build = force(&master, "upload", json!({"dest": "out/ok.txt"}));
+    assert_eq!(build["result"], "success", "{build}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("files/out/ok.txt")).expect("uploaded"),
+        "payload\n"
+    );
+    let db = data.join("pbmaster.sqlite");
+    let outside = dir.join("outside.txt");
+    for dest in [
+        "../pbmaster.sqlite".to_owned(),
+        outside.display().to_string(),
+    ] {
+        let build = force(&master, "upload", json!({ "dest": dest }));
+        assert_eq!(build["result"], "exception", "{build}");
+        let why = reason(&build, "upload");
+        assert!(
+            why.contains("\"..\" component") || why.contains("is absolute"),
+            "{why}"
+        );
+    }
+    let header = std::fs::read(&db).expect("database");
+    assert!(header.starts_with(b"SQLite format 3\0"), "database intact");
+    assert!(!outside.exists());
+    let builds = master.get("/api/builds?builder=upload");
+    assert_eq!(builds.as_array().map(Vec::len), Some(3), "{builds}");
+    let names: Vec<String> = std::fs::read_dir(data.join("files"))
+        .expect("root")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["out"], "nothing else in the root");
+
+    // Downloads read only from the transfer root, never through a link.
+    std::os::unix::fs::symlink("/etc/passwd", data.join("files/link")).expect("link");
+    for (f, why) in [
+        ("/etc/passwd", "is absolute"),
+        ("../pbmaster.sqlite", "\"..\" component"),
+        ("link", "symbolic link"),
+    ] {
+        let build = force(&master, "download", json!({ "f": f }));
+        assert_eq!(build["result"], "exception", "{build}");
+        assert!(reason(&build, "download").contains(why), "{build}");
+        assert!(
+            !worker.basedir().join("download/build/got.txt").exists(),
+            "nothing sent for {f}"
+        );
+    }
+
+    // A directory upload with a link in it is refused and leaves nothing.
+    let build = force(&master, "tree", json!({}));
+    assert_eq!(build["result"], "exception", "{build}");
+    assert!(
+        reason(&build, "directory upload").contains("is a symbolic link"),
+        "{build}"
+    );
+    assert!(!data.join("files/tree").exists());
 
     // Bounds where properties enter: a force over them is refused...
     let big = "x".repeat(64 * 1024 + 1);

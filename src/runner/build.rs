@@ -36,7 +36,8 @@ pub struct BuildJob {
     pub command_ids: Arc<AtomicU64>,
     /// Deadline of the short calls (ping, startBuild).
     pub rpc_timeout: Duration,
-    /// Where relative master-side paths of transfers point (the data folder).
+    /// The data folder: master-side transfer paths resolve in its `files` folder,
+    /// the transfer root (see `runner/root.rs`).
     pub files_dir: Arc<PathBuf>,
 }
 
