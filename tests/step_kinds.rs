@@ -213,7 +213,8 @@ fn run(generation: Generation) {
     let dir = test_dir(&format!("step-kinds-{}", generation.peer_name()));
     let (repo, head) = make_repo(&dir);
     let master = MasterProcess::start(&dir.join("master"), "", &config(&repo));
-    let data = dir.join("master/data");
+    // Master-side transfer paths resolve in the transfer root, data_dir/files.
+    let data = dir.join("master/data/files");
     let input: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
     std::fs::create_dir_all(data.join("fixtures")).expect("fixtures dir");
     std::fs::write(data.join("fixtures/in.bin"), &input).expect("input");
@@ -328,6 +329,12 @@ fn run(generation: Generation) {
     );
     let reason = big["steps"][1]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("max_size"), "a clear reason: {big}");
+    let hidden: Vec<_> = std::fs::read_dir(&data)
+        .expect("transfer root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "no part file left: {hidden:?}");
 
     let r = master.wait_request(master.force("checkout"), LONG);
     let id = r["builds"][0]["id"].as_i64().expect("build");

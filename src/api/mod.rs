@@ -93,6 +93,8 @@ async fn force(
     body: Option<Json<ForceBody>>,
 ) -> ApiResult {
     let body = body.map(|b| b.0).unwrap_or_default();
+    crate::model::property::check_all(&body.properties)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let answer = ask(&s, |reply| Msg::Force {
         builder: name,
         reason: body.reason.unwrap_or_else(|| "forced".into()),

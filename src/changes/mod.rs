@@ -107,6 +107,7 @@ impl NewChange {
         if Value::Object(self.properties.clone()).to_string().len() > MAX_PROPERTIES {
             return Err(format!("properties are larger than {MAX_PROPERTIES} bytes"));
         }
+        crate::model::property::check_all(&self.properties)?;
         if let Some(when) = self.when {
             // Up to the year 5138: beyond that a timestamp is a mistake or an attack.
             if !(0.0..1e11).contains(&when) {
@@ -152,6 +153,14 @@ mod tests {
             ..ok.clone()
         };
         assert!(many.check().is_err());
+        let name = NewChange {
+            properties: serde_json::json!({"a\nb": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            ..ok.clone()
+        };
+        assert!(name.check().unwrap_err().contains("control character"));
         let when = NewChange {
             when: Some(f64::NAN),
             ..ok

@@ -8,11 +8,13 @@
 //! - [`schedule`]: what schedulers decide (requests to make, changes to hold).
 //! - [`cron`], [`filter`]: when timed schedulers fire, which changes others take.
 //! - [`boot_script`]: a latent instance's boot script template.
+//! - [`property`]: bounds on properties that come from outside.
 
 pub mod boot_script;
 pub mod cron;
 pub mod filter;
 pub mod instance;
+pub mod property;
 pub mod result;
 pub mod schedule;
 

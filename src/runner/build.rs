@@ -36,7 +36,8 @@ pub struct BuildJob {
     pub command_ids: Arc<AtomicU64>,
     /// Deadline of the short calls (ping, startBuild).
     pub rpc_timeout: Duration,
-    /// Where relative master-side paths of transfers point (the data folder).
+    /// The data folder: master-side transfer paths resolve in its `files` folder,
+    /// the transfer root (see `runner/root.rs`).
     pub files_dir: Arc<PathBuf>,
 }
 
@@ -254,8 +255,9 @@ async fn run_shell(
     if let (BuildResult::Success | BuildResult::Warnings, Some(property)) =
         (outcome.result, &step.property)
     {
-        match property_from_output(&property.from, &end.stdout) {
-            Ok(value) => props.set(&property.name, Json::String(value), "step"),
+        let value = property_from_output(&property.from, &end.stdout).map(Json::String);
+        match value.and_then(|v| from_worker(&property.name, v)) {
+            Ok(value) => props.set(&property.name, value, "step"),
             Err(e) => return StepOutcome::exception(e),
         }
     }
@@ -298,10 +300,21 @@ async fn run_fs(
                 (_, Some(files)) => Json::from(files.clone()),
                 _ => Json::Null,
             };
-            props.set(name, value, "step");
+            match from_worker(name, value) {
+                Ok(value) => props.set(name, value, "step"),
+                Err(e) => return StepOutcome::exception(e),
+            }
         }
     }
     outcome
+}
+
+/// A property the worker's output sets, if it is within the bounds on values from
+/// outside ([`crate::model::property`]).
+fn from_worker(name: &str, value: Json) -> Result<Json, String> {
+    crate::model::property::check(name, &value)
+        .map(|()| value)
+        .map_err(|e| format!("the worker's output cannot set it: {e}"))
 }
 
 /// The property a shell step sets from its stdout.

@@ -6,7 +6,9 @@ mod fs;
 mod git;
 mod objects;
 mod properties;
+mod root;
 mod shell;
 mod transfer;
+mod unpack;
 
 pub use build::{initial_properties, run_build, BuildJob, BuildOutcome};

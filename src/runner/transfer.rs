@@ -1,11 +1,15 @@
 //! File transfers between master and worker. The master hands the worker a writer
 //! (uploads) or a reader (downloads) object; the worker drives it with `write`,
-//! `utime`, `close`, `unpack` or `read` calls, at most one block at a time.
+//! `utime`, `close`, `unpack` or `read` calls, at most one block at a time. Master-side
+//! paths are resolved inside the transfer root ([`super::root`]); one that is not
+//! ends the step in `exception` before the worker is asked for anything.
 
 use super::build::{BuildJob, StepOutcome};
 use super::command::run_command;
-use super::objects::{extract_tar, FileReader, FileWriter, TransferState};
+use super::objects::{FileReader, FileWriter, TransferState};
 use super::properties::Properties;
+use super::root::{Target, TransferRoot};
+use super::unpack::{extract_tar, UnpackError};
 use crate::config::{Compression, FileMode, Step, TransferLimits};
 use crate::model::BuildResult;
 use crate::worker::CommandVersion;
@@ -35,7 +39,7 @@ struct Plan {
     args: Vec<(Value, Value)>,
     object: Object,
     /// Where a directory upload is unpacked, with its compression and size cap.
-    unpack: Option<(PathBuf, Compression, u64)>,
+    unpack: Option<(Target, Compression, u64)>,
     /// The file an upload writes: removed again if the step fails, so a failed or
     /// truncated upload leaves nothing at the destination.
     written: Option<PathBuf>,
@@ -140,14 +144,9 @@ fn need(job: &BuildJob, name: &'static str) -> Result<CommandVersion, String> {
         .ok_or_else(|| format!("worker is too old: it does not know the {name} command"))
 }
 
-/// A relative master path is relative to the data folder.
-fn master_path(job: &BuildJob, p: String) -> PathBuf {
-    let p = PathBuf::from(p);
-    if p.is_absolute() {
-        p
-    } else {
-        job.files_dir.join(p)
-    }
+/// The build's transfer root: `files` in the data folder.
+fn root(job: &BuildJob) -> TransferRoot {
+    TransferRoot::in_data_dir(&job.files_dir)
 }
 
 fn block(limits: TransferLimits, default: u64) -> u64 {
@@ -173,7 +172,7 @@ fn upload(job: &BuildJob, props: &Properties, u: Upload) -> Result<Plan, String>
         "workersrc"
     };
     let max_size = u.limits.max_size;
-    let dest = master_path(job, render(props, u.master_dest)?);
+    let master_dest = render(props, u.master_dest)?;
     let blocksize = block(u.limits, if directory { 16 * 1024 } else { 256 * 1024 });
     let mut args = vec![
         (t("workdir"), t(&render(props, u.workdir)?)),
@@ -192,13 +191,20 @@ fn upload(job: &BuildJob, props: &Properties, u: Upload) -> Result<Plan, String>
         }
         args.push((t("keepstamp"), Value::Bool(true)));
     }
+    // Checked last: resolving creates the destination's missing folders.
+    let dest = if directory {
+        root(job).dir_target(&master_dest)?
+    } else {
+        root(job).file_target(&master_dest)?
+    };
+    // A directory arrives as a tar stream, kept next to its folder until unpacked.
     let archive = if directory {
-        dest.with_extension("upload.tar")
+        dest.sibling("tar")
     } else {
         dest.clone()
     };
     let state = Arc::new(Mutex::new(TransferState::default()));
-    let writer = FileWriter::new(archive.clone(), max_size, u.mode.map(|m| m.0), state)?;
+    let writer = FileWriter::new(&archive, max_size, u.mode.map(|m| m.0), state)?;
     let unpack = u.directory.map(|compression| {
         (
             dest,
@@ -211,7 +217,7 @@ fn upload(job: &BuildJob, props: &Properties, u: Upload) -> Result<Plan, String>
         args,
         object: Object::Writer(writer),
         unpack,
-        written: Some(archive),
+        written: Some(archive.path()),
         max_size,
     })
 }
@@ -226,7 +232,9 @@ fn download(job: &BuildJob, props: &Properties, d: Download) -> Result<Plan, Str
     };
     let state = Arc::new(Mutex::new(TransferState::default()));
     let reader = match d.source {
-        Source::File(src) => FileReader::open(&master_path(job, render(props, src)?), state)?,
+        Source::File(src) => {
+            FileReader::from_file(root(job).open_file(&render(props, src)?)?, state)
+        }
         Source::Content(content) => {
             FileReader::from_bytes(render(props, content)?.into_bytes(), state)
         }
@@ -298,17 +306,15 @@ async fn execute(job: &mut BuildJob, number: i64, plan: Plan) -> StepOutcome {
             reason: Some(why),
         };
     }
-    if let Some((dest, compression, limit)) = plan.unpack {
-        if let Err(e) = extract_tar(
-            &dest.with_extension("upload.tar"),
-            &dest,
-            compression,
-            limit,
-        ) {
+    if let (Some((dest, compression, limit)), Some(archive)) = (plan.unpack, &plan.written) {
+        if let Err(e) = extract_tar(archive, &dest, compression, limit) {
             return StepOutcome {
-                result: BuildResult::Failure,
+                result: match e {
+                    UnpackError::Refused(_) => BuildResult::Exception,
+                    UnpackError::Failed(_) => BuildResult::Failure,
+                },
                 rc: end.rc,
-                reason: Some(e),
+                reason: Some(e.reason().to_owned()),
             };
         }
     }

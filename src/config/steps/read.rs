@@ -103,7 +103,7 @@ fn upload(r: &mut Reader) -> Step {
     let t = r.table;
     Step::Upload(UploadStep {
         worker_src: r.need_text("worker_src", &t.worker_src),
-        master_dest: r.need_text("master_dest", &t.master_dest),
+        master_dest: r.master_path("master_dest", &t.master_dest),
         workdir: r.workdir(),
         limits: r.limits(),
         mode: r.mode(),
@@ -117,7 +117,7 @@ fn upload(r: &mut Reader) -> Step {
 fn download(r: &mut Reader) -> Step {
     let t = r.table;
     Step::Download(DownloadStep {
-        master_src: r.need_text("master_src", &t.master_src),
+        master_src: r.master_path("master_src", &t.master_src),
         worker_dest: r.need_text("worker_dest", &t.worker_dest),
         workdir: r.workdir(),
         limits: r.limits(),
@@ -139,7 +139,7 @@ fn directory_upload(r: &mut Reader) -> Step {
     let t = r.table;
     Step::DirectoryUpload(DirectoryUploadStep {
         worker_src: r.need_text("worker_src", &t.worker_src),
-        master_dest: r.need_text("master_dest", &t.master_dest),
+        master_dest: r.master_path("master_dest", &t.master_dest),
         workdir: r.workdir(),
         compress: r.compress(),
         limits: r.limits(),
@@ -193,6 +193,27 @@ impl<'t> Reader<'t, '_, '_> {
 
     fn need_text(&mut self, key: &'static str, value: &'t Option<String>) -> String {
         self.need(key, value).cloned().unwrap_or_default()
+    }
+
+    /// A master-side transfer path: relative to the transfer root (`data_dir/files`)
+    /// and without `..`, which the runner checks again after interpolation.
+    fn master_path(&mut self, key: &'static str, value: &'t Option<String>) -> String {
+        let path = self.need_text(key, value);
+        let why = if path.starts_with('/') {
+            Some("is absolute")
+        } else if path.split('/').any(|part| part == "..") {
+            Some("has a \"..\" component")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let message = format!(
+                "{}: {key} {path:?} {why}; master paths are relative to the transfer root (data_dir/files)",
+                self.here
+            );
+            self.problem(self.span.clone(), message);
+        }
+        path
     }
 
     fn workdir(&mut self) -> String {
@@ -422,6 +443,29 @@ mod tests {
             errors[0].message.contains("property_from must be"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn master_paths_must_stay_under_the_transfer_root() {
+        let ok = "kind = \"upload\"\nworker_src = \"a\"\nmaster_dest = \"out/%(prop:x)s/..x\"\n";
+        assert!(steps(ok).is_ok());
+        for (key, path) in [
+            ("master_dest", "/srv/out"),
+            ("master_dest", "out/../../pbmaster.sqlite"),
+            ("master_src", "../secret"),
+        ] {
+            let kind = if key == "master_src" {
+                "download\"\nworker_dest = \"b"
+            } else {
+                "upload\"\nworker_src = \"a"
+            };
+            let errors = steps(&format!("kind = \"{kind}\"\n{key} = \"{path}\"\n")).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].message.contains(key) && errors[0].message.contains("transfer root"),
+                "{errors:?}"
+            );
+        }
     }
 
     #[test]
