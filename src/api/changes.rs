@@ -51,8 +51,7 @@ async fn deliver(s: &ApiState, change: NewChange, source: Source) -> ApiResult {
         source,
         reply,
     })
-    .await?
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    .await??;
     Ok(Json(json!({ "change_id": id })))
 }
 

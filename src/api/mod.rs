@@ -3,10 +3,12 @@
 
 mod changes;
 mod logs;
+#[cfg(test)]
+mod tests;
 
 use crate::config::Config;
-use crate::master::Msg;
-use crate::store::Store;
+use crate::master::{Msg, Refusal};
+use crate::store::{Store, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -50,9 +53,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+/// A store failure: the detail goes to the log, the client gets its kind only (no SQL
+/// text, no stored values).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (status, what) = match &e {
+            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not found"),
+            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict with stored data"),
+            StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+            StoreError::Corrupt { .. } | StoreError::Io(_) | StoreError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (the master's log says why)",
+            ),
+        };
+        warn!("API: store: {e}");
+        ApiError(status, what.into())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(why) => ApiError(StatusCode::BAD_REQUEST, why),
+            Refusal::Store(e) => e.into(),
+        }
     }
 }
 
@@ -99,11 +123,8 @@ async fn force(
         properties: serde_json::Value::Object(body.properties),
         reply,
     })
-    .await?;
-    match answer {
-        Ok(id) => Ok(Json(json!({ "request_id": id }))),
-        Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e)),
-    }
+    .await??;
+    Ok(Json(json!({ "request_id": answer })))
 }
 
 /// Sends the coordinator a message carrying a reply channel and waits for the reply.

@@ -15,7 +15,7 @@ use crate::conn::{unauthorized, ConnEvent, ConnHandle};
 use crate::latent::credentials::Credentials;
 use crate::runner::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::scheduler::SchedulerSet;
-use crate::store::{now, RequestRow, Store};
+use crate::store::{now, RequestRow, Store, StoreError};
 use crate::worker::{attach, Attached};
 use pbwire::jelly::FailureStyle;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +24,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
+
+/// Why the coordinator did not do what the API asked.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request itself cannot be met (an unknown builder, a master shutting down).
+    Invalid(String),
+    /// The store failed; nothing was done.
+    Store(StoreError),
+}
 
 /// Messages to the coordinator.
 #[derive(Debug)]
@@ -53,7 +62,7 @@ pub enum Msg {
         builder: String,
         reason: String,
         properties: serde_json::Value,
-        reply: oneshot::Sender<Result<i64, String>>,
+        reply: oneshot::Sender<Result<i64, Refusal>>,
     },
     Stop {
         build_id: i64,
@@ -80,7 +89,7 @@ pub enum Msg {
     NewChange {
         change: Box<NewChange>,
         source: Source,
-        reply: oneshot::Sender<Result<i64, String>>,
+        reply: oneshot::Sender<Result<i64, Refusal>>,
     },
     /// The scheduler timer: something may be due.
     SchedulerWake,
@@ -334,9 +343,9 @@ impl Master {
                 reply,
             } => {
                 let result = if !self.builders.contains_key(&builder) {
-                    Err(format!("no builder {builder:?}"))
+                    Err(Refusal::Invalid(format!("no builder {builder:?}")))
                 } else if self.draining {
-                    Err("the master is shutting down".into())
+                    Err(Refusal::Invalid("the master is shutting down".into()))
                 } else {
                     let submitted_at = now();
                     match self.store.add_request(&builder, &reason, &properties) {
@@ -352,7 +361,7 @@ impl Master {
                             }));
                             Ok(id)
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Refusal::Store(e)),
                     }
                 };
                 let _ = reply.send(result);

@@ -1,7 +1,7 @@
 //! Latent instances and every transition they made, recorded before the master acts,
 //! so that after a crash it knows which instances it may have launched.
 
-use super::{now, Store, StoreResult};
+use super::{now, Store, StoreError, StoreResult};
 use crate::model::Instance;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -85,16 +85,22 @@ impl Store {
             Some((p, why)) => (Some(p.name()), Some(why.as_str())),
             None => (None, None),
         };
-        tx.execute(
+        let n = tx.execute(
             "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6
              WHERE id = ?1",
             params![instance.id, instance.phase.name(), instance.since, instance.cloud_id, fphase, freason],
         )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "latent instance {}",
+                instance.id
+            )));
+        }
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
             params![instance.id, instance.phase.name(), instance.since, detail.or(freason)],
         )?;
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     /// Instances not stopped or failed: after a restart, the ones to reconcile.
@@ -156,8 +162,7 @@ impl Store {
             return Ok(id);
         }
         let mut raw = [0u8; 8];
-        getrandom::fill(&mut raw)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.to_string().into()))?;
+        getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         db.execute(
             "INSERT INTO master_meta (key, value) VALUES ('master_id', ?1)",
@@ -168,10 +173,10 @@ impl Store {
 
     /// The next serial number for a pool's instance names.
     pub fn instance_count(&self) -> StoreResult<i64> {
-        self.db().query_row(
+        Ok(self.db().query_row(
             "SELECT COALESCE(MAX(id), 0) FROM latent_instances",
             [],
             |r| r.get(0),
-        )
+        )?)
     }
 }

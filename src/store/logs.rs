@@ -90,12 +90,11 @@ impl Store {
             let data = match (offset, len) {
                 (Some(offset), Some(len)) => {
                     if file.is_none() {
-                        file = Some(File::open(self.log_file(build_id)).map_err(io_error)?);
+                        file = Some(File::open(self.log_file(build_id))?);
                     }
                     let mut data = vec![0; usize::try_from(len).unwrap_or(0)];
                     if let Some(f) = &file {
-                        f.read_exact_at(&mut data, offset.max(0) as u64)
-                            .map_err(io_error)?;
+                        f.read_exact_at(&mut data, offset.max(0) as u64)?;
                     }
                     data
                 }
@@ -117,12 +116,8 @@ impl Store {
             "SELECT DISTINCT log FROM log_chunks WHERE build_id = ?1 AND step = ?2 ORDER BY log",
         )?;
         let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-}
-
-fn io_error(e: std::io::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
 impl LogWriter {

@@ -4,12 +4,17 @@
 //! Every change is committed before the master acts on it, so a restart loses
 //! nothing: queued requests stay queued, and builds that were running when the master
 //! died are closed as `retry` with their requests queued again ([`Store::recover`]).
+//!
+//! Only this module knows SQL and SQLite: callers get rows and [`StoreError`], whose
+//! variants say what failed (not found, conflict, unavailable, corrupt, I/O).
 
 mod changes;
+mod error;
 pub mod latent;
 mod logs;
 mod schema;
 
+pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
 
 use crate::model::BuildResult;
@@ -112,8 +117,6 @@ pub struct LogChunk {
     pub data: Vec<u8>,
 }
 
-pub type StoreResult<T> = Result<T, rusqlite::Error>;
-
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -128,8 +131,7 @@ fn result_of(s: Option<String>) -> Option<BuildResult> {
 impl Store {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Store> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        std::fs::create_dir_all(dir)?;
         let db = Connection::open(dir.join("pbmaster.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
@@ -162,6 +164,13 @@ impl Store {
         self.db
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs statements as they are: lets tests elsewhere put the database in a state
+    /// the master would not (a dropped table, a value it does not know).
+    #[cfg(test)]
+    pub fn execute_for_test(&self, sql: &str) {
+        self.db().execute_batch(sql).expect("test statements");
     }
 
     /// After a restart: builds left running are closed as `retry` and their requests
@@ -291,15 +300,19 @@ impl Store {
         let mut db = self.db();
         let tx = db.transaction()?;
         let t = now();
-        tx.prepare_cached(
-            "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
-        )?
-        .execute(params![build_id, t, result.name(), reason])?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
+            )?
+            .execute(params![build_id, t, result.name(), reason])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("build {build_id}")));
+        }
         if result != BuildResult::Retry {
             tx.prepare_cached("UPDATE requests SET complete = 1, result = ?2 WHERE id = (SELECT request_id FROM builds WHERE id = ?1)")?
                 .execute(params![build_id, result.name()])?;
         }
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     pub fn builds(&self, builder: Option<&str>, limit: i64) -> StoreResult<Vec<BuildRow>> {
@@ -309,17 +322,18 @@ impl Store {
              WHERE (?1 IS NULL OR builder = ?1) ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q.query_map(params![builder, limit.clamp(1, 10_000)], build_row)?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn build(&self, id: i64) -> StoreResult<Option<BuildRow>> {
         let db = self.db();
-        db.query_row(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds WHERE id = ?1",
-            params![id],
-            build_row,
-        )
-        .optional()
+        Ok(db
+            .query_row(
+                "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds WHERE id = ?1",
+                params![id],
+                build_row,
+            )
+            .optional()?)
     }
 
     pub fn builds_of_request(&self, request_id: i64) -> StoreResult<Vec<BuildRow>> {
@@ -329,7 +343,7 @@ impl Store {
              WHERE request_id = ?1 ORDER BY id",
         )?;
         let rows = q.query_map(params![request_id], build_row)?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn start_step(&self, build_id: i64, number: i64, name: &str) -> StoreResult<()> {
@@ -349,8 +363,13 @@ impl Store {
         rc: Option<i64>,
         reason: Option<&str>,
     ) -> StoreResult<()> {
-        self.db().prepare_cached("UPDATE steps SET finished_at = ?3, result = ?4, rc = ?5, reason = ?6 WHERE build_id = ?1 AND number = ?2")?
+        let n = self.db().prepare_cached("UPDATE steps SET finished_at = ?3, result = ?4, rc = ?5, reason = ?6 WHERE build_id = ?1 AND number = ?2")?
             .execute(params![build_id, number, now(), result.name(), rc, reason])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "step {number} of build {build_id}"
+            )));
+        }
         Ok(())
     }
 
@@ -372,7 +391,7 @@ impl Store {
                 reason: r.get(7)?,
             })
         })?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn worker_connected(
@@ -423,7 +442,7 @@ impl Store {
                 peer: r.get(6)?,
             })
         })?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
