@@ -1,6 +1,7 @@
 //! Log bytes exactly as stored; with `follow`, streamed until the step ends.
 
 use super::{not_found, ApiError, ApiState};
+use crate::store::Channel;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -13,7 +14,7 @@ pub struct LogQuery {
     #[serde(default)]
     follow: bool,
     /// Only this channel: stdout, stderr or header.
-    channel: Option<String>,
+    channel: Option<Channel>,
 }
 
 /// How often a followed log looks for new bytes.
@@ -27,15 +28,8 @@ pub async fn raw(
     s.store
         .build(build)?
         .ok_or_else(|| not_found("such build"))?;
-    let channel = q.channel.clone();
-    let keep = move |c: crate::store::Channel| {
-        channel.as_deref().is_none_or(|want| {
-            serde_json::to_value(c)
-                .ok()
-                .and_then(|v| v.as_str().map(|s| s == want))
-                .unwrap_or(false)
-        })
-    };
+    let channel = q.channel;
+    let keep = move |c: Channel| channel.is_none_or(|want| want == c);
     if !q.follow {
         let mut out = Vec::new();
         let mut after = 0;
@@ -53,7 +47,6 @@ pub async fn raw(
     let stream = futures_util::stream::unfold(0i64, move |after| {
         let store = store.clone();
         let log = log.clone();
-        let keep = keep.clone();
         async move {
             loop {
                 // Seen before reading chunks, so every chunk stored before the step

@@ -60,3 +60,14 @@ fn store_errors_map_to_statuses_by_kind() {
     let ApiError(_, text) = ApiError::from(StoreError::NotFound("build 1".into()));
     assert!(!text.contains("build 1"), "{text}");
 }
+
+#[tokio::test]
+async fn an_unknown_worker_state_is_a_500_that_does_not_echo_it() {
+    let (s, dir) = state("state");
+    s.store
+        .execute_for_test("INSERT INTO workers (name, state) VALUES ('w1', 'half-attached')");
+    let (status, body) = answer(workers(State(s.clone())).await).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!body.contains("half-attached"), "{body}");
+    std::fs::remove_dir_all(dir).ok();
+}

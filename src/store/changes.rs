@@ -5,6 +5,7 @@
 //! before the sender is answered; a firing commits its requests, releases its held
 //! changes and records its time in one transaction.
 
+use super::columns::json;
 use super::{Store, StoreResult};
 use crate::changes::{Change, NewChange};
 use crate::model::{ChangePlan, Fire};
@@ -255,11 +256,11 @@ fn change_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Change> {
         id: r.get(o)?,
         change: NewChange {
             author: r.get(o + 1)?,
-            files: serde_json::from_str(&r.get::<_, String>(o + 2)?).unwrap_or_default(),
+            files: json(r, o + 2)?,
             comments: r.get(o + 3)?,
             branch: r.get(o + 4)?,
             revision: r.get(o + 5)?,
-            properties: serde_json::from_str(&r.get::<_, String>(o + 6)?).unwrap_or_default(),
+            properties: json(r, o + 6)?,
             repository: r.get(o + 7)?,
             project: r.get(o + 8)?,
             category: r.get(o + 9)?,

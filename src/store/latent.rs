@@ -2,7 +2,7 @@
 //! so that after a crash it knows which instances it may have launched.
 
 use super::{now, Store, StoreError, StoreResult};
-use crate::model::Instance;
+use crate::model::{Instance, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -40,15 +40,15 @@ pub struct InstanceRow {
     pub id: i64,
     pub pool: String,
     pub name: String,
-    pub phase: String,
+    pub phase: Phase,
     pub since: f64,
     pub cloud_id: Option<String>,
-    pub failure_phase: Option<String>,
+    pub failure_phase: Option<Phase>,
     pub failure_reason: Option<String>,
     #[serde(skip)]
     pub password: Option<String>,
     /// `[[phase, at, detail], ...]`, oldest first.
-    pub transitions: Vec<(String, f64, Option<String>)>,
+    pub transitions: Vec<(Phase, f64, Option<String>)>,
 }
 
 impl Store {
@@ -65,13 +65,13 @@ impl Store {
         let t = now();
         tx.execute(
             "INSERT INTO latent_instances (pool, name, phase, since, client_token, password)
-             VALUES (?1, ?2, 'requested', ?3, ?4, ?5)",
-            params![pool, name, t, client_token, password],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![pool, name, Phase::Requested, t, client_token, password],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, 'requested', ?2)",
-            params![id, t],
+            "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, ?2, ?3)",
+            params![id, Phase::Requested, t],
         )?;
         tx.commit()?;
         Ok(id)
@@ -82,13 +82,13 @@ impl Store {
         let mut db = self.db();
         let tx = db.transaction()?;
         let (fphase, freason) = match &instance.failure {
-            Some((p, why)) => (Some(p.name()), Some(why.as_str())),
+            Some((p, why)) => (Some(*p), Some(why.as_str())),
             None => (None, None),
         };
         let n = tx.execute(
             "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6
              WHERE id = ?1",
-            params![instance.id, instance.phase.name(), instance.since, instance.cloud_id, fphase, freason],
+            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
@@ -98,7 +98,7 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![instance.id, instance.phase.name(), instance.since, detail.or(freason)],
+            params![instance.id, instance.phase, instance.since, detail.or(freason)],
         )?;
         Ok(tx.commit()?)
     }

@@ -66,7 +66,7 @@ impl Store {
         after: i64,
     ) -> StoreResult<Vec<LogChunk>> {
         // seq, channel, inline bytes, file offset and length.
-        type Row = (i64, i64, Vec<u8>, Option<i64>, Option<i64>);
+        type Row = (i64, Channel, Vec<u8>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = {
             let db = self.db();
             let mut q = db.prepare_cached(
@@ -100,11 +100,7 @@ impl Store {
                 }
                 _ => inline,
             };
-            chunks.push(LogChunk {
-                seq,
-                channel: Channel::from_code(channel),
-                data,
-            });
+            chunks.push(LogChunk { seq, channel, data });
         }
         Ok(chunks)
     }
@@ -200,7 +196,7 @@ impl LogWriter {
                     self.build_id,
                     self.step,
                     p.log,
-                    p.channel.code(),
+                    p.channel,
                     p.offset as i64,
                     p.len as i64
                 ])?;

@@ -9,45 +9,31 @@
 //! variants say what failed (not found, conflict, unavailable, corrupt, I/O).
 
 mod changes;
+mod columns;
 mod error;
 pub mod latent;
 mod logs;
 mod schema;
+mod workers;
 
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
 
-use crate::model::BuildResult;
+use crate::model::{BuildResult, WorkerState};
+use columns::json;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Log channels, kept apart as the worker sends them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Stdout,
     Stderr,
     Header,
-}
-
-impl Channel {
-    fn code(self) -> i64 {
-        match self {
-            Channel::Stdout => 0,
-            Channel::Stderr => 1,
-            Channel::Header => 2,
-        }
-    }
-    fn from_code(c: i64) -> Channel {
-        match c {
-            0 => Channel::Stdout,
-            1 => Channel::Stderr,
-            _ => Channel::Header,
-        }
-    }
 }
 
 /// A shared handle on the database. Operations are short; callers on async tasks use
@@ -98,17 +84,6 @@ pub struct StepRow {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerRow {
-    pub name: String,
-    pub state: String,
-    pub version: Option<String>,
-    pub info: serde_json::Value,
-    pub connected_at: Option<f64>,
-    pub disconnected_at: Option<f64>,
-    pub peer: Option<String>,
-}
-
 /// A log's bytes from one point on, with the sequence to ask from next time.
 #[derive(Debug, Clone)]
 pub struct LogChunk {
@@ -122,10 +97,6 @@ pub fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn result_of(s: Option<String>) -> Option<BuildResult> {
-    s.and_then(|s| s.parse().ok())
 }
 
 impl Store {
@@ -189,7 +160,10 @@ impl Store {
              WHERE finished_at IS NULL",
             params![t],
         )?;
-        tx.execute("UPDATE workers SET state = 'disconnected', disconnected_at = ?1 WHERE state != 'disconnected'", params![t])?;
+        tx.execute(
+            "UPDATE workers SET state = ?2, disconnected_at = ?1 WHERE state != ?2",
+            params![t, WorkerState::Disconnected],
+        )?;
         tx.commit()?;
         Ok(n)
     }
@@ -234,9 +208,9 @@ impl Store {
                 id: r.get(0)?,
                 builder: r.get(1)?,
                 reason: r.get(2)?,
-                properties: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                properties: json(r, 3)?,
                 submitted_at: r.get(4)?,
-                result: result_of(r.get(5)?),
+                result: r.get(5)?,
                 complete: r.get::<_, i64>(6)? != 0,
             })
         })?;
@@ -304,13 +278,13 @@ impl Store {
             .prepare_cached(
                 "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
             )?
-            .execute(params![build_id, t, result.name(), reason])?;
+            .execute(params![build_id, t, result, reason])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("build {build_id}")));
         }
         if result != BuildResult::Retry {
             tx.prepare_cached("UPDATE requests SET complete = 1, result = ?2 WHERE id = (SELECT request_id FROM builds WHERE id = ?1)")?
-                .execute(params![build_id, result.name()])?;
+                .execute(params![build_id, result])?;
         }
         Ok(tx.commit()?)
     }
@@ -364,7 +338,7 @@ impl Store {
         reason: Option<&str>,
     ) -> StoreResult<()> {
         let n = self.db().prepare_cached("UPDATE steps SET finished_at = ?3, result = ?4, rc = ?5, reason = ?6 WHERE build_id = ?1 AND number = ?2")?
-            .execute(params![build_id, number, now(), result.name(), rc, reason])?;
+            .execute(params![build_id, number, now(), result, rc, reason])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
                 "step {number} of build {build_id}"
@@ -386,60 +360,9 @@ impl Store {
                 name: r.get(2)?,
                 started_at: r.get(3)?,
                 finished_at: r.get(4)?,
-                result: result_of(r.get(5)?),
+                result: r.get(5)?,
                 rc: r.get(6)?,
                 reason: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn worker_connected(
-        &self,
-        name: &str,
-        peer: &str,
-        version: Option<&str>,
-        info: &serde_json::Value,
-    ) -> StoreResult<()> {
-        self.db().prepare_cached("INSERT INTO workers (name, state, version, info, connected_at, peer) VALUES (?1, 'attached', ?2, ?3, ?4, ?5)
-             ON CONFLICT(name) DO UPDATE SET state = 'attached', version = ?2, info = ?3, connected_at = ?4, peer = ?5")?
-            .execute(params![name, version, info.to_string(), now(), peer])?;
-        Ok(())
-    }
-
-    /// A worker whose password checked out and whose handshake is under way.
-    pub fn worker_attaching(&self, name: &str, peer: &str) -> StoreResult<()> {
-        self.db()
-            .prepare_cached(
-                "INSERT INTO workers (name, state, peer) VALUES (?1, 'attaching', ?2)
-             ON CONFLICT(name) DO UPDATE SET state = 'attaching', peer = ?2",
-            )?
-            .execute(params![name, peer])?;
-        Ok(())
-    }
-
-    pub fn worker_disconnected(&self, name: &str) -> StoreResult<()> {
-        self.db()
-            .prepare_cached(
-                "UPDATE workers SET state = 'disconnected', disconnected_at = ?2 WHERE name = ?1",
-            )?
-            .execute(params![name, now()])?;
-        Ok(())
-    }
-
-    pub fn workers(&self) -> StoreResult<Vec<WorkerRow>> {
-        let db = self.db();
-        let mut q =
-            db.prepare("SELECT name, state, version, info, connected_at, disconnected_at, peer FROM workers ORDER BY name")?;
-        let rows = q.query_map([], |r| {
-            Ok(WorkerRow {
-                name: r.get(0)?,
-                state: r.get(1)?,
-                version: r.get(2)?,
-                info: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                connected_at: r.get(4)?,
-                disconnected_at: r.get(5)?,
-                peer: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -455,9 +378,9 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
         worker: r.get(4)?,
         started_at: r.get(5)?,
         finished_at: r.get(6)?,
-        result: result_of(r.get(7)?),
+        result: r.get(7)?,
         reason: r.get(8)?,
-        properties: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
+        properties: json(r, 9)?,
     })
 }
 
