@@ -142,23 +142,34 @@ pub struct BuildsQuery {
 }
 
 async fn builds(State(s): State<ApiState>, Query(q): Query<BuildsQuery>) -> ApiResult {
-    Ok(Json(json!(s
+    let limit = q.limit.unwrap_or(100);
+    let builds = s
         .store
-        .builds(q.builder.as_deref(), q.limit.unwrap_or(100))?)))
+        .read(move |st| st.builds(q.builder.as_deref(), limit))
+        .await?;
+    Ok(Json(json!(builds)))
 }
 
 async fn build(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
-    let build = s.store.build(id)?.ok_or_else(|| not_found("such build"))?;
-    let mut steps = Vec::new();
-    for step in s.store.steps(id)? {
-        let logs = s.store.log_names(id, step.number)?;
-        let mut v = json!(step);
-        v["logs"] = json!(logs);
-        steps.push(v);
-    }
-    let mut v = json!(build);
-    v["steps"] = json!(steps);
-    Ok(Json(v))
+    let found = s
+        .store
+        .read(move |st| {
+            let Some(build) = st.build(id)? else {
+                return Ok(None);
+            };
+            let mut steps = Vec::new();
+            for step in st.steps(id)? {
+                let logs = st.log_names(id, step.number)?;
+                let mut v = json!(step);
+                v["logs"] = json!(logs);
+                steps.push(v);
+            }
+            let mut v = json!(build);
+            v["steps"] = json!(steps);
+            Ok(Some(v))
+        })
+        .await?;
+    Ok(Json(found.ok_or_else(|| not_found("such build"))?))
 }
 
 async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
@@ -178,7 +189,7 @@ async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
 }
 
 async fn workers(State(s): State<ApiState>) -> ApiResult {
-    let known = s.store.workers()?;
+    let known = s.store.read(|st| st.workers()).await?;
     let list: Vec<_> = s
         .config
         .workers
@@ -200,18 +211,26 @@ pub struct LimitQuery {
 }
 
 async fn requests(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
-    Ok(Json(json!(s.store.requests(q.limit.unwrap_or(100))?)))
+    let limit = q.limit.unwrap_or(100);
+    Ok(Json(json!(
+        s.store.read(move |st| st.requests(limit)).await?
+    )))
 }
 
 async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
-    let request = s
+    let found = s
         .store
-        .request(id)?
-        .ok_or_else(|| not_found("such build request"))?;
-    let mut v = json!(request);
-    v["builds"] = json!(s.store.builds_of_request(id)?);
-    v["changes"] = json!(s.store.changes_of_request(id)?);
-    Ok(Json(v))
+        .read(move |st| {
+            let Some(request) = st.request(id)? else {
+                return Ok(None);
+            };
+            let mut v = json!(request);
+            v["builds"] = json!(st.builds_of_request(id)?);
+            v["changes"] = json!(st.changes_of_request(id)?);
+            Ok(Some(v))
+        })
+        .await?;
+    Ok(Json(found.ok_or_else(|| not_found("such build request"))?))
 }
 
 /// Latent pools: live instances by phase, why requests wait, the newest failure.
@@ -221,5 +240,8 @@ async fn pools(State(s): State<ApiState>) -> ApiResult {
 
 /// Latent instances, newest first, with every transition they made.
 async fn latent(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
-    Ok(Json(json!(s.store.instances(q.limit.unwrap_or(100))?)))
+    let limit = q.limit.unwrap_or(100);
+    Ok(Json(json!(
+        s.store.read(move |st| st.instances(limit)).await?
+    )))
 }

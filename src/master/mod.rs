@@ -1,6 +1,15 @@
 //! The coordinator: one task that owns who is attached, what is queued and what runs.
 //! Connections, builds and the API talk to it over one bounded channel, so dispatch
 //! decisions never race each other.
+//!
+//! It calls the store synchronously, on its own task, and acts only once a call has
+//! returned (the durability rule): `add_request` (force), `start_build` (dispatch),
+//! `finish_build` (a build's end), `request` (queuing stored requests), the
+//! `worker_*` records (attach, detach); in `changes.rs` `add_change`, `record_fires`
+//! and the schedulers' state; in `latent.rs` and `latent/reconcile.rs`
+//! `add_instance`, `record_phase`, `instance_count`, `live_instances` and the failed
+//! request's build. Each is one transaction; moving them off the runtime's threads
+//! would keep this task's order by awaiting each before acting.
 
 mod auth;
 mod changes;

@@ -44,7 +44,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Cause(Box<dyn std::error::Error + Send + Sync + 'static>);
 
 impl Cause {
-    fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+    pub(super) fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
         Cause(Box::new(e))
     }
 }

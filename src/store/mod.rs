@@ -16,6 +16,7 @@ mod logs;
 mod schema;
 mod workers;
 
+use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
 
@@ -36,11 +37,16 @@ pub enum Channel {
     Header,
 }
 
-/// A shared handle on the database. Operations are short; callers on async tasks use
+/// A shared handle on the database. Its methods block: async code reads through
+/// [`Store::read`], which runs them on a blocking thread. The coordinator still calls
 /// them directly (SQLite in WAL mode commits in well under a millisecond).
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The connection for writes (and the coordinator's reads).
     db: Arc<Mutex<Connection>>,
+    /// A second, read-only connection for [`Store::read`]: in WAL mode it reads while
+    /// the first writes, so a slow query from the API holds up no writer.
+    reader: Arc<Mutex<Connection>>,
     /// Where log bytes are kept (see [`LogWriter`]).
     logs_dir: Arc<PathBuf>,
 }
@@ -125,8 +131,12 @@ impl Store {
                 ))?;
             }
         }
+        let reader = Connection::open(dir.join("pbmaster.sqlite"))?;
+        reader.pragma_update(None, "query_only", "ON")?;
+        reader.set_prepared_statement_cache_capacity(64);
         Ok(Store {
             db: Arc::new(Mutex::new(db)),
+            reader: Arc::new(Mutex::new(reader)),
             logs_dir: Arc::new(dir.join("logs")),
         })
     }
@@ -135,6 +145,25 @@ impl Store {
         self.db
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on a blocking thread, off the async runtime, with a store whose
+    /// methods use the read-only connection: for async callers (the API), so a slow
+    /// query stalls no connection task. It sees everything committed before it
+    /// starts; a write in `f` fails.
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let reading = Store {
+            db: self.reader.clone(),
+            reader: self.reader.clone(),
+            logs_dir: self.logs_dir.clone(),
+        };
+        tokio::task::spawn_blocking(move || f(&reading))
+            .await
+            .map_err(|e| StoreError::Internal(Cause::new(e)))?
     }
 
     /// Runs statements as they are: lets tests elsewhere put the database in a state
@@ -392,6 +421,22 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("pbmaster-store-{}-{}", std::process::id(), now()));
         (Store::open(&dir).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn reads_see_what_was_committed_and_cannot_write() {
+        let (store, dir) = temp();
+        let id = store
+            .add_request("b1", "force", &serde_json::json!({"p": 1}))
+            .unwrap();
+        let row = store.read(move |st| st.request(id)).await.unwrap();
+        assert_eq!(row.map(|r| r.properties), Some(serde_json::json!({"p": 1})));
+        let written = store
+            .read(|st| st.add_request("b1", "from a read", &serde_json::json!({})))
+            .await;
+        assert!(written.is_err(), "the read connection is read-only");
+        assert_eq!(store.requests(10).unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
