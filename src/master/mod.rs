@@ -4,11 +4,11 @@
 //!
 //! It calls the store synchronously, on its own task, and acts only once a call has
 //! returned (the durability rule): `add_request` (force), `start_build` (dispatch),
-//! `finish_build` (a build's end), `request` (queuing stored requests), the
-//! `worker_*` records (attach, detach); in `changes.rs` `add_change`, `record_fires`
-//! and the schedulers' state; in `latent.rs` and `latent/reconcile.rs`
-//! `add_instance`, `record_phase`, `instance_count`, `live_instances` and the failed
-//! request's build. Each is one transaction; moving them off the runtime's threads
+//! `finish_build` (a build's end, with its last step's), `request` (queuing stored
+//! requests), the `worker_*` records (attach, detach); in `changes.rs` `add_change`,
+//! `record_fires` and the schedulers' state; in `latent.rs` and `latent/reconcile.rs`
+//! `add_instance`, `record_phase`, `instance_count`, `live_instances` and
+//! `fail_request`. Each is one transaction; moving them off the runtime's threads
 //! would keep this task's order by awaiting each before acting.
 
 mod auth;
@@ -318,10 +318,12 @@ impl Master {
                     outcome.result = crate::model::BuildResult::Retry;
                 }
                 let running = self.running.remove(&build_id);
-                match self
-                    .store
-                    .finish_build(build_id, outcome.result, outcome.reason.as_deref())
-                {
+                match self.store.finish_build(
+                    build_id,
+                    &outcome.writes,
+                    outcome.result,
+                    outcome.reason.as_deref(),
+                ) {
                     Ok(()) if outcome.result == crate::model::BuildResult::Retry => {
                         if let Some(r) = running {
                             self.queue.push(r.request);

@@ -17,7 +17,7 @@ mod logs;
 mod schema;
 mod workers;
 
-pub use builds::{BuildRow, RequestRow};
+pub use builds::{BuildRow, BuildWrite, RequestRow};
 use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
