@@ -28,9 +28,11 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, ".peers")
-PBMASTER = os.path.join(ROOT, "target", "release", "pbmaster")
+# The release build cargo made: CARGO_TARGET_DIR when it is set, as cargo does.
+TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
+PBMASTER = os.path.join(TARGET, "release", "pbmaster")
 # Built from the workspace member loadgen/ (cargo build --release -p pbmaster-loadgen).
-LOADGEN = os.path.join(ROOT, "target", "release", "pbmaster-loadgen")
+LOADGEN = os.path.join(TARGET, "release", "pbmaster-loadgen")
 BUILDBOT = os.path.join(PEERS, "buildbot-master", "bin", "buildbot")
 WORKER_VENV = os.path.join(PEERS, "buildbot-worker-4")
 MASTER_CFG = os.path.join(ROOT, "bench", "buildbot", "master.cfg")

@@ -10,7 +10,7 @@
 use crate::config;
 use crate::conn::{ConnEvent, ConnHandle, ObjectCall, Request};
 use crate::latent::credentials::Credentials;
-use crate::master::{Master, Msg};
+use crate::master::{Master, Msg, Refusal};
 use crate::model::BuildResult;
 use crate::store::{BuildRow, Store};
 use pbwire::jelly::Value;
@@ -119,7 +119,11 @@ impl Harness {
             reply,
         };
         self.master.send(msg).await.map_err(|_| "master gone")?;
-        answer.await.map_err(|_| "master gone")?
+        match answer.await.map_err(|_| "master gone")? {
+            Ok(id) => Ok(id),
+            Err(Refusal::Invalid(why)) => Err(why),
+            Err(Refusal::Store(e)) => Err(e.to_string()),
+        }
     }
 
     /// Tells the master to drain, as SIGTERM does.

@@ -5,6 +5,7 @@ use super::{ask, not_found, ApiError, ApiResult, ApiState, LimitQuery};
 use crate::changes::hooks::{self, Hook};
 use crate::changes::{json::from_json, NewChange, Source};
 use crate::master::Msg;
+use crate::store::{Store, StoreResult};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -51,8 +52,7 @@ async fn deliver(s: &ApiState, change: NewChange, source: Source) -> ApiResult {
         source,
         reply,
     })
-    .await?
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    .await??;
     Ok(Json(json!({ "change_id": id })))
 }
 
@@ -84,42 +84,52 @@ async fn gitlab(State(s): State<ApiState>, body: Bytes) -> ApiResult {
 
 /// A change with the requests it caused (by id), the builds of those requests, and
 /// the schedulers still holding it.
-fn summary(s: &ApiState, change: &crate::changes::Change) -> Result<Value, ApiError> {
-    let requests = s.store.requests_of_change(change.id)?;
+fn summary(st: &Store, change: &crate::changes::Change) -> StoreResult<Value> {
+    let requests = st.requests_of_change(change.id)?;
     let mut builds = Vec::new();
     for r in &requests {
-        builds.extend(s.store.builds_of_request(*r)?);
+        builds.extend(st.builds_of_request(*r)?);
     }
     let mut v = json!(change);
     v["requests"] = json!(requests);
     v["builds"] = json!(builds);
-    v["held_by"] = json!(s.store.change_held_by(change.id)?);
+    v["held_by"] = json!(st.change_held_by(change.id)?);
     Ok(v)
 }
 
 async fn list(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
-    let changes = s.store.changes(q.limit.unwrap_or(100))?;
-    let list = changes
-        .iter()
-        .map(|c| summary(&s, c))
-        .collect::<Result<Vec<_>, _>>()?;
+    let limit = q.limit.unwrap_or(100);
+    let list = s
+        .store
+        .read(move |st| {
+            st.changes(limit)?
+                .iter()
+                .map(|c| summary(st, c))
+                .collect::<StoreResult<Vec<_>>>()
+        })
+        .await?;
     Ok(Json(json!(list)))
 }
 
 async fn one(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
-    let change = s
+    let found = s
         .store
-        .change(id)?
-        .ok_or_else(|| not_found("such change"))?;
-    let mut v = summary(&s, &change)?;
-    let mut requests = Vec::new();
-    for r in s.store.requests_of_change(id)? {
-        if let Some(row) = s.store.request(r)? {
-            let mut rv = json!(row);
-            rv["builds"] = json!(s.store.builds_of_request(r)?);
-            requests.push(rv);
-        }
-    }
-    v["requests"] = json!(requests);
-    Ok(Json(v))
+        .read(move |st| {
+            let Some(change) = st.change(id)? else {
+                return Ok(None);
+            };
+            let mut v = summary(st, &change)?;
+            let mut requests = Vec::new();
+            for r in st.requests_of_change(id)? {
+                if let Some(row) = st.request(r)? {
+                    let mut rv = json!(row);
+                    rv["builds"] = json!(st.builds_of_request(r)?);
+                    requests.push(rv);
+                }
+            }
+            v["requests"] = json!(requests);
+            Ok(Some(v))
+        })
+        .await?;
+    Ok(Json(found.ok_or_else(|| not_found("such change"))?))
 }

@@ -3,10 +3,12 @@
 
 mod changes;
 mod logs;
+#[cfg(test)]
+mod tests;
 
 use crate::config::Config;
-use crate::master::Msg;
-use crate::store::Store;
+use crate::master::{Msg, Refusal};
+use crate::store::{Store, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -50,9 +53,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+/// A store failure: the detail goes to the log, the client gets its kind only (no SQL
+/// text, no stored values).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (status, what) = match &e {
+            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not found"),
+            StoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict with stored data"),
+            StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+            StoreError::Corrupt { .. } | StoreError::Io(_) | StoreError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (the master's log says why)",
+            ),
+        };
+        warn!("API: store: {e}");
+        ApiError(status, what.into())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(why) => ApiError(StatusCode::BAD_REQUEST, why),
+            Refusal::Store(e) => e.into(),
+        }
     }
 }
 
@@ -101,11 +125,8 @@ async fn force(
         properties: serde_json::Value::Object(body.properties),
         reply,
     })
-    .await?;
-    match answer {
-        Ok(id) => Ok(Json(json!({ "request_id": id }))),
-        Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e)),
-    }
+    .await??;
+    Ok(Json(json!({ "request_id": answer })))
 }
 
 /// Sends the coordinator a message carrying a reply channel and waits for the reply.
@@ -123,23 +144,34 @@ pub struct BuildsQuery {
 }
 
 async fn builds(State(s): State<ApiState>, Query(q): Query<BuildsQuery>) -> ApiResult {
-    Ok(Json(json!(s
+    let limit = q.limit.unwrap_or(100);
+    let builds = s
         .store
-        .builds(q.builder.as_deref(), q.limit.unwrap_or(100))?)))
+        .read(move |st| st.builds(q.builder.as_deref(), limit))
+        .await?;
+    Ok(Json(json!(builds)))
 }
 
 async fn build(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
-    let build = s.store.build(id)?.ok_or_else(|| not_found("such build"))?;
-    let mut steps = Vec::new();
-    for step in s.store.steps(id)? {
-        let logs = s.store.log_names(id, step.number)?;
-        let mut v = json!(step);
-        v["logs"] = json!(logs);
-        steps.push(v);
-    }
-    let mut v = json!(build);
-    v["steps"] = json!(steps);
-    Ok(Json(v))
+    let found = s
+        .store
+        .read(move |st| {
+            let Some(build) = st.build(id)? else {
+                return Ok(None);
+            };
+            let mut steps = Vec::new();
+            for step in st.steps(id)? {
+                let logs = st.log_names(id, step.number)?;
+                let mut v = json!(step);
+                v["logs"] = json!(logs);
+                steps.push(v);
+            }
+            let mut v = json!(build);
+            v["steps"] = json!(steps);
+            Ok(Some(v))
+        })
+        .await?;
+    Ok(Json(found.ok_or_else(|| not_found("such build"))?))
 }
 
 async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
@@ -159,7 +191,7 @@ async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
 }
 
 async fn workers(State(s): State<ApiState>) -> ApiResult {
-    let known = s.store.workers()?;
+    let known = s.store.read(|st| st.workers()).await?;
     let list: Vec<_> = s
         .config
         .workers
@@ -181,18 +213,26 @@ pub struct LimitQuery {
 }
 
 async fn requests(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
-    Ok(Json(json!(s.store.requests(q.limit.unwrap_or(100))?)))
+    let limit = q.limit.unwrap_or(100);
+    Ok(Json(json!(
+        s.store.read(move |st| st.requests(limit)).await?
+    )))
 }
 
 async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
-    let request = s
+    let found = s
         .store
-        .request(id)?
-        .ok_or_else(|| not_found("such build request"))?;
-    let mut v = json!(request);
-    v["builds"] = json!(s.store.builds_of_request(id)?);
-    v["changes"] = json!(s.store.changes_of_request(id)?);
-    Ok(Json(v))
+        .read(move |st| {
+            let Some(request) = st.request(id)? else {
+                return Ok(None);
+            };
+            let mut v = json!(request);
+            v["builds"] = json!(st.builds_of_request(id)?);
+            v["changes"] = json!(st.changes_of_request(id)?);
+            Ok(Some(v))
+        })
+        .await?;
+    Ok(Json(found.ok_or_else(|| not_found("such build request"))?))
 }
 
 /// Latent pools: live instances by phase, why requests wait, the newest failure.
@@ -202,5 +242,8 @@ async fn pools(State(s): State<ApiState>) -> ApiResult {
 
 /// Latent instances, newest first, with every transition they made.
 async fn latent(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> ApiResult {
-    Ok(Json(json!(s.store.instances(q.limit.unwrap_or(100))?)))
+    let limit = q.limit.unwrap_or(100);
+    Ok(Json(json!(
+        s.store.read(move |st| st.instances(limit)).await?
+    )))
 }

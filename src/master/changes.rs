@@ -2,7 +2,7 @@
 //! causes before its sender is answered; the scheduler timer's wake-ups become
 //! requests; durable scheduler state is reloaded at start.
 
-use super::Master;
+use super::{Master, Refusal};
 use crate::changes::{pb::from_pb, NewChange, Source};
 use crate::conn::{pb_error, ConnHandle};
 use crate::scheduler::timer;
@@ -69,12 +69,17 @@ impl Master {
 
     /// `addChange(change)` from a change source: parse, store, schedule, answer.
     pub(super) fn pb_change(&mut self, conn: ConnHandle, request_id: i64, change: &Value) {
-        let result = from_pb(change).and_then(|c| self.accept_change(c, Source::Pb));
-        let answer = match result {
+        let result = from_pb(change).map_err(Refusal::Invalid);
+        let answer = match result.and_then(|c| self.accept_change(c, Source::Pb)) {
             Ok(_) => Ok(Value::None),
-            Err(e) => {
+            Err(Refusal::Invalid(e)) => {
                 info!(peer = %conn.peer, "change refused: {e}");
                 Err(pb_error(&e))
+            }
+            // The sender learns that it failed; the log says why.
+            Err(Refusal::Store(e)) => {
+                warn!(peer = %conn.peer, "cannot store a change: {e}");
+                Err(pb_error("the master cannot store the change"))
             }
         };
         self.tasks
@@ -87,12 +92,12 @@ impl Master {
         &mut self,
         change: NewChange,
         source: Source,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, Refusal> {
         let schedulers = &self.schedulers;
         let (stored, plan, requests) = self
             .store
             .add_change(&change, source.name(), now(), |c| schedulers.plan_change(c))
-            .map_err(|e| format!("cannot store the change: {e}"))?;
+            .map_err(Refusal::Store)?;
         info!(change = stored.id, source = source.name(), branch = ?stored.change.branch,
               revision = ?stored.change.revision, held_by = ?plan.hold, requests = ?requests, "change received");
         self.schedulers.hold(&plan.hold, &stored);

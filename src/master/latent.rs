@@ -608,15 +608,15 @@ impl Master {
         }
         p.charged.remove(&request.id);
         warn!(pool, request = request.id, "build request fails: {reason}");
-        let ended = self
-            .store
-            .start_build(request.id, &request.builder, instance)
-            .and_then(|b| {
-                self.store
-                    .finish_build(b.id, crate::model::BuildResult::Exception, Some(reason))
-            });
+        let ended = self.store.fail_request(
+            request.id,
+            &request.builder,
+            instance,
+            crate::model::BuildResult::Exception,
+            reason,
+        );
         match ended {
-            Ok(()) => {
+            Ok(_) => {
                 self.queue.take(&request.builder, request.id);
             }
             Err(e) => warn!(request = request.id, "cannot record the failed build: {e}"),

@@ -1,6 +1,15 @@
 //! The coordinator: one task that owns who is attached, what is queued and what runs.
 //! Connections, builds and the API talk to it over one bounded channel, so dispatch
 //! decisions never race each other.
+//!
+//! It calls the store synchronously, on its own task, and acts only once a call has
+//! returned (the durability rule): `add_request` (force), `start_build` (dispatch),
+//! `finish_build` (a build's end, with its last step's), `request` (queuing stored
+//! requests), the `worker_*` records (attach, detach); in `changes.rs` `add_change`,
+//! `record_fires` and the schedulers' state; in `latent.rs` and `latent/reconcile.rs`
+//! `add_instance`, `record_phase`, `instance_count`, `live_instances` and
+//! `fail_request`. Each is one transaction; moving them off the runtime's threads
+//! would keep this task's order by awaiting each before acting.
 
 mod admission;
 mod auth;
@@ -16,7 +25,7 @@ use crate::conn::{ConnEvent, ConnHandle};
 use crate::latent::credentials::Credentials;
 use crate::runner::{initial_properties, run_build, BuildJob, BuildOutcome};
 use crate::scheduler::SchedulerSet;
-use crate::store::{now, RequestRow, Store};
+use crate::store::{now, RequestRow, Store, StoreError};
 use crate::worker::Attached;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -25,6 +34,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
+
+/// Why the coordinator did not do what the API asked.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The request itself cannot be met (an unknown builder, a master shutting down).
+    Invalid(String),
+    /// The store failed; nothing was done.
+    Store(StoreError),
+}
 
 /// Messages to the coordinator.
 #[derive(Debug)]
@@ -46,7 +64,7 @@ pub enum Msg {
         builder: String,
         reason: String,
         properties: serde_json::Value,
-        reply: oneshot::Sender<Result<i64, String>>,
+        reply: oneshot::Sender<Result<i64, Refusal>>,
     },
     Stop {
         build_id: i64,
@@ -73,7 +91,7 @@ pub enum Msg {
     NewChange {
         change: Box<NewChange>,
         source: Source,
-        reply: oneshot::Sender<Result<i64, String>>,
+        reply: oneshot::Sender<Result<i64, Refusal>>,
     },
     /// The scheduler timer: something may be due.
     SchedulerWake,
@@ -286,10 +304,12 @@ impl Master {
                     outcome.result = crate::model::BuildResult::Retry;
                 }
                 let running = self.running.remove(&build_id);
-                match self
-                    .store
-                    .finish_build(build_id, outcome.result, outcome.reason.as_deref())
-                {
+                match self.store.finish_build(
+                    build_id,
+                    &outcome.writes,
+                    outcome.result,
+                    outcome.reason.as_deref(),
+                ) {
                     Ok(()) if outcome.result == crate::model::BuildResult::Retry => {
                         if let Some(r) = running {
                             self.queue.push(r.request);
@@ -320,9 +340,9 @@ impl Master {
                 reply,
             } => {
                 let result = if !self.builders.contains_key(&builder) {
-                    Err(format!("no builder {builder:?}"))
+                    Err(Refusal::Invalid(format!("no builder {builder:?}")))
                 } else if self.draining {
-                    Err("the master is shutting down".into())
+                    Err(Refusal::Invalid("the master is shutting down".into()))
                 } else {
                     let submitted_at = now();
                     match self.store.add_request(&builder, &reason, &properties) {
@@ -338,7 +358,7 @@ impl Master {
                             }));
                             Ok(id)
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Refusal::Store(e)),
                     }
                 };
                 let _ = reply.send(result);

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use std::fmt;
+use std::str::FromStr;
 
 /// Where an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,6 +35,21 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 12] = [
+        Phase::Requested,
+        Phase::Launching,
+        Phase::Booting,
+        Phase::Connecting,
+        Phase::Attaching,
+        Phase::Ready,
+        Phase::Building,
+        Phase::Idle,
+        Phase::Draining,
+        Phase::Stopping,
+        Phase::Stopped,
+        Phase::Failed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Requested => "requested",
@@ -102,6 +118,16 @@ impl fmt::Display for Phase {
     }
 }
 
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown latent phase {s:?}"))
+    }
+}
+
 /// A move the state machine does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("latent instance cannot go from {from} to {to}")]
@@ -167,6 +193,15 @@ impl Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_parse_back_from_their_names_only() {
+        for p in Phase::ALL {
+            assert_eq!(p.name().parse::<Phase>(), Ok(p));
+        }
+        assert!("Ready".parse::<Phase>().is_err());
+        assert!("".parse::<Phase>().is_err());
+    }
 
     #[test]
     fn a_normal_life() {

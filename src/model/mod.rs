@@ -5,6 +5,7 @@
 //!
 //! - [`result`]: build and step results.
 //! - [`instance`]: a latent instance's phases and state machine.
+//! - [`worker`]: a worker's recorded connection state.
 //! - [`schedule`]: what schedulers decide (requests to make, changes to hold).
 //! - [`cron`], [`filter`]: when timed schedulers fire, which changes others take.
 //! - [`boot_script`]: a latent instance's boot script template.
@@ -17,7 +18,9 @@ pub mod instance;
 pub mod property;
 pub mod result;
 pub mod schedule;
+pub mod worker;
 
 pub use instance::{Instance, Phase};
 pub use result::BuildResult;
 pub use schedule::{ChangePlan, Fire};
+pub use worker::WorkerState;

@@ -9,7 +9,7 @@ use super::properties::{condition_holds, Properties};
 use super::shell::ShellCommand;
 use crate::config::{BuilderConfig, DecodeRc, PropertySource, SetPropertyStep, ShellStep, Step};
 use crate::model::BuildResult;
-use crate::store::{BuildRow, Store};
+use crate::store::{now, BuildRow, BuildWrite, Store};
 use crate::worker::Attached;
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Everything a build needs.
 #[derive(Debug)]
@@ -42,10 +42,23 @@ pub struct BuildJob {
 }
 
 /// How a build ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildOutcome {
     pub result: BuildResult,
     pub reason: Option<String>,
+    /// What is left to record (the last step's end, the properties): the coordinator
+    /// commits it with the build's end, in one transaction.
+    pub writes: Vec<BuildWrite>,
+}
+
+impl BuildOutcome {
+    fn new(result: BuildResult, reason: Option<String>, writes: Vec<BuildWrite>) -> BuildOutcome {
+        BuildOutcome {
+            result,
+            reason,
+            writes,
+        }
+    }
 }
 
 /// How one step ended.
@@ -118,27 +131,28 @@ impl StepOutcome {
 }
 
 /// Runs the build and records its steps; the caller finishes it in the store.
+///
+/// What happens together is recorded together, in one transaction, before the
+/// build acts on it: the properties with the first step's start, a step's end with
+/// the next one's start (and skipped steps in between), with the properties when
+/// a step changed them. The last step's end is left in the outcome, for the
+/// build's end.
 pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
     let conn = job.worker.conn.clone();
     if let Err(e) = conn.print(job.worker.mind, "ping", job.rpc_timeout).await {
-        return BuildOutcome {
-            result: BuildResult::Retry,
-            reason: Some(format!("worker did not answer the ping: {e}")),
-        };
+        let why = format!("worker did not answer the ping: {e}");
+        return BuildOutcome::new(BuildResult::Retry, Some(why), Vec::new());
     }
     if let Err(e) = conn
         .call_timeout(job.rpc_timeout, job.wfb, "startBuild", vec![], vec![])
         .await
     {
-        return BuildOutcome {
-            result: BuildResult::Retry,
-            reason: Some(format!("startBuild failed: {e}")),
-        };
+        let why = format!("startBuild failed: {e}");
+        return BuildOutcome::new(BuildResult::Retry, Some(why), Vec::new());
     }
     let mut props = std::mem::take(&mut job.properties);
-    let _ = job
-        .store
-        .set_build_properties(job.build.id, &props.to_json());
+    let mut recorded = props.to_json();
+    let mut writes = vec![BuildWrite::Properties(recorded.clone())];
     let mut result = BuildResult::Success;
     let mut reason = None;
     let mut halted = false;
@@ -146,19 +160,21 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
     for (i, step) in builder.steps.iter().enumerate() {
         let number = i as i64 + 1;
         let name = &step.name;
-        let _ = job.store.start_step(job.build.id, number, name);
+        writes.push(BuildWrite::StepStarted {
+            number,
+            name: name.clone(),
+            at: now(),
+        });
         if let Some(why) = job.stop.borrow().clone() {
-            let _ = job.store.finish_step(
-                job.build.id,
+            writes.push(step_finished(
                 number,
-                BuildResult::Cancelled,
-                None,
-                Some(&why),
-            );
-            return BuildOutcome {
-                result: BuildResult::Cancelled,
-                reason: Some(why),
-            };
+                &StepOutcome {
+                    result: BuildResult::Cancelled,
+                    rc: None,
+                    reason: Some(why.clone()),
+                },
+            ));
+            return BuildOutcome::new(BuildResult::Cancelled, Some(why), writes);
         }
         let outcome = if halted && !step.always_run {
             StepOutcome {
@@ -174,19 +190,20 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
                     rc: None,
                     reason: Some(format!("condition {c:?} is false")),
                 },
-                _ => run_step(&mut job, &mut props, &step.action, number).await,
+                _ => {
+                    if let Err(failed) = record(&job, &mut writes) {
+                        return failed;
+                    }
+                    run_step(&mut job, &mut props, &step.action, number).await
+                }
             }
         };
-        let _ = job.store.finish_step(
-            job.build.id,
-            number,
-            outcome.result,
-            outcome.rc,
-            outcome.reason.as_deref(),
-        );
-        let _ = job
-            .store
-            .set_build_properties(job.build.id, &props.to_json());
+        writes.push(step_finished(number, &outcome));
+        let now_props = props.to_json();
+        if now_props != recorded {
+            recorded = now_props;
+            writes.push(BuildWrite::Properties(recorded.clone()));
+        }
         info!(build = job.build.id, step = number, result = %outcome.result, "step finished");
         let contribution = match outcome.result {
             BuildResult::Failure if step.flunk_on_failure => BuildResult::Failure,
@@ -204,13 +221,44 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
         result = result.worst(contribution);
         match outcome.result {
             // Nothing more can run on a lost worker or a stopped build.
-            BuildResult::Retry | BuildResult::Cancelled => return BuildOutcome { result, reason },
+            BuildResult::Retry | BuildResult::Cancelled => {
+                return BuildOutcome::new(result, reason, writes)
+            }
             BuildResult::Exception => halted = true,
             BuildResult::Failure if step.halt_on_failure => halted = true,
             _ => {}
         }
     }
-    BuildOutcome { result, reason }
+    BuildOutcome::new(result, reason, writes)
+}
+
+fn step_finished(number: i64, outcome: &StepOutcome) -> BuildWrite {
+    BuildWrite::StepFinished {
+        number,
+        at: now(),
+        result: outcome.result,
+        rc: outcome.rc,
+        reason: outcome.reason.clone(),
+    }
+}
+
+/// Commits the build's pending writes before it acts on them; a build that cannot
+/// be recorded goes no further (the log says why).
+fn record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Result<(), BuildOutcome> {
+    match job.store.record_build(job.build.id, writes) {
+        Ok(()) => {
+            writes.clear();
+            Ok(())
+        }
+        Err(e) => {
+            warn!(build = job.build.id, "cannot record the build: {e}");
+            Err(BuildOutcome::new(
+                BuildResult::Exception,
+                Some("the master cannot record the build".into()),
+                Vec::new(),
+            ))
+        }
+    }
 }
 
 /// Runs one step of whatever kind.

@@ -5,6 +5,7 @@
 //! before the sender is answered; a firing commits its requests, releases its held
 //! changes and records its time in one transaction.
 
+use super::columns::json;
 use super::{Store, StoreResult};
 use crate::changes::{Change, NewChange};
 use crate::model::{ChangePlan, Fire};
@@ -173,7 +174,7 @@ impl Store {
         let db = self.db();
         let mut q = db.prepare("SELECT scheduler, since FROM scheduler_since")?;
         let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The changes tree-stable timers hold, with the scheduler holding each.
@@ -194,7 +195,7 @@ impl Store {
             let change = change_row_at(r, 1)?;
             Ok((scheduler, change))
         })?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The newest changes first.
@@ -204,17 +205,18 @@ impl Store {
             "SELECT {COLUMNS} FROM changes ORDER BY id DESC LIMIT ?1"
         ))?;
         let rows = q.query_map(params![limit.clamp(1, 10_000)], change_row)?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn change(&self, id: i64) -> StoreResult<Option<Change>> {
-        self.db()
+        Ok(self
+            .db()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM changes WHERE id = ?1"),
                 params![id],
                 change_row,
             )
-            .optional()
+            .optional()?)
     }
 
     /// Requests a change caused, oldest first.
@@ -224,7 +226,7 @@ impl Store {
             "SELECT request_id FROM request_changes WHERE change_id = ?1 ORDER BY request_id",
         )?;
         let rows = q.query_map(params![change_id], |r| r.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Changes behind a request, oldest first.
@@ -234,7 +236,7 @@ impl Store {
             "SELECT change_id FROM request_changes WHERE request_id = ?1 ORDER BY change_id",
         )?;
         let rows = q.query_map(params![request_id], |r| r.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Schedulers holding a change (waiting for a tree-stable timer).
@@ -244,7 +246,7 @@ impl Store {
             "SELECT scheduler FROM scheduler_held WHERE change_id = ?1 ORDER BY scheduler",
         )?;
         let rows = q.query_map(params![change_id], |r| r.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -254,11 +256,11 @@ fn change_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Change> {
         id: r.get(o)?,
         change: NewChange {
             author: r.get(o + 1)?,
-            files: serde_json::from_str(&r.get::<_, String>(o + 2)?).unwrap_or_default(),
+            files: json(r, o + 2)?,
             comments: r.get(o + 3)?,
             branch: r.get(o + 4)?,
             revision: r.get(o + 5)?,
-            properties: serde_json::from_str(&r.get::<_, String>(o + 6)?).unwrap_or_default(),
+            properties: json(r, o + 6)?,
             repository: r.get(o + 7)?,
             project: r.get(o + 8)?,
             category: r.get(o + 9)?,

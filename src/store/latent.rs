@@ -1,8 +1,8 @@
 //! Latent instances and every transition they made, recorded before the master acts,
 //! so that after a crash it knows which instances it may have launched.
 
-use super::{now, Store, StoreResult};
-use crate::model::Instance;
+use super::{now, Store, StoreError, StoreResult};
+use crate::model::{Instance, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -40,15 +40,15 @@ pub struct InstanceRow {
     pub id: i64,
     pub pool: String,
     pub name: String,
-    pub phase: String,
+    pub phase: Phase,
     pub since: f64,
     pub cloud_id: Option<String>,
-    pub failure_phase: Option<String>,
+    pub failure_phase: Option<Phase>,
     pub failure_reason: Option<String>,
     #[serde(skip)]
     pub password: Option<String>,
     /// `[[phase, at, detail], ...]`, oldest first.
-    pub transitions: Vec<(String, f64, Option<String>)>,
+    pub transitions: Vec<(Phase, f64, Option<String>)>,
 }
 
 impl Store {
@@ -65,13 +65,13 @@ impl Store {
         let t = now();
         tx.execute(
             "INSERT INTO latent_instances (pool, name, phase, since, client_token, password)
-             VALUES (?1, ?2, 'requested', ?3, ?4, ?5)",
-            params![pool, name, t, client_token, password],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![pool, name, Phase::Requested, t, client_token, password],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, 'requested', ?2)",
-            params![id, t],
+            "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, ?2, ?3)",
+            params![id, Phase::Requested, t],
         )?;
         tx.commit()?;
         Ok(id)
@@ -82,19 +82,25 @@ impl Store {
         let mut db = self.db();
         let tx = db.transaction()?;
         let (fphase, freason) = match &instance.failure {
-            Some((p, why)) => (Some(p.name()), Some(why.as_str())),
+            Some((p, why)) => (Some(*p), Some(why.as_str())),
             None => (None, None),
         };
-        tx.execute(
+        let n = tx.execute(
             "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6
              WHERE id = ?1",
-            params![instance.id, instance.phase.name(), instance.since, instance.cloud_id, fphase, freason],
+            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason],
         )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "latent instance {}",
+                instance.id
+            )));
+        }
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![instance.id, instance.phase.name(), instance.since, detail.or(freason)],
+            params![instance.id, instance.phase, instance.since, detail.or(freason)],
         )?;
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
     /// Instances not stopped or failed: after a restart, the ones to reconcile.
@@ -156,8 +162,7 @@ impl Store {
             return Ok(id);
         }
         let mut raw = [0u8; 8];
-        getrandom::fill(&mut raw)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.to_string().into()))?;
+        getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         db.execute(
             "INSERT INTO master_meta (key, value) VALUES ('master_id', ?1)",
@@ -168,10 +173,10 @@ impl Store {
 
     /// The next serial number for a pool's instance names.
     pub fn instance_count(&self) -> StoreResult<i64> {
-        self.db().query_row(
+        Ok(self.db().query_row(
             "SELECT COALESCE(MAX(id), 0) FROM latent_instances",
             [],
             |r| r.get(0),
-        )
+        )?)
     }
 }

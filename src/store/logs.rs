@@ -66,7 +66,7 @@ impl Store {
         after: i64,
     ) -> StoreResult<Vec<LogChunk>> {
         // seq, channel, inline bytes, file offset and length.
-        type Row = (i64, i64, Vec<u8>, Option<i64>, Option<i64>);
+        type Row = (i64, Channel, Vec<u8>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = {
             let db = self.db();
             let mut q = db.prepare_cached(
@@ -90,22 +90,17 @@ impl Store {
             let data = match (offset, len) {
                 (Some(offset), Some(len)) => {
                     if file.is_none() {
-                        file = Some(File::open(self.log_file(build_id)).map_err(io_error)?);
+                        file = Some(File::open(self.log_file(build_id))?);
                     }
                     let mut data = vec![0; usize::try_from(len).unwrap_or(0)];
                     if let Some(f) = &file {
-                        f.read_exact_at(&mut data, offset.max(0) as u64)
-                            .map_err(io_error)?;
+                        f.read_exact_at(&mut data, offset.max(0) as u64)?;
                     }
                     data
                 }
                 _ => inline,
             };
-            chunks.push(LogChunk {
-                seq,
-                channel: Channel::from_code(channel),
-                data,
-            });
+            chunks.push(LogChunk { seq, channel, data });
         }
         Ok(chunks)
     }
@@ -117,12 +112,8 @@ impl Store {
             "SELECT DISTINCT log FROM log_chunks WHERE build_id = ?1 AND step = ?2 ORDER BY log",
         )?;
         let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
-        rows.collect()
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-}
-
-fn io_error(e: std::io::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
 impl LogWriter {
@@ -205,7 +196,7 @@ impl LogWriter {
                     self.build_id,
                     self.step,
                     p.log,
-                    p.channel.code(),
+                    p.channel,
                     p.offset as i64,
                     p.len as i64
                 ])?;

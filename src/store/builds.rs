@@ -1,0 +1,522 @@
+//! Build requests, builds and steps.
+
+use super::columns::json;
+use super::{now, Store, StoreError, StoreResult};
+use crate::model::BuildResult;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub id: i64,
+    pub builder: String,
+    pub reason: String,
+    pub properties: serde_json::Value,
+    pub submitted_at: f64,
+    /// `None` while queued or building.
+    pub result: Option<BuildResult>,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildRow {
+    pub id: i64,
+    pub request_id: i64,
+    pub builder: String,
+    pub number: i64,
+    pub worker: String,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    pub result: Option<BuildResult>,
+    pub reason: Option<String>,
+    /// `{name: [value, source]}`.
+    pub properties: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub build_id: i64,
+    pub number: i64,
+    pub name: String,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    pub result: Option<BuildResult>,
+    pub rc: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// One change to a build's record. The runner collects the ones that happen together
+/// and commits them in one transaction before it acts on them
+/// ([`Store::record_build`]); the last ones go with the build's end
+/// ([`Store::finish_build`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildWrite {
+    /// The build's properties now (`{name: [value, source]}`).
+    Properties(serde_json::Value),
+    StepStarted {
+        number: i64,
+        name: String,
+        at: f64,
+    },
+    StepFinished {
+        number: i64,
+        at: f64,
+        result: BuildResult,
+        rc: Option<i64>,
+        reason: Option<String>,
+    },
+}
+
+/// A new build of `builder` for a request: the builder's next number.
+fn insert_build(
+    tx: &Transaction<'_>,
+    request_id: i64,
+    builder: &str,
+    worker: &str,
+    t: f64,
+) -> StoreResult<BuildRow> {
+    let number: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builder = ?1")?
+        .query_row(params![builder], |r| r.get(0))?;
+    tx.prepare_cached("INSERT INTO builds (request_id, builder, number, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![request_id, builder, number, worker, t])?;
+    Ok(BuildRow {
+        id: tx.last_insert_rowid(),
+        request_id,
+        builder: builder.to_owned(),
+        number,
+        worker: worker.to_owned(),
+        started_at: t,
+        finished_at: None,
+        result: None,
+        reason: None,
+        properties: serde_json::json!({}),
+    })
+}
+
+fn apply(tx: &Transaction<'_>, build_id: i64, writes: &[BuildWrite]) -> StoreResult<()> {
+    for write in writes {
+        match write {
+            BuildWrite::Properties(properties) => {
+                tx.prepare_cached("UPDATE builds SET properties = ?2 WHERE id = ?1")?
+                    .execute(params![build_id, properties.to_string()])?;
+            }
+            BuildWrite::StepStarted { number, name, at } => {
+                tx.prepare_cached(
+                    "INSERT INTO steps (build_id, number, name, started_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![build_id, number, name, at])?;
+            }
+            BuildWrite::StepFinished {
+                number,
+                at,
+                result,
+                rc,
+                reason,
+            } => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE steps SET finished_at = ?3, result = ?4, rc = ?5, reason = ?6
+                         WHERE build_id = ?1 AND number = ?2",
+                    )?
+                    .execute(params![build_id, number, at, result, rc, reason])?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!(
+                        "step {number} of build {build_id}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ends a build; anything but `retry` completes its request.
+fn end_build(
+    tx: &Transaction<'_>,
+    build_id: i64,
+    t: f64,
+    result: BuildResult,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
+        )?
+        .execute(params![build_id, t, result, reason])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("build {build_id}")));
+    }
+    if result != BuildResult::Retry {
+        tx.prepare_cached("UPDATE requests SET complete = 1, result = ?2 WHERE id = (SELECT request_id FROM builds WHERE id = ?1)")?
+            .execute(params![build_id, result])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn add_request(
+        &self,
+        builder: &str,
+        reason: &str,
+        properties: &serde_json::Value,
+    ) -> StoreResult<i64> {
+        let db = self.db();
+        db.prepare_cached("INSERT INTO requests (builder, reason, properties, submitted_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![builder, reason, properties.to_string(), now()])?;
+        Ok(db.last_insert_rowid())
+    }
+
+    /// Requests not complete and not being built, oldest first.
+    pub fn queued_requests(&self) -> StoreResult<Vec<RequestRow>> {
+        self.requests_where(
+            "complete = 0 AND id NOT IN (SELECT request_id FROM builds WHERE finished_at IS NULL)",
+        )
+    }
+
+    pub fn requests(&self, limit: i64) -> StoreResult<Vec<RequestRow>> {
+        self.requests_where(&format!(
+            "1 ORDER BY id DESC LIMIT {}",
+            limit.clamp(1, 10_000)
+        ))
+    }
+
+    pub fn request(&self, id: i64) -> StoreResult<Option<RequestRow>> {
+        Ok(self.requests_where(&format!("id = {id}"))?.pop())
+    }
+
+    fn requests_where(&self, condition: &str) -> StoreResult<Vec<RequestRow>> {
+        let db = self.db();
+        let mut q = db.prepare(&format!(
+            "SELECT id, builder, reason, properties, submitted_at, result, complete FROM requests WHERE {condition}"
+        ))?;
+        let rows = q.query_map([], |r| {
+            Ok(RequestRow {
+                id: r.get(0)?,
+                builder: r.get(1)?,
+                reason: r.get(2)?,
+                properties: json(r, 3)?,
+                submitted_at: r.get(4)?,
+                result: r.get(5)?,
+                complete: r.get::<_, i64>(6)? != 0,
+            })
+        })?;
+        let mut out: Vec<RequestRow> = rows.collect::<Result<_, _>>()?;
+        if !condition.contains("ORDER BY") {
+            out.sort_by_key(|r| r.id);
+        }
+        Ok(out)
+    }
+
+    /// Starts a build for a request; its number is the next for the builder.
+    pub fn start_build(
+        &self,
+        request_id: i64,
+        builder: &str,
+        worker: &str,
+    ) -> StoreResult<BuildRow> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let build = insert_build(&tx, request_id, builder, worker, now())?;
+        tx.commit()?;
+        Ok(build)
+    }
+
+    /// Commits what happened to a build together, in order, in one transaction.
+    pub fn record_build(&self, build_id: i64, writes: &[BuildWrite]) -> StoreResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        apply(&tx, build_id, writes)?;
+        Ok(tx.commit()?)
+    }
+
+    /// Ends a build after `writes` (its last step's end, say), in one transaction. A
+    /// `retry` leaves its request queued; anything else completes it.
+    pub fn finish_build(
+        &self,
+        build_id: i64,
+        writes: &[BuildWrite],
+        result: BuildResult,
+        reason: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        apply(&tx, build_id, writes)?;
+        end_build(&tx, build_id, now(), result, reason)?;
+        Ok(tx.commit()?)
+    }
+
+    /// A request that ends without running (no worker could be started for it): a
+    /// build on `worker` made and ended with `result` at once, in one transaction.
+    pub fn fail_request(
+        &self,
+        request_id: i64,
+        builder: &str,
+        worker: &str,
+        result: BuildResult,
+        reason: &str,
+    ) -> StoreResult<BuildRow> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let t = now();
+        let mut build = insert_build(&tx, request_id, builder, worker, t)?;
+        end_build(&tx, build.id, t, result, Some(reason))?;
+        tx.commit()?;
+        build.finished_at = Some(t);
+        build.result = Some(result);
+        build.reason = Some(reason.to_owned());
+        Ok(build)
+    }
+
+    pub fn builds(&self, builder: Option<&str>, limit: i64) -> StoreResult<Vec<BuildRow>> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds
+             WHERE (?1 IS NULL OR builder = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![builder, limit.clamp(1, 10_000)], build_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn build(&self, id: i64) -> StoreResult<Option<BuildRow>> {
+        let db = self.db();
+        Ok(db
+            .query_row(
+                "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds WHERE id = ?1",
+                params![id],
+                build_row,
+            )
+            .optional()?)
+    }
+
+    pub fn builds_of_request(&self, request_id: i64) -> StoreResult<Vec<BuildRow>> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds
+             WHERE request_id = ?1 ORDER BY id",
+        )?;
+        let rows = q.query_map(params![request_id], build_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn steps(&self, build_id: i64) -> StoreResult<Vec<StepRow>> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT build_id, number, name, started_at, finished_at, result, rc, reason FROM steps
+             WHERE build_id = ?1 ORDER BY number",
+        )?;
+        let rows = q.query_map(params![build_id], |r| {
+            Ok(StepRow {
+                build_id: r.get(0)?,
+                number: r.get(1)?,
+                name: r.get(2)?,
+                started_at: r.get(3)?,
+                finished_at: r.get(4)?,
+                result: r.get(5)?,
+                rc: r.get(6)?,
+                reason: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
+    Ok(BuildRow {
+        id: r.get(0)?,
+        request_id: r.get(1)?,
+        builder: r.get(2)?,
+        number: r.get(3)?,
+        worker: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        result: r.get(7)?,
+        reason: r.get(8)?,
+        properties: json(r, 9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Channel, LogWriter};
+
+    fn temp() -> (Store, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("pbmaster-store-{}-{}", std::process::id(), now()));
+        (Store::open(&dir).unwrap(), dir)
+    }
+
+    #[test]
+    fn a_running_build_is_retried_after_restart() {
+        let (store, dir) = temp();
+        let r1 = store
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let r2 = store
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = store.start_build(r1, "b1", "w1").unwrap();
+        store
+            .record_build(build.id, &[started(1, "compile")])
+            .unwrap();
+        LogWriter::new(&store, build.id, 1)
+            .append("stdio", Channel::Stdout, b"\xffraw")
+            .unwrap();
+        assert_eq!(
+            store
+                .queued_requests()
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
+            vec![r2]
+        );
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.recover().unwrap(), 1);
+        let queued: Vec<i64> = store
+            .queued_requests()
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(queued, vec![r1, r2], "nothing lost, order kept");
+        assert_eq!(
+            store.build(build.id).unwrap().unwrap().result,
+            Some(BuildResult::Retry)
+        );
+        let log = store.log_chunks(build.id, 1, "stdio", 0).unwrap();
+        assert_eq!(log[0].data, b"\xffraw", "bytes kept exactly");
+        let again = store.start_build(r1, "b1", "w1").unwrap();
+        assert_eq!(again.number, 2);
+        store
+            .finish_build(again.id, &[], BuildResult::Success, None)
+            .unwrap();
+        assert!(store.request(r1).unwrap().unwrap().complete);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn started(number: i64, name: &str) -> BuildWrite {
+        BuildWrite::StepStarted {
+            number,
+            name: name.into(),
+            at: number as f64,
+        }
+    }
+
+    fn finished(number: i64, result: BuildResult) -> BuildWrite {
+        BuildWrite::StepFinished {
+            number,
+            at: number as f64 + 0.5,
+            result,
+            rc: Some(0),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_build_is_recorded_in_groups_and_ends_with_its_last_step() {
+        let (store, dir) = temp();
+        let r = store
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = store.start_build(r, "b1", "w1").unwrap();
+        let props = |n: i64| BuildWrite::Properties(serde_json::json!({"n": [n, "step"]}));
+        store
+            .record_build(build.id, &[props(0), started(1, "one")])
+            .unwrap();
+        let steps = store.steps(build.id).unwrap();
+        assert_eq!((steps.len(), steps[0].finished_at), (1, None));
+        store
+            .record_build(
+                build.id,
+                &[
+                    finished(1, BuildResult::Success),
+                    props(1),
+                    started(2, "two"),
+                ],
+            )
+            .unwrap();
+        store
+            .finish_build(
+                build.id,
+                &[finished(2, BuildResult::Warnings), props(2)],
+                BuildResult::Warnings,
+                None,
+            )
+            .unwrap();
+        let steps = store.steps(build.id).unwrap();
+        assert_eq!(
+            steps
+                .iter()
+                .map(|s| (s.started_at, s.finished_at, s.result))
+                .collect::<Vec<_>>(),
+            [
+                (1.0, Some(1.5), Some(BuildResult::Success)),
+                (2.0, Some(2.5), Some(BuildResult::Warnings))
+            ],
+            "each step at the time it happened"
+        );
+        let row = store.build(build.id).unwrap().unwrap();
+        assert_eq!(row.result, Some(BuildResult::Warnings));
+        assert_eq!(row.properties, serde_json::json!({"n": [2, "step"]}));
+        let request = store.request(r).unwrap().unwrap();
+        assert_eq!(
+            (request.complete, request.result),
+            (true, Some(BuildResult::Warnings))
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_group_that_fails_leaves_nothing_behind() {
+        let (store, dir) = temp();
+        let r = store
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = store.start_build(r, "b1", "w1").unwrap();
+        let e = store
+            .record_build(
+                build.id,
+                &[started(1, "one"), finished(2, BuildResult::Success)],
+            )
+            .expect_err("step 2 never started");
+        assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
+        assert!(store.steps(build.id).unwrap().is_empty());
+        let e = store
+            .finish_build(
+                build.id,
+                &[finished(1, BuildResult::Success)],
+                BuildResult::Success,
+                None,
+            )
+            .expect_err("step 1 never started");
+        assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
+        assert_eq!(store.build(build.id).unwrap().unwrap().finished_at, None);
+        assert!(!store.request(r).unwrap().unwrap().complete);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_request_that_cannot_run_fails_with_one_ended_build() {
+        let (store, dir) = temp();
+        let r = store
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = store
+            .fail_request(r, "b1", "pool-1", BuildResult::Exception, "no instance")
+            .unwrap();
+        assert_eq!(
+            store.build(build.id).unwrap().unwrap().result,
+            Some(BuildResult::Exception)
+        );
+        assert_eq!(store.builds_of_request(r).unwrap().len(), 1);
+        assert!(store.request(r).unwrap().unwrap().complete);
+        assert!(store.queued_requests().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
