@@ -313,3 +313,62 @@ fn a_pool_that_cannot_start_fails_the_build_with_the_phase_and_reason() {
         "two attempts, then the build failed: {ended:?}"
     );
 }
+
+#[test]
+fn an_instance_that_no_build_takes_stops_after_its_idle_time() {
+    let dir = test_dir("latent-unneeded");
+    let marker = dir.join("first-instance-done");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // The first instance boots slowly, so a static worker started meanwhile takes the
+    // request it was started for.
+    let script = boot_script_after(&marker, "sleep 4");
+    let body = format!(
+        r#"
+[[worker]]
+name = "w1"
+password = "pw"
+
+[[latent_pool]]
+name = "pool"
+driver = "local"
+venv = "{venv}"
+poll_interval = 1
+build_wait_timeout = 2
+boot_script = '''
+{script}'''
+
+[[builder]]
+name = "job"
+workers = ["w1", "pool"]
+
+[[builder.step]]
+command = "echo built on %(prop:workername)s"
+"#,
+        venv = venv().display()
+    );
+    let master = MasterProcess::start(&dir.join("master"), "", &body);
+    let request = master.force("job");
+    master.wait_for("/api/latent", LONG, "an instance to start", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let opts = support::workers::WorkerOptions::new("w1", "pw", master.pb);
+    let _w1 = support::workers::RunningWorker::start(Generation::Worker4, &dir.join("w1"), &opts)
+        .expect("worker");
+    let r = master.wait_request(request, LONG);
+    assert_eq!(r["builds"][0]["worker"], "w1", "{r}");
+    // The instance attaches after that, gets no build, and stops once idle long enough.
+    let ended = wait_all_ended(&master);
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    let phases = phases(&ended[0]);
+    assert!(
+        phases.ends_with(&["ready", "draining", "stopping", "stopped"].map(String::from)),
+        "{phases:?}"
+    );
+    let reasons: Vec<&str> = ended[0]["transitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t[2].as_str())
+        .collect();
+    assert!(reasons.contains(&"idle time over"), "{}", ended[0]);
+}

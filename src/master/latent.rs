@@ -191,15 +191,19 @@ impl Master {
             IdleStop::AfterEachBuild => {
                 self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)")
             }
-            IdleStop::After(seconds) => {
-                let since = self.pools[&pool].instances[&id].since;
-                self.after(
-                    Duration::from_secs(seconds),
-                    LatentMsg::IdleCheck { pool, id, since },
-                );
-            }
+            IdleStop::After(seconds) => self.arm_idle_check(pool, id, seconds),
             IdleStop::Never => {}
         }
+    }
+
+    /// Stops the instance if it is still without a build (`ready` or `idle`, in the
+    /// same phase as now) after `seconds`.
+    fn arm_idle_check(&mut self, pool: String, id: i64, seconds: u64) {
+        let since = self.pools[&pool].instances[&id].since;
+        self.after(
+            Duration::from_secs(seconds),
+            LatentMsg::IdleCheck { pool, id, since },
+        );
     }
 
     pub(super) fn instance_logged_in(&mut self, name: &str) {
@@ -222,6 +226,15 @@ impl Master {
             if let Some(p) = self.pools.get_mut(&pool) {
                 p.failures = 0;
             }
+            // An instance that no build takes (another worker took the request, or
+            // more started than were needed) stops like an idle one. The check runs
+            // after the dispatch that follows attaching.
+            let seconds = match self.pools[&pool].config.idle_stop {
+                IdleStop::AfterEachBuild => 0,
+                IdleStop::After(seconds) => seconds,
+                IdleStop::Never => return,
+            };
+            self.arm_idle_check(pool, id, seconds);
         }
     }
 
@@ -411,7 +424,9 @@ impl Master {
                     .pools
                     .get(&pool)
                     .and_then(|p| p.instances.get(&id))
-                    .is_some_and(|i| i.phase == Phase::Idle && i.since == since);
+                    .is_some_and(|i| {
+                        matches!(i.phase, Phase::Idle | Phase::Ready) && i.since == since
+                    });
                 if still {
                     self.stop_instance(&pool, id, "idle time over");
                 }
