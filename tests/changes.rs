@@ -28,6 +28,7 @@ command = "echo building"
 [[builder]]
 name = "docs-build"
 workers = ["w1"]
+properties = { repository = "https://trusted.example/docs.git" }
 
 [[builder.step]]
 command = "echo docs"
@@ -308,6 +309,15 @@ builders = ["docs-build"]
         docs["requests"][0]["properties"]["repository"],
         "https://github.com/o/r"
     );
+    // The builder's own property wins over the one from the hook.
+    let build_id = docs["builds"][0]["id"].as_i64().expect("build id");
+    let build = master.get(&format!("/api/builds/{build_id}"));
+    assert_eq!(
+        build["properties"]["repository"],
+        json!(["https://trusted.example/docs.git", "builder"]),
+        "{build}"
+    );
+    assert_eq!(build["properties"]["branch"], json!(["dev", "request"]));
     let both = wait_change_built(&master, both);
     assert_eq!(builders_of(&both), ["docs-build", "main-build"]);
     assert!(both["builds"].as_array().is_some_and(|b| b.len() == 2));
