@@ -10,6 +10,8 @@ use crate::master::{ConfigAuth, Master, Msg};
 use crate::nofile;
 use crate::server;
 use crate::store::Store;
+use axum::serve::ListenerExt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,10 @@ pub async fn start(path: &Path) -> Result<(), String> {
 }
 
 pub async fn run(config: Config) -> Result<(), String> {
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    config.hooks.read_secrets()?;
     if let Some((old, new)) = nofile::raise(nofile::needed(&config))? {
         info!("open-file limit raised from {old} to {new}");
     }
@@ -87,9 +93,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        let _ = axum::serve(HttpListener::new(http), api::router(state))
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await;
+        // Handlers see the peer as ConnectInfo<SocketAddr> (hooks log it when they
+        // refuse a delivery); axum provides it for a tapped listener.
+        let _ = axum::serve(
+            HttpListener::new(http).tap_io(|_| {}),
+            api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(http_shutdown.cancelled_owned())
+        .await;
     });
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

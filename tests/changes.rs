@@ -1,13 +1,13 @@
 //! Changes end to end: a real `buildbot sendchange` over PB, JSON and GitHub/GitLab
-//! push payloads over HTTP, branch and file filters, tree-stable timers surviving a
-//! master crash, and a periodic scheduler across restarts — with builds on a real
-//! buildbot-worker 4.3.0.
+//! push payloads over HTTP (signed, with tokens; refused when not, or when replayed),
+//! branch and file filters, tree-stable timers surviving a master crash, and a
+//! periodic scheduler across restarts — with builds on a real buildbot-worker 4.3.0.
 
 mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::changes::{post_raw, sendchange, sent, try_post_raw};
+use support::changes::{github_signature, post_raw, sendchange, sent, try_post_raw};
 use support::master::{test_dir, MasterProcess};
 use support::workers::{Generation, RunningWorker, WorkerOptions};
 
@@ -28,13 +28,20 @@ command = "echo building"
 [[builder]]
 name = "docs-build"
 workers = ["w1"]
+properties = { repository = "https://trusted.example/docs.git" }
 
 [[builder.step]]
 command = "echo docs"
 "#;
 
 fn start(name: &str, extra: &str) -> (MasterProcess, RunningWorker) {
+    start_with(name, extra, &[])
+}
+
+/// [`start`], with `files` (name, content) written beside the config first.
+fn start_with(name: &str, extra: &str, files: &[(&str, &str)]) -> (MasterProcess, RunningWorker) {
     let dir = test_dir(name);
+    write_files(&dir.join("master"), files);
     let master = MasterProcess::start(
         &dir.join("master"),
         "",
@@ -45,6 +52,13 @@ fn start(name: &str, extra: &str) -> (MasterProcess, RunningWorker) {
         RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
     master.wait_attached("w1", LONG);
     (master, worker)
+}
+
+fn write_files(dir: &std::path::Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).expect("master dir");
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content).expect("write file");
+    }
 }
 
 /// Waits until change `id` has caused requests and all of them are complete.
@@ -192,9 +206,15 @@ properties = { origin = "sendchange" }
 
 #[test]
 fn http_json_and_push_hooks_follow_branch_and_file_filters() {
-    let (master, _worker) = start(
+    let (master, _worker) = start_with(
         "changes-http",
         r#"
+[hooks.github]
+secret_file = "github.secret"
+
+[hooks.gitlab]
+token = "gitlab-token"
+
 [[scheduler]]
 name = "main-code"
 kind = "changes"
@@ -209,6 +229,7 @@ branch_regex = "main|dev"
 files = ["docs/**/*.md"]
 builders = ["docs-build"]
 "#,
+        &[("github.secret", "gh-secret\n")],
     );
     // JSON change on main touching code: main-build only.
     let code = master.post(
@@ -227,11 +248,17 @@ builders = ["docs-build"]
                         "added": ["docs/guide/intro.md"], "modified": [], "removed": []},
         "commits": [{"id": "feedbeef", "message": "document it", "added": ["docs/guide/intro.md"], "modified": [], "removed": []}]
     });
+    let push = push.to_string();
+    let signature = github_signature(b"gh-secret", push.as_bytes());
     let (status, answer) = post_raw(
         &master.api,
         "/api/hooks/github",
-        &[("X-GitHub-Event", "push")],
-        push.to_string().as_bytes(),
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-1"),
+            ("X-Hub-Signature-256", &signature),
+        ],
+        push.as_bytes(),
     );
     assert_eq!(status, 200, "{answer}");
     let docs = answer["change_id"].as_i64().expect("change id");
@@ -246,7 +273,10 @@ builders = ["docs-build"]
     let (status, answer) = post_raw(
         &master.api,
         "/api/hooks/gitlab",
-        &[("X-Gitlab-Event", "Push Hook")],
+        &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "gitlab-token"),
+        ],
         gitlab.to_string().as_bytes(),
     );
     assert_eq!(status, 200, "{answer}");
@@ -279,6 +309,15 @@ builders = ["docs-build"]
         docs["requests"][0]["properties"]["repository"],
         "https://github.com/o/r"
     );
+    // The builder's own property wins over the one from the hook.
+    let build_id = docs["builds"][0]["id"].as_i64().expect("build id");
+    let build = master.get(&format!("/api/builds/{build_id}"));
+    assert_eq!(
+        build["properties"]["repository"],
+        json!(["https://trusted.example/docs.git", "builder"]),
+        "{build}"
+    );
+    assert_eq!(build["properties"]["branch"], json!(["dev", "request"]));
     let both = wait_change_built(&master, both);
     assert_eq!(builders_of(&both), ["docs-build", "main-build"]);
     assert!(both["builds"].as_array().is_some_and(|b| b.len() == 2));
@@ -296,8 +335,15 @@ builders = ["docs-build"]
         ("/api/changes", &b"{not json"[..]),
         ("/api/changes", br#"{"files": "not a list"}"#),
         ("/api/hooks/github", br#"{"ref": 7}"#),
+        ("/api/hooks/github", b"{not json"),
     ] {
-        let (status, answer) = post_raw(&master.api, path, &[], body);
+        let signature = github_signature(b"gh-secret", body);
+        let (status, answer) = post_raw(
+            &master.api,
+            path,
+            &[("X-Hub-Signature-256", &signature)],
+            body,
+        );
         assert_eq!(status, 400, "{path}: {answer}");
     }
     let huge = json!({"author": "x", "comments": "c".repeat(2 << 20)});
@@ -312,11 +358,15 @@ builders = ["docs-build"]
         refused.as_ref().map_or(true, |(status, _)| *status == 413),
         "bodies are bounded: {refused:?}"
     );
+    let ping = br#"{"zen": "Keep it logically awesome."}"#;
     let (status, answer) = post_raw(
         &master.api,
         "/api/hooks/github",
-        &[("X-GitHub-Event", "ping")],
-        b"{}",
+        &[
+            ("X-GitHub-Event", "ping"),
+            ("X-Hub-Signature-256", &github_signature(b"gh-secret", ping)),
+        ],
+        ping,
     );
     assert_eq!((status, answer["ignored"].is_string()), (200, true));
     let after = master
@@ -416,5 +466,317 @@ properties = { cadence = "hourly" }
         requests.as_array().map(Vec::len),
         Some(1),
         "not fired again: {requests}"
+    );
+}
+
+const HOOK_SECRET: &str = "It's a Secret to Everybody";
+
+#[test]
+fn the_test_signature_matches_github_s_example() {
+    // GitHub's documented example, also computed with Python's hmac module.
+    assert_eq!(
+        github_signature(HOOK_SECRET.as_bytes(), b"Hello, World!"),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    );
+}
+
+fn change_count(master: &MasterProcess) -> usize {
+    master
+        .get("/api/changes?limit=1000")
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn github_push(after: &str) -> Vec<u8> {
+    json!({
+        "ref": "refs/heads/main", "after": after,
+        "repository": {"html_url": "https://github.com/o/r", "full_name": "o/r"},
+        "head_commit": {"id": after, "message": "m", "author": {"name": "Ann"},
+                        "added": ["src/a.rs"], "modified": [], "removed": []},
+        "commits": [{"id": after, "added": ["src/a.rs"], "modified": [], "removed": []}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn post_github(
+    master: &MasterProcess,
+    body: &[u8],
+    delivery: &str,
+    sig: Option<&str>,
+) -> (u16, Value) {
+    let mut headers = vec![("X-GitHub-Event", "push"), ("X-GitHub-Delivery", delivery)];
+    if let Some(sig) = sig {
+        headers.push(("X-Hub-Signature-256", sig));
+    }
+    post_raw(&master.api, "/api/hooks/github", &headers, body)
+}
+
+#[test]
+fn hooks_refuse_unsigned_wrong_and_replayed_deliveries() {
+    let dir = test_dir("changes-hooks-verified");
+    write_files(
+        &dir.join("master"),
+        &[("github.secret", &format!("{HOOK_SECRET}\n"))],
+    );
+    let master = MasterProcess::start(
+        &dir.join("master"),
+        "",
+        &format!(
+            "{WORKERS_AND_BUILDERS}\n{}",
+            r#"
+[hooks.github]
+secret_file = "github.secret"
+
+[hooks.gitlab]
+token = "gl-token-1234"
+"#
+        ),
+    );
+    let secret = HOOK_SECRET.as_bytes();
+
+    // A correctly signed push makes a change.
+    let push = github_push("a1");
+    let good = github_signature(secret, &push);
+    let (status, answer) = post_github(&master, &push, "d-1", Some(&good));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["change_id"].as_i64().expect("change id");
+    let change = master.get(&format!("/api/changes/{id}"));
+    assert_eq!(
+        (&change["source"], &change["revision"]),
+        (&json!("github"), &json!("a1"))
+    );
+
+    // Missing, malformed and wrong signatures: 401, nothing stored.
+    let other = github_push("a2");
+    let wrong_secret = github_signature(b"not the secret", &other);
+    let other_body = github_signature(secret, &push);
+    let upper_prefix = good.replace("sha256=", "SHA256=");
+    for (i, sig) in [
+        None,
+        Some(""),
+        Some("sha256="),
+        Some("sha256=0123"),
+        Some(&good[7..]),
+        Some(upper_prefix.as_str()),
+        Some("sha1=0123456789012345678901234567890123456789"),
+        Some(wrong_secret.as_str()),
+        Some(other_body.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, answer) = post_github(&master, &other, &format!("bad-{i}"), sig);
+        assert_eq!(status, 401, "{sig:?}: {answer}");
+    }
+    assert_eq!(change_count(&master), 1);
+    // Refused deliveries are not remembered: the same id, signed, is taken.
+    let (status, answer) = post_github(
+        &master,
+        &other,
+        "bad-0",
+        Some(&github_signature(secret, &other)),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(change_count(&master), 2);
+
+    // Replays: the same delivery, its body under a new id, another body under its id.
+    let (status, answer) = post_github(&master, &push, "d-1", Some(&good));
+    assert_eq!(status, 409, "{answer}");
+    let (status, answer) = post_github(&master, &push, "d-2", Some(&good));
+    assert_eq!(status, 409, "{answer}");
+    let third = github_push("a3");
+    let (status, answer) = post_github(
+        &master,
+        &third,
+        "d-1",
+        Some(&github_signature(secret, &third)),
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(change_count(&master), 2);
+    // A delivery refused for its content may be sent again once fixed.
+    let bad_json = b"{not json";
+    let (status, _) = post_github(
+        &master,
+        bad_json,
+        "d-4",
+        Some(&github_signature(secret, bad_json)),
+    );
+    assert_eq!(status, 400);
+    let (status, answer) = post_github(
+        &master,
+        &third,
+        "d-4",
+        Some(&github_signature(secret, &third)),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(change_count(&master), 3);
+
+    // GitLab: the right token makes a change, a wrong or missing one is refused, and a
+    // repeated event UUID is a replay.
+    let gitlab = json!({
+        "object_kind": "push", "ref": "refs/heads/main", "after": "b1", "checkout_sha": "b1",
+        "user_name": "Bo", "project": {"path_with_namespace": "g/p"},
+        "commits": [{"id": "b1", "message": "m", "added": ["x"], "modified": [], "removed": []}]
+    })
+    .to_string();
+    let post_gitlab = |token: Option<&str>, uuid: &str| {
+        let mut headers = vec![
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Event-UUID", uuid),
+        ];
+        if let Some(t) = token {
+            headers.push(("X-Gitlab-Token", t));
+        }
+        post_raw(
+            &master.api,
+            "/api/hooks/gitlab",
+            &headers,
+            gitlab.as_bytes(),
+        )
+    };
+    for token in [
+        None,
+        Some(""),
+        Some("gl-token-123"),
+        Some("gl-token-12345"),
+        Some("GL-TOKEN-1234"),
+    ] {
+        let (status, answer) = post_gitlab(token, "u-0");
+        assert_eq!(status, 401, "{token:?}: {answer}");
+    }
+    assert_eq!(change_count(&master), 3);
+    let (status, answer) = post_gitlab(Some("gl-token-1234"), "u-1");
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["change_id"].as_i64().expect("change id");
+    assert_eq!(
+        master.get(&format!("/api/changes/{id}"))["source"],
+        "gitlab"
+    );
+    let (status, answer) = post_gitlab(Some("gl-token-1234"), "u-1");
+    assert_eq!(status, 409, "{answer}");
+    // Without an event UUID there is nothing to remember.
+    let (status, _) = post_raw(
+        &master.api,
+        "/api/hooks/gitlab",
+        &[("X-Gitlab-Token", "gl-token-1234")],
+        gitlab.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(change_count(&master), 5);
+
+    // Refusals are logged with the peer; never the secret, a token or a signature.
+    let log = master.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("GitHub hook refused") && l.contains("127.0.0.1")),
+        "{log}"
+    );
+    assert!(
+        log.contains("GitLab hook refused: wrong X-Gitlab-Token"),
+        "{log}"
+    );
+    assert!(log.contains("was already taken"), "{log}");
+    for secret in [HOOK_SECRET, "gl-token-123", &wrong_secret[7..], &good[7..]] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
+
+#[test]
+fn hooks_are_off_unless_configured_and_insecure_only_on_purpose() {
+    let dir = test_dir("changes-hooks-off");
+    let master = MasterProcess::start(
+        &dir.join("master"),
+        "",
+        &format!("{WORKERS_AND_BUILDERS}\n[hooks.github]\ninsecure = true\n"),
+    );
+    // GitLab is not configured: 404, however the delivery is dressed.
+    let (status, answer) = post_raw(
+        &master.api,
+        "/api/hooks/gitlab",
+        &[("X-Gitlab-Token", "anything")],
+        br#"{"object_kind": "push", "ref": "refs/heads/main", "after": "c1"}"#,
+    );
+    assert_eq!(status, 404, "{answer}");
+    // GitHub is insecure on purpose: unsigned pushes are taken, replays still refused.
+    let push = github_push("c2");
+    let (status, answer) = post_github(&master, &push, "i-1", None);
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = post_github(&master, &push, "i-1", None);
+    assert_eq!(status, 409);
+    assert_eq!(change_count(&master), 1);
+    assert!(
+        master.log().contains("[hooks.github] insecure = true"),
+        "the start warns: {}",
+        master.log()
+    );
+    drop(master);
+
+    // Neither configured: both are off.
+    let master = MasterProcess::start(&dir.join("master2"), "", WORKERS_AND_BUILDERS);
+    let push = github_push("c3");
+    let sig = github_signature(b"", &push);
+    for path in ["/api/hooks/github", "/api/hooks/gitlab"] {
+        let (status, _) = post_raw(&master.api, path, &[("X-Hub-Signature-256", &sig)], &push);
+        assert_eq!(status, 404, "{path}");
+    }
+    assert_eq!(change_count(&master), 0);
+}
+
+fn pbmaster(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .args(args)
+        .arg(config)
+        .output()
+        .expect("pbmaster runs")
+}
+
+#[test]
+fn check_refuses_a_hook_without_a_secret_and_warns_when_insecure() {
+    let dir = test_dir("changes-hooks-check");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let write = |name: &str, hooks: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("[master]\ndata_dir = \"d\"\n\n{hooks}")).expect("write");
+        path
+    };
+    let check = |path: &std::path::Path| {
+        let out = pbmaster(&["check", "--config"], path);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, err) = check(&write("none.toml", "[hooks.github]\n"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("line 4") && err.contains("[hooks.github] needs one of secret"),
+        "{err}"
+    );
+    let (code, err) = check(&write("gitlab.toml", "[hooks.gitlab]\ninsecure = false\n"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("[hooks.gitlab] needs one of token"), "{err}");
+
+    let (code, err) = check(&write("insecure.toml", "[hooks.github]\ninsecure = true\n"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: [hooks.github] insecure = true"),
+        "{err}"
+    );
+
+    let (code, err) = check(&write(
+        "secret.toml",
+        "[hooks.github]\nsecret_env = \"PBMASTER_HOOK_SECRET\"\n[hooks.gitlab]\ntoken_file = \"missing.token\"\n",
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    // The master reads the secrets when it starts, and refuses to start without them.
+    let out = pbmaster(&["start", "--config"], &dir.join("secret.toml"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("[hooks.github]") && err.contains("PBMASTER_HOOK_SECRET"),
+        "{err}"
     );
 }

@@ -1,17 +1,27 @@
 //! Changes through HTTP: submitting them (JSON, GitHub and GitLab pushes) and listing
 //! them with the requests and builds they caused.
+//!
+//! A hook endpoint answers 404 unless its `[hooks.*]` table is configured; a delivery
+//! without the right signature (GitHub) or token (GitLab) is refused with 401 and its
+//! peer logged, before its JSON is parsed; a delivery already taken is refused with
+//! 409 (see [`crate::changes::verify`]).
 
 use super::{ask, not_found, ApiError, ApiResult, ApiState, LimitQuery};
 use crate::changes::hooks::{self, Hook};
+use crate::changes::verify::{self, DeliveryKey, Gate};
 use crate::changes::{json::from_json, NewChange, Source};
+use crate::config::HookAuth;
 use crate::master::Msg;
 use crate::store::{Store, StoreResult};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::{error, warn};
 
 /// Largest change body.
 const MAX_CHANGE_BODY: usize = 1 << 20;
@@ -19,14 +29,7 @@ const MAX_CHANGE_BODY: usize = 1 << 20;
 const MAX_HOOK_BODY: usize = 8 << 20;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(
-            "/api/changes",
-            get(list)
-                .post(submit)
-                .layer(DefaultBodyLimit::max(MAX_CHANGE_BODY)),
-        )
-        .route("/api/changes/{id}", get(one))
+    let hooks = Router::new()
         .route(
             "/api/hooks/github",
             post(github).layer(DefaultBodyLimit::max(MAX_HOOK_BODY)),
@@ -35,6 +38,16 @@ pub fn routes() -> Router<ApiState> {
             "/api/hooks/gitlab",
             post(gitlab).layer(DefaultBodyLimit::max(MAX_HOOK_BODY)),
         )
+        .layer(Extension(Arc::new(Gates::default())));
+    Router::new()
+        .route(
+            "/api/changes",
+            get(list)
+                .post(submit)
+                .layer(DefaultBodyLimit::max(MAX_CHANGE_BODY)),
+        )
+        .route("/api/changes/{id}", get(one))
+        .merge(hooks)
 }
 
 fn bad_request(e: String) -> ApiError {
@@ -61,6 +74,134 @@ async fn submit(State(s): State<ApiState>, body: Bytes) -> ApiResult {
     deliver(&s, change, Source::Http).await
 }
 
+/// The hooks' state in this master.
+#[derive(Debug, Default)]
+struct Gates {
+    github: Gate,
+    gitlab: Gate,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    GitHub,
+    GitLab,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::GitHub => "GitHub",
+            Which::GitLab => "GitLab",
+        }
+    }
+
+    fn auth(self, s: &ApiState) -> Option<&HookAuth> {
+        match self {
+            Which::GitHub => s.config.hooks.github.as_ref(),
+            Which::GitLab => s.config.hooks.gitlab.as_ref(),
+        }
+    }
+
+    fn gate(self, gates: &Gates) -> &Gate {
+        match self {
+            Which::GitHub => &gates.github,
+            Which::GitLab => &gates.gitlab,
+        }
+    }
+}
+
+/// A header's one value; a header given twice is an error.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, String> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(format!("{name} is given more than once"));
+    }
+    Ok(first.map(|v| v.as_bytes()))
+}
+
+/// The delivery-id headers of a hook: the keys it is remembered by.
+fn delivery_ids(which: Which, headers: &HeaderMap) -> Result<Vec<DeliveryKey>, String> {
+    let names: &[&'static str] = match which {
+        Which::GitHub => &["X-GitHub-Delivery"],
+        // Idempotency-Key stays the same when GitLab retries a delivery.
+        Which::GitLab => &["X-Gitlab-Event-UUID", "Idempotency-Key"],
+    };
+    let mut keys = Vec::new();
+    for name in names {
+        if let Some(raw) = single(headers, name)? {
+            let id = verify::delivery_id(raw).map_err(|e| format!("{name}: {e}"))?;
+            keys.push(DeliveryKey::Id(name, id));
+        }
+    }
+    Ok(keys)
+}
+
+/// Checks a hook delivery and records it as taken: its headers, its body and the keys
+/// it is recorded under, or the answer refusing it. Only the peer and the reason are
+/// logged, never the secret or what was sent in its place.
+async fn admit(
+    s: &ApiState,
+    gates: &Gates,
+    which: Which,
+    request: Request,
+) -> Result<(HeaderMap, Bytes, Vec<DeliveryKey>), ApiError> {
+    let name = which.name();
+    let Some(auth) = which.auth(s) else {
+        return Err(not_found(&format!(
+            "{name} hook: it is off unless [hooks.{}] is configured",
+            name.to_lowercase()
+        )));
+    };
+    let gate = which.gate(gates);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+    let secret = gate.secret(auth).map_err(|e| {
+        error!("{name} hook: its secret cannot be read: {e}");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {name} hook's secret cannot be read"),
+        )
+    })?;
+    let refuse = |why: &str| {
+        warn!(peer = %peer, "{name} hook refused: {why}");
+        ApiError(StatusCode::UNAUTHORIZED, why.to_owned())
+    };
+    let (parts, body) = request.into_parts();
+    let header = |h: &str| single(&parts.headers, h).map_err(|e| refuse(&e));
+    let mut keys = Vec::new();
+    match (which, &secret) {
+        // Refused before the body is read.
+        (Which::GitLab, Some(secret)) => {
+            verify::gitlab_token(secret.bytes(), header("x-gitlab-token")?).map_err(refuse)?
+        }
+        (Which::GitHub, Some(_)) if header("x-hub-signature-256")?.is_none() => {
+            return Err(refuse("no X-Hub-Signature-256 header"));
+        }
+        _ => {}
+    }
+    let headers = parts.headers.clone();
+    let body = Bytes::from_request(Request::from_parts(parts, body), &())
+        .await
+        .map_err(|e| ApiError(e.status(), e.body_text()))?;
+    if let (Which::GitHub, Some(secret)) = (which, &secret) {
+        let signature = single(&headers, "x-hub-signature-256").map_err(|e| refuse(&e))?;
+        let mac = verify::github_signature(secret.bytes(), &body, signature).map_err(refuse)?;
+        keys.push(DeliveryKey::Body(mac));
+    }
+    keys.extend(delivery_ids(which, &headers).map_err(bad_request)?);
+    if let Err(seen) = gate.record(&keys) {
+        warn!(peer = %peer, "{name} hook refused: {seen} was already taken");
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("{seen} was already taken"),
+        ));
+    }
+    Ok((headers, body, keys))
+}
+
 async fn hook(s: &ApiState, hook: Result<Hook, String>, source: Source) -> ApiResult {
     match hook.map_err(bad_request)? {
         Hook::Change(change) => deliver(s, *change, source).await,
@@ -68,18 +209,55 @@ async fn hook(s: &ApiState, hook: Result<Hook, String>, source: Source) -> ApiRe
     }
 }
 
-async fn github(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+/// Takes an admitted delivery; one that fails is forgotten, so that it may be sent
+/// again.
+async fn take(
+    s: &ApiState,
+    gate: &Gate,
+    keys: &[DeliveryKey],
+    parsed: impl FnOnce(Value) -> Result<Hook, String>,
+    body: &Bytes,
+    source: Source,
+) -> ApiResult {
+    let result = match parse(body) {
+        Ok(value) => hook(s, parsed(value), source).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        gate.forget(keys);
+    }
+    result
+}
+
+async fn github(
+    State(s): State<ApiState>,
+    Extension(gates): Extension<Arc<Gates>>,
+    request: Request,
+) -> ApiResult {
+    let (headers, body, keys) = admit(&s, &gates, Which::GitHub, request).await?;
     let event = headers
         .get("x-github-event")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let parsed = hooks::github(event.as_deref(), parse(&body)?);
-    hook(&s, parsed, Source::GitHub).await
+    let parsed = |v| hooks::github(event.as_deref(), v);
+    take(&s, &gates.github, &keys, parsed, &body, Source::GitHub).await
 }
 
-async fn gitlab(State(s): State<ApiState>, body: Bytes) -> ApiResult {
-    let parsed = hooks::gitlab(parse(&body)?);
-    hook(&s, parsed, Source::GitLab).await
+async fn gitlab(
+    State(s): State<ApiState>,
+    Extension(gates): Extension<Arc<Gates>>,
+    request: Request,
+) -> ApiResult {
+    let (_, body, keys) = admit(&s, &gates, Which::GitLab, request).await?;
+    take(
+        &s,
+        &gates.gitlab,
+        &keys,
+        hooks::gitlab,
+        &body,
+        Source::GitLab,
+    )
+    .await
 }
 
 /// A change with the requests it caused (by id), the builds of those requests, and

@@ -2,12 +2,14 @@
 //!
 //! A [`NewChange`] arrives from one of four places, each with its own constructor:
 //! `buildbot sendchange` over PB ([`pb`]), a JSON body ([`json`]), and GitHub or GitLab
-//! push payloads ([`hooks`]). Every field comes from the network, so [`NewChange::check`]
+//! push payloads ([`hooks`], taken only when [`verify`] finds them signed or carrying
+//! the configured token). Every field comes from the network, so [`NewChange::check`]
 //! bounds each one before anything is stored.
 
 pub mod hooks;
 pub mod json;
 pub mod pb;
+pub mod verify;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -49,6 +49,9 @@ impl Cli {
             }
             Command::Check { config } => match crate::config::load(&config) {
                 Ok(c) => {
+                    for w in c.warnings() {
+                        eprintln!("{}: warning: {w}", config.display());
+                    }
                     println!(
                         "{}: ok ({} workers, {} builders)",
                         config.display(),

@@ -5,6 +5,7 @@ use super::builders::builder;
 use super::changes::login;
 use super::error::{position, ConfigError, Problems};
 use super::file::FileTable;
+use super::hooks::hooks;
 use super::latent::{pool, LatentDriver};
 use super::master::master;
 use super::schedulers::scheduler;
@@ -50,6 +51,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(c) = &mut config.changes {
         c.password.resolve_paths(base);
     }
+    config.hooks.resolve_paths(base);
 }
 
 /// Parses and checks config text.
@@ -119,6 +121,11 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .changes
         .as_ref()
         .and_then(|c| login(c, &names, problems));
+    let hooks = file
+        .hooks
+        .as_ref()
+        .map(|h| hooks(h, problems))
+        .unwrap_or_default();
     Some(Config {
         master,
         workers: workers.into_iter().collect::<Option<_>>()?,
@@ -126,6 +133,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         schedulers: schedulers.into_iter().collect::<Option<_>>()?,
         changes,
         latent_pools: pools.into_iter().collect::<Option<_>>()?,
+        hooks,
     })
 }
 

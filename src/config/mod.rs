@@ -8,6 +8,7 @@ mod builders;
 mod changes;
 mod error;
 mod file;
+mod hooks;
 mod latent;
 mod load;
 mod master;
@@ -19,6 +20,7 @@ mod workers;
 
 pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
+pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
 pub use load::{load, parse};
 pub use master::MasterConfig;
@@ -36,4 +38,13 @@ pub struct Config {
     /// The change source's PB login, if `[changes]` names a user.
     pub changes: Option<ChangeLogin>,
     pub latent_pools: Vec<LatentPoolConfig>,
+    /// The GitHub and GitLab push webhooks; each is off unless configured.
+    pub hooks: HooksConfig,
+}
+
+impl Config {
+    /// What is allowed but unsafe: `pbmaster check` prints it, `start` logs it.
+    pub fn warnings(&self) -> Vec<String> {
+        self.hooks.warnings()
+    }
 }

@@ -384,7 +384,9 @@ fn property_from_output(from: &PropertySource, stdout: &[u8]) -> Result<String, 
     }
 }
 
-/// The properties every build starts with.
+/// The properties every build starts with: the request's (from changes, hooks,
+/// schedulers, forces), then the builder's, which win over a request's of the same name
+/// — as in buildbot, what the config sets cannot be replaced from outside.
 pub fn initial_properties(
     builder: &BuilderConfig,
     request: &Json,
@@ -392,16 +394,47 @@ pub fn initial_properties(
     worker: &str,
 ) -> Properties {
     let mut p = Properties::default();
-    for (k, v) in &builder.properties {
-        p.set(k, v.clone(), "builder");
-    }
     if let Json::Object(m) = request {
         for (k, v) in m {
             p.set(k, v.clone(), "request");
         }
     }
+    for (k, v) in &builder.properties {
+        p.set(k, v.clone(), "builder");
+    }
     p.set("buildername", Json::String(builder.name.clone()), "build");
     p.set("buildnumber", Json::from(number), "build");
     p.set("workername", Json::String(worker.to_owned()), "build");
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builder_properties_win_over_the_request_s() {
+        let config = crate::config::parse(
+            "[master]\ndata_dir = \"d\"\n[[worker]]\nname = \"w\"\npassword = \"p\"\n\
+             [[builder]]\nname = \"b\"\nworkers = [\"w\"]\n\
+             properties = { repository = \"https://trusted.example/r.git\", flavour = \"release\" }\n\
+             [[builder.step]]\ncommand = \"true\"\n",
+        )
+        .expect("config");
+        let request = json!({
+            "repository": "https://evil.example/r.git",
+            "branch": "dev",
+            "buildername": "spoofed",
+        });
+        let p = initial_properties(&config.builders[0], &request, 7, "w");
+        let shown = p.to_json();
+        assert_eq!(
+            shown["repository"],
+            json!(["https://trusted.example/r.git", "builder"])
+        );
+        assert_eq!(shown["flavour"], json!(["release", "builder"]));
+        assert_eq!(shown["branch"], json!(["dev", "request"]));
+        assert_eq!(shown["buildername"], json!(["b", "build"]));
+    }
 }

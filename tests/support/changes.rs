@@ -68,3 +68,12 @@ pub fn try_post_raw(
         .unwrap_or(serde_json::Value::Null);
     Ok((status, value))
 }
+
+/// The `X-Hub-Signature-256` GitHub sends: `sha256=` and the hex HMAC-SHA256 of the
+/// body under the secret.
+pub fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

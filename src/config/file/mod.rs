@@ -2,10 +2,12 @@
 //! find wrong, so errors name their line and column. Only `config` sees these tables;
 //! it turns them into the types the master runs on.
 
+mod hooks;
 mod latent;
 mod scheduler;
 mod step;
 
+pub use hooks::HooksTable;
 pub use latent::PoolTable;
 pub use scheduler::{ChangesTable, SchedulerTable};
 pub use step::{StepKind, StepTable};
@@ -30,6 +32,8 @@ pub struct FileTable {
     pub changes: Option<ChangesTable>,
     #[serde(default, rename = "latent_pool")]
     pub latent_pools: Vec<PoolTable>,
+    /// `[hooks.github]`, `[hooks.gitlab]`: push webhooks, off unless present.
+    pub hooks: Option<HooksTable>,
 }
 
 /// `[master]`; absent addresses take their defaults in `config::master`.
