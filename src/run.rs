@@ -37,6 +37,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let credentials = Arc::new(Credentials::default());
     let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
+    let api_guard = Arc::new(api::Guard::from_config(&config.api)?);
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
     let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;
@@ -84,10 +85,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         store,
         master: tx.clone(),
         config: Arc::new(config),
+        guard: api_guard,
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        let _ = axum::serve(HttpListener::new(http), api::router(state))
+        let _ = axum::serve(HttpListener::new(http), api::service(state))
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await;
     });

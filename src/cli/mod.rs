@@ -49,6 +49,19 @@ impl Cli {
             }
             Command::Check { config } => match crate::config::load(&config) {
                 Ok(c) => {
+                    for w in &c.api.warnings {
+                        eprintln!("{}: warning: {w}", config.display());
+                    }
+                    // Variables and files may differ where the master runs: a warning.
+                    for t in &c.api.tokens {
+                        if let Err(e) = t.secret.digest() {
+                            eprintln!(
+                                "{}: warning: api token {:?}: {e} (the master does not start without it)",
+                                config.display(),
+                                t.name
+                            );
+                        }
+                    }
                     println!(
                         "{}: ok ({} workers, {} builders)",
                         config.display(),

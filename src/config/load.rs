@@ -1,6 +1,7 @@
 //! Reading a config: the TOML with its spans, then every section checked and turned
 //! into runtime types, with every problem collected.
 
+use super::api::api;
 use super::builders::builder;
 use super::changes::login;
 use super::error::{position, ConfigError, Problems};
@@ -49,6 +50,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     if let Some(c) = &mut config.changes {
         c.password.resolve_paths(base);
+    }
+    for t in &mut config.api.tokens {
+        t.secret.resolve_paths(base);
     }
 }
 
@@ -119,6 +123,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .changes
         .as_ref()
         .and_then(|c| login(c, &names, problems));
+    let api = api(file.api.as_ref(), &file.api_tokens, &master, problems);
     Some(Config {
         master,
         workers: workers.into_iter().collect::<Option<_>>()?,
@@ -126,6 +131,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         schedulers: schedulers.into_iter().collect::<Option<_>>()?,
         changes,
         latent_pools: pools.into_iter().collect::<Option<_>>()?,
+        api,
     })
 }
 

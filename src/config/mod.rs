@@ -4,6 +4,7 @@
 //! problem is reported with its line and column. Nothing outside this module parses
 //! a config string again.
 
+mod api;
 mod builders;
 mod changes;
 mod error;
@@ -17,6 +18,7 @@ mod schedulers;
 mod steps;
 mod workers;
 
+pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
 pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
@@ -36,4 +38,6 @@ pub struct Config {
     /// The change source's PB login, if `[changes]` names a user.
     pub changes: Option<ChangeLogin>,
     pub latent_pools: Vec<LatentPoolConfig>,
+    /// `[api]` and the API tokens.
+    pub api: ApiConfig,
 }
