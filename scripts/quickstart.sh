@@ -27,7 +27,10 @@ rm -f "$PBMASTER_TOKEN_FILE"
 (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$PBMASTER_TOKEN_FILE")
 
 "$pbmaster" check --config examples/quickstart.toml
-"$pbmaster" start --config examples/quickstart.toml 2> "$root/target/quickstart.log" &
+# The master reads the file itself; the variable stays out of its environment, which
+# the workers it starts inherit (and print in each step's log header).
+env -u PBMASTER_TOKEN_FILE "$pbmaster" start --config examples/quickstart.toml \
+  2> "$root/target/quickstart.log" &
 master=$!
 trap 'kill "$master" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 until "$pbmaster" workers >/dev/null 2>&1; do sleep 0.2; done

@@ -157,12 +157,14 @@ pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Respo
             next.run(req).await
         }
         Err((status, why)) => {
-            tracing::warn!(
-                "api: {} {route} from {} refused ({}): {why}",
-                req.method(),
-                show(ip),
-                status.as_u16()
-            );
+            let (method, from, code) = (req.method(), show(ip), status.as_u16());
+            // A held client may keep knocking: its refusals stay out of the default log.
+            match status {
+                StatusCode::TOO_MANY_REQUESTS => {
+                    tracing::debug!("api: {method} {route} from {from} refused ({code}): {why}")
+                }
+                _ => tracing::warn!("api: {method} {route} from {from} refused ({code}): {why}"),
+            }
             let mut r = refuse(status, why);
             if let (StatusCode::TOO_MANY_REQUESTS, Some(ip)) = (status, ip) {
                 let wait = s
