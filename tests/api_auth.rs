@@ -9,7 +9,7 @@ mod support;
 use serde_json::json;
 use std::process::{Command, Output};
 use support::http::{request, Answer};
-use support::master::{bearer, test_dir, MasterProcess, API_TOKEN};
+use support::master::{bearer, test_dir, write_secret, MasterProcess, API_TOKEN};
 
 const FORCER: &str = "forcer-token-0123456789abcdef";
 const READER: &str = "reader-token-0123456789abcdef";
@@ -47,7 +47,7 @@ token = "{READER}"
 fn start(name: &str, api: &str) -> MasterProcess {
     let dir = test_dir(name);
     std::fs::create_dir_all(dir.join("master")).expect("dir");
-    std::fs::write(dir.join("master/forcer.token"), format!("{FORCER}\n")).expect("token");
+    write_secret(&dir.join("master/forcer.token"), FORCER);
     MasterProcess::start(&dir.join("master"), "", &body(api))
 }
 

@@ -16,6 +16,19 @@ pub fn bearer() -> String {
     format!("Bearer {API_TOKEN}")
 }
 
+/// Writes a token file only its owner can read, as the master expects.
+pub fn write_secret(path: &Path, token: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("token file");
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).expect("write token");
+}
+
 /// A port free at the moment of asking, on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -65,7 +78,7 @@ impl MasterProcess {
             self.pb, self.extra_master, self.body
         );
         std::fs::write(self.dir.join("master.toml"), text).expect("write config");
-        std::fs::write(self.dir.join("api.token"), format!("{API_TOKEN}\n")).expect("write token");
+        write_secret(&self.dir.join("api.token"), API_TOKEN);
     }
 
     fn launch(&mut self) {
