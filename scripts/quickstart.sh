@@ -13,12 +13,24 @@ once=false
 
 scripts/install-peers.sh buildbot-worker-4
 cargo build --release --quiet
-pbmaster="$root/target/release/pbmaster"
+# Where cargo put it (CARGO_TARGET_DIR or a cargo config may move it from target/).
+target=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+pbmaster="${target:-$root/target}/release/pbmaster"
+mkdir -p "$root/target"
 rm -rf "$root/target/quickstart"
 export PBMASTER_API=http://127.0.0.1:8010
+# The API token examples/quickstart.toml names (forcing a build needs one), readable
+# by this user only; the pbmaster commands below read it from PBMASTER_TOKEN_FILE.
+export PBMASTER_TOKEN_FILE="$root/target/quickstart.token"
+rm -f "$PBMASTER_TOKEN_FILE"
+(umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$PBMASTER_TOKEN_FILE")
 
 "$pbmaster" check --config examples/quickstart.toml
-"$pbmaster" start --config examples/quickstart.toml 2> "$root/target/quickstart.log" &
+# The master reads the file itself; the variable stays out of its environment, which
+# the workers it starts inherit (and print in each step's log header).
+env -u PBMASTER_TOKEN_FILE "$pbmaster" start --config examples/quickstart.toml \
+  2> "$root/target/quickstart.log" &
 master=$!
 trap 'kill "$master" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 until "$pbmaster" workers >/dev/null 2>&1; do sleep 0.2; done
@@ -42,6 +54,7 @@ if $once; then
   exit "$status"
 fi
 echo
-echo "master: $PBMASTER_API (log: target/quickstart.log); try: $pbmaster force hello --wait"
+echo "master: $PBMASTER_API (log: target/quickstart.log)"
+echo "try: PBMASTER_TOKEN_FILE=$PBMASTER_TOKEN_FILE $pbmaster force hello --wait"
 echo "Ctrl-C stops the master (and any instance still running)."
 wait "$master"

@@ -10,8 +10,6 @@ use crate::master::{ConfigAuth, Master, Msg};
 use crate::nofile;
 use crate::server;
 use crate::store::Store;
-use axum::serve::ListenerExt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +41,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let credentials = Arc::new(Credentials::default());
     let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
+    let api_guard = Arc::new(api::Guard::from_config(&config.api)?);
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
     let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;
@@ -90,17 +89,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         store,
         master: tx.clone(),
         config: Arc::new(config),
+        guard: api_guard,
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        // Handlers see the peer as ConnectInfo<SocketAddr> (hooks log it when they
-        // refuse a delivery); axum provides it for a tapped listener.
-        let _ = axum::serve(
-            HttpListener::new(http).tap_io(|_| {}),
-            api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_shutdown.cancelled_owned())
-        .await;
+        let _ = axum::serve(HttpListener::new(http), api::service(state))
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await;
     });
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::master::{test_dir, MasterProcess};
+use support::master::{test_dir, MasterProcess, API_TOKEN};
 use support::workers::{Generation, RunningWorker, WorkerOptions};
 
 const BODY: &str = r#"
@@ -38,6 +38,7 @@ fn pbmaster(api: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pbmaster"))
         .args(args)
         .env("PBMASTER_API", api)
+        .env("PBMASTER_TOKEN", API_TOKEN)
         .output()
         .expect("pbmaster runs")
 }

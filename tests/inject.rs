@@ -198,6 +198,7 @@ fn outside_values_stay_data() {
         .args(["-p", "x=x; touch PWNED", "-p", "y=$(touch PWNED2)"])
         .args(["-p", "q=it's `touch PWNED3` \"q\"\n"])
         .env("PBMASTER_API", &master.api)
+        .env("PBMASTER_TOKEN", support::master::API_TOKEN)
         .output()
         .expect("pbmaster runs");
     assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", worker.log());

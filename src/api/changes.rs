@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::{error, warn};
 
@@ -156,8 +155,8 @@ async fn admit(
     let gate = which.gate(gates);
     let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+        .get::<ConnectInfo<super::ClientAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0 .0.to_string());
     let secret = gate.secret(auth).map_err(|e| {
         error!("{name} hook: its secret cannot be read: {e}");
         ApiError(

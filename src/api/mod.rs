@@ -1,14 +1,20 @@
 //! The HTTP JSON API the CLI uses: builders, builds with steps, logs (raw and
-//! followed), workers, build requests; force and stop as POSTs.
+//! followed), workers, build requests; force and stop as POSTs. [`auth`] decides who
+//! may do what.
 
+mod auth;
 mod changes;
 mod logs;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{ClientAddr, Guard};
+
 use crate::config::Config;
 use crate::master::{Msg, Refusal};
 use crate::store::{Store, StoreError};
+use axum::body::Bytes;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,8 +31,16 @@ pub struct ApiState {
     pub store: Store,
     pub master: mpsc::Sender<Msg>,
     pub config: Arc<Config>,
+    /// The tokens and the rules for using them.
+    pub guard: Arc<Guard>,
 }
 
+/// The API as `axum::serve` takes it: each request knows its peer's address.
+pub fn service(state: ApiState) -> IntoMakeServiceWithConnectInfo<Router, ClientAddr> {
+    router(state).into_make_service_with_connect_info::<ClientAddr>()
+}
+
+/// Every route, each behind [`auth::guard`].
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/builders", get(builders))
@@ -41,6 +55,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/buildrequests", get(requests))
         .route("/api/buildrequests/{id}", get(request))
         .merge(changes::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .with_state(state)
 }
 
@@ -111,12 +129,14 @@ pub struct ForceBody {
     properties: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn force(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    body: Option<Json<ForceBody>>,
-) -> ApiResult {
-    let body = body.map(|b| b.0).unwrap_or_default();
+/// The body may be empty (a build with no reason or properties); anything else must
+/// be a JSON object of the shape above.
+async fn force(State(s): State<ApiState>, Path(name): Path<String>, body: Bytes) -> ApiResult {
+    let body: ForceBody = match body.is_empty() {
+        true => ForceBody::default(),
+        false => serde_json::from_slice(&body)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("not a force body: {e}")))?,
+    };
     crate::model::property::check_all(&body.properties)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let answer = ask(&s, |reply| Msg::Force {

@@ -18,6 +18,7 @@ fn state(name: &str) -> (ApiState, std::path::PathBuf) {
     let state = ApiState {
         store: Store::open(&dir).expect("store"),
         master,
+        guard: Arc::new(Guard::from_config(&config.api).expect("guard")),
         config: Arc::new(config),
     };
     (state, dir)

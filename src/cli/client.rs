@@ -3,10 +3,11 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct Api {
     /// The master's API (also `PBMASTER_API`).
     #[arg(
@@ -16,6 +17,59 @@ pub struct Api {
         global = true
     )]
     api: String,
+    /// An API token. Others on this machine can see a command line: prefer
+    /// --token-file, or `PBMASTER_TOKEN` (used when neither option is given).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// A file holding the API token (without either option: `PBMASTER_TOKEN`, then
+    /// the file `PBMASTER_TOKEN_FILE` names).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A token must not reach a log.
+        f.debug_struct("Api")
+            .field("api", &self.api)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+/// The API with the token to present, if any.
+struct Client {
+    base: String,
+    token: Option<String>,
+}
+
+fn read_token(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))
+}
+
+impl Api {
+    /// The token: --token, else --token-file, else `PBMASTER_TOKEN`, else the file
+    /// `PBMASTER_TOKEN_FILE` names; an unreadable file is an error. The command line
+    /// comes first, so one call can use another token than the environment's.
+    fn client(&self) -> Result<Client, Box<dyn std::error::Error>> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(read_token(path)?),
+            (None, None) => match (var("PBMASTER_TOKEN"), var("PBMASTER_TOKEN_FILE")) {
+                (Some(t), _) => Some(t.into_string().map_err(|_| "PBMASTER_TOKEN is not UTF-8")?),
+                (None, Some(path)) => Some(read_token(Path::new(&path))?),
+                (None, None) => None,
+            },
+        };
+        let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        Ok(Client {
+            base: self.api.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,32 +131,62 @@ pub enum ClientCommand {
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
-fn get(api: &Api, path: &str) -> Result<Value, Box<dyn std::error::Error>> {
-    let mut resp = ureq::get(&format!("{}{path}", api.api))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()?;
-    let status = resp.status();
-    let body: Value = resp.body_mut().read_json()?;
-    if !status.is_success() {
-        return Err(body["error"].as_str().unwrap_or("request failed").into());
+impl Client {
+    /// Answers of any status are returned; the token goes in a bearer header.
+    fn request<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let req = req.config().http_status_as_error(false).build();
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
     }
-    Ok(body)
-}
 
-fn post(api: &Api, path: &str, body: Value) -> Result<Value, Box<dyn std::error::Error>> {
-    let mut resp = ureq::post(&format!("{}{path}", api.api))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_json(body)?;
-    let status = resp.status();
-    let body: Value = resp.body_mut().read_json()?;
-    if !status.is_success() {
-        return Err(body["error"].as_str().unwrap_or("request failed").into());
+    /// A GET whose answer is returned whatever its status.
+    fn get_raw(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.request(ureq::get(&format!("{}{path}", self.base)))
+            .call()
     }
-    Ok(body)
+
+    fn get(&self, path: &str) -> Result<Value, Box<dyn std::error::Error>> {
+        self.answer(self.get_raw(path)?)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Result<Value, Box<dyn std::error::Error>> {
+        let req = self.request(ureq::post(&format!("{}{path}", self.base)));
+        self.answer(req.send_json(body)?)
+    }
+
+    /// The JSON of a successful answer, or an error saying why the request failed.
+    fn answer(
+        &self,
+        mut resp: ureq::http::Response<ureq::Body>,
+    ) -> Result<Value, Box<dyn std::error::Error>> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.body_mut().read_json()?);
+        }
+        let body: Value = resp.body_mut().read_json().unwrap_or_default();
+        Err(self
+            .refusal(
+                status.as_u16(),
+                body["error"].as_str().unwrap_or("request failed"),
+            )
+            .into())
+    }
+
+    /// What to tell the user about an error answer: for a missing or refused
+    /// credential, how to give one.
+    fn refusal(&self, status: u16, error: &str) -> String {
+        match (status, &self.token) {
+            (401, None) => format!(
+                "the API needs a token ({error}): give --token-file FILE, or set \
+                 PBMASTER_TOKEN or PBMASTER_TOKEN_FILE"
+            ),
+            (401, Some(_)) => format!("the API refused the token: {error}"),
+            (403, _) | (429, _) | (415, _) => format!("refused ({status}): {error}"),
+            _ => error.to_owned(),
+        }
+    }
 }
 
 fn s(v: &Value) -> String {
@@ -131,7 +215,8 @@ impl ClientCommand {
                     props.insert(k.to_owned(), Value::String(v.to_owned()));
                 }
                 let body = json!({ "reason": reason, "properties": props });
-                let answer = post(&api, &format!("/api/builders/{builder}/force"), body)?;
+                let api = api.client()?;
+                let answer = api.post(&format!("/api/builders/{builder}/force"), body)?;
                 let id = answer["request_id"]
                     .as_i64()
                     .ok_or("no request id in the answer")?;
@@ -142,7 +227,7 @@ impl ClientCommand {
                 // Short builds are answered quickly; long ones are not polled hard.
                 let mut pause = Duration::from_millis(10);
                 loop {
-                    let r = get(&api, &format!("/api/buildrequests/{id}"))?;
+                    let r = api.get(&format!("/api/buildrequests/{id}"))?;
                     if r["complete"].as_bool() == Some(true) {
                         let result = s(&r["result"]);
                         let build = r["builds"]
@@ -168,7 +253,9 @@ impl ClientCommand {
                 api,
             } => {
                 let q = builder.map(|b| format!("&builder={b}")).unwrap_or_default();
-                let builds = get(&api, &format!("/api/builds?limit={limit}{q}"))?;
+                let builds = api
+                    .client()?
+                    .get(&format!("/api/builds?limit={limit}{q}"))?;
                 println!(
                     "{:>6}  {:<20} {:>5}  {:<16} {:<10} reason",
                     "build", "builder", "num", "worker", "result"
@@ -198,18 +285,12 @@ impl ClientCommand {
                 follow,
                 api,
             } => {
-                let url = format!(
-                    "{}/api/builds/{build}/steps/{step}/logs/{log}?follow={follow}",
-                    api.api
-                );
-                let mut resp = ureq::get(&url)
-                    .config()
-                    .http_status_as_error(false)
-                    .build()
-                    .call()?;
+                let api = api.client()?;
+                let resp = api.get_raw(&format!(
+                    "/api/builds/{build}/steps/{step}/logs/{log}?follow={follow}"
+                ))?;
                 if !resp.status().is_success() {
-                    let body: Value = resp.body_mut().read_json().unwrap_or_default();
-                    return Err(body["error"].as_str().unwrap_or("request failed").into());
+                    return api.answer(resp).map(|_| ExitCode::FAILURE);
                 }
                 let mut reader = resp.into_body().into_reader();
                 let mut out = std::io::stdout().lock();
@@ -231,12 +312,14 @@ impl ClientCommand {
                 Ok(ExitCode::SUCCESS)
             }
             ClientCommand::Stop { build, api } => {
-                post(&api, &format!("/api/builds/{build}/stop"), json!({}))?;
+                api.client()?
+                    .post(&format!("/api/builds/{build}/stop"), json!({}))?;
                 println!("stopping build {build}");
                 Ok(ExitCode::SUCCESS)
             }
             ClientCommand::Instances { limit, api } => {
-                let pools = get(&api, "/api/latent/pools")?;
+                let api = api.client()?;
+                let pools = api.get("/api/latent/pools")?;
                 for p in pools.as_array().into_iter().flatten() {
                     let waiting = p["waiting"]
                         .as_str()
@@ -253,7 +336,7 @@ impl ClientCommand {
                         println!("  last failure: {f}");
                     }
                 }
-                let list = get(&api, &format!("/api/latent?limit={limit}"))?;
+                let list = api.get(&format!("/api/latent?limit={limit}"))?;
                 println!("{:<20} {:<16} {:<11} failure", "instance", "pool", "phase");
                 for i in list.as_array().into_iter().flatten() {
                     let failure = match (i["failure_phase"].as_str(), i["failure_reason"].as_str())
@@ -271,7 +354,7 @@ impl ClientCommand {
                 Ok(ExitCode::SUCCESS)
             }
             ClientCommand::Workers { api } => {
-                let workers = get(&api, "/api/workers")?;
+                let workers = api.client()?.get("/api/workers")?;
                 println!("{:<20} {:<16} {:<20} peer", "worker", "state", "version");
                 for w in workers.as_array().into_iter().flatten() {
                     println!(

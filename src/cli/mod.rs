@@ -52,6 +52,16 @@ impl Cli {
                     for w in c.warnings() {
                         eprintln!("{}: warning: {w}", config.display());
                     }
+                    // Variables and files may differ where the master runs: a warning.
+                    for t in &c.api.tokens {
+                        if let Err(e) = t.secret.digest() {
+                            eprintln!(
+                                "{}: warning: api token {:?}: {e} (the master does not start without it)",
+                                config.display(),
+                                t.name
+                            );
+                        }
+                    }
                     println!(
                         "{}: ok ({} workers, {} builders)",
                         config.display(),

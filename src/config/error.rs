@@ -44,6 +44,14 @@ impl<'t> Problems<'t> {
         });
     }
 
+    /// A problem at a byte span, located but not recorded: a warning.
+    pub fn located(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            location: Some(position(self.text, span.start)),
+            message: message.into(),
+        }
+    }
+
     /// The config if nothing was wrong, else every problem. A part that could not be
     /// made (`None`) has always recorded why.
     pub fn finish<T>(mut self, made: Option<T>) -> Result<T, Vec<ConfigError>> {

@@ -1,6 +1,7 @@
 //! Reading a config: the TOML with its spans, then every section checked and turned
 //! into runtime types, with every problem collected.
 
+use super::api::api;
 use super::builders::builder;
 use super::changes::login;
 use super::error::{position, ConfigError, Problems};
@@ -52,6 +53,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         c.password.resolve_paths(base);
     }
     config.hooks.resolve_paths(base);
+    for t in &mut config.api.tokens {
+        t.secret.resolve_paths(base);
+    }
 }
 
 /// Parses and checks config text.
@@ -126,6 +130,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .as_ref()
         .map(|h| hooks(h, problems))
         .unwrap_or_default();
+    let api = api(file.api.as_ref(), &file.api_tokens, &master, problems);
     Some(Config {
         master,
         workers: workers.into_iter().collect::<Option<_>>()?,
@@ -134,6 +139,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         changes,
         latent_pools: pools.into_iter().collect::<Option<_>>()?,
         hooks,
+        api,
     })
 }
 

@@ -4,6 +4,7 @@
 //! problem is reported with its line and column. Nothing outside this module parses
 //! a config string again.
 
+mod api;
 mod builders;
 mod changes;
 mod error;
@@ -18,6 +19,7 @@ mod schedulers;
 mod steps;
 mod workers;
 
+pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
 pub use hooks::{HookAuth, HooksConfig};
@@ -40,11 +42,15 @@ pub struct Config {
     pub latent_pools: Vec<LatentPoolConfig>,
     /// The GitHub and GitLab push webhooks; each is off unless configured.
     pub hooks: HooksConfig,
+    /// `[api]` and the API tokens.
+    pub api: ApiConfig,
 }
 
 impl Config {
     /// What is allowed but unsafe: `pbmaster check` prints it, `start` logs it.
     pub fn warnings(&self) -> Vec<String> {
-        self.hooks.warnings()
+        let mut warnings = self.hooks.warnings();
+        warnings.extend(self.api.warnings.iter().map(|w| w.to_string()));
+        warnings
     }
 }

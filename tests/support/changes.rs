@@ -31,7 +31,8 @@ pub fn sent(output: &Output) -> bool {
     String::from_utf8_lossy(&output.stdout).contains("change sent successfully")
 }
 
-/// POSTs raw bytes with extra headers; returns the status and the JSON body (or
+/// POSTs raw bytes with extra headers (and the test masters' token, unless they
+/// include an `authorization` header); returns the status and the JSON body (or
 /// `Null` if it is not JSON), whatever the status. Panics if there is no answer.
 pub fn post_raw(
     api: &str,
@@ -57,6 +58,12 @@ pub fn try_post_raw(
     let mut req = agent
         .post(&format!("{api}{path}"))
         .header("content-type", "application/json");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        req = req.header("authorization", super::master::bearer());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

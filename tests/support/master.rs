@@ -7,6 +7,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The token every test master accepts, with every role (`admin`); written to
+/// `api.token` in the master's folder and named by the config's `[[api_token]]`.
+pub const API_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// The `Authorization` header value that carries [`API_TOKEN`].
+pub fn bearer() -> String {
+    format!("Bearer {API_TOKEN}")
+}
+
+/// Writes a token file only its owner can read, as the master expects.
+pub fn write_secret(path: &Path, token: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("token file");
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).expect("write token");
+}
+
 /// A port free at the moment of asking, on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -27,8 +49,9 @@ pub struct MasterProcess {
 }
 
 impl MasterProcess {
-    /// Writes `dir/master.toml` (fresh ports, `data_dir = "data"`, then `body`) and
-    /// starts the master, waiting until its API answers.
+    /// Writes `dir/master.toml` (fresh ports, `data_dir = "data"`, then `body`, then
+    /// an admin token in `api.token`) and starts the master, waiting until its API
+    /// answers.
     pub fn start(dir: &Path, extra_master: &str, body: &str) -> MasterProcess {
         std::fs::create_dir_all(dir).expect("test dir");
         let pb: SocketAddr = format!("127.0.0.1:{}", free_port())
@@ -50,10 +73,12 @@ impl MasterProcess {
     fn write_config(&self) {
         let http = self.api.trim_start_matches("http://");
         let text = format!(
-            "[master]\npb_listen = \"{}\"\nhttp_listen = \"{http}\"\ndata_dir = \"data\"\n{}\n\n{}",
+            "[master]\npb_listen = \"{}\"\nhttp_listen = \"{http}\"\ndata_dir = \"data\"\n{}\n\n{}\n\n\
+             [[api_token]]\nname = \"test\"\nroles = [\"admin\"]\ntoken_file = \"api.token\"\n",
             self.pb, self.extra_master, self.body
         );
         std::fs::write(self.dir.join("master.toml"), text).expect("write config");
+        write_secret(&self.dir.join("api.token"), API_TOKEN);
     }
 
     fn launch(&mut self) {
@@ -81,6 +106,7 @@ impl MasterProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if ureq::get(&format!("{}/api/builders", self.api))
+                .header("Authorization", bearer())
                 .call()
                 .is_ok()
             {
@@ -147,6 +173,7 @@ impl MasterProcess {
 
     pub fn get(&self, path: &str) -> Value {
         let mut resp = ureq::get(&format!("{}{path}", self.api))
+            .header("Authorization", bearer())
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         resp.body_mut().read_json().expect("JSON")
@@ -154,6 +181,7 @@ impl MasterProcess {
 
     pub fn get_bytes(&self, path: &str) -> Vec<u8> {
         let mut resp = ureq::get(&format!("{}{path}", self.api))
+            .header("Authorization", bearer())
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         resp.body_mut()
@@ -165,6 +193,7 @@ impl MasterProcess {
 
     pub fn post(&self, path: &str, body: Value) -> Value {
         let mut resp = ureq::post(&format!("{}{path}", self.api))
+            .header("Authorization", bearer())
             .send_json(body)
             .unwrap_or_else(|e| panic!("POST {path}: {e}"));
         resp.body_mut().read_json().expect("JSON")
@@ -190,7 +219,10 @@ impl MasterProcess {
     ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(mut r) = ureq::get(&format!("{}{path}", self.api)).call() {
+            if let Ok(mut r) = ureq::get(&format!("{}{path}", self.api))
+                .header("Authorization", bearer())
+                .call()
+            {
                 if let Ok(v) = r.body_mut().read_json::<Value>() {
                     if cond(&v) {
                         return v;

@@ -6,6 +6,7 @@
 
 pub mod changes;
 pub mod ec2;
+pub mod http;
 pub mod latent;
 pub mod master;
 pub mod pb;

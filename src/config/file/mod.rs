@@ -34,6 +34,44 @@ pub struct FileTable {
     pub latent_pools: Vec<PoolTable>,
     /// `[hooks.github]`, `[hooks.gitlab]`: push webhooks, off unless present.
     pub hooks: Option<HooksTable>,
+    /// `[api]`: who may read the HTTP API, and the names browsers may reach it by.
+    pub api: Option<ApiTable>,
+    /// `[[api_token]]`: the credentials writes (and closed reads) need.
+    #[serde(default, rename = "api_token")]
+    pub api_tokens: Vec<ApiTokenTable>,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTable {
+    pub public_read: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub origins: Vec<Spanned<String>>,
+}
+
+/// `[[api_token]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenTable {
+    pub name: Spanned<String>,
+    pub roles: Spanned<Vec<Spanned<String>>>,
+    pub token: Option<Spanned<LiteralToken>>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// A token written in the file: kept out of `Debug` output.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct LiteralToken(pub String);
+
+impl std::fmt::Debug for LiteralToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiteralToken(..)")
+    }
 }
 
 /// `[master]`; absent addresses take their defaults in `config::master`.

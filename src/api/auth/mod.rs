@@ -1,0 +1,275 @@
+//! Who may use the API. Every request but the webhooks (verified by their own
+//! secrets) passes [`guard`]: its `Host` must be the API's own; a write must come from
+//! no other browser origin, carry `Authorization: Bearer TOKEN` with the role the
+//! route needs, and be JSON; a read needs the `read` role unless `[api] public_read`
+//! opens it to this client. Wrong tokens are throttled per client address.
+//!
+//! | refused because | status |
+//! |---|---|
+//! | `Host` not the API's, or a write from another origin | 403 |
+//! | no credential, or a wrong one | 401 |
+//! | the token lacks the role | 403 |
+//! | too many wrong tokens from this address | 429 |
+//! | a write whose body is not declared JSON | 415 |
+
+mod browser;
+mod throttle;
+mod tokens;
+
+use super::{ApiError, ApiState};
+use crate::config::{ApiConfig, PublicRead, Role, Roles};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use throttle::Throttle;
+use tokens::Tokens;
+
+/// The peer address of an API connection, for [`guard`]'s loopback and throttle.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::accept::HttpListener>,
+    > for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::accept::HttpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// The tokens, the settings and the failures seen: what [`guard`] decides with.
+#[derive(Debug)]
+pub struct Guard {
+    tokens: Tokens,
+    api: ApiConfig,
+    throttle: Throttle,
+}
+
+impl Guard {
+    /// Reads every token (an unreadable one is an error); the config's warnings are
+    /// logged with the others at start.
+    pub fn from_config(api: &ApiConfig) -> Result<Guard, String> {
+        Ok(Guard {
+            tokens: Tokens::from_config(api)?,
+            api: api.clone(),
+            throttle: Throttle::default(),
+        })
+    }
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write(Role),
+}
+
+/// The need of a route (its pattern, as matched); `None` for webhooks. A write no
+/// rule names needs `admin`, so a route added later is closed until given a role.
+fn need(method: &Method, route: &str) -> Option<Need> {
+    if route.starts_with("/api/hooks/") {
+        return None;
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return Some(Need::Read);
+    }
+    let role = match (method, route) {
+        (&Method::POST, "/api/builders/{name}/force") => Role::Force,
+        (&Method::POST, "/api/builds/{id}/stop") => Role::Stop,
+        (&Method::POST, "/api/changes") => Role::Changes,
+        _ => Role::Admin,
+    };
+    Some(Need::Write(role))
+}
+
+/// A refusal as `{"error": ...}`, with the headers its status calls for.
+fn refuse(status: StatusCode, why: &str) -> Response {
+    let mut r = ApiError(status, why.to_owned()).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"pbmaster\""),
+        );
+    }
+    r
+}
+
+/// What the `Authorization` header holds.
+enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+    /// Another scheme, or not text.
+    Unusable,
+}
+
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Credential::None;
+    };
+    let Some((scheme, token)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
+        return Credential::Unusable;
+    };
+    match scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+        true => Credential::Bearer(token.trim()),
+        false => Credential::Unusable,
+    }
+}
+
+/// Whether reads are open to `ip` without a token.
+fn public_to(api: &ApiConfig, ip: Option<IpAddr>) -> bool {
+    match api.public_read {
+        PublicRead::All => true,
+        PublicRead::None => false,
+        PublicRead::Loopback => ip.is_some_and(|ip| ip.to_canonical().is_loopback()),
+    }
+}
+
+/// The middleware on every route.
+pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(need) = need(req.method(), &route) else {
+        return next.run(req).await;
+    };
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| c.0 .0.ip());
+    match admit(&s.guard, req.headers(), need, ip, Instant::now()) {
+        Ok(who) => {
+            if let (Need::Write(_), Some(name)) = (need, who) {
+                tracing::info!(
+                    "api: {} {:?} with token {name:?} from {}",
+                    req.method(),
+                    req.uri().path(),
+                    show(ip)
+                );
+            }
+            next.run(req).await
+        }
+        Err((status, why)) => {
+            let (method, from, code) = (req.method(), show(ip), status.as_u16());
+            // A held client may keep knocking: its refusals stay out of the default log.
+            match status {
+                StatusCode::TOO_MANY_REQUESTS => {
+                    tracing::debug!("api: {method} {route} from {from} refused ({code}): {why}")
+                }
+                _ => tracing::warn!("api: {method} {route} from {from} refused ({code}): {why}"),
+            }
+            let mut r = refuse(status, why);
+            if let (StatusCode::TOO_MANY_REQUESTS, Some(ip)) = (status, ip) {
+                let wait = s
+                    .guard
+                    .throttle
+                    .wait(ip, Instant::now())
+                    .unwrap_or_default();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs() + 1));
+            }
+            r
+        }
+    }
+}
+
+fn show(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "an unknown address".into(), |ip| ip.to_string())
+}
+
+type Refusal = (StatusCode, &'static str);
+
+/// Admits a request (with the name of the token it carried, if any) or says why not.
+fn admit(
+    guard: &Guard,
+    headers: &HeaderMap,
+    need: Need,
+    ip: Option<IpAddr>,
+    now: Instant,
+) -> Result<Option<String>, Refusal> {
+    let forbidden = StatusCode::FORBIDDEN;
+    if !browser::host_ok(headers, &guard.api) {
+        return Err((forbidden, "the Host header does not name this API"));
+    }
+    if matches!(need, Need::Write(_)) && !browser::origin_ok(headers, &guard.api) {
+        return Err((forbidden, "writes from another origin are refused"));
+    }
+    let token = match credential(headers) {
+        Credential::None => None,
+        Credential::Unusable => {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "the Authorization header must be: Bearer TOKEN",
+            ))
+        }
+        Credential::Bearer(t) => Some(verify(guard, t, ip, now)?),
+    };
+    let roles = token.as_ref().map(|(_, roles)| *roles);
+    match need {
+        Need::Read if public_to(&guard.api, ip) => {}
+        Need::Read => require(roles, Role::Read)?,
+        Need::Write(role) => {
+            require(roles, role)?;
+            if !browser::is_json(headers) {
+                return Err((
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "writes need Content-Type: application/json",
+                ));
+            }
+        }
+    }
+    Ok(token.map(|(name, _)| name))
+}
+
+/// The presented token's name and roles; a wrong one counts against the client.
+fn verify(
+    guard: &Guard,
+    token: &str,
+    ip: Option<IpAddr>,
+    now: Instant,
+) -> Result<(String, Roles), Refusal> {
+    if ip.is_some_and(|ip| guard.throttle.wait(ip, now).is_some()) {
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address; retry later",
+        ));
+    }
+    match guard.tokens.check(token) {
+        Some((name, roles)) => Ok((name.to_owned(), roles)),
+        None => {
+            if let Some(ip) = ip {
+                guard.throttle.failed(ip, now);
+            }
+            Err((StatusCode::UNAUTHORIZED, "invalid token"))
+        }
+    }
+}
+
+fn require(roles: Option<Roles>, role: Role) -> Result<(), Refusal> {
+    match roles {
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send Authorization: Bearer TOKEN",
+        )),
+        Some(r) if r.allows(role) => Ok(()),
+        Some(_) => Err((StatusCode::FORBIDDEN, forbidden_message(role))),
+    }
+}
+
+fn forbidden_message(role: Role) -> &'static str {
+    match role {
+        Role::Read => "the token lacks the read role",
+        Role::Force => "the token lacks the force role",
+        Role::Stop => "the token lacks the stop role",
+        Role::Changes => "the token lacks the changes role",
+        Role::Admin => "the token lacks the admin role",
+    }
+}
+
+#[cfg(test)]
+mod tests;
