@@ -15,6 +15,7 @@ Measurements (see BENCHMARKS.md):
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +38,16 @@ BUILDBOT = os.path.join(PEERS, "buildbot-master", "bin", "buildbot")
 WORKER_VENV = os.path.join(PEERS, "buildbot-worker-4")
 MASTER_CFG = os.path.join(ROOT, "bench", "buildbot", "master.cfg")
 PASSWORD = "bench"
+# The bench master's API token: pbmaster reads it from the environment (token_env), and
+# so do the CLI and the load generator; writes need it.
+os.environ.setdefault("PBMASTER_TOKEN", secrets.token_hex(16))
+TOKEN_CONFIG = [
+    "[[api_token]]",
+    'name = "bench"',
+    'roles = ["admin"]',
+    'token_env = "PBMASTER_TOKEN"',
+    "",
+]
 STDOUT_100MB = (
     "yes 'the quick brown fox jumps over the lazy dog; the quick brown fox jumps over it'"
     " | head -c 100000000"
@@ -82,10 +93,12 @@ def rss_kb(pid):
     return 0
 
 
-def http(method, url, body=None, timeout=60):
+def http(method, url, body=None, timeout=60, token=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read() or b"null")
 
@@ -118,7 +131,7 @@ class PbMaster:
             'data_dir = "data"',
             f"max_connections = {len(spec.workers) + 100}",
             "",
-        ]
+        ] + TOKEN_CONFIG
         for w in spec.workers:
             lines += ["[[worker]]", f'name = "{w}"', f'password = "{PASSWORD}"', ""]
         for name, workers, command in spec.builders:
@@ -152,7 +165,8 @@ class PbMaster:
         return self.api + "/api/builders/{builder}/force"
 
     def force(self, builder):
-        return http("POST", f"{self.api}/api/builders/{builder}/force", {})["request_id"]
+        url = f"{self.api}/api/builders/{builder}/force"
+        return http("POST", url, {}, token=os.environ["PBMASTER_TOKEN"])["request_id"]
 
     def complete(self, request):
         r = http("GET", f"{self.api}/api/buildrequests/{request}")

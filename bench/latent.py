@@ -6,6 +6,7 @@ Usage: python3 bench/latent.py PBMASTER VENV   (bench/latent.sh passes both)
 """
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -21,9 +22,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The master's API token (token_env in its config); writes need it.
+TOKEN = os.environ.setdefault("PBMASTER_TOKEN", secrets.token_hex(16))
+
+
 def api(base, path, body=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    req = urllib.request.Request(base + path, data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
 
@@ -39,6 +45,11 @@ def run(pbmaster, venv, max_instances, builds):
 pb_listen = "127.0.0.1:{pb}"
 http_listen = "127.0.0.1:{http}"
 data_dir = "data"
+
+[[api_token]]
+name = "bench"
+roles = ["admin"]
+token_env = "PBMASTER_TOKEN"
 
 [[latent_pool]]
 name = "bench"

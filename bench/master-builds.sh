@@ -12,11 +12,19 @@ pbmaster="$root/target/release/pbmaster"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 pb=$((20000 + RANDOM % 20000)); http=$((pb + 1))
+# The API token: the master reads it (token_env), and so does the CLI.
+PBMASTER_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export PBMASTER_TOKEN
 cat > "$work/master.toml" <<TOML
 [master]
 pb_listen = "127.0.0.1:$pb"
 http_listen = "127.0.0.1:$http"
 data_dir = "data"
+
+[[api_token]]
+name = "bench"
+roles = ["admin"]
+token_env = "PBMASTER_TOKEN"
 
 [[worker]]
 name = "bench"

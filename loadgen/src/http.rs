@@ -19,9 +19,14 @@ pub async fn post(url: &str, body: &str, timeout: Duration) -> Result<(u16, Stri
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
+    // pbmaster's API needs a token for writes; the load generator takes it from the
+    // same variable as pbmaster's CLI.
+    let auth = std::env::var("PBMASTER_TOKEN")
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let exchange = async {
