@@ -202,7 +202,7 @@ mod tests {
     fn hooks_are_off_unless_configured() {
         let c = with("").unwrap();
         assert!(c.hooks.github.is_none() && c.hooks.gitlab.is_none());
-        assert!(c.warnings().is_empty());
+        assert!(c.hooks.warnings().is_empty());
     }
 
     #[test]
@@ -213,7 +213,7 @@ mod tests {
         .unwrap();
         assert!(matches!(c.hooks.github, Some(HookAuth::Secret(_))));
         assert!(matches!(c.hooks.gitlab, Some(HookAuth::Secret(_))));
-        assert!(c.warnings().is_empty());
+        assert!(c.hooks.warnings().is_empty());
         let c = with("[hooks.gitlab]\ntoken = \"t\"\n").unwrap();
         assert_eq!(
             c.hooks.gitlab.and_then(|a| a.secret().unwrap()).as_deref(),
@@ -253,7 +253,7 @@ mod tests {
     fn insecure_is_allowed_with_a_warning() {
         let c = with("[hooks.github]\ninsecure = true\n[hooks.gitlab]\ninsecure = true\n").unwrap();
         assert!(matches!(c.hooks.github, Some(HookAuth::Insecure)));
-        let w = c.warnings();
+        let w = c.hooks.warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("[hooks.github] insecure = true"), "{w:?}");
         assert!(c.hooks.read_secrets().is_ok());
