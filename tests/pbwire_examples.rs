@@ -25,55 +25,17 @@ const WAIT: Duration = Duration::from_secs(15);
 
 // ----- the example binaries -----
 
-/// The directory holding pbwire's example binaries, built once per test process.
-/// Cargo sets `CARGO_BIN_EXE_*` only for the binaries of the test's own package, and
-/// `cargo test --test pbwire_examples` does not build pbwire's examples at all, so
-/// they are built here with `cargo build -p pbwire --example ...` (a no-op when they
-/// are up to date) into the target directory and profile this test was built with:
-/// the test always runs the current source.
+/// The directory holding pbwire's example binaries, built once per test process
+/// (`cargo test --test pbwire_examples` alone does not build another package's
+/// examples).
 fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(build_examples)
 }
 
 fn build_examples() -> PathBuf {
-    // This test runs as TARGET_DIR[/TRIPLE]/PROFILE_DIR/deps/NAME-HASH.
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test's profile directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev",
-        Some(other) => other,
-        None => panic!("no profile in {}", exe.display()),
-    };
-    let above = profile_dir.parent().expect("the target directory");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "--quiet", "-p", "pbwire"])
-        .args(["--example", "client", "--example", "server"])
-        .args(["--profile", profile])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    // Cargo tags the root of a target directory; a cross build adds a TRIPLE level.
-    if above.join("CACHEDIR.TAG").exists() {
-        cargo.arg("--target-dir").arg(above);
-    } else {
-        let root = above.parent().expect("the target directory");
-        let triple = above.file_name().expect("a target triple");
-        cargo
-            .arg("--target-dir")
-            .arg(root)
-            .arg("--target")
-            .arg(triple);
-    }
-    let out = cargo.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build -p pbwire --example client --example server failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    profile_dir.join("examples")
+    support::cargo_build::build(&["-p", "pbwire", "--example", "client", "--example", "server"])
+        .join("examples")
 }
 
 fn example(name: &str) -> Command {

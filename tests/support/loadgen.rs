@@ -1,7 +1,7 @@
 //! Runs the `pbmaster-loadgen` binary as a process: simulated workers or the mutation
 //! mode, with its JSON output in a file so a test can read the final report.
 //!
-//! Each test crate uses only part of it.
+//! Each test crate uses only part of it; it needs the crate's `mod support;`.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -10,60 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `pbmaster-loadgen` binary, built once per test process. It belongs to another
-/// workspace member, and Cargo sets `CARGO_BIN_EXE_*` only for the binaries of the
-/// test's own package, so it is built here with `cargo build -p pbmaster-loadgen`
-/// (a no-op when it is up to date) into the target directory and profile this test
-/// was built with; `cargo test` and `cargo test --workspace` alike then run the
-/// current source.
+/// The `pbmaster-loadgen` binary (another workspace member), built once per test
+/// process.
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(build)
 }
 
 fn build() -> PathBuf {
-    // This test runs as TARGET_DIR[/TRIPLE]/PROFILE_DIR/deps/NAME-HASH.
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test's profile directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev",
-        Some(other) => other,
-        None => panic!("no profile in {}", exe.display()),
-    };
-    let above = profile_dir.parent().expect("the target directory");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "pbmaster-loadgen",
-            "--profile",
-            profile,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    // Cargo tags the root of a target directory; a cross build adds a TRIPLE level.
-    if above.join("CACHEDIR.TAG").exists() {
-        cargo.arg("--target-dir").arg(above);
-    } else {
-        let root = above.parent().expect("the target directory");
-        let triple = above.file_name().expect("a target triple");
-        cargo
-            .arg("--target-dir")
-            .arg(root)
-            .arg("--target")
-            .arg(triple);
-    }
-    let out = cargo.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build -p pbmaster-loadgen failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    profile_dir.join("pbmaster-loadgen")
+    crate::support::cargo_build::build(&["-p", "pbmaster-loadgen"]).join("pbmaster-loadgen")
 }
 
 /// A running load generator. Dropping it kills it.

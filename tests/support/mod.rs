@@ -4,6 +4,7 @@
 //! uses only part of it, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod cargo_build;
 pub mod changes;
 pub mod ec2;
 pub mod http;
