@@ -64,6 +64,9 @@ struct Process {
     _stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr until the process closes it; joined once it has exited, so that
+    /// everything it wrote is in `stderr`.
+    stderr_reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Process {
@@ -85,7 +88,7 @@ impl Process {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().expect("piped stderr");
         let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut chunk = [0u8; 4096];
             while let Ok(n @ 1..) = err.read(&mut chunk) {
                 let text = String::from_utf8_lossy(&chunk[..n]);
@@ -98,6 +101,7 @@ impl Process {
             child,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -143,6 +147,9 @@ impl Process {
         }
         // Its stdout is closed: it is exiting.
         let status = self.child.wait().expect("wait for the process");
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
         (lines, status)
     }
 }
