@@ -6,7 +6,7 @@ use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
-use crate::master::{ConfigAuth, Master, Msg};
+use crate::master::{ConfigAuth, Coordinator, Master, Msg};
 use crate::nofile;
 use crate::server;
 use crate::store::Store;
@@ -64,10 +64,17 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
-    let master = Master::new(&config, store.clone(), tx.clone(), credentials, &master_id)?;
+    let master = Master::new(&config, &store, &master_id)?;
+    let coordinator = Coordinator::new(
+        master,
+        &store,
+        tx.clone(),
+        credentials,
+        config.master.data_dir.clone(),
+    );
     let tasks = TaskTracker::new();
-    let master_tasks = master.tasks();
-    tasks.spawn(master.run(rx, idle_tx));
+    let master_tasks = coordinator.tasks();
+    tasks.spawn(coordinator.spawn(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),

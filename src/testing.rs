@@ -10,7 +10,7 @@
 use crate::config;
 use crate::conn::{ConnEvent, ConnHandle, ObjectCall, Request};
 use crate::latent::credentials::Credentials;
-use crate::master::{Master, Msg, Refusal};
+use crate::master::{Coordinator, Master, Msg, Refusal};
 use crate::model::BuildResult;
 use crate::store::{BuildRow, Store};
 use pbwire::jelly::Value;
@@ -65,9 +65,11 @@ impl Harness {
         let master_id = store.master_id().map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(1024);
         let credentials = Arc::new(Credentials::default());
-        let master = Master::new(&config, store.clone(), tx.clone(), credentials, &master_id)?;
+        let master = Master::new(&config, &store, &master_id)?;
+        let coordinator =
+            Coordinator::new(master, &store, tx.clone(), credentials, dir.path.clone());
         let (idle, _) = oneshot::channel();
-        tokio::spawn(master.run(rx, idle));
+        tokio::spawn(coordinator.run_inline(rx, idle));
         Ok(Harness {
             toml: toml.to_owned(),
             master: tx,

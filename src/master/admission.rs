@@ -3,7 +3,8 @@
 //! new login is refused, retryably) and runs the attach handshake; the coordinator
 //! decides once, when that task reports.
 
-use super::{Master, Msg};
+use super::effect::{Admission, ConnOp, Effect};
+use super::Master;
 use crate::conn::{unauthorized, ConnHandle};
 use crate::worker::{attach, Attached};
 use pbwire::jelly::FailureStyle;
@@ -28,9 +29,7 @@ impl Master {
     /// A login whose password checked out: admit it, or refuse an unknown name.
     pub(super) fn logged_in(&mut self, conn: ConnHandle, name: String, mind: Option<i64>) {
         let Some(slot) = self.workers.get(&name) else {
-            self.tasks
-                .spawn(async move { conn.refuse_login(unauthorized("unknown worker")).await });
-            return;
+            return self.conn_op(&conn, ConnOp::RefuseLogin(unauthorized("unknown worker")));
         };
         self.conns.insert(conn.id, name.clone());
         let old = slot.attached.clone().filter(|old| !old.conn.is_closed());
@@ -39,17 +38,13 @@ impl Master {
             let _ = self.store.worker_attaching(&name, &conn.peer.to_string());
         }
         let builders = self.builders_of(&name);
-        let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
-        self.tasks.spawn(async move {
-            let outcome = admit(old, &conn, mind, &builders, timeout).await;
-            let _ = tx
-                .send(Msg::Admitted {
-                    name,
-                    conn,
-                    outcome,
-                })
-                .await;
-        });
+        self.effect(Effect::Admit(Box::new(Admission {
+            name,
+            conn,
+            mind,
+            old,
+            builders,
+        })));
     }
 
     /// Acts on an admission's outcome.
@@ -62,22 +57,18 @@ impl Master {
                     .and_then(|s| s.attached.take_if(|old| old.conn.id != conn.id));
                 if let Some(old) = old {
                     info!(worker = %name, "replacing a dead connection");
-                    self.tasks
-                        .spawn(async move { old.conn.close("replaced by a new login").await });
+                    self.conn_op(&old.conn, ConnOp::Close("replaced by a new login".into()));
                 }
                 self.attached(name, *worker);
             }
             Outcome::Duplicate => {
                 info!(worker = %name, peer = %conn.peer, "refusing a second login while the first connection lives");
-                self.tasks.spawn(async move {
-                    conn.refuse_login(unauthorized("worker already attached"))
-                        .await
-                });
+                let failure = unauthorized("worker already attached");
+                self.conn_op(&conn, ConnOp::RefuseLogin(failure));
             }
             Outcome::Failed(why) => {
                 warn!(worker = %name, peer = %conn.peer, "attach failed: {why}");
-                self.tasks
-                    .spawn(async move { conn.close("attach failed").await });
+                self.conn_op(&conn, ConnOp::Close("attach failed".into()));
                 self.instance_lost(&name, &format!("attach failed: {why}"));
             }
         }
@@ -123,17 +114,14 @@ impl Master {
         };
         slot.attached = Some(worker);
         slot.graceful = false;
-        self.tasks.spawn(async move {
-            conn.set_failure_style(style).await;
-            conn.accept_login().await;
-        });
+        self.conn_op(&conn, ConnOp::AcceptLogin { style });
         self.instance_attached(&name);
         self.dispatch();
     }
 }
 
 /// Probes the connection the login would replace, then runs the handshake.
-async fn admit(
+pub(super) async fn admit(
     old: Option<Attached>,
     conn: &ConnHandle,
     mind: Option<i64>,

@@ -2,11 +2,10 @@
 //! causes before its sender is answered; the scheduler timer's wake-ups become
 //! requests; durable scheduler state is reloaded at start.
 
+use super::effect::{ConnOp, Effect};
 use super::{Master, Refusal};
 use crate::changes::{pb::from_pb, NewChange, Source};
 use crate::conn::{pb_error, ConnHandle};
-use crate::scheduler::timer;
-use crate::store::now;
 use pbwire::jelly::Value;
 use tracing::{info, warn};
 
@@ -15,7 +14,7 @@ impl Master {
     /// overdue (a periodic scheduler's first run, a tree-stable timer that expired
     /// while the master was down).
     pub(super) fn start_schedulers(&mut self) {
-        let now = now();
+        let now = self.now;
         let since = self.store.scheduler_since().unwrap_or_else(|e| {
             warn!("cannot read scheduler times: {e}");
             Default::default()
@@ -35,18 +34,13 @@ impl Master {
         for s in self.schedulers.describe() {
             info!("scheduler {s}");
         }
-        let messages = self.tx.clone();
-        self.tasks
-            .spawn(timer::run(self.wake.subscribe(), messages, || {
-                super::Msg::SchedulerWake
-            }));
         self.scheduler_wake();
     }
 
     /// Makes the requests of every scheduler that is due, then publishes the next
     /// wake-up.
     pub(super) fn scheduler_wake(&mut self) {
-        let now = now();
+        let now = self.now;
         let fires = self.schedulers.due(now);
         if !fires.is_empty() {
             match self.store.record_fires(&fires, now) {
@@ -61,7 +55,7 @@ impl Master {
                 Err(e) => warn!("cannot record scheduled requests: {e}"),
             }
         }
-        self.wake.send_replace(self.schedulers.wake_at());
+        self.effect(Effect::WakeAt(self.schedulers.wake_at()));
         if !fires.is_empty() {
             self.dispatch();
         }
@@ -82,8 +76,7 @@ impl Master {
                 Err(pb_error("the master cannot store the change"))
             }
         };
-        self.tasks
-            .spawn(async move { conn.answer(request_id, answer).await });
+        self.conn_op(&conn, ConnOp::Answer { request_id, answer });
     }
 
     /// Stores a change with what the schedulers make of it, in one transaction, and
@@ -96,12 +89,14 @@ impl Master {
         let schedulers = &self.schedulers;
         let (stored, plan, requests) = self
             .store
-            .add_change(&change, source.name(), now(), |c| schedulers.plan_change(c))
+            .add_change(&change, source.name(), self.now, |c| {
+                schedulers.plan_change(c)
+            })
             .map_err(Refusal::Store)?;
         info!(change = stored.id, source = source.name(), branch = ?stored.change.branch,
               revision = ?stored.change.revision, held_by = ?plan.hold, requests = ?requests, "change received");
         self.schedulers.hold(&plan.hold, &stored);
-        self.wake.send_replace(self.schedulers.wake_at());
+        self.effect(Effect::WakeAt(self.schedulers.wake_at()));
         if !requests.is_empty() {
             self.enqueue_stored(&requests);
             self.dispatch();

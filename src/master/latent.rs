@@ -3,7 +3,8 @@
 //! idle ones. All of it runs on the coordinator's task, so the decision to drain an
 //! idle instance and the dispatch of a build to it can never interleave.
 
-use super::{Master, Msg, WorkerSlot};
+use super::effect::{Effect, InstanceWatch, WatchStart};
+use super::{Master, WorkerSlot};
 use crate::config::{Config, IdleStop, LatentDriver, LatentPoolConfig};
 use crate::latent::credentials::Credentials;
 use crate::latent::driver::{Driver, LaunchSpec, OwnedInstance};
@@ -11,17 +12,16 @@ use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits};
 use crate::model::boot_script::BootVars;
 use crate::model::{Instance, Phase};
-use crate::store::now;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod phases;
 mod reconcile;
-mod watcher;
-
-use watcher::{Start, Watcher};
+pub use reconcile::CloudView;
+pub(super) mod watcher;
 
 /// A pool and its live instances.
 #[derive(Debug)]
@@ -253,7 +253,7 @@ impl Master {
 
     /// Starts what each pool's demand asks for, under its cap.
     pub(super) fn plan_pools(&mut self, demand: &BTreeMap<String, usize>) {
-        let t = now();
+        let t = self.now;
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             let p = &self.pools[&name];
@@ -333,7 +333,7 @@ impl Master {
                 .unwrap_or_default(),
         };
         let user_data = p.config.boot_script.render(&vars);
-        let instance = Instance::new(id, pool, &name, now());
+        let instance = Instance::new(id, pool, &name, self.now);
         p.instances.insert(id, instance);
         p.passwords.insert(id, password);
         let (phase_tx, phase_rx) = watch::channel(Phase::Requested);
@@ -348,16 +348,28 @@ impl Master {
             user_data,
             client_token: token,
         };
+        let watch = self.instance_watch(pool, id, WatchStart::Launch(spec), phase_rx);
+        self.effect(Effect::Watch(Box::new(watch)));
+    }
+
+    /// What the runtime needs to launch (or adopt) an instance and watch it start.
+    fn instance_watch(
+        &self,
+        pool: &str,
+        id: i64,
+        start: WatchStart,
+        phase: watch::Receiver<Phase>,
+    ) -> InstanceWatch {
         let p = &self.pools[pool];
-        let watcher = Watcher {
+        InstanceWatch {
             driver: p.driver.clone(),
-            tx: self.tx.clone(),
             pool: pool.to_owned(),
             id,
+            start,
             launch_timeout: Duration::from_secs(p.config.launch_timeout),
             poll: Duration::from_secs(p.config.poll_interval.max(1)),
-        };
-        self.tasks.spawn(watcher.run(Start::Launch(spec), phase_rx));
+            phase,
+        }
     }
 
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
@@ -389,12 +401,12 @@ impl Master {
                 if self.phase_of(&pool, id) == Some(Phase::Booting) {
                     self.transition(&pool, id, Phase::Connecting, None);
                     let p = &self.pools[&pool];
-                    let (name, password) = (
+                    let (name, password, limit) = (
                         p.instances[&id].name.clone(),
                         p.passwords.get(&id).cloned().unwrap_or_default(),
+                        p.config.missing_timeout,
                     );
-                    self.credentials.activate(&name, &password);
-                    let limit = p.config.missing_timeout;
+                    self.effect(Effect::ActivateCredentials { name, password });
                     self.deadline(&pool, id, limit);
                 }
             }
@@ -447,7 +459,7 @@ impl Master {
     /// Each pool: its driver and cap, its live instances by phase, why requests wait
     /// (cap reached, quarantine) and its newest failure.
     pub(super) fn pool_status(&self) -> serde_json::Value {
-        let t = now();
+        let t = self.now;
         let pools: Vec<serde_json::Value> = self
             .pools
             .iter()
@@ -501,218 +513,10 @@ impl Master {
             .any(|p| p.instances.values().any(|i| i.phase.is_live()));
         if !any_live {
             if let Some(reply) = self.stopped_reply.take() {
-                let _ = reply.send(());
+                self.reply(move || {
+                    let _ = reply.send(());
+                });
             }
         }
-    }
-
-    fn phase_of(&self, pool: &str, id: i64) -> Option<Phase> {
-        self.pools
-            .get(pool)
-            .and_then(|p| p.instances.get(&id))
-            .map(|i| i.phase)
-    }
-
-    /// Moves an instance, records the move, and tells its watcher.
-    fn transition(&mut self, pool: &str, id: i64, to: Phase, detail: Option<&str>) {
-        let Some(p) = self.pools.get_mut(pool) else {
-            return;
-        };
-        let Some(i) = p.instances.get_mut(&id) else {
-            return;
-        };
-        if i.phase == to && to != Phase::Building {
-            return;
-        }
-        if let Err(e) = i.advance(to, now()) {
-            return warn!(pool, instance = %i.name, "{e}");
-        }
-        if let Err(e) = self.store.record_phase(i, detail) {
-            warn!(pool, instance = %i.name, "cannot record the transition: {e}");
-        }
-        info!(pool, instance = %i.name, phase = %to, "latent instance");
-        if let Some(w) = p.phases.get(&id) {
-            let _ = w.send(to);
-        }
-    }
-
-    /// Fails the instance in its current phase, counts the failure, and terminates
-    /// whatever the cloud has of it.
-    fn fail_instance(&mut self, pool: &str, id: i64, why: &str) {
-        self.fail_instance_as(pool, id, why, false);
-    }
-
-    /// [`Self::fail_instance`]; `permanent` when the cloud refused the launch itself, so
-    /// the waiting build fails at once rather than after more attempts.
-    fn fail_instance_as(&mut self, pool: &str, id: i64, why: &str, permanent: bool) {
-        let Some(p) = self.pools.get_mut(pool) else {
-            return;
-        };
-        let Some(i) = p.instances.get_mut(&id) else {
-            return;
-        };
-        if !i.phase.is_live() {
-            return;
-        }
-        let t = now();
-        let _ = i.fail(why, t);
-        let _ = self.store.record_phase(i, None);
-        warn!(pool, instance = %i.name, "latent instance failed: {why}");
-        if let Some(w) = p.phases.get(&id) {
-            let _ = w.send(Phase::Failed);
-        }
-        p.failures += 1;
-        let mut quarantine = None;
-        if p.failures >= QUARANTINE_AFTER {
-            let backoff = (10u64 << (p.failures - QUARANTINE_AFTER).min(9)).min(3600);
-            p.quarantine_until = t + backoff as f64;
-            quarantine = Some(Duration::from_secs(backoff));
-        }
-        let name = i.name.clone();
-        let during = i.failure.as_ref().map_or(Phase::Requested, |(p, _)| *p);
-        if let Some(backoff) = quarantine {
-            // Nothing else may happen meanwhile to make the queue look at the pool again.
-            self.after(
-                backoff + Duration::from_millis(100),
-                LatentMsg::QuarantineOver,
-            );
-        }
-        self.credentials.revoke(&name);
-        self.close_worker(&name);
-        self.terminate(pool, id);
-        let reason = format!("latent instance {name} failed while {during}: {why}");
-        if let Some(p) = self.pools.get_mut(pool) {
-            p.last_failure = Some(reason.clone());
-        }
-        self.charge_failure(pool, &name, &reason, permanent);
-    }
-
-    /// A failed substantiation is charged to the oldest build request waiting for the
-    /// pool; a request charged `substantiation_attempts` times (or once, for a
-    /// permanent failure) gets a build that ends in `exception` with the failure's
-    /// phase and reason, instead of waiting forever on a pool that cannot start.
-    fn charge_failure(&mut self, pool: &str, instance: &str, reason: &str, permanent: bool) {
-        let mut waiting = Vec::new();
-        let mut pass = self.queue.pass();
-        while let Some(r) = pass.next(&self.queue) {
-            let served = self
-                .builders
-                .get(&r.builder)
-                .is_some_and(|b| b.workers.iter().any(|w| w == pool));
-            if served {
-                waiting.push(r);
-            }
-        }
-        let Some(p) = self.pools.get_mut(pool) else {
-            return;
-        };
-        p.charged
-            .retain(|request, _| waiting.iter().any(|r| r.id == *request));
-        // Failures are spread: the oldest of the least-charged requests bears this one.
-        let Some(request) = waiting
-            .iter()
-            .min_by_key(|r| (p.charged.get(&r.id).copied().unwrap_or(0), r.id))
-            .cloned()
-        else {
-            return;
-        };
-        let count = p.charged.entry(request.id).or_default();
-        *count += 1;
-        if !permanent && *count < p.config.substantiation_attempts {
-            return;
-        }
-        p.charged.remove(&request.id);
-        warn!(pool, request = request.id, "build request fails: {reason}");
-        let ended = self.store.fail_request(
-            request.id,
-            &request.builder,
-            instance,
-            crate::model::BuildResult::Exception,
-            reason,
-        );
-        match ended {
-            Ok(_) => {
-                self.queue.take(&request.builder, request.id);
-            }
-            Err(e) => warn!(request = request.id, "cannot record the failed build: {e}"),
-        }
-    }
-
-    /// Draining, then stopping: the instance takes no new build from here on.
-    fn stop_instance(&mut self, pool: &str, id: i64, why: &str) {
-        if self
-            .phase_of(pool, id)
-            .is_some_and(|p| matches!(p, Phase::Ready | Phase::Idle))
-        {
-            self.transition(pool, id, Phase::Draining, Some(why));
-        }
-        self.transition(pool, id, Phase::Stopping, Some(why));
-        let name = self.pools[pool]
-            .instances
-            .get(&id)
-            .map(|i| i.name.clone())
-            .unwrap_or_default();
-        self.credentials.revoke(&name);
-        self.close_worker(&name);
-        self.terminate(pool, id);
-    }
-
-    fn close_worker(&mut self, name: &str) {
-        if let Some(attached) = self.workers.get_mut(name).and_then(|s| s.attached.take()) {
-            self.tasks
-                .spawn(async move { attached.conn.close("latent instance stopping").await });
-        }
-    }
-
-    /// Asks the driver to end the instance; reports back when done.
-    fn terminate(&mut self, pool: &str, id: i64) {
-        let Some(p) = self.pools.get(pool) else {
-            return;
-        };
-        let cloud_id = p.instances.get(&id).and_then(|i| i.cloud_id.clone());
-        let (driver, tx, pool) = (p.driver.clone(), self.tx.clone(), pool.to_owned());
-        self.tasks.spawn(async move {
-            if let Some(cloud_id) = cloud_id {
-                if let Err(e) = driver.terminate(&cloud_id).await {
-                    warn!(pool = %pool, "terminate {cloud_id}: {e}");
-                }
-            }
-            let _ = tx
-                .send(Msg::Latent(LatentMsg::Terminated { pool, id }))
-                .await;
-        });
-    }
-
-    /// Drops an ended instance from memory (its record stays).
-    fn forget(&mut self, pool: &str, id: i64) {
-        let Some(p) = self.pools.get_mut(pool) else {
-            return;
-        };
-        if p.instances.get(&id).is_some_and(|i| i.phase.is_live()) {
-            return;
-        }
-        if let Some(i) = p.instances.remove(&id) {
-            p.passwords.remove(&id);
-            p.phases.remove(&id);
-            self.workers.remove(&i.name);
-        }
-    }
-
-    fn deadline(&self, pool: &str, id: i64, limit: u64) {
-        let Some(i) = self.pools.get(pool).and_then(|p| p.instances.get(&id)) else {
-            return;
-        };
-        let msg = LatentMsg::Deadline {
-            pool: pool.to_owned(),
-            id,
-            phase: i.phase,
-            since: i.since,
-            limit,
-        };
-        self.after(Duration::from_secs(limit), msg);
-    }
-
-    fn after(&self, delay: Duration, msg: LatentMsg) {
-        self.send_after(delay, Msg::Latent(msg));
     }
 }

@@ -191,7 +191,7 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
                     reason: Some(format!("condition {c:?} is false")),
                 },
                 _ => {
-                    if let Err(failed) = record(&job, &mut writes) {
+                    if let Err(failed) = record(&job, &mut writes).await {
                         return failed;
                     }
                     run_step(&mut job, &mut props, &step.action, number).await
@@ -242,14 +242,19 @@ fn step_finished(number: i64, outcome: &StepOutcome) -> BuildWrite {
     }
 }
 
-/// Commits the build's pending writes before it acts on them; a build that cannot
+/// Commits the build's pending writes (on a blocking thread) before it acts on them; a build that cannot
 /// be recorded goes no further (the log says why).
-fn record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Result<(), BuildOutcome> {
-    match job.store.record_build(job.build.id, writes) {
-        Ok(()) => {
-            writes.clear();
-            Ok(())
-        }
+async fn record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Result<(), BuildOutcome> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let (build, batch) = (job.build.id, std::mem::take(writes));
+    let recorded = job
+        .store
+        .off_thread(move |st| st.record_build(build, &batch))
+        .await;
+    match recorded {
+        Ok(()) => Ok(()),
         Err(e) => {
             warn!(build = job.build.id, "cannot record the build: {e}");
             Err(BuildOutcome::new(

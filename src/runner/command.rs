@@ -101,7 +101,7 @@ pub async fn run_command(
                     "update" => {
                         record_updates(&mut logs, job.build.id, &call.args, &mut end, capture);
                         if flush_at.is_some_and(|t| t <= Instant::now()) {
-                            flush(&mut logs, job.build.id);
+                            flush(&mut logs, job.build.id).await;
                         }
                     }
                     "complete" => {
@@ -133,18 +133,18 @@ pub async fn run_command(
             }
             // Output that stops coming is recorded anyway (for `log --follow`).
             _ = tokio::time::sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
-                flush(&mut logs, job.build.id);
+                flush(&mut logs, job.build.id).await;
             }
         }
     }
     // Before the step is recorded as finished: a finished step's logs are complete.
-    flush(&mut logs, job.build.id);
+    flush(&mut logs, job.build.id).await;
     conn.unexport(cmd_ref).await;
     end
 }
 
-fn flush(logs: &mut LogWriter, build_id: i64) {
-    if let Err(e) = logs.flush() {
+async fn flush(logs: &mut LogWriter, build_id: i64) {
+    if let Err(e) = logs.flush().await {
         warn!(build = build_id, "cannot record logs: {e}");
     }
 }

@@ -12,3 +12,4 @@ mod transfer;
 mod unpack;
 
 pub use build::{initial_properties, run_build, BuildJob, BuildOutcome};
+pub use properties::Properties;

@@ -1,9 +1,9 @@
 //! Build requests, builds and steps.
 
 use super::columns::json;
-use super::{now, Store, StoreError, StoreResult};
+use super::{now, write, Store, StoreError, StoreResult};
 use crate::model::BuildResult;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +69,7 @@ pub enum BuildWrite {
 
 /// A new build of `builder` for a request: the builder's next number.
 fn insert_build(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     request_id: i64,
     builder: &str,
     worker: &str,
@@ -94,7 +94,7 @@ fn insert_build(
     })
 }
 
-fn apply(tx: &Transaction<'_>, build_id: i64, writes: &[BuildWrite]) -> StoreResult<()> {
+fn apply(tx: &Connection, build_id: i64, writes: &[BuildWrite]) -> StoreResult<()> {
     for write in writes {
         match write {
             BuildWrite::Properties(properties) => {
@@ -133,7 +133,7 @@ fn apply(tx: &Transaction<'_>, build_id: i64, writes: &[BuildWrite]) -> StoreRes
 
 /// Ends a build; anything but `retry` completes its request.
 fn end_build(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     build_id: i64,
     t: f64,
     result: BuildResult,
@@ -216,7 +216,7 @@ impl Store {
         worker: &str,
     ) -> StoreResult<BuildRow> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let build = insert_build(&tx, request_id, builder, worker, now())?;
         tx.commit()?;
         Ok(build)
@@ -228,9 +228,9 @@ impl Store {
             return Ok(());
         }
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         apply(&tx, build_id, writes)?;
-        Ok(tx.commit()?)
+        tx.commit()
     }
 
     /// Ends a build after `writes` (its last step's end, say), in one transaction. A
@@ -243,10 +243,10 @@ impl Store {
         reason: Option<&str>,
     ) -> StoreResult<()> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         apply(&tx, build_id, writes)?;
         end_build(&tx, build_id, now(), result, reason)?;
-        Ok(tx.commit()?)
+        tx.commit()
     }
 
     /// A request that ends without running (no worker could be started for it): a
@@ -260,7 +260,7 @@ impl Store {
         reason: &str,
     ) -> StoreResult<BuildRow> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let t = now();
         let mut build = insert_build(&tx, request_id, builder, worker, t)?;
         end_build(&tx, build.id, t, result, Some(reason))?;

@@ -6,10 +6,10 @@
 //! changes and records its time in one transaction.
 
 use super::columns::json;
-use super::{Store, StoreResult};
+use super::{write, Store, StoreResult};
 use crate::changes::{Change, NewChange};
 use crate::model::{ChangePlan, Fire};
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
 pub const SCHEMA: &str = "
@@ -57,7 +57,7 @@ fn change_row(r: &Row<'_>) -> rusqlite::Result<Change> {
 
 /// Inserts one request per builder of a firing, linked to its changes; releases the
 /// changes it held and records a timed scheduler's time.
-fn insert_fire(tx: &Transaction<'_>, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> {
+fn insert_fire(tx: &Connection, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> {
     let properties = serde_json::Value::Object(fire.properties.clone()).to_string();
     let mut ids = Vec::new();
     for builder in &fire.builders {
@@ -106,7 +106,7 @@ impl Store {
         plan: impl FnOnce(&Change) -> ChangePlan,
     ) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let when = change.when.unwrap_or(now);
         tx.execute(
             "INSERT INTO changes (author, files, comments, branch, revision, properties, repository,
@@ -156,7 +156,7 @@ impl Store {
     /// Makes the requests of scheduler firings, all in one transaction.
     pub fn record_fires(&self, fires: &[Fire], now: f64) -> StoreResult<Vec<i64>> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let mut ids = Vec::new();
         for fire in fires {
             ids.extend(insert_fire(&tx, fire, now)?);

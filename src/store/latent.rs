@@ -1,7 +1,7 @@
 //! Latent instances and every transition they made, recorded before the master acts,
 //! so that after a crash it knows which instances it may have launched.
 
-use super::{now, Store, StoreError, StoreResult};
+use super::{now, write, Store, StoreError, StoreResult};
 use crate::model::{Instance, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -61,7 +61,7 @@ impl Store {
         password: &str,
     ) -> StoreResult<i64> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let t = now();
         tx.execute(
             "INSERT INTO latent_instances (pool, name, phase, since, client_token, password)
@@ -80,7 +80,7 @@ impl Store {
     /// Records a transition (and the failure, for `failed`).
     pub fn record_phase(&self, instance: &Instance, detail: Option<&str>) -> StoreResult<()> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let (fphase, freason) = match &instance.failure {
             Some((p, why)) => (Some(*p), Some(why.as_str())),
             None => (None, None),
@@ -100,7 +100,7 @@ impl Store {
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
             params![instance.id, instance.phase, instance.since, detail.or(freason)],
         )?;
-        Ok(tx.commit()?)
+        tx.commit()
     }
 
     /// Instances not stopped or failed: after a restart, the ones to reconcile.

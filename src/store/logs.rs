@@ -9,7 +9,7 @@
 //! the step is recorded as finished. Readers see what is recorded; a crash loses at
 //! most the last interval's pieces. Rows of older databases keep their bytes inline.
 
-use super::{Channel, LogChunk, Store, StoreResult};
+use super::{write, Channel, LogChunk, Store, StoreResult};
 use rusqlite::params;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -179,22 +179,61 @@ impl LogWriter {
         self.since.map(|t| t + FLUSH_INTERVAL)
     }
 
-    /// Records the pending pieces, in one transaction.
-    pub fn flush(&mut self) -> StoreResult<()> {
+    /// Records the pending pieces, in one transaction, on a blocking thread. Pieces
+    /// that could not be recorded stay pending for the next try.
+    pub async fn flush(&mut self) -> StoreResult<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut db = self.store.db();
-        let tx = db.transaction()?;
+        let pending = std::mem::take(&mut self.pending);
+        let (build, step) = (self.build_id, self.step);
+        let (pending, recorded) = self
+            .store
+            .off_thread(move |st| {
+                let recorded = st.insert_pieces(build, step, &pending);
+                Ok((pending, recorded))
+            })
+            .await?;
+        self.settle(pending, recorded)
+    }
+
+    /// [`LogWriter::flush`], blocking the caller.
+    fn flush_here(&mut self) -> StoreResult<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let recorded = self.store.insert_pieces(self.build_id, self.step, &pending);
+        self.settle(pending, recorded)
+    }
+
+    fn settle(&mut self, pending: Vec<Piece>, recorded: StoreResult<()>) -> StoreResult<()> {
+        match recorded {
+            Ok(()) => {
+                self.since = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.pending = pending;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Store {
+    fn insert_pieces(&self, build_id: i64, step: i64, pieces: &[Piece]) -> StoreResult<()> {
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.db();
+        let tx = write(&mut db)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO log_chunks (build_id, step, log, channel, data, file_offset, file_len)
                  VALUES (?1, ?2, ?3, ?4, X'', ?5, ?6)",
             )?;
-            for p in &self.pending {
+            for p in pieces {
                 insert.execute(params![
-                    self.build_id,
-                    self.step,
+                    build_id,
+                    step,
                     p.log,
                     p.channel,
                     p.offset as i64,
@@ -202,17 +241,14 @@ impl LogWriter {
                 ])?;
             }
         }
-        tx.commit()?;
-        self.pending.clear();
-        self.since = None;
-        Ok(())
+        tx.commit()
     }
 }
 
 impl Drop for LogWriter {
     /// Pieces written by a command that was abandoned are still recorded.
     fn drop(&mut self) {
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_here() {
             tracing::warn!(build = self.build_id, "cannot record log pieces: {e}");
         }
     }
@@ -273,7 +309,7 @@ mod tests {
             read_all(&store, 7, 1, "stdio").is_empty(),
             "not yet recorded"
         );
-        w.flush().expect("flush");
+        w.flush_here().expect("flush");
         assert!(w.flush_due().is_none());
         assert_eq!(
             rows(&store),
@@ -331,7 +367,7 @@ mod tests {
             w.append("stdio", Channel::Stdout, &p).expect("write");
             expected.extend_from_slice(&p);
         }
-        w.flush().expect("flush");
+        w.flush_here().expect("flush");
         let first = store.log_chunks(3, 1, "stdio", 0).expect("read");
         let first_bytes: usize = first.iter().map(|c| c.data.len()).sum();
         assert!(
@@ -359,7 +395,7 @@ mod tests {
             .expect("old row");
         let mut w = LogWriter::new(&store, 9, 1);
         w.append("stdio", Channel::Stdout, b"new\n").expect("write");
-        w.flush().expect("flush");
+        w.flush_here().expect("flush");
         assert_eq!(
             read_all(&store, 9, 1, "stdio"),
             [

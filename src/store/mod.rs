@@ -23,8 +23,9 @@ pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
 
 use crate::model::WorkerState;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Savepoint, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,9 +39,10 @@ pub enum Channel {
     Header,
 }
 
-/// A shared handle on the database. Its methods block: async code reads through
-/// [`Store::read`], which runs them on a blocking thread. The coordinator still calls
-/// them directly (SQLite in WAL mode commits in well under a millisecond).
+/// A shared handle on the database. Its methods block: async code goes through
+/// [`Store::read`] or [`Store::off_thread`], which run them on a blocking thread; the
+/// coordinator calls them on its own thread, through its own connection
+/// ([`Store::own_connection`]).
 #[derive(Debug, Clone)]
 pub struct Store {
     /// The connection for writes (and the coordinator's reads).
@@ -50,6 +52,8 @@ pub struct Store {
     reader: Arc<Mutex<Connection>>,
     /// Where log bytes are kept (see [`LogWriter`]).
     logs_dir: Arc<PathBuf>,
+    /// The database file, for more connections.
+    path: Arc<PathBuf>,
 }
 
 /// A log's bytes from one point on, with the sequence to ask from next time.
@@ -58,6 +62,55 @@ pub struct LogChunk {
     pub seq: i64,
     pub channel: Channel,
     pub data: Vec<u8>,
+}
+
+/// A connection that writes: WAL, and statements cached (each build runs a handful;
+/// parsing them each time was about a tenth of the master's CPU with many short
+/// builds).
+fn writer(path: &Path) -> StoreResult<Connection> {
+    let db = Connection::open(path)?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.pragma_update(None, "foreign_keys", "ON")?;
+    db.busy_timeout(std::time::Duration::from_secs(10))?;
+    db.set_prepared_statement_cache_capacity(64);
+    Ok(db)
+}
+
+/// One store call's writes: a transaction of its own that takes the write lock at
+/// once (two connections write, and a deferred one could read a snapshot the other
+/// has moved past), or a savepoint inside the coordinator's wake-up transaction.
+enum Write<'a> {
+    Alone(Transaction<'a>),
+    Nested(Savepoint<'a>),
+}
+
+fn write(db: &mut Connection) -> StoreResult<Write<'_>> {
+    Ok(if db.is_autocommit() {
+        Write::Alone(db.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    } else {
+        Write::Nested(db.savepoint()?)
+    })
+}
+
+impl Write<'_> {
+    fn commit(self) -> StoreResult<()> {
+        match self {
+            Write::Alone(tx) => tx.commit()?,
+            Write::Nested(sp) => sp.commit()?,
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Write<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Write::Alone(tx) => tx,
+            Write::Nested(sp) => sp,
+        }
+    }
 }
 
 pub fn now() -> f64 {
@@ -71,13 +124,7 @@ impl Store {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(dir)?;
-        let db = Connection::open(dir.join("pbmaster.sqlite"))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.pragma_update(None, "foreign_keys", "ON")?;
-        // Each build runs a handful of statements; parsing them each time was about a
-        // tenth of the master's CPU with many short builds.
-        db.set_prepared_statement_cache_capacity(64);
+        let db = writer(&dir.join("pbmaster.sqlite"))?;
         db.execute_batch(schema::SCHEMA)?;
         db.execute_batch(changes::SCHEMA)?;
         db.execute_batch(latent::SCHEMA)?;
@@ -100,7 +147,45 @@ impl Store {
             db: Arc::new(Mutex::new(db)),
             reader: Arc::new(Mutex::new(reader)),
             logs_dir: Arc::new(dir.join("logs")),
+            path: Arc::new(dir.join("pbmaster.sqlite")),
         })
+    }
+
+    /// The same database through a connection of its own, for the coordinator alone:
+    /// its wake-ups are transactions ([`Store::begin`], [`Store::commit`]) that nobody
+    /// else's statements may join, so it cannot share a connection.
+    pub fn own_connection(&self) -> StoreResult<Store> {
+        Ok(Store {
+            db: Arc::new(Mutex::new(writer(&self.path)?)),
+            reader: self.reader.clone(),
+            logs_dir: self.logs_dir.clone(),
+            path: self.path.clone(),
+        })
+    }
+
+    /// Opens a transaction that the following calls on this handle join (each as a
+    /// savepoint) until [`Store::commit`]: the writes of one coordinator wake-up
+    /// commit together. It takes the write lock at once, so nothing another
+    /// connection commits meanwhile can invalidate what it reads.
+    pub fn begin(&self) -> StoreResult<()> {
+        self.db().execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Commits what was written since [`Store::begin`]; on failure, nothing of it
+    /// stays.
+    pub fn commit(&self) -> StoreResult<()> {
+        let db = self.db();
+        if db.is_autocommit() {
+            return Ok(());
+        }
+        if let Err(e) = db.execute_batch("COMMIT") {
+            if !db.is_autocommit() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -122,8 +207,23 @@ impl Store {
             db: self.reader.clone(),
             reader: self.reader.clone(),
             logs_dir: self.logs_dir.clone(),
+            path: self.path.clone(),
         };
         tokio::task::spawn_blocking(move || f(&reading))
+            .await
+            .map_err(|e| StoreError::Internal(Cause::new(e)))?
+    }
+
+    /// Runs `f` on a blocking thread, off the async runtime, with this handle: for
+    /// async callers that write (a build recording its steps and logs), so a slow
+    /// commit stalls no connection task.
+    pub async fn off_thread<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| StoreError::Internal(Cause::new(e)))?
     }
@@ -139,7 +239,7 @@ impl Store {
     /// queued again; workers are all disconnected. Returns the builds closed.
     pub fn recover(&self) -> StoreResult<usize> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = write(&mut db)?;
         let t = now();
         tx.execute(
             "UPDATE steps SET finished_at = ?1, result = 'retry', reason = 'master restarted'

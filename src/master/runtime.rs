@@ -1,0 +1,335 @@
+//! The coordinator's runtime: takes messages one at a time, lets [`Master::handle`]
+//! decide inside one store transaction, commits, then carries out the effects. All of
+//! the I/O the coordinator causes starts here, as tasks of one [`TaskTracker`].
+//!
+//! In the master it runs on a thread of its own ([`Coordinator::spawn`]), so the
+//! store's blocking calls never hold up a connection's task; tests run it as a task
+//! ([`Coordinator::run_inline`]) under tokio's paused clock.
+
+use super::effect::{Admission, BuildStart, ConnOp, Effect, InstanceWatch};
+use super::latent::{watcher, CloudView, LatentMsg};
+use super::{admission, Master, Msg};
+use crate::latent::credentials::Credentials;
+use crate::latent::driver::Driver;
+use crate::runner::{run_build, BuildJob};
+use crate::scheduler::timer;
+use crate::store::{now, Store};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
+use tracing::{error, warn};
+
+/// How long attach calls and pings may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The coordinator with what it needs to act: its channel, its tasks, and the shared
+/// pieces its effects use.
+#[derive(Debug)]
+pub struct Coordinator {
+    master: Master,
+    exec: Executor,
+    clock: Clock,
+}
+
+/// Carries out effects.
+#[derive(Debug)]
+struct Executor {
+    tx: mpsc::Sender<Msg>,
+    tasks: TaskTracker,
+    credentials: Arc<Credentials>,
+    wake: watch::Sender<Option<f64>>,
+    /// The store builds record their steps in (the shared connection).
+    store: Store,
+    files_dir: Arc<PathBuf>,
+    command_ids: Arc<AtomicU64>,
+    rpc_timeout: Duration,
+}
+
+/// Wall-clock seconds that advance with tokio's clock (so a paused clock in tests
+/// moves them too, and they never go backwards).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    wall: f64,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            wall: now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.wall + self.start.elapsed().as_secs_f64()
+    }
+}
+
+impl Coordinator {
+    /// `store` is shared with builds and the API; the coordinator opens a connection
+    /// of its own on the same database for its wake-up transactions.
+    pub fn new(
+        master: Master,
+        store: &Store,
+        tx: mpsc::Sender<Msg>,
+        credentials: Arc<Credentials>,
+        files_dir: PathBuf,
+    ) -> Coordinator {
+        Coordinator {
+            master,
+            exec: Executor {
+                tx,
+                tasks: TaskTracker::new(),
+                credentials,
+                wake: watch::Sender::new(None),
+                store: store.clone(),
+                files_dir: Arc::new(files_dir),
+                command_ids: Arc::new(AtomicU64::new(0)),
+                rpc_timeout: RPC_TIMEOUT,
+            },
+            clock: Clock::new(),
+        }
+    }
+
+    /// The tracker of every task the coordinator's effects start, so that stopping
+    /// can wait for them.
+    pub fn tasks(&self) -> TaskTracker {
+        self.exec.tasks.clone()
+    }
+
+    /// Runs on a thread of its own until [`Msg::Exit`] or the channel closes; `idle`
+    /// fires once a drain finds nothing running. The returned future ends with it.
+    pub async fn spawn(mut self, rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
+        let clouds = clouds(self.master.pool_drivers()).await;
+        // A blocking-pool thread keeps the runtime's context (its effects spawn tasks).
+        let serving = tokio::task::spawn_blocking(move || {
+            let mut idle = Some(idle);
+            self.wake_up(Wake::Start(clouds), &mut idle);
+            let mut rx = rx;
+            while let Some(msg) = rx.blocking_recv() {
+                if matches!(msg, Msg::Exit) {
+                    break;
+                }
+                self.wake_up(Wake::Msg(msg), &mut idle);
+            }
+        });
+        if let Err(e) = serving.await {
+            error!("the coordinator stopped: {e}");
+        }
+    }
+
+    /// Runs as a task (for tests under a paused clock).
+    pub async fn run_inline(mut self, mut rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
+        let clouds = clouds(self.master.pool_drivers()).await;
+        let mut idle = Some(idle);
+        self.wake_up(Wake::Start(clouds), &mut idle);
+        while let Some(msg) = rx.recv().await {
+            if matches!(msg, Msg::Exit) {
+                break;
+            }
+            self.wake_up(Wake::Msg(msg), &mut idle);
+        }
+    }
+
+    /// One wake-up: decide, commit, act.
+    fn wake_up(&mut self, wake: Wake, idle: &mut Option<oneshot::Sender<()>>) {
+        let now = self.clock.now();
+        if let Err(e) = self.master.store.begin() {
+            // Each write then commits on its own.
+            warn!("cannot open the wake-up's transaction: {e}");
+        }
+        let effects = match wake {
+            Wake::Msg(msg) => self.master.handle(msg, now),
+            Wake::Start(clouds) => self.master.start(clouds, now),
+        };
+        if let Err(e) = self.master.store.commit() {
+            // What was decided stands in memory; the store lacks it until the next
+            // write of the same rows, and a restart redoes what it lost.
+            error!("cannot commit the coordinator's writes: {e}");
+        }
+        for effect in effects {
+            self.exec.execute(effect);
+        }
+        if self.master.drained() {
+            if let Some(idle) = idle.take() {
+                let _ = idle.send(());
+            }
+        }
+    }
+}
+
+/// What each pool's cloud runs for this master, for the first wake-up to
+/// reconcile with what the store recorded.
+async fn clouds(drivers: Vec<(String, Arc<dyn Driver>)>) -> Vec<(String, CloudView)> {
+    let mut clouds = Vec::new();
+    for (pool, driver) in drivers {
+        let cloud = match driver.owned().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(pool = %pool, "cannot list the pool's instances ({e}); terminating the recorded ones");
+                None
+            }
+        };
+        clouds.push((pool, cloud));
+    }
+    clouds
+}
+
+/// Why the coordinator wakes up.
+enum Wake {
+    /// The first time, with what the clouds run.
+    Start(Vec<(String, CloudView)>),
+    Msg(Msg),
+}
+
+impl Executor {
+    fn execute(&self, effect: Effect) {
+        match effect {
+            Effect::Conn { conn, op } => {
+                self.tasks.spawn(async move {
+                    match op {
+                        ConnOp::Call { mind, method } => {
+                            let _ = conn.call(mind, method, vec![], vec![]).await;
+                        }
+                        ConnOp::Answer { request_id, answer } => {
+                            conn.answer(request_id, answer).await
+                        }
+                        ConnOp::AcceptLogin { style } => {
+                            conn.set_failure_style(style).await;
+                            conn.accept_login().await;
+                        }
+                        ConnOp::RefuseLogin(failure) => conn.refuse_login(failure).await,
+                        ConnOp::Close(why) => conn.close(&why).await,
+                    }
+                });
+            }
+            Effect::Admit(admission) => self.admit(*admission),
+            Effect::RunBuild(start) => self.run_build(*start),
+            Effect::StopBuild { signal, why } => {
+                let _ = signal.send(Some(why));
+            }
+            Effect::Timer { after, msg } => {
+                let tx = self.tx.clone();
+                self.tasks.spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(after) => { let _ = tx.send(*msg).await; }
+                        _ = tx.closed() => {}
+                    }
+                });
+            }
+            Effect::Watch(watch) => self.watch(*watch),
+            Effect::Terminate {
+                driver,
+                cloud_id,
+                report,
+            } => {
+                let tx = self.tx.clone();
+                self.tasks.spawn(async move {
+                    if let Some(cloud_id) = cloud_id {
+                        if let Err(e) = driver.terminate(&cloud_id).await {
+                            warn!("terminate {cloud_id}: {e}");
+                        }
+                    }
+                    if let Some((pool, id)) = report {
+                        let _ = tx
+                            .send(Msg::Latent(LatentMsg::Terminated { pool, id }))
+                            .await;
+                    }
+                });
+            }
+            Effect::Sweep {
+                driver,
+                pool,
+                every,
+            } => self.sweep(driver, pool, every),
+            Effect::ActivateCredentials { name, password } => {
+                self.credentials.activate(&name, &password)
+            }
+            Effect::RevokeCredentials { name } => self.credentials.revoke(&name),
+            Effect::WakeAt(at) => {
+                if self.wake.receiver_count() == 0 {
+                    let (tx, wake) = (self.tx.clone(), self.wake.subscribe());
+                    self.tasks
+                        .spawn(timer::run(wake, tx, || Msg::SchedulerWake));
+                }
+                self.wake.send_replace(at);
+            }
+            Effect::Reply(reply) => reply.send(),
+        }
+    }
+
+    fn admit(&self, a: Admission) {
+        let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
+        self.tasks.spawn(async move {
+            let outcome = admission::admit(a.old, &a.conn, a.mind, &a.builders, timeout).await;
+            let msg = Msg::Admitted {
+                name: a.name,
+                conn: a.conn,
+                outcome,
+            };
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn run_build(&self, start: BuildStart) {
+        let worker = start.worker_name;
+        let builder = start.builder.name.clone();
+        let build_id = start.build.id;
+        let job = BuildJob {
+            store: self.store.clone(),
+            build: start.build,
+            builder: start.builder,
+            worker: start.worker,
+            wfb: start.wfb,
+            properties: start.properties,
+            stop: start.stop,
+            command_ids: self.command_ids.clone(),
+            rpc_timeout: self.rpc_timeout,
+            files_dir: self.files_dir.clone(),
+        };
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let outcome = run_build(job).await;
+            let msg = Msg::BuildDone {
+                build_id,
+                worker,
+                builder,
+                outcome,
+            };
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn watch(&self, watch: InstanceWatch) {
+        self.tasks.spawn(watcher::run(watch, self.tx.clone()));
+    }
+
+    fn sweep(&self, driver: Arc<dyn Driver>, pool: String, every: Duration) {
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tx.closed() => return,
+                }
+                match driver.owned().await {
+                    Ok(Some(owned)) => {
+                        let msg = Msg::Latent(LatentMsg::Swept {
+                            pool: pool.clone(),
+                            owned,
+                        });
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => warn!(pool = %pool, "sweep: cannot list instances: {e}"),
+                }
+            }
+        });
+    }
+}
