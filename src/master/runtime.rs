@@ -110,11 +110,12 @@ impl Coordinator {
             let mut idle = Some(idle);
             self.wake_up(Wake::Start(clouds), &mut idle);
             let mut rx = rx;
-            while let Some(msg) = rx.blocking_recv() {
-                if matches!(msg, Msg::Exit) {
+            while let Some(first) = rx.blocking_recv() {
+                let (batch, exit) = with_waiting(first, &mut rx);
+                self.wake_up(Wake::Msgs(batch), &mut idle);
+                if exit {
                     break;
                 }
-                self.wake_up(Wake::Msg(msg), &mut idle);
             }
         });
         if let Err(e) = serving.await {
@@ -127,15 +128,16 @@ impl Coordinator {
         let clouds = clouds(self.master.pool_drivers()).await;
         let mut idle = Some(idle);
         self.wake_up(Wake::Start(clouds), &mut idle);
-        while let Some(msg) = rx.recv().await {
-            if matches!(msg, Msg::Exit) {
+        while let Some(first) = rx.recv().await {
+            let (batch, exit) = with_waiting(first, &mut rx);
+            self.wake_up(Wake::Msgs(batch), &mut idle);
+            if exit {
                 break;
             }
-            self.wake_up(Wake::Msg(msg), &mut idle);
         }
     }
 
-    /// One wake-up: decide, commit, act.
+    /// One wake-up: decide on each message, commit once, act.
     fn wake_up(&mut self, wake: Wake, idle: &mut Option<oneshot::Sender<()>>) {
         let now = self.clock.now();
         if let Err(e) = self.master.store.begin() {
@@ -143,7 +145,13 @@ impl Coordinator {
             warn!("cannot open the wake-up's transaction: {e}");
         }
         let effects = match wake {
-            Wake::Msg(msg) => self.master.handle(msg, now),
+            Wake::Msgs(msgs) => {
+                let mut effects = Vec::new();
+                for msg in msgs {
+                    effects.extend(self.master.handle(msg, now));
+                }
+                effects
+            }
             Wake::Start(clouds) => self.master.start(clouds, now),
         };
         if let Err(e) = self.master.store.commit() {
@@ -183,7 +191,30 @@ async fn clouds(drivers: Vec<(String, Arc<dyn Driver>)>) -> Vec<(String, CloudVi
 enum Wake {
     /// The first time, with what the clouds run.
     Start(Vec<(String, CloudView)>),
-    Msg(Msg),
+    /// Messages that were waiting together, in order.
+    Msgs(Vec<Msg>),
+}
+
+/// Most messages one wake-up takes: a burst (200 workers forcing builds at once)
+/// costs one commit per this many, while the first message's answer waits for at
+/// most this many others.
+const BATCH: usize = 64;
+
+/// `first` and the messages already waiting behind it, up to [`BATCH`] and up to an
+/// [`Msg::Exit`] (not included); whether one came.
+fn with_waiting(first: Msg, rx: &mut mpsc::Receiver<Msg>) -> (Vec<Msg>, bool) {
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(msg) = next.take() {
+        if matches!(msg, Msg::Exit) {
+            return (batch, true);
+        }
+        batch.push(msg);
+        if batch.len() < BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    (batch, false)
 }
 
 impl Executor {
@@ -331,5 +362,32 @@ impl Executor {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wake() -> Msg {
+        Msg::SchedulerWake
+    }
+
+    #[test]
+    fn a_wake_up_takes_what_waits_up_to_a_batch_and_stops_at_exit() {
+        let (tx, mut rx) = mpsc::channel(256);
+        for _ in 0..(BATCH + 5) {
+            tx.try_send(wake()).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        let (batch, exit) = with_waiting(first, &mut rx);
+        assert_eq!((batch.len(), exit), (BATCH, false));
+        tx.try_send(Msg::Exit).unwrap();
+        tx.try_send(wake()).unwrap();
+        let first = rx.try_recv().unwrap();
+        let (batch, exit) = with_waiting(first, &mut rx);
+        assert_eq!((batch.len(), exit), (5, true), "the rest, then exit");
+        let (batch, exit) = with_waiting(Msg::Exit, &mut rx);
+        assert_eq!((batch.len(), exit), (0, true));
     }
 }
