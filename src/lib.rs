@@ -35,6 +35,7 @@ mod nofile;
 mod run;
 mod runner;
 mod scheduler;
+mod secrets;
 mod server;
 mod store;
 pub mod testing;

@@ -8,6 +8,7 @@ use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
 use crate::master::{ConfigAuth, Coordinator, Master, Msg};
 use crate::nofile;
+use crate::secrets::Secrets;
 use crate::server;
 use crate::store::Store;
 use std::path::Path;
@@ -36,6 +37,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     config.hooks.read_secrets()?;
+    let secrets = Arc::new(Secrets::load(&config.secrets)?);
+    if !secrets.is_empty() {
+        info!("secrets: {secrets:?}");
+    }
     if let Some((old, new)) = nofile::raise(nofile::needed(&config))? {
         info!("open-file limit raised from {old} to {new}");
     }
@@ -71,6 +76,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         tx.clone(),
         credentials,
         config.master.data_dir.clone(),
+        secrets,
     );
     let tasks = TaskTracker::new();
     let master_tasks = coordinator.tasks();

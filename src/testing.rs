@@ -66,8 +66,14 @@ impl Harness {
         let (tx, rx) = mpsc::channel(1024);
         let credentials = Arc::new(Credentials::default());
         let master = Master::new(&config, &store, &master_id)?;
-        let coordinator =
-            Coordinator::new(master, &store, tx.clone(), credentials, dir.path.clone());
+        let coordinator = Coordinator::new(
+            master,
+            &store,
+            tx.clone(),
+            credentials,
+            dir.path.clone(),
+            Arc::new(crate::secrets::Secrets::default()),
+        );
         let (idle, _) = oneshot::channel();
         tokio::spawn(coordinator.run_inline(rx, idle));
         Ok(Harness {

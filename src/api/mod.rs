@@ -8,7 +8,7 @@ mod logs;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{ClientAddr, Guard};
+pub use auth::{Caller, ClientAddr, Guard};
 
 use crate::config::Config;
 use crate::master::{Msg, Refusal};
@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -210,8 +210,18 @@ async fn stop(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
     }
 }
 
-async fn workers(State(s): State<ApiState>) -> ApiResult {
-    let known = s.store.read(|st| st.workers()).await?;
+/// Workers and what they said about themselves; the environment each reported
+/// (which may hold credentials) only to an admin.
+async fn workers(State(s): State<ApiState>, caller: Option<Extension<Caller>>) -> ApiResult {
+    let admin = caller.is_some_and(|Extension(c)| c.is_admin());
+    let mut known = s.store.read(|st| st.workers()).await?;
+    if !admin {
+        for row in &mut known {
+            if let Some(info) = row.info.as_object_mut() {
+                info.remove("environ");
+            }
+        }
+    }
     let list: Vec<_> = s
         .config
         .workers

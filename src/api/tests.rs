@@ -37,7 +37,7 @@ async fn answer(result: ApiResult) -> (StatusCode, String) {
 async fn a_store_failure_is_a_500_without_sql_text() {
     let (s, dir) = state("sql");
     s.store.execute_for_test("DROP TABLE workers");
-    let (status, body) = answer(workers(State(s.clone())).await).await;
+    let (status, body) = answer(workers(State(s.clone()), None).await).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     let lower = body.to_lowercase();
     for leak in ["no such table", "workers", "select", "sqlite"] {
@@ -67,8 +67,27 @@ async fn an_unknown_worker_state_is_a_500_that_does_not_echo_it() {
     let (s, dir) = state("state");
     s.store
         .execute_for_test("INSERT INTO workers (name, state) VALUES ('w1', 'half-attached')");
-    let (status, body) = answer(workers(State(s.clone())).await).await;
+    let (status, body) = answer(workers(State(s.clone()), None).await).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!body.contains("half-attached"), "{body}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_worker_s_environment_is_shown_to_admins_only() {
+    use crate::config::{Role, Roles};
+    let (s, dir) = state("environ");
+    s.store.execute_for_test(
+        r#"INSERT INTO workers (name, state, info) VALUES ('w1', 'disconnected',
+           '{"host": "h1", "environ": {"AWS_SECRET_ACCESS_KEY": "k3y"}}')"#,
+    );
+    let admin = Caller(Some(Roles::default().with(Role::Admin)));
+    let reader = Caller(Some(Roles::default().with(Role::Read)));
+    for (caller, shown) in [(None, false), (Some(reader), false), (Some(admin), true)] {
+        let (status, body) = answer(workers(State(s.clone()), caller.map(Extension)).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("h1"), "{body}");
+        assert_eq!(body.contains("k3y"), shown, "{body}");
+    }
     std::fs::remove_dir_all(dir).ok();
 }

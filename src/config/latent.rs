@@ -52,6 +52,9 @@ pub enum LatentDriver {
         /// The venv holding `buildbot-worker` and `twistd` (`{{venv}}`); absolute
         /// once loaded from a file.
         venv: Option<PathBuf>,
+        /// Environment variables an instance gets from the master's environment;
+        /// nothing else of it (cloud keys, passwords) reaches the boot script.
+        pass_env: Vec<String>,
     },
     /// The EC2 API; without the cargo feature `ec2`, ec2 pools are a config error.
     #[cfg(feature = "ec2")]
@@ -71,7 +74,7 @@ impl LatentDriver {
     /// The local driver's venv.
     pub fn venv(&self) -> Option<&Path> {
         match self {
-            LatentDriver::Local { venv } => venv.as_deref(),
+            LatentDriver::Local { venv, .. } => venv.as_deref(),
             #[cfg(feature = "ec2")]
             LatentDriver::Ec2(_) => None,
         }
@@ -196,6 +199,11 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
     })
 }
 
+/// What a local instance gets of the master's environment unless `pass_env` says.
+pub const DEFAULT_PASS_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+];
+
 fn local(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
     let mut right = true;
     if p.boot_script.is_none() && p.venv.is_none() {
@@ -206,8 +214,13 @@ fn local(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
         fail("[latent_pool.ec2] is for the ec2 driver");
         right = false;
     }
+    let pass_env = p
+        .pass_env
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PASS_ENV.iter().map(|v| v.to_string()).collect());
     right.then(|| LatentDriver::Local {
         venv: p.venv.clone(),
+        pass_env,
     })
 }
 

@@ -10,6 +10,7 @@ use super::hooks::hooks;
 use super::latent::{pool, LatentDriver};
 use super::master::master;
 use super::schedulers::scheduler;
+use super::secrets::secrets;
 use super::workers::worker;
 use super::Config;
 use std::collections::HashSet;
@@ -42,7 +43,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     };
     absolute(&mut config.master.data_dir);
     for p in &mut config.latent_pools {
-        if let LatentDriver::Local { venv: Some(v) } = &mut p.driver {
+        if let LatentDriver::Local { venv: Some(v), .. } = &mut p.driver {
             absolute(v);
         }
     }
@@ -56,6 +57,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     for t in &mut config.api.tokens {
         t.secret.resolve_paths(base);
     }
+    config.secrets.resolve_paths(base);
 }
 
 /// Parses and checks config text.
@@ -131,6 +133,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .map(|h| hooks(h, problems))
         .unwrap_or_default();
     let api = api(file.api.as_ref(), &file.api_tokens, &master, problems);
+    let secrets = secrets(file.secrets.as_ref(), problems);
     Some(Config {
         master,
         workers: workers.into_iter().collect::<Option<_>>()?,
@@ -140,6 +143,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         latent_pools: pools.into_iter().collect::<Option<_>>()?,
         hooks,
         api,
+        secrets,
     })
 }
 

@@ -16,6 +16,7 @@ mod master;
 mod password;
 mod properties;
 mod schedulers;
+mod secrets;
 mod steps;
 mod workers;
 
@@ -27,6 +28,7 @@ pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
 pub use load::{load, parse};
 pub use master::MasterConfig;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
+pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;
 pub use workers::WorkerConfig;
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// `[api]` and the API tokens.
     pub api: ApiConfig,
+    /// `[secrets]`.
+    pub secrets: SecretsConfig,
 }
 
 impl Config {

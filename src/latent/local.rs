@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 /// Instances under `dir`, one folder each; the boot script sees `PBMASTER_POOL` and
@@ -15,6 +16,8 @@ use tokio::process::{Child, Command};
 #[derive(Debug)]
 pub struct LocalDriver {
     dir: PathBuf,
+    /// The master's environment variables an instance gets (nothing else of it).
+    pass_env: Vec<String>,
     children: Mutex<HashMap<String, Child>>,
     /// Client token → instance id, for idempotent launches.
     tokens: Mutex<HashMap<String, String>>,
@@ -24,9 +27,10 @@ pub struct LocalDriver {
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
 impl LocalDriver {
-    pub fn new(dir: PathBuf) -> LocalDriver {
+    pub fn new(dir: PathBuf, pass_env: Vec<String>) -> LocalDriver {
         LocalDriver {
             dir,
+            pass_env,
             children: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
         }
@@ -61,16 +65,36 @@ impl Driver for LocalDriver {
             let fail = |what: &str, e: std::io::Error| {
                 DriverError::permanent(format!("{what} {}: {e}", dir.display()))
             };
-            tokio::fs::create_dir_all(&dir)
+            // The boot script holds the instance's password: its folder and it are
+            // the master user's alone.
+            tokio::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
                 .await
                 .map_err(|e| fail("cannot create", e))?;
             let script = dir.join("boot.sh");
-            tokio::fs::write(&script, &spec.user_data)
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&script)
                 .await
                 .map_err(|e| fail("cannot write to", e))?;
+            file.write_all(spec.user_data.as_bytes())
+                .await
+                .map_err(|e| fail("cannot write to", e))?;
+            drop(file);
             let log = std::fs::File::create(dir.join("boot.log"))
                 .map_err(|e| fail("cannot create a log in", e))?;
+            let passed = self
+                .pass_env
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|v| (name, v)));
             let child = Command::new("sh")
+                .env_clear()
+                .envs(passed)
                 .arg("boot.sh")
                 .current_dir(&dir)
                 .stdin(Stdio::null())

@@ -100,9 +100,11 @@ impl Master {
         info!(worker = %name, peer = %worker.conn.peer, version = worker.version.as_deref().unwrap_or("?"),
               builders = worker.builders.len(), "worker attached");
         let peer = worker.conn.peer.to_string();
-        if let Err(e) =
-            self.store
-                .worker_connected(&name, &peer, worker.version.as_deref(), &worker.info)
+        // A worker's environment may hold a master secret (one it was started with).
+        let info = self.secrets.redact_json(worker.info.clone());
+        if let Err(e) = self
+            .store
+            .worker_connected(&name, &peer, worker.version.as_deref(), &info)
         {
             warn!("cannot record the worker: {e}");
         }

@@ -125,9 +125,9 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
 fn driver_for(config: &Config, pool: &LatentPoolConfig, master_id: &str) -> Arc<dyn Driver> {
     let _ = master_id;
     match &pool.driver {
-        LatentDriver::Local { .. } => {
+        LatentDriver::Local { pass_env, .. } => {
             let dir = config.master.data_dir.join("latent").join(&pool.name);
-            Arc::new(LocalDriver::new(dir))
+            Arc::new(LocalDriver::new(dir, pass_env.clone()))
         }
         #[cfg(feature = "ec2")]
         LatentDriver::Ec2(settings) => Arc::new(crate::latent::ec2::Ec2Driver::new(

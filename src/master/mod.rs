@@ -154,6 +154,8 @@ pub struct Master {
     master_address: String,
     /// Answered once no latent instance is left, when the master stops.
     stopped_reply: Option<oneshot::Sender<()>>,
+    /// Hidden from what workers report about themselves before it is stored.
+    secrets: Arc<crate::secrets::Secrets>,
     /// The current wake-up's time (wall-clock seconds), set by [`Master::handle`].
     now: f64,
     /// The current wake-up's effects, in order.
@@ -195,6 +197,7 @@ impl Master {
             conns: HashMap::new(),
             draining: false,
             schedulers: SchedulerSet::from_config(&config.schedulers),
+            secrets: Arc::default(),
             now: 0.0,
             out: Vec::new(),
         })

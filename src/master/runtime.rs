@@ -13,6 +13,7 @@ use crate::latent::credentials::Credentials;
 use crate::latent::driver::Driver;
 use crate::runner::{run_build, BuildJob};
 use crate::scheduler::timer;
+use crate::secrets::Secrets;
 use crate::store::{now, Store};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -44,6 +45,7 @@ struct Executor {
     /// The store builds record their steps in (the shared connection).
     store: Store,
     files_dir: Arc<PathBuf>,
+    secrets: Arc<Secrets>,
     command_ids: Arc<AtomicU64>,
     rpc_timeout: Duration,
 }
@@ -73,12 +75,14 @@ impl Coordinator {
     /// `store` is shared with builds and the API; the coordinator opens a connection
     /// of its own on the same database for its wake-up transactions.
     pub fn new(
-        master: Master,
+        mut master: Master,
         store: &Store,
         tx: mpsc::Sender<Msg>,
         credentials: Arc<Credentials>,
         files_dir: PathBuf,
+        secrets: Arc<Secrets>,
     ) -> Coordinator {
+        master.secrets = secrets.clone();
         Coordinator {
             master,
             exec: Executor {
@@ -88,6 +92,7 @@ impl Coordinator {
                 wake: watch::Sender::new(None),
                 store: store.clone(),
                 files_dir: Arc::new(files_dir),
+                secrets,
                 command_ids: Arc::new(AtomicU64::new(0)),
                 rpc_timeout: RPC_TIMEOUT,
             },
@@ -321,6 +326,7 @@ impl Executor {
             command_ids: self.command_ids.clone(),
             rpc_timeout: self.rpc_timeout,
             files_dir: self.files_dir.clone(),
+            secrets: self.secrets.clone(),
         };
         let tx = self.tx.clone();
         self.tasks.spawn(async move {

@@ -9,6 +9,7 @@ use super::properties::{condition_holds, Properties};
 use super::shell::ShellCommand;
 use crate::config::{BuilderConfig, DecodeRc, PropertySource, SetPropertyStep, ShellStep, Step};
 use crate::model::BuildResult;
+use crate::secrets::Secrets;
 use crate::store::{now, BuildRow, BuildWrite, Store};
 use crate::worker::Attached;
 use serde_json::Value as Json;
@@ -39,6 +40,8 @@ pub struct BuildJob {
     /// The data folder: master-side transfer paths resolve in its `files` folder,
     /// the transfer root (see `runner/root.rs`).
     pub files_dir: Arc<PathBuf>,
+    /// For `%(secret:NAME)s`, and hidden from logs, properties and reasons.
+    pub secrets: Arc<Secrets>,
 }
 
 /// How a build ended.
@@ -151,6 +154,7 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
         return BuildOutcome::new(BuildResult::Retry, Some(why), Vec::new());
     }
     let mut props = std::mem::take(&mut job.properties);
+    props.use_secrets(job.secrets.clone());
     let mut recorded = props.to_json();
     let mut writes = vec![BuildWrite::Properties(recorded.clone())];
     let mut result = BuildResult::Success;
@@ -176,7 +180,7 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
             ));
             return BuildOutcome::new(BuildResult::Cancelled, Some(why), writes);
         }
-        let outcome = if halted && !step.always_run {
+        let mut outcome = if halted && !step.always_run {
             StepOutcome {
                 result: BuildResult::Skipped,
                 rc: None,
@@ -198,6 +202,10 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
                 }
             }
         };
+        // A reason may quote a rendered command or the worker's words.
+        if let Some(why) = &outcome.reason {
+            outcome.reason = Some(job.secrets.redact_str(why).into_owned());
+        }
         writes.push(step_finished(number, &outcome));
         let now_props = props.to_json();
         if now_props != recorded {

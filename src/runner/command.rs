@@ -4,8 +4,10 @@
 
 use super::build::BuildJob;
 use crate::conn::CallError;
+use crate::secrets::{RedactStream, Secrets};
 use crate::store::{Channel, LogWriter};
 use pbwire::jelly::{Failure, Value};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -70,6 +72,7 @@ pub async fn run_command(
     let start = conn.call(job.wfb, "startCommand", call_args, vec![]);
     tokio::pin!(start);
     let mut logs = LogWriter::new(&job.store, job.build.id, step);
+    let mut redacting = Redacting::new(job.secrets.clone());
     let mut started = false;
     let mut interrupted_at: Option<Instant> = None;
     let mut stop_open = true;
@@ -99,7 +102,7 @@ pub async fn run_command(
                 };
                 match call.method.as_str() {
                     "update" => {
-                        record_updates(&mut logs, job.build.id, &call.args, &mut end, capture);
+                        record_updates(&mut logs, &mut redacting, job.build.id, &call.args, &mut end, capture);
                         if flush_at.is_some_and(|t| t <= Instant::now()) {
                             flush(&mut logs, job.build.id).await;
                         }
@@ -138,6 +141,7 @@ pub async fn run_command(
         }
     }
     // Before the step is recorded as finished: a finished step's logs are complete.
+    redacting.finish(&mut logs, job.build.id);
     flush(&mut logs, job.build.id).await;
     conn.unexport(cmd_ref).await;
     end
@@ -149,9 +153,63 @@ async fn flush(logs: &mut LogWriter, build_id: i64) {
     }
 }
 
+/// Log output on its way to the store, with the master's secrets hidden (a secret
+/// cut between two updates too).
+struct Redacting {
+    secrets: std::sync::Arc<Secrets>,
+    streams: HashMap<(String, Channel), RedactStream>,
+}
+
+impl Redacting {
+    fn new(secrets: std::sync::Arc<Secrets>) -> Redacting {
+        Redacting {
+            secrets,
+            streams: HashMap::new(),
+        }
+    }
+
+    fn append(
+        &mut self,
+        logs: &mut LogWriter,
+        build_id: i64,
+        log: &str,
+        channel: Channel,
+        data: &[u8],
+    ) {
+        let ready = if self.secrets.is_empty() {
+            std::borrow::Cow::Borrowed(data)
+        } else {
+            let key = (log.to_owned(), channel);
+            self.streams
+                .entry(key)
+                .or_default()
+                .push(&self.secrets, data)
+        };
+        if ready.is_empty() {
+            return;
+        }
+        if let Err(e) = logs.append(log, channel, &ready) {
+            warn!(build = build_id, "cannot store log: {e}");
+        }
+    }
+
+    /// Writes what each stream still holds back: the command has ended.
+    fn finish(&mut self, logs: &mut LogWriter, build_id: i64) {
+        for ((log, channel), mut stream) in std::mem::take(&mut self.streams) {
+            let rest = stream.finish(&self.secrets);
+            if !rest.is_empty() {
+                if let Err(e) = logs.append(&log, channel, &rest) {
+                    warn!(build = build_id, "cannot store log: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Stores the contents of one `update([[{key: value}, n], ...])` call.
 fn record_updates(
     logs: &mut LogWriter,
+    redacting: &mut Redacting,
     build_id: i64,
     args: &[Value],
     end: &mut CommandEnd,
@@ -170,9 +228,7 @@ fn record_updates(
             };
             let bytes = value.as_bytes();
             let mut append = |log: &str, channel: Channel, data: &[u8]| {
-                if let Err(e) = logs.append(log, channel, data) {
-                    warn!(build = build_id, "cannot store log: {e}");
-                }
+                redacting.append(logs, build_id, log, channel, data)
             };
             match (key.as_ref(), bytes) {
                 ("stdout", Some(b)) => {

@@ -11,15 +11,21 @@
 //! control; it is unsafe with values from outside. Everywhere else (argv items, env
 //! values, file contents, paths, conditions) values are inserted as they are, and
 //! `raw:` is the same as `prop:`.
+//!
+//! `%(secret:NAME)s` is the master's secret NAME (see [`crate::secrets`]), quoted like
+//! a property; it is never stored as a property: values set are redacted.
 
+use crate::secrets::Secrets;
 use serde_json::{Map, Value};
 use std::fmt;
+use std::sync::Arc;
 
 /// A build's properties: name → value, with where each came from.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Properties {
     values: Map<String, Value>,
     sources: Map<String, Value>,
+    secrets: Arc<Secrets>,
 }
 
 /// A template that cannot be rendered.
@@ -27,6 +33,7 @@ pub struct Properties {
 pub enum RenderError {
     Missing(String),
     Malformed(String),
+    NoSecret(String),
 }
 
 impl fmt::Display for RenderError {
@@ -34,12 +41,24 @@ impl fmt::Display for RenderError {
         match self {
             RenderError::Missing(name) => write!(f, "property {name:?} is not set"),
             RenderError::Malformed(why) => write!(f, "bad interpolation: {why}"),
+            RenderError::NoSecret(name) => write!(f, "secret {name:?} is not defined"),
         }
     }
 }
 
 impl Properties {
+    /// The master's secrets, for `%(secret:NAME)s`; values already set are redacted.
+    pub fn use_secrets(&mut self, secrets: Arc<Secrets>) {
+        self.secrets = secrets;
+        let values = std::mem::take(&mut self.values);
+        for (name, value) in values {
+            self.values.insert(name, self.secrets.redact_json(value));
+        }
+    }
+
+    /// Sets a property; any secret in its value is replaced by `<secret:NAME>`.
     pub fn set(&mut self, name: &str, value: Value, source: &str) {
+        let value = self.secrets.redact_json(value);
         self.values.insert(name.to_owned(), value);
         self.sources
             .insert(name.to_owned(), Value::String(source.to_owned()));
@@ -102,9 +121,13 @@ impl Properties {
             (body, quoting)
         } else if let Some(body) = spec.strip_prefix("raw:") {
             (body, Quoting::None)
+        } else if let Some(name) = spec.strip_prefix("secret:") {
+            let secret = self.secrets.get(name);
+            let secret = secret.ok_or_else(|| RenderError::NoSecret(name.to_owned()))?;
+            return Ok(quoting.apply(&Value::String(secret.to_owned())));
         } else {
             return Err(RenderError::Malformed(format!(
-                "unknown source in %({spec})s (use prop:NAME or raw:NAME)"
+                "unknown source in %({spec})s (use prop:NAME, raw:NAME or secret:NAME)"
             )));
         };
         let (name, default) = match body.split_once(":-") {

@@ -77,7 +77,8 @@ impl Store {
         Ok(id)
     }
 
-    /// Records a transition (and the failure, for `failed`).
+    /// Records a transition (and the failure, for `failed`). An instance that has
+    /// ended loses its one-time password: nothing may log in with it again.
     pub fn record_phase(&self, instance: &Instance, detail: Option<&str>) -> StoreResult<()> {
         let mut db = self.db();
         let tx = write(&mut db)?;
@@ -86,9 +87,10 @@ impl Store {
             None => (None, None),
         };
         let n = tx.execute(
-            "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6
+            "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6,
+             password = CASE WHEN ?7 THEN password END
              WHERE id = ?1",
-            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason],
+            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason, instance.phase.is_live()],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
@@ -178,5 +180,33 @@ impl Store {
             [],
             |r| r.get(0),
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_instance_keeps_no_password() {
+        let dir =
+            std::env::temp_dir().join(format!("pbmaster-latent-{}-{}", std::process::id(), now()));
+        let store = Store::open(&dir).unwrap();
+        let id = store.add_instance("p", "p-1", "tok", "s3cret-pw").unwrap();
+        let mut i = Instance::new(id, "p", "p-1", now());
+        i.advance(Phase::Launching, now()).unwrap();
+        store.record_phase(&i, None).unwrap();
+        let live = store.live_instances().unwrap();
+        assert_eq!(
+            live[0].password.as_deref(),
+            Some("s3cret-pw"),
+            "kept while live"
+        );
+        i.advance(Phase::Stopping, now()).unwrap();
+        i.advance(Phase::Stopped, now()).unwrap();
+        store.record_phase(&i, None).unwrap();
+        let all = store.instances(10).unwrap();
+        assert_eq!(all[0].password, None, "wiped once stopped");
+        std::fs::remove_dir_all(dir).ok();
     }
 }

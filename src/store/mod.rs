@@ -26,12 +26,13 @@ use crate::model::WorkerState;
 use rusqlite::{params, Connection, Savepoint, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::ops::Deref;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Log channels, kept apart as the worker sends them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Stdout,
@@ -123,7 +124,11 @@ pub fn now() -> f64 {
 impl Store {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Store> {
-        std::fs::create_dir_all(dir)?;
+        // The database holds one-time passwords and every build's output.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         let db = writer(&dir.join("pbmaster.sqlite"))?;
         db.execute_batch(schema::SCHEMA)?;
         db.execute_batch(changes::SCHEMA)?;
@@ -254,6 +259,12 @@ impl Store {
         tx.execute(
             "UPDATE workers SET state = ?2, disconnected_at = ?1 WHERE state != ?2",
             params![t, WorkerState::Disconnected],
+        )?;
+        // Databases from before passwords were wiped at the end.
+        tx.execute(
+            "UPDATE latent_instances SET password = NULL
+             WHERE phase IN ('stopped', 'failed') AND password IS NOT NULL",
+            [],
         )?;
         tx.commit()?;
         Ok(n)

@@ -61,6 +61,17 @@ impl Guard {
     }
 }
 
+/// Who made a request, for handlers whose answer depends on it: the roles of the
+/// token it carried, if any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller(pub Option<Roles>);
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.0.is_some_and(|r| r.allows(Role::Admin))
+    }
+}
+
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -129,7 +140,7 @@ fn public_to(api: &ApiConfig, ip: Option<IpAddr>) -> bool {
 }
 
 /// The middleware on every route.
-pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -143,7 +154,8 @@ pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Respo
         .get::<ConnectInfo<ClientAddr>>()
         .map(|c| c.0 .0.ip());
     match admit(&s.guard, req.headers(), need, ip, Instant::now()) {
-        Ok(who) => {
+        Ok((who, roles)) => {
+            req.extensions_mut().insert(Caller(roles));
             if let (Need::Write(_), Some(name)) = (need, who) {
                 tracing::info!(
                     "api: {} {:?} with token {name:?} from {}",
@@ -184,14 +196,15 @@ fn show(ip: Option<IpAddr>) -> String {
 
 type Refusal = (StatusCode, &'static str);
 
-/// Admits a request (with the name of the token it carried, if any) or says why not.
+/// Admits a request (with the name and roles of the token it carried, if any) or
+/// says why not.
 fn admit(
     guard: &Guard,
     headers: &HeaderMap,
     need: Need,
     ip: Option<IpAddr>,
     now: Instant,
-) -> Result<Option<String>, Refusal> {
+) -> Result<(Option<String>, Option<Roles>), Refusal> {
     let forbidden = StatusCode::FORBIDDEN;
     if !browser::host_ok(headers, &guard.api) {
         return Err((forbidden, "the Host header does not name this API"));
@@ -223,7 +236,7 @@ fn admit(
             }
         }
     }
-    Ok(token.map(|(name, _)| name))
+    Ok((token.map(|(name, _)| name), roles))
 }
 
 /// The presented token's name and roles; a wrong one counts against the client.

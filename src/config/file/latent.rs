@@ -53,6 +53,9 @@ pub struct PoolTable {
     pub boot_script: Option<String>,
     /// Local driver: the venv holding `buildbot-worker` and `twistd` (`{{venv}}`).
     pub venv: Option<PathBuf>,
+    /// Local driver: the master's environment variables an instance gets (default
+    /// PATH, HOME, USER, LOGNAME, LANG, LC_ALL, TZ, TMPDIR).
+    pub pass_env: Option<Vec<String>>,
     /// Substantiations that may fail for one build request before its build ends
     /// with the last failure's phase and reason.
     #[serde(default = "default_attempts")]

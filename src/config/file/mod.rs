@@ -39,6 +39,19 @@ pub struct FileTable {
     /// `[[api_token]]`: the credentials writes (and closed reads) need.
     #[serde(default, rename = "api_token")]
     pub api_tokens: Vec<ApiTokenTable>,
+    /// `[secrets]`: where `%(secret:NAME)s` values come from.
+    pub secrets: Option<SecretsTable>,
+}
+
+/// `[secrets]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsTable {
+    /// A folder: each file in it is one secret, named by the file.
+    pub dir: Option<PathBuf>,
+    /// Secret name → environment variable.
+    #[serde(default)]
+    pub env: BTreeMap<Spanned<String>, String>,
 }
 
 /// `[api]`.
