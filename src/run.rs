@@ -6,7 +6,7 @@ use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
-use crate::master::{ConfigAuth, Coordinator, Master, Msg};
+use crate::master::{BuildSettings, ConfigAuth, Coordinator, Master, Msg};
 use crate::nofile;
 use crate::secrets::Secrets;
 use crate::server;
@@ -75,8 +75,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         &store,
         tx.clone(),
         credentials,
-        config.master.data_dir.clone(),
-        secrets,
+        BuildSettings {
+            data_dir: config.master.data_dir.clone(),
+            secrets,
+            limits: config.limits,
+        },
     );
     let tasks = TaskTracker::new();
     let master_tasks = coordinator.tasks();

@@ -10,7 +10,7 @@
 use crate::config;
 use crate::conn::{ConnEvent, ConnHandle, ObjectCall, Request};
 use crate::latent::credentials::Credentials;
-use crate::master::{Coordinator, Master, Msg, Refusal};
+use crate::master::{BuildSettings, Coordinator, Master, Msg, Refusal};
 use crate::model::BuildResult;
 use crate::store::{BuildRow, Store};
 use pbwire::jelly::Value;
@@ -66,14 +66,12 @@ impl Harness {
         let (tx, rx) = mpsc::channel(1024);
         let credentials = Arc::new(Credentials::default());
         let master = Master::new(&config, &store, &master_id)?;
-        let coordinator = Coordinator::new(
-            master,
-            &store,
-            tx.clone(),
-            credentials,
-            dir.path.clone(),
-            Arc::new(crate::secrets::Secrets::default()),
-        );
+        let settings = BuildSettings {
+            data_dir: dir.path.clone(),
+            secrets: Arc::default(),
+            limits: config.limits,
+        };
+        let coordinator = Coordinator::new(master, &store, tx.clone(), credentials, settings);
         let (idle, _) = oneshot::channel();
         tokio::spawn(coordinator.run_inline(rx, idle));
         Ok(Harness {

@@ -8,6 +8,7 @@ use super::error::{position, ConfigError, Problems};
 use super::file::FileTable;
 use super::hooks::hooks;
 use super::latent::{pool, LatentDriver};
+use super::limits::limits;
 use super::master::master;
 use super::schedulers::scheduler;
 use super::secrets::secrets;
@@ -134,16 +135,20 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .unwrap_or_default();
     let api = api(file.api.as_ref(), &file.api_tokens, &master, problems);
     let secrets = secrets(file.secrets.as_ref(), problems);
+    let limits = limits(file.limits.as_ref(), problems);
+    let mut builders: Vec<_> = builders.into_iter().collect::<Option<_>>()?;
+    limits.fill_step_defaults(&mut builders);
     Some(Config {
         master,
         workers: workers.into_iter().collect::<Option<_>>()?,
-        builders: builders.into_iter().collect::<Option<_>>()?,
+        builders,
         schedulers: schedulers.into_iter().collect::<Option<_>>()?,
         changes,
         latent_pools: pools.into_iter().collect::<Option<_>>()?,
         hooks,
         api,
         secrets,
+        limits,
     })
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod file;
 mod hooks;
 mod latent;
+mod limits;
 mod load;
 mod master;
 mod password;
@@ -25,6 +26,7 @@ pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
 pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
+pub use limits::Limits;
 pub use load::{load, parse};
 pub use master::MasterConfig;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
@@ -48,6 +50,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[secrets]`.
     pub secrets: SecretsConfig,
+    /// `[limits]`.
+    pub limits: Limits,
 }
 
 impl Config {

@@ -32,6 +32,7 @@ impl Master {
             .store
             .add_request(&builder, &reason, &properties)
             .map_err(Refusal::Store)?;
+        self.acknowledges = true;
         self.queue.push(Arc::new(RequestRow {
             id,
             builder,
@@ -179,9 +180,26 @@ impl Master {
         }
     }
 
+    /// The disk is almost full (`Some`): running builds are stopped, saying why,
+    /// and none starts until it has room again (`None`).
+    pub(super) fn disk_low(&mut self, why: Option<String>) {
+        match &why {
+            Some(why) => {
+                warn!("{why}: stopping builds, starting none");
+                let ids: Vec<i64> = self.running.keys().copied().collect();
+                for id in ids {
+                    self.stop_build(id, why.clone());
+                }
+            }
+            None => info!("the disk has room again: builds start"),
+        }
+        self.disk_low = why;
+        self.dispatch();
+    }
+
     /// Starts every queued request that has a free worker, oldest first.
     pub(super) fn dispatch(&mut self) {
-        if self.draining {
+        if self.draining || self.disk_low.is_some() {
             return;
         }
         let mut demand: BTreeMap<String, usize> = BTreeMap::new();

@@ -93,6 +93,7 @@ impl Master {
                 schedulers.plan_change(c)
             })
             .map_err(Refusal::Store)?;
+        self.acknowledges = true;
         info!(change = stored.id, source = source.name(), branch = ?stored.change.branch,
               revision = ?stored.change.revision, held_by = ?plan.hold, requests = ?requests, "change received");
         self.schedulers.hold(&plan.hold, &stored);

@@ -22,7 +22,7 @@ mod tests;
 
 pub use auth::ConfigAuth;
 pub use effect::Effect;
-pub use runtime::Coordinator;
+pub use runtime::{BuildSettings, Coordinator};
 
 use crate::changes::{NewChange, Source};
 use crate::config::{BuilderConfig, Config};
@@ -98,6 +98,9 @@ pub enum Msg {
     },
     /// The scheduler timer: something may be due.
     SchedulerWake,
+    /// The data folder's file system has less free space than `[limits]
+    /// min_free_disk` (`Some`, why), or has enough again (`None`).
+    DiskLow(Option<String>),
     /// The master is stopping: the coordinator returns (its tasks are waited for
     /// by whoever started it).
     Exit,
@@ -147,6 +150,11 @@ pub struct Master {
     running: HashMap<i64, Running>,
     conns: HashMap<u64, String>,
     draining: bool,
+    /// This wake-up acknowledges something stored (a forced request, a change): the
+    /// runtime syncs the store to disk before the answer goes out.
+    acknowledges: bool,
+    /// Why no build may start now (the disk is almost full), if so.
+    disk_low: Option<String>,
     schedulers: SchedulerSet,
     /// Latent pools by name, with their instances.
     pools: BTreeMap<String, latent::Pool>,
@@ -196,6 +204,8 @@ impl Master {
             running: HashMap::new(),
             conns: HashMap::new(),
             draining: false,
+            disk_low: None,
+            acknowledges: false,
             schedulers: SchedulerSet::from_config(&config.schedulers),
             secrets: Arc::default(),
             now: 0.0,
@@ -238,6 +248,7 @@ impl Master {
                 });
             }
             Msg::SchedulerWake => self.scheduler_wake(),
+            Msg::DiskLow(why) => self.disk_low(why),
             // Handled by the runtime.
             Msg::Exit => {}
             Msg::Admitted {
@@ -290,6 +301,11 @@ impl Master {
             }
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Whether the wake-up just handled acknowledges something stored (and forgets).
+    pub fn take_acknowledges(&mut self) -> bool {
+        std::mem::take(&mut self.acknowledges)
     }
 
     /// Draining, and nothing runs any more.

@@ -9,6 +9,7 @@
 use super::effect::{Admission, BuildStart, ConnOp, Effect, InstanceWatch};
 use super::latent::{watcher, CloudView, LatentMsg};
 use super::{admission, Master, Msg};
+use crate::config::Limits;
 use crate::latent::credentials::Credentials;
 use crate::latent::driver::Driver;
 use crate::runner::{run_build, BuildJob};
@@ -44,11 +45,23 @@ struct Executor {
     wake: watch::Sender<Option<f64>>,
     /// The store builds record their steps in (the shared connection).
     store: Store,
-    files_dir: Arc<PathBuf>,
-    secrets: Arc<Secrets>,
+    settings: Arc<BuildSettings>,
     command_ids: Arc<AtomicU64>,
     rpc_timeout: Duration,
 }
+
+/// What builds run with besides their job: where master-side paths resolve, the
+/// secrets, and the limits.
+#[derive(Debug)]
+pub struct BuildSettings {
+    /// The data folder (master-side transfer paths resolve in its `files` folder).
+    pub data_dir: PathBuf,
+    pub secrets: Arc<Secrets>,
+    pub limits: Limits,
+}
+
+/// How often the free space of the data folder's file system is looked at.
+const DISK_CHECK: Duration = Duration::from_secs(5);
 
 /// Wall-clock seconds that advance with tokio's clock (so a paused clock in tests
 /// moves them too, and they never go backwards).
@@ -79,10 +92,9 @@ impl Coordinator {
         store: &Store,
         tx: mpsc::Sender<Msg>,
         credentials: Arc<Credentials>,
-        files_dir: PathBuf,
-        secrets: Arc<Secrets>,
+        settings: BuildSettings,
     ) -> Coordinator {
-        master.secrets = secrets.clone();
+        master.secrets = settings.secrets.clone();
         Coordinator {
             master,
             exec: Executor {
@@ -91,8 +103,7 @@ impl Coordinator {
                 credentials,
                 wake: watch::Sender::new(None),
                 store: store.clone(),
-                files_dir: Arc::new(files_dir),
-                secrets,
+                settings: Arc::new(settings),
                 command_ids: Arc::new(AtomicU64::new(0)),
                 rpc_timeout: RPC_TIMEOUT,
             },
@@ -110,6 +121,7 @@ impl Coordinator {
     /// fires once a drain finds nothing running. The returned future ends with it.
     pub async fn spawn(mut self, rx: mpsc::Receiver<Msg>, idle: oneshot::Sender<()>) {
         let clouds = clouds(self.master.pool_drivers()).await;
+        self.exec.watch_disk();
         // A blocking-pool thread keeps the runtime's context (its effects spawn tasks).
         let serving = tokio::task::spawn_blocking(move || {
             let mut idle = Some(idle);
@@ -164,6 +176,11 @@ impl Coordinator {
             // write of the same rows, and a restart redoes what it lost.
             error!("cannot commit the coordinator's writes: {e}");
         }
+        if self.master.take_acknowledges() {
+            if let Err(e) = self.master.store.sync() {
+                error!("cannot sync the database to disk: {e}");
+            }
+        }
         for effect in effects {
             self.exec.execute(effect);
         }
@@ -190,6 +207,12 @@ async fn clouds(drivers: Vec<(String, Arc<dyn Driver>)>) -> Vec<(String, CloudVi
         clouds.push((pool, cloud));
     }
     clouds
+}
+
+/// Bytes an unprivileged user may still write on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Why the coordinator wakes up.
@@ -325,8 +348,9 @@ impl Executor {
             stop: start.stop,
             command_ids: self.command_ids.clone(),
             rpc_timeout: self.rpc_timeout,
-            files_dir: self.files_dir.clone(),
-            secrets: self.secrets.clone(),
+            files_dir: Arc::new(self.settings.data_dir.clone()),
+            secrets: self.settings.secrets.clone(),
+            limits: self.settings.limits,
         };
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
@@ -338,6 +362,44 @@ impl Executor {
                 outcome,
             };
             let _ = tx.send(msg).await;
+        });
+    }
+
+    /// Tells the coordinator when free space in the data folder crosses
+    /// `min_free_disk` (0: never looked at).
+    fn watch_disk(&self) {
+        let floor = self.settings.limits.min_free_disk;
+        if floor == 0 {
+            return;
+        }
+        let (tx, dir) = (self.tx.clone(), self.settings.data_dir.clone());
+        self.tasks.spawn(async move {
+            let mut low = false;
+            loop {
+                let probe = dir.clone();
+                let free = tokio::task::spawn_blocking(move || free_bytes(&probe)).await;
+                match free {
+                    Ok(Ok(free)) if (free < floor) != low => {
+                        low = free < floor;
+                        let why = low.then(|| {
+                            format!(
+                                "the data folder's disk has {} MiB free, under min_free_disk ({} MiB)",
+                                free >> 20,
+                                floor >> 20
+                            )
+                        });
+                        if tx.send(Msg::DiskLow(why)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => warn!("cannot read the free space of {}: {e}", dir.display()),
+                    _ => {}
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(DISK_CHECK) => {}
+                    _ = tx.closed() => return,
+                }
+            }
         });
     }
 

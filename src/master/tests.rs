@@ -630,3 +630,33 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
     assert_eq!(f.instance_phase("pool-1"), Some(Phase::Stopped));
     assert!(stopped.try_recv().is_ok(), "answered once none is left");
 }
+
+#[test]
+fn a_full_disk_stops_running_builds_and_starts_none_until_it_has_room() {
+    let mut f = Fixture::new();
+    f.start(vec![]);
+    f.attach("w1", &["hello"]);
+    let (effects, _) = f.force("hello");
+    let first = builds_started(&effects)[0].0;
+    let why = "the data folder's disk has 10 MiB free".to_owned();
+    let effects = f.handle(Msg::DiskLow(Some(why.clone())));
+    assert!(
+        matches!(&effects[..], [Effect::StopBuild { why: w, .. }] if *w == why),
+        "{effects:?}"
+    );
+    let build = f.store.builds_of_request(first).unwrap()[0].id;
+    let effects = f.handle(Msg::BuildDone {
+        build_id: build,
+        worker: "w1".into(),
+        builder: "hello".into(),
+        outcome: outcome(BuildResult::Cancelled),
+    });
+    assert!(builds_started(&effects).is_empty());
+    let (effects, _) = f.force("hello");
+    assert!(
+        builds_started(&effects).is_empty(),
+        "nothing starts while low"
+    );
+    let effects = f.handle(Msg::DiskLow(None));
+    assert_eq!(builds_started(&effects).len(), 1, "{effects:?}");
+}

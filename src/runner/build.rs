@@ -7,7 +7,9 @@ use super::fs::{fs_command, fs_op};
 use super::git::run_git;
 use super::properties::{condition_holds, Properties};
 use super::shell::ShellCommand;
-use crate::config::{BuilderConfig, DecodeRc, PropertySource, SetPropertyStep, ShellStep, Step};
+use crate::config::{
+    BuilderConfig, DecodeRc, Limits, PropertySource, SetPropertyStep, ShellStep, Step,
+};
 use crate::model::BuildResult;
 use crate::secrets::Secrets;
 use crate::store::{now, BuildRow, BuildWrite, Store};
@@ -42,6 +44,8 @@ pub struct BuildJob {
     pub files_dir: Arc<PathBuf>,
     /// For `%(secret:NAME)s`, and hidden from logs, properties and reasons.
     pub secrets: Arc<Secrets>,
+    /// Log bounds.
+    pub limits: Limits,
 }
 
 /// How a build ended.
@@ -92,6 +96,9 @@ impl StepOutcome {
     /// For a command that did not end by itself: the worker was lost (retry), the build
     /// was stopped (cancelled), or the worker raised (exception).
     pub fn abnormal(end: &CommandEnd) -> Option<StepOutcome> {
+        if let Some(why) = &end.store_failure {
+            return Some(StepOutcome::exception(why.clone()));
+        }
         if let Some(why) = &end.lost {
             return Some(StepOutcome {
                 result: BuildResult::Retry,
@@ -124,7 +131,11 @@ impl StepOutcome {
         let reason = end
             .failure_reason
             .clone()
-            .or_else(|| (code != 0).then(|| format!("exit code {code}")));
+            .or_else(|| (code != 0).then(|| format!("exit code {code}")))
+            .or_else(|| {
+                (!end.truncated.is_empty())
+                    .then(|| format!("log {} cut at log_max_size", end.truncated.join(", ")))
+            });
         StepOutcome {
             result,
             rc: Some(code),

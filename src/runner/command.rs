@@ -3,11 +3,10 @@
 //! all recorded before it returns.
 
 use super::build::BuildJob;
+use super::logsink::LogSink;
 use crate::conn::CallError;
-use crate::secrets::{RedactStream, Secrets};
 use crate::store::{Channel, LogWriter};
 use pbwire::jelly::{Failure, Value};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -40,6 +39,10 @@ pub struct CommandEnd {
     pub stat: Option<Vec<i64>>,
     /// The `files` update (glob, listdir).
     pub files: Option<Vec<String>>,
+    /// Logs cut at `log_max_size`.
+    pub truncated: Vec<String>,
+    /// The logs could not all be stored.
+    pub store_failure: Option<String>,
 }
 
 /// Runs `name` with `args` on the builder's worker object; logs go to step `step`.
@@ -72,7 +75,7 @@ pub async fn run_command(
     let start = conn.call(job.wfb, "startCommand", call_args, vec![]);
     tokio::pin!(start);
     let mut logs = LogWriter::new(&job.store, job.build.id, step);
-    let mut redacting = Redacting::new(job.secrets.clone());
+    let mut sink = LogSink::new(job.secrets.clone(), job.limits);
     let mut started = false;
     let mut interrupted_at: Option<Instant> = None;
     let mut stop_open = true;
@@ -102,7 +105,7 @@ pub async fn run_command(
                 };
                 match call.method.as_str() {
                     "update" => {
-                        record_updates(&mut logs, &mut redacting, job.build.id, &call.args, &mut end, capture);
+                        record_updates(&mut logs, &mut sink, &call.args, &mut end, capture);
                         if flush_at.is_some_and(|t| t <= Instant::now()) {
                             flush(&mut logs, job.build.id).await;
                         }
@@ -141,76 +144,27 @@ pub async fn run_command(
         }
     }
     // Before the step is recorded as finished: a finished step's logs are complete.
-    redacting.finish(&mut logs, job.build.id);
-    flush(&mut logs, job.build.id).await;
+    end.truncated = sink.finish(&mut logs);
+    let flushed = logs.flush(true).await;
+    end.store_failure = match (sink.failure(), flushed) {
+        (Some(why), _) => Some(why.to_owned()),
+        (None, Err(e)) => Some(format!("the master cannot record the log: {e}")),
+        (None, Ok(())) => None,
+    };
     conn.unexport(cmd_ref).await;
     end
 }
 
 async fn flush(logs: &mut LogWriter, build_id: i64) {
-    if let Err(e) = logs.flush().await {
+    if let Err(e) = logs.flush(false).await {
         warn!(build = build_id, "cannot record logs: {e}");
-    }
-}
-
-/// Log output on its way to the store, with the master's secrets hidden (a secret
-/// cut between two updates too).
-struct Redacting {
-    secrets: std::sync::Arc<Secrets>,
-    streams: HashMap<(String, Channel), RedactStream>,
-}
-
-impl Redacting {
-    fn new(secrets: std::sync::Arc<Secrets>) -> Redacting {
-        Redacting {
-            secrets,
-            streams: HashMap::new(),
-        }
-    }
-
-    fn append(
-        &mut self,
-        logs: &mut LogWriter,
-        build_id: i64,
-        log: &str,
-        channel: Channel,
-        data: &[u8],
-    ) {
-        let ready = if self.secrets.is_empty() {
-            std::borrow::Cow::Borrowed(data)
-        } else {
-            let key = (log.to_owned(), channel);
-            self.streams
-                .entry(key)
-                .or_default()
-                .push(&self.secrets, data)
-        };
-        if ready.is_empty() {
-            return;
-        }
-        if let Err(e) = logs.append(log, channel, &ready) {
-            warn!(build = build_id, "cannot store log: {e}");
-        }
-    }
-
-    /// Writes what each stream still holds back: the command has ended.
-    fn finish(&mut self, logs: &mut LogWriter, build_id: i64) {
-        for ((log, channel), mut stream) in std::mem::take(&mut self.streams) {
-            let rest = stream.finish(&self.secrets);
-            if !rest.is_empty() {
-                if let Err(e) = logs.append(&log, channel, &rest) {
-                    warn!(build = build_id, "cannot store log: {e}");
-                }
-            }
-        }
     }
 }
 
 /// Stores the contents of one `update([[{key: value}, n], ...])` call.
 fn record_updates(
     logs: &mut LogWriter,
-    redacting: &mut Redacting,
-    build_id: i64,
+    sink: &mut LogSink,
     args: &[Value],
     end: &mut CommandEnd,
     capture: bool,
@@ -227,9 +181,8 @@ fn record_updates(
                 continue;
             };
             let bytes = value.as_bytes();
-            let mut append = |log: &str, channel: Channel, data: &[u8]| {
-                redacting.append(logs, build_id, log, channel, data)
-            };
+            let mut append =
+                |log: &str, channel: Channel, data: &[u8]| sink.append(logs, log, channel, data);
             match (key.as_ref(), bytes) {
                 ("stdout", Some(b)) => {
                     append("stdio", Channel::Stdout, b);

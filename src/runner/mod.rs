@@ -4,6 +4,7 @@ mod build;
 mod command;
 mod fs;
 mod git;
+mod logsink;
 mod objects;
 mod properties;
 mod root;

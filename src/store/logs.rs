@@ -84,23 +84,35 @@ impl Store {
             out
         };
         // The file is read without holding the database.
-        let mut file = None;
+        let mut file: Option<Option<File>> = None;
         let mut chunks = Vec::with_capacity(rows.len());
         for (seq, channel, inline, offset, len) in rows {
-            let data = match (offset, len) {
-                (Some(offset), Some(len)) => {
-                    if file.is_none() {
-                        file = Some(File::open(self.log_file(build_id))?);
-                    }
-                    let mut data = vec![0; usize::try_from(len).unwrap_or(0)];
-                    if let Some(f) = &file {
-                        f.read_exact_at(&mut data, offset.max(0) as u64)?;
-                    }
-                    data
-                }
-                _ => inline,
+            let (Some(offset), Some(len)) = (offset, len) else {
+                chunks.push(LogChunk {
+                    seq,
+                    channel,
+                    data: inline,
+                });
+                continue;
             };
+            let f = file.get_or_insert_with(|| File::open(self.log_file(build_id)).ok());
+            let len = u64::try_from(len).unwrap_or(0);
+            let data = match f {
+                Some(f) => read_piece(f, offset.max(0) as u64, len)?,
+                None => Vec::new(),
+            };
+            let lost = len - data.len() as u64;
             chunks.push(LogChunk { seq, channel, data });
+            if lost > 0 {
+                // A crash can leave an index row past what reached the disk: what
+                // is there is served, and the gap is named.
+                let note = format!("\n[pbmaster: {lost} bytes of this log were lost]\n");
+                chunks.push(LogChunk {
+                    seq,
+                    channel: Channel::Header,
+                    data: note.into_bytes(),
+                });
+            }
         }
         Ok(chunks)
     }
@@ -114,6 +126,22 @@ impl Store {
         let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Up to `len` bytes at `offset`: fewer if the file ends first.
+fn read_piece(file: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = vec![0; usize::try_from(len).unwrap_or(0)];
+    let mut got = 0;
+    while got < data.len() {
+        match file.read_at(&mut data[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(got);
+    Ok(data)
 }
 
 impl LogWriter {
@@ -181,16 +209,26 @@ impl LogWriter {
 
     /// Records the pending pieces, in one transaction, on a blocking thread. Pieces
     /// that could not be recorded stay pending for the next try.
-    pub async fn flush(&mut self) -> StoreResult<()> {
+    /// With `durable`, the file's bytes reach the disk before their rows commit (a
+    /// command's last flush, before its step is recorded finished).
+    pub async fn flush(&mut self, durable: bool) -> StoreResult<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let file = match (&self.file, durable) {
+            (Some((f, _)), true) => Some(f.try_clone()?),
+            _ => None,
+        };
         let pending = std::mem::take(&mut self.pending);
         let (build, step) = (self.build_id, self.step);
         let (pending, recorded) = self
             .store
             .off_thread(move |st| {
-                let recorded = st.insert_pieces(build, step, &pending);
+                let synced = file.map_or(Ok(()), |f| f.sync_data());
+                let recorded = match synced {
+                    Ok(()) => st.insert_pieces(build, step, &pending),
+                    Err(e) => Err(e.into()),
+                };
                 Ok((pending, recorded))
             })
             .await?;
@@ -402,6 +440,38 @@ mod tests {
                 (Channel::Stderr, vec![0, 0xff, b'\n']),
                 (Channel::Stdout, b"new\n".to_vec())
             ]
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn rows_past_the_end_of_a_cut_file_serve_what_is_there_and_say_so() {
+        let (store, dir) = temp();
+        let mut w = LogWriter::new(&store, 9, 1);
+        w.append("stdio", Channel::Stdout, b"kept bytes|")
+            .expect("write");
+        w.flush_here().expect("flush");
+        w.append("stdio", Channel::Stderr, b"lost bytes")
+            .expect("write");
+        w.flush_here().expect("flush");
+        drop(w);
+        store.sync().expect("sync");
+        // As after a power loss: the index survived, the file's tail did not.
+        let file = store.log_file(9);
+        let f = OpenOptions::new().write(true).open(&file).expect("open");
+        f.set_len(15).expect("cut");
+        let got = read_all(&store, 9, 1, "stdio");
+        assert_eq!(got[0], (Channel::Stdout, b"kept bytes|".to_vec()));
+        assert_eq!(got[1], (Channel::Stderr, b"lost".to_vec()));
+        let (channel, note) = &got[2];
+        assert_eq!(*channel, Channel::Header);
+        assert!(String::from_utf8_lossy(note).contains("6 bytes of this log were lost"));
+        std::fs::remove_file(&file).expect("remove");
+        let got = read_all(&store, 9, 1, "stdio");
+        assert_eq!(
+            got.len(),
+            4,
+            "a missing file loses everything, said per row: {got:?}"
         );
         std::fs::remove_dir_all(dir).ok();
     }

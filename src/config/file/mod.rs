@@ -41,6 +41,19 @@ pub struct FileTable {
     pub api_tokens: Vec<ApiTokenTable>,
     /// `[secrets]`: where `%(secret:NAME)s` values come from.
     pub secrets: Option<SecretsTable>,
+    /// `[limits]`: log, upload, time and disk bounds.
+    pub limits: Option<LimitsTable>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsTable {
+    pub log_max_size: Option<Spanned<u64>>,
+    pub log_tail_size: Option<Spanned<u64>>,
+    pub upload_max_size: Option<Spanned<u64>>,
+    pub max_time: Option<Spanned<u64>>,
+    pub min_free_disk: Option<Spanned<u64>>,
 }
 
 /// `[secrets]`.
