@@ -414,3 +414,107 @@ fn check_warns_and_start_needs_every_token() {
         text(&check)
     );
 }
+
+/// `pbmaster hash-password`'s output for `password`.
+fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pbmaster");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{password}").expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("hash-password");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn browser_sessions_need_the_password_the_cookie_and_the_csrf_token() {
+    let hash = hash_password("ann's long password");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let users = format!(
+        "\n[[api_user]]\nname = \"ann\"\nroles = [\"force\"]\npassword_hash = \"{hash}\"\n"
+    );
+    let master = start("auth-sessions", &users);
+    let login = |user: &str, password: &str| {
+        let body = json!({"user": user, "password": password}).to_string();
+        request(&master.api, "POST", "/api/login", &[JSON], body.as_bytes())
+    };
+    for (user, password) in [("ann", "wrong"), ("nobody", "ann's long password")] {
+        let refused = login(user, password);
+        assert_eq!(refused.status, 401, "{refused:?}");
+        assert!(refused.header("set-cookie").is_none());
+    }
+    let form = request(
+        &master.api,
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"user=ann&password=x",
+    );
+    assert_eq!(form.status, 415, "a cross-site form cannot log in");
+
+    let ok = login("ann", "ann's long password");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let cookie = ok.header("set-cookie").expect("a cookie").to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().expect("name=value").to_owned();
+    let csrf = ok.body["csrf_token"].as_str().expect("csrf").to_owned();
+    assert_eq!(ok.body["roles"], json!(["force"]));
+
+    let with = |headers: &[(&str, &str)]| force(&master, headers, "{}").status;
+    assert_eq!(with(&[JSON, ("Cookie", &session)]), 403, "no CSRF token");
+    assert_eq!(
+        with(&[JSON, ("Cookie", &session), ("X-CSRF-Token", "guess")]),
+        403
+    );
+    assert_eq!(
+        with(&[JSON, ("Cookie", &session), ("X-CSRF-Token", &csrf)]),
+        200,
+        "the session's own page"
+    );
+    assert_eq!(
+        with(&[JSON, ("X-CSRF-Token", &csrf)]),
+        401,
+        "the token alone is no credential"
+    );
+    let stop = request(
+        &master.api,
+        "POST",
+        "/api/builds/1/stop",
+        &[JSON, ("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        b"{}",
+    );
+    assert_eq!(stop.status, 403, "ann has no stop role: {stop:?}");
+    let who = request(
+        &master.api,
+        "GET",
+        "/api/session",
+        &[("Cookie", &session)],
+        b"",
+    );
+    assert_eq!(who.body["user"], "ann", "{who:?}");
+    assert_eq!(who.body["csrf_token"], csrf.as_str());
+
+    let out = request(
+        &master.api,
+        "POST",
+        "/api/logout",
+        &[JSON, ("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        b"{}",
+    );
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(
+        with(&[JSON, ("Cookie", &session), ("X-CSRF-Token", &csrf)]),
+        401,
+        "logged out"
+    );
+    assert_eq!(requests(&master), 1);
+    assert!(!master.log().contains("ann's long password"));
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod changes;
 mod logs;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/buildrequests", get(requests))
         .route("/api/buildrequests/{id}", get(request))
         .merge(changes::routes())
+        .merge(session::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,

@@ -31,6 +31,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Read a password (one line) from standard input and print its Argon2id hash,
+    /// for an `[[api_user]]`'s `password_hash`.
+    HashPassword,
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Inspect and produce raw PB byte streams.
@@ -77,6 +80,17 @@ impl Cli {
                     Ok(ExitCode::FAILURE)
                 }
             },
+            Command::HashPassword => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let password = line.trim_end_matches(['\n', '\r']);
+                if password.len() < 12 {
+                    eprintln!("a password of at least 12 characters, please");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("{}", crate::config::hash_password(password)?);
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Client(c) => c.run(),
             Command::Wire(w) => w.run().map(|()| ExitCode::SUCCESS),
         }

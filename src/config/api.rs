@@ -4,8 +4,9 @@
 //! files are read (and hashed) when the master starts.
 
 use super::error::{ConfigError, Problems};
-use super::file::{ApiTable, ApiTokenTable};
+use super::file::{ApiTable, ApiTokenTable, ApiUserTable};
 use super::master::MasterConfig;
+use super::users::{users, ApiUser};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt;
@@ -51,7 +52,7 @@ impl Role {
         }
     }
 
-    fn parse(name: &str) -> Option<Role> {
+    pub(super) fn parse(name: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.name() == name)
     }
 
@@ -165,6 +166,10 @@ pub struct ApiConfig {
     /// the API's own.
     pub origins: Vec<String>,
     pub tokens: Vec<ApiToken>,
+    /// `[[api_user]]`: browser logins.
+    pub users: Vec<ApiUser>,
+    /// Session cookies carry `Secure` (the API is reached over HTTPS).
+    pub secure_cookie: bool,
     /// What `pbmaster check` and the log at start warn about: settings that work but
     /// expose the API or its tokens.
     pub warnings: Vec<ConfigError>,
@@ -174,6 +179,7 @@ pub struct ApiConfig {
 pub(super) fn api(
     table: Option<&ApiTable>,
     tokens: &[ApiTokenTable],
+    user_tables: &[ApiUserTable],
     master: &MasterConfig,
     problems: &mut Problems,
 ) -> ApiConfig {
@@ -237,6 +243,8 @@ pub(super) fn api(
         hosts,
         origins,
         tokens: list,
+        users: users(user_tables, problems),
+        secure_cookie: table.and_then(|t| t.secure_cookie).unwrap_or(false),
         warnings,
     }
 }

@@ -133,7 +133,13 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .as_ref()
         .map(|h| hooks(h, problems))
         .unwrap_or_default();
-    let api = api(file.api.as_ref(), &file.api_tokens, &master, problems);
+    let api = api(
+        file.api.as_ref(),
+        &file.api_tokens,
+        &file.api_users,
+        &master,
+        problems,
+    );
     let secrets = secrets(file.secrets.as_ref(), problems);
     let limits = limits(file.limits.as_ref(), problems);
     let mut builders: Vec<_> = builders.into_iter().collect::<Option<_>>()?;

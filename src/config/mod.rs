@@ -19,6 +19,7 @@ mod properties;
 mod schedulers;
 mod secrets;
 mod steps;
+mod users;
 mod workers;
 
 pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
@@ -32,6 +33,7 @@ pub use master::MasterConfig;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;
+pub use users::{hash_password, verify_password};
 pub use workers::WorkerConfig;
 
 /// The whole configuration, checked.

@@ -16,3 +16,4 @@ pub(crate) use handle::Request;
 pub use handle::{CallError, ConnHandle, ObjectCall};
 pub use pbwire::pb::failures::{no_such_method, pb_error, unauthorized};
 pub use task::{serve, Auth, ConnConfig, ConnEvent, LocalObject, Role};
+pub(crate) use throttle::printable;

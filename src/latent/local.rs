@@ -82,9 +82,12 @@ impl Driver for LocalDriver {
                 .open(&script)
                 .await
                 .map_err(|e| fail("cannot write to", e))?;
+            // Flushed before the script runs: a tokio file finishes its writes in the
+            // background, and `sh` would read a script cut short.
             file.write_all(spec.user_data.as_bytes())
                 .await
                 .map_err(|e| fail("cannot write to", e))?;
+            file.flush().await.map_err(|e| fail("cannot write to", e))?;
             drop(file);
             let log = std::fs::File::create(dir.join("boot.log"))
                 .map_err(|e| fail("cannot create a log in", e))?;

@@ -1,18 +1,21 @@
 //! Who may use the API. Every request but the webhooks (verified by their own
 //! secrets) passes [`guard`]: its `Host` must be the API's own; a write must come from
-//! no other browser origin, carry `Authorization: Bearer TOKEN` with the role the
-//! route needs, and be JSON; a read needs the `read` role unless `[api] public_read`
-//! opens it to this client. Wrong tokens are throttled per client address.
+//! no other browser origin, carry a credential with the role the route needs, and be
+//! JSON; a read needs the `read` role unless `[api] public_read` opens it to this
+//! client. A credential is `Authorization: Bearer TOKEN`, or a browser session's
+//! cookie (see [`sessions`]), whose writes must also send the session's
+//! `X-CSRF-Token`. Wrong tokens and passwords are throttled per client address.
 //!
 //! | refused because | status |
 //! |---|---|
 //! | `Host` not the API's, or a write from another origin | 403 |
 //! | no credential, or a wrong one | 401 |
-//! | the token lacks the role | 403 |
+//! | the token or user lacks the role, or a session's write lacks its CSRF token | 403 |
 //! | too many wrong tokens from this address | 429 |
 //! | a write whose body is not declared JSON | 415 |
 
 mod browser;
+pub mod sessions;
 mod throttle;
 mod tokens;
 
@@ -22,6 +25,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sessions::Sessions;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use throttle::Throttle;
@@ -45,8 +49,9 @@ impl
 #[derive(Debug)]
 pub struct Guard {
     tokens: Tokens,
-    api: ApiConfig,
-    throttle: Throttle,
+    pub(super) api: ApiConfig,
+    pub(super) throttle: Throttle,
+    pub(super) sessions: Sessions,
 }
 
 impl Guard {
@@ -57,6 +62,7 @@ impl Guard {
             tokens: Tokens::from_config(api)?,
             api: api.clone(),
             throttle: Throttle::default(),
+            sessions: Sessions::default(),
         })
     }
 }
@@ -77,6 +83,11 @@ impl Caller {
 enum Need {
     Read,
     Write(Role),
+    /// Logging in: a JSON post from the API's own origin, with no credential yet.
+    Login,
+    /// Any valid credential (the session's own routes); a cookie's post needs its
+    /// CSRF token.
+    Credential,
 }
 
 /// The need of a route (its pattern, as matched); `None` for webhooks. A write no
@@ -84,6 +95,11 @@ enum Need {
 fn need(method: &Method, route: &str) -> Option<Need> {
     if route.starts_with("/api/hooks/") {
         return None;
+    }
+    match (method, route) {
+        (&Method::POST, "/api/login") => return Some(Need::Login),
+        (_, "/api/logout" | "/api/session") => return Some(Need::Credential),
+        _ => {}
     }
     if method == Method::GET || method == Method::HEAD {
         return Some(Need::Read);
@@ -153,7 +169,14 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
         .extensions()
         .get::<ConnectInfo<ClientAddr>>()
         .map(|c| c.0 .0.ip());
-    match admit(&s.guard, req.headers(), need, ip, Instant::now()) {
+    match admit(
+        &s.guard,
+        req.headers(),
+        need,
+        req.method(),
+        ip,
+        Instant::now(),
+    ) {
         Ok((who, roles)) => {
             req.extensions_mut().insert(Caller(roles));
             if let (Need::Write(_), Some(name)) = (need, who) {
@@ -202,18 +225,29 @@ fn admit(
     guard: &Guard,
     headers: &HeaderMap,
     need: Need,
+    method: &Method,
     ip: Option<IpAddr>,
     now: Instant,
 ) -> Result<(Option<String>, Option<Roles>), Refusal> {
     let forbidden = StatusCode::FORBIDDEN;
+    let writes = method != Method::GET && method != Method::HEAD;
     if !browser::host_ok(headers, &guard.api) {
         return Err((forbidden, "the Host header does not name this API"));
     }
-    if matches!(need, Need::Write(_)) && !browser::origin_ok(headers, &guard.api) {
+    if writes && !browser::origin_ok(headers, &guard.api) {
         return Err((forbidden, "writes from another origin are refused"));
     }
+    if need == Need::Login {
+        return match browser::is_json(headers) {
+            true => Ok((None, None)),
+            false => Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "writes need Content-Type: application/json",
+            )),
+        };
+    }
     let token = match credential(headers) {
-        Credential::None => None,
+        Credential::None => session(guard, headers, writes, now)?,
         Credential::Unusable => {
             return Err((
                 StatusCode::UNAUTHORIZED,
@@ -224,6 +258,11 @@ fn admit(
     };
     let roles = token.as_ref().map(|(_, roles)| *roles);
     match need {
+        Need::Login => {}
+        Need::Credential if token.is_none() => {
+            return Err((StatusCode::UNAUTHORIZED, "no session: log in first"))
+        }
+        Need::Credential => {}
         Need::Read if public_to(&guard.api, ip) => {}
         Need::Read => require(roles, Role::Read)?,
         Need::Write(role) => {
@@ -237,6 +276,37 @@ fn admit(
         }
     }
     Ok((token.map(|(name, _)| name), roles))
+}
+
+/// The user and roles of the session a cookie names, if any. A write with a session
+/// must carry its CSRF token: another site's form can send the cookie, not that.
+fn session(
+    guard: &Guard,
+    headers: &HeaderMap,
+    writes: bool,
+    now: Instant,
+) -> Result<Option<(String, Roles)>, Refusal> {
+    let id = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(sessions::cookie_id);
+    let Some(session) = id.and_then(|id| guard.sessions.find(id, now)) else {
+        return Ok(None);
+    };
+    if writes {
+        let sent = headers
+            .get("x-csrf-token")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !tokens::same_bytes(sent, session.csrf.as_bytes()) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "a write with a session needs its X-CSRF-Token",
+            ));
+        }
+    }
+    Ok(Some((format!("user {}", session.user), session.roles)))
 }
 
 /// The presented token's name and roles; a wrong one counts against the client.

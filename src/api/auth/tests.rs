@@ -36,7 +36,7 @@ const REMOTE: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2
 const FORCE: Need = Need::Write(Role::Force);
 
 fn status(g: &Guard, h: &HeaderMap, need: Need, ip: Option<IpAddr>) -> u16 {
-    match admit(g, h, need, ip, Instant::now()) {
+    match admit_as(g, h, need, ip, Instant::now()) {
         Ok(_) => 200,
         Err((s, _)) => s.as_u16(),
     }
@@ -101,7 +101,7 @@ fn writes_need_a_token_with_the_role() {
     }
     let basic = headers(None, &[("authorization", "Basic Y2k6eA==")]);
     assert_eq!(status(&g, &basic, FORCE, LOOPBACK), 401);
-    let ok = admit(&g, &headers(Some(CI), &[]), FORCE, LOOPBACK, Instant::now());
+    let ok = admit_as(&g, &headers(Some(CI), &[]), FORCE, LOOPBACK, Instant::now());
     assert_eq!(ok.map(|(name, _)| name), Ok(Some("ci".to_owned())));
 }
 
@@ -187,17 +187,32 @@ fn throttles_wrong_tokens_even_the_right_one_after() {
         statuses.push(status(&g, &wrong, FORCE, REMOTE));
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
-    let right = admit(&g, &headers(Some(CI), &[]), FORCE, REMOTE, now);
+    let right = admit_as(&g, &headers(Some(CI), &[]), FORCE, REMOTE, now);
     assert_eq!(right.map_err(|e| e.0.as_u16()), Err(429));
-    let loopback = admit(&g, &headers(Some(CI), &[]), FORCE, LOOPBACK, now);
+    let loopback = admit_as(&g, &headers(Some(CI), &[]), FORCE, LOOPBACK, now);
     assert!(loopback.is_ok(), "other addresses are not held");
     let other = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 8)));
     for _ in 0..20 {
-        let missing = admit(&g, &headers(None, &[]), FORCE, other, now);
+        let missing = admit_as(&g, &headers(None, &[]), FORCE, other, now);
         assert_eq!(missing.map_err(|e| e.0.as_u16()), Err(401));
     }
     assert!(
-        admit(&g, &headers(Some(CI), &[]), FORCE, other, now).is_ok(),
+        admit_as(&g, &headers(Some(CI), &[]), FORCE, other, now).is_ok(),
         "no token is no guess"
     );
+}
+
+/// [`admit`] with the method a route of that need is called with.
+fn admit_as(
+    guard: &Guard,
+    headers: &HeaderMap,
+    need: Need,
+    ip: Option<IpAddr>,
+    now: Instant,
+) -> Result<(Option<String>, Option<Roles>), Refusal> {
+    let method = match need {
+        Need::Read => Method::GET,
+        _ => Method::POST,
+    };
+    admit(guard, headers, need, &method, ip, now)
 }

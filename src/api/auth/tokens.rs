@@ -65,6 +65,12 @@ impl Tokens {
 }
 
 /// Equality that takes as long whatever the first differing byte.
+/// Two byte strings compared in time that depends on their lengths only (both are
+/// hashed first, so neither length nor content leaks through timing).
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    same(&token_digest(a), &token_digest(b))
+}
+
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a
         .iter()

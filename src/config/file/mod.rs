@@ -39,6 +39,9 @@ pub struct FileTable {
     /// `[[api_token]]`: the credentials writes (and closed reads) need.
     #[serde(default, rename = "api_token")]
     pub api_tokens: Vec<ApiTokenTable>,
+    /// `[[api_user]]`: who may log in to the API with a password.
+    #[serde(default, rename = "api_user")]
+    pub api_users: Vec<ApiUserTable>,
     /// `[secrets]`: where `%(secret:NAME)s` values come from.
     pub secrets: Option<SecretsTable>,
     /// `[limits]`: log, upload, time and disk bounds.
@@ -54,6 +57,15 @@ pub struct LimitsTable {
     pub upload_max_size: Option<Spanned<u64>>,
     pub max_time: Option<Spanned<u64>>,
     pub min_free_disk: Option<Spanned<u64>>,
+}
+
+/// `[[api_user]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUserTable {
+    pub name: Spanned<String>,
+    pub roles: Spanned<Vec<Spanned<String>>>,
+    pub password_hash: Spanned<String>,
 }
 
 /// `[secrets]`.
@@ -72,6 +84,8 @@ pub struct SecretsTable {
 #[serde(deny_unknown_fields)]
 pub struct ApiTable {
     pub public_read: Option<Spanned<String>>,
+    /// Session cookies only over HTTPS (behind a TLS proxy).
+    pub secure_cookie: Option<bool>,
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
     #[serde(default)]
