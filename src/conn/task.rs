@@ -179,6 +179,11 @@ async fn run<S: PbStream>(
                     quick_ack(stream.tcp());
                     endpoint.broker.handle_received(Instant::now().into_std());
                 }
+                // A TLS peer that closes without close_notify: to PB, whose messages
+                // carry their own length, an end like any other.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    endpoint.broker.handle_eof();
+                }
                 Err(e) => return format!("read failed: {e}"),
             },
             request = requests.recv() => match request {
