@@ -2,7 +2,8 @@
 # Runs every test on a fresh machine, installing what the tests need first:
 #   1. the real peers in venvs under .peers/: Twisted (Python 3 and 2) and the four
 #      worker generations (buildbot-worker 4.3.0, 2.10.5, 0.9.15.post1, buildbot-slave
-#      0.8.14.post1), the buildbot 4.3.0 master package, whose `buildbot sendchange`
+#      0.8.14.post1), 4.3.0 again with Twisted's TLS extra for PB over TLS, the
+#      buildbot 4.3.0 master package, whose `buildbot sendchange`
 #      the change tests use, and moto 5.2.5, the EC2-compatible API server the ec2
 #      driver's tests start on loopback;
 #   2. cargo test for the whole workspace, all features (so the ec2 driver too): unit,
@@ -22,8 +23,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing peers"
 scripts/install-peers.sh twisted-py3 twisted-py2 \
-  buildbot-worker-4 buildbot-worker-2 buildbot-worker-0.9 buildslave-py2 \
-  buildbot-master moto
+  buildbot-worker-4 buildbot-worker-4-tls buildbot-worker-2 buildbot-worker-0.9 \
+  buildslave-py2 buildbot-master moto
 
 step "cargo test"
 cargo test --workspace --all-features --locked

@@ -5,8 +5,9 @@
 //! # Layout
 //!
 //! - `conn`: one task per PB connection (negotiation, object table, login, calls).
-//! - `server`: the PB listener with its admission limit; `accept`: accepting on
-//!   either listener, backing off when it fails; `nofile`: the open-file limit.
+//! - `server`: the PB listener with its admission limit; `tls`: its optional TLS;
+//!   `accept`: accepting on either listener, backing off when it fails; `nofile`: the
+//!   open-file limit.
 //! - `worker`: buildbot's worker RPCs, typed; the attach handshake per generation.
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
 //! - `runner`: runs a build's steps as remote commands.
@@ -39,4 +40,5 @@ mod secrets;
 mod server;
 mod store;
 pub mod testing;
+mod tls;
 mod worker;

@@ -9,8 +9,9 @@ use crate::latent::credentials::Credentials;
 use crate::master::{BuildSettings, ConfigAuth, Coordinator, Master, Msg};
 use crate::nofile;
 use crate::secrets::Secrets;
-use crate::server;
+use crate::server::{self, PbListener};
 use crate::store::Store;
+use crate::tls;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     let credentials = Arc::new(Credentials::default());
     let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
     let api_guard = Arc::new(api::Guard::from_config(&config.api)?);
+    let pb_tls = config
+        .master
+        .pb_tls
+        .as_ref()
+        .map(tls::acceptor)
+        .transpose()?;
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
     let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;
@@ -63,6 +70,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", config.master.http_listen))?;
     info!(
         pb = %pb.local_addr().map_err(|e| e.to_string())?,
+        pb_tls = pb_tls.is_some(),
         http = %http.local_addr().map_err(|e| e.to_string())?,
         "listening"
     );
@@ -91,9 +99,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         login_timeout: Duration::from_secs(config.master.login_timeout.max(1)),
         ..ConnConfig::default()
     });
+    let pb = PbListener {
+        tcp: pb,
+        max_connections: config.master.max_connections,
+        tls: pb_tls,
+    };
     tasks.spawn(server::serve(
         pb,
-        config.master.max_connections,
         conn_config,
         auth,
         tx.clone(),

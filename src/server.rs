@@ -1,15 +1,18 @@
-//! The PB listener: admission limit, one task per connection; and how the master's
-//! listening sockets are opened.
+//! The PB listener: admission limit, optional TLS, one task per connection; and how
+//! the master's listening sockets are opened.
 
 use crate::accept::{accept, AcceptBackoff};
-use crate::conn::{self, Auth, ConnConfig};
+use crate::conn::{self, Accepted, Auth, ConnConfig};
 use crate::master::Msg;
+use crate::tls;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -45,19 +48,43 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// The PB port.
+pub struct PbListener {
+    pub tcp: TcpListener,
+    /// Connections admitted at once.
+    pub max_connections: usize,
+    /// Every connection starts with a TLS handshake; plain PB without it.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for PbListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PbListener")
+            .field("tcp", &self.tcp)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
 /// Accepts connections until `shutdown` fires, which also closes every connection;
 /// they all run on `tasks`. A permit is taken before `accept`, so
 /// past `max_connections` new peers wait in the kernel's backlog instead of costing
-/// memory here. A failing accept (out of descriptors) backs off rather than spins.
+/// memory here; a TLS handshake runs under that permit and within the login deadline.
+/// A failing accept (out of descriptors) backs off rather than spins.
 pub async fn serve(
-    listener: TcpListener,
-    max_connections: usize,
+    listener: PbListener,
     config: Arc<ConnConfig>,
     auth: Arc<dyn Auth>,
     master: mpsc::Sender<Msg>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let PbListener {
+        tcp: listener,
+        max_connections,
+        tls,
+    } = listener;
     let permits = Arc::new(Semaphore::new(max_connections));
     let ids = AtomicU64::new(1);
     let mut backoff = AcceptBackoff::default();
@@ -80,11 +107,37 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         debug!(peer = %peer, "connection accepted");
+        let at = Instant::now();
+        // Set before any TLS handshake, whose small messages it speeds up too.
+        let _ = stream.set_nodelay(true);
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let (config, auth, events) = (config.clone(), auth.clone(), events_tx.clone());
-        let stop = shutdown.clone();
+        let (stop, tls) = (shutdown.clone(), tls.clone());
         tasks.spawn(async move {
-            conn::serve(stream, peer, id, config, auth, events, stop).await;
+            match tls {
+                None => {
+                    let accepted = Accepted {
+                        stream,
+                        peer,
+                        id,
+                        at,
+                    };
+                    conn::serve(accepted, config, auth, events, stop).await;
+                }
+                Some(tls) => {
+                    let deadline = at + config.login_timeout;
+                    if let Some(stream) = tls::handshake(&tls, stream, peer, deadline, &stop).await
+                    {
+                        let accepted = Accepted {
+                            stream,
+                            peer,
+                            id,
+                            at,
+                        };
+                        conn::serve(accepted, config, auth, events, stop).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }

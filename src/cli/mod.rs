@@ -65,6 +65,14 @@ impl Cli {
                             );
                         }
                     }
+                    if let Some(tls) = &c.master.pb_tls {
+                        if let Err(e) = crate::tls::acceptor(tls) {
+                            eprintln!(
+                                "{}: warning: {e} (the master does not start without it)",
+                                config.display()
+                            );
+                        }
+                    }
                     println!(
                         "{}: ok ({} workers, {} builders)",
                         config.display(),

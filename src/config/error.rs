@@ -52,6 +52,11 @@ impl<'t> Problems<'t> {
         }
     }
 
+    /// The 1-based line and column of a byte offset of the text.
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        position(self.text, offset)
+    }
+
     /// The config if nothing was wrong, else every problem. A part that could not be
     /// made (`None`) has always recorded why.
     pub fn finish<T>(mut self, made: Option<T>) -> Result<T, Vec<ConfigError>> {

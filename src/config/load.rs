@@ -43,6 +43,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         }
     };
     absolute(&mut config.master.data_dir);
+    if let Some(tls) = &mut config.master.pb_tls {
+        tls.resolve_paths(base);
+    }
     for p in &mut config.latent_pools {
         if let LatentDriver::Local { venv: Some(v), .. } = &mut p.driver {
             absolute(v);
@@ -231,6 +234,42 @@ builders = ["b1"]
         assert_eq!(errors[0].location.map(|l| l.0), Some(2));
         let errors = parse(&GOOD.replace("command", "comand")).unwrap_err();
         assert!(errors[0].message.contains("comand"), "{errors:?}");
+    }
+
+    #[test]
+    fn pb_tls_is_off_by_default_and_its_files_are_relative_to_the_config() {
+        assert_eq!(parse(GOOD).unwrap().master.pb_tls, None);
+        let text = GOOD.replace(
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\npb_tls = { cert_file = \"tls/cert.pem\", key_file = \"/etc/k.pem\" }",
+        );
+        let mut c = parse(&text).unwrap();
+        resolve_paths(&mut c, Path::new("/srv/ci"));
+        let tls = c.master.pb_tls.expect("pb_tls");
+        assert_eq!(tls.cert_file, Path::new("/srv/ci/tls/cert.pem"));
+        assert_eq!(tls.key_file, Path::new("/etc/k.pem"));
+        assert_eq!(tls.line, 4);
+    }
+
+    #[test]
+    fn a_bad_pb_tls_setting_is_reported_with_its_line() {
+        let with = |setting: &str| {
+            parse(&GOOD.replace(
+                "data_dir = \"data\"",
+                &format!("data_dir = \"data\"\npb_tls = {setting}"),
+            ))
+            .unwrap_err()
+        };
+        let e = with("{ cert_file = \"c.pem\" }");
+        assert_eq!(e[0].location.map(|l| l.0), Some(4), "{e:?}");
+        assert!(e[0].message.contains("key_file"), "{e:?}");
+        let e = with("{ cert_file = \"c.pem\", key_file = \"k.pem\", ca = \"x\" }");
+        assert_eq!(e[0].location.map(|l| l.0), Some(4), "{e:?}");
+        let e = with("{ cert_file = \"\", key_file = \"k.pem\" }");
+        assert_eq!(e[0].location, Some((4, 24)), "{e:?}");
+        assert!(e[0].message.contains("pb_tls.cert_file is empty"), "{e:?}");
+        let e = with("true");
+        assert_eq!(e[0].location.map(|l| l.0), Some(4), "{e:?}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `[master]`: where the master listens, where it keeps its data, connection timings.
 
 use super::error::Problems;
-use super::file::MasterTable;
-use std::path::PathBuf;
+use super::file::{MasterTable, PbTlsTable};
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// `[master]`.
@@ -25,6 +25,29 @@ pub struct MasterConfig {
     pub shutdown_grace: u64,
     /// Seconds a connection may stay without a login attempt.
     pub login_timeout: u64,
+    /// TLS on the PB port; `None` is plain TCP.
+    pub pb_tls: Option<PbTls>,
+}
+
+/// `[master] pb_tls`: the files are read at start (see `crate::tls`), so a check on
+/// another machine does not need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The line of the setting, for errors found when the files are read.
+    pub line: usize,
+}
+
+impl PbTls {
+    /// Makes relative files relative to `base` (the config file's folder).
+    pub(super) fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.cert_file, &mut self.key_file] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
 }
 
 /// `[master]` with its defaults.
@@ -48,6 +71,21 @@ pub(super) fn master(t: &MasterTable, problems: &mut Problems) -> MasterConfig {
         keepalive_timeout: t.keepalive_timeout,
         shutdown_grace: t.shutdown_grace,
         login_timeout: t.login_timeout,
+        pb_tls: t.pb_tls.as_ref().map(|t| pb_tls(t, problems)),
+    }
+}
+
+fn pb_tls(table: &Spanned<PbTlsTable>, problems: &mut Problems) -> PbTls {
+    let t = table.get_ref();
+    for (key, path) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
+        if path.get_ref().as_os_str().is_empty() {
+            problems.at(path.span(), format!("pb_tls.{key} is empty"));
+        }
+    }
+    PbTls {
+        cert_file: t.cert_file.get_ref().clone(),
+        key_file: t.key_file.get_ref().clone(),
+        line: problems.position(table.span().start).0,
     }
 }
 

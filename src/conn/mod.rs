@@ -9,11 +9,12 @@
 
 mod endpoint;
 mod handle;
+mod stream;
 mod task;
 mod throttle;
 
 pub(crate) use handle::Request;
 pub use handle::{CallError, ConnHandle, ObjectCall};
 pub use pbwire::pb::failures::{no_such_method, pb_error, unauthorized};
-pub use task::{serve, Auth, ConnConfig, ConnEvent, LocalObject, Role};
+pub use task::{serve, Accepted, Auth, ConnConfig, ConnEvent, LocalObject, Role};
 pub(crate) use throttle::printable;

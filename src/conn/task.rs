@@ -4,6 +4,7 @@
 
 use super::endpoint::Endpoint;
 use super::handle::ConnHandle;
+use super::stream::PbStream;
 use super::throttle::LoginThrottle;
 use bytes::BytesMut;
 use pbwire::broker::{Broker, BrokerConfig, Event, Keepalive, Side};
@@ -89,21 +90,38 @@ impl ConnConfig {
 /// connections are many. It grows with what arrives.
 const INITIAL_READ_CAPACITY: usize = 1024;
 
+/// A connection as the listener admitted it.
+#[derive(Debug)]
+pub struct Accepted<S> {
+    pub stream: S,
+    pub peer: SocketAddr,
+    pub id: u64,
+    /// When it was accepted: the login deadline counts from here, so time spent in a
+    /// TLS handshake is part of it.
+    pub at: Instant,
+}
+
+/// How long closing may wait to send a TLS close_notify to a peer that reads nothing.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs one connection until it closes.
-pub async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
+pub async fn serve<S: PbStream>(
+    accepted: Accepted<S>,
     config: Arc<ConnConfig>,
     auth: Arc<dyn Auth>,
     events: mpsc::Sender<ConnEvent>,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    let Accepted {
+        mut stream,
+        peer,
+        id,
+        at,
+    } = accepted;
     let (tx, rx) = mpsc::channel(256);
     let handle = ConnHandle { id, peer, tx };
     let entropy = |buf: &mut [u8]| getrandom::fill(buf).is_ok();
-    let mut broker = Broker::new(config.broker(), Instant::now().into_std(), entropy);
+    let mut broker = Broker::new(config.broker(), at.into_std(), entropy);
     broker.receive_buffer().reserve(INITIAL_READ_CAPACITY);
     let throttle = config.throttle.clone();
     let mut endpoint = Endpoint::new(handle, broker, auth, throttle, events);
@@ -116,12 +134,12 @@ pub async fn serve(
     )
     .await;
     info!(peer = %peer, worker = endpoint.login_name().unwrap_or("-"), "connection closed: {reason}");
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
     endpoint.closed(reason).await;
 }
 
-async fn run(
-    stream: &mut TcpStream,
+async fn run<S: PbStream>(
+    stream: &mut S,
     endpoint: &mut Endpoint,
     mut requests: mpsc::Receiver<super::handle::Request>,
     write_timeout: Duration,
@@ -136,7 +154,12 @@ async fn run(
             }
         }
         if let Some(bytes) = endpoint.broker.poll_transmit() {
-            match tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await {
+            // TLS keeps what the socket did not take until a flush.
+            let write = async {
+                stream.write_all(&bytes).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(write_timeout, write).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return format!("write failed: {e}"),
                 Err(_) => return format!("the peer read nothing for {write_timeout:?}"),
@@ -153,8 +176,13 @@ async fn run(
             read = stream.read_buf(buffer) => match read {
                 Ok(0) => endpoint.broker.handle_eof(),
                 Ok(_) => {
-                    quick_ack(stream);
+                    quick_ack(stream.tcp());
                     endpoint.broker.handle_received(Instant::now().into_std());
+                }
+                // A TLS peer that closes without close_notify: to PB, whose messages
+                // carry their own length, an end like any other.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    endpoint.broker.handle_eof();
                 }
                 Err(e) => return format!("read failed: {e}"),
             },

@@ -145,7 +145,17 @@ pub struct WorkerOptions {
     /// More flags for `create-worker` / `create-slave`, e.g. `--allow-shutdown=signal`
     /// or `--umask=0o22`.
     pub extra_create_args: Vec<String>,
+    /// A Twisted client endpoint string (`--connection-string`, 0.9 and later) used
+    /// instead of `master`, e.g. `tls:host=127.0.0.1:port=9989:trustRoots=/ca-dir`;
+    /// it must point at loopback too. `master` is still written to the tac, unused.
+    pub connection_string: Option<String>,
+    /// A venv to run instead of the generation's own, e.g. [`TLS_PEER`].
+    pub venv: Option<PathBuf>,
 }
+
+/// buildbot-worker 4.3.0 with Twisted's `tls` extra (pyOpenSSL, service-identity),
+/// which a `tls:` connection string needs; the plain venv lacks it.
+pub const TLS_PEER: &str = "buildbot-worker-4-tls";
 
 impl WorkerOptions {
     pub fn new(name: &str, password: &str, master: SocketAddr) -> WorkerOptions {
@@ -157,6 +167,8 @@ impl WorkerOptions {
             max_retries: None,
             fast_reconnect: true,
             extra_create_args: Vec::new(),
+            connection_string: None,
+            venv: None,
         }
     }
 }
@@ -210,7 +222,7 @@ impl RunningWorker {
         basedir: &Path,
         opts: &WorkerOptions,
     ) -> io::Result<RunningWorker> {
-        let venv = generation.venv();
+        let venv = opts.venv.clone().unwrap_or_else(|| generation.venv());
         if !opts.master.ip().is_loopback() || !opts.master.is_ipv4() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -219,6 +231,14 @@ impl RunningWorker {
                     opts.master
                 ),
             ));
+        }
+        if let Some(c) = &opts.connection_string {
+            if !c.contains("host=127.0.0.1:") {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("workers are only pointed at host=127.0.0.1, not {c}"),
+                ));
+            }
         }
         if opts.max_retries.is_some() && !generation.supports_max_retries() {
             return Err(io::Error::new(
@@ -425,6 +445,9 @@ fn create(
     }
     if let Some(n) = opts.max_retries {
         cmd.arg(format!("--maxretries={n}"));
+    }
+    if let Some(c) = &opts.connection_string {
+        cmd.arg(format!("--connection-string={c}"));
     }
     cmd.args(&opts.extra_create_args)
         .arg(basedir)

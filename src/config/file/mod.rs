@@ -131,6 +131,18 @@ pub struct MasterTable {
     pub shutdown_grace: u64,
     #[serde(default = "default_login_timeout")]
     pub login_timeout: u64,
+    /// TLS on the PB port; plain TCP without it.
+    pub pb_tls: Option<Spanned<PbTlsTable>>,
+}
+
+/// `[master] pb_tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbTlsTable {
+    /// PEM: the server certificate, then any intermediates.
+    pub cert_file: Spanned<PathBuf>,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Spanned<PathBuf>,
 }
 
 fn default_max_connections() -> usize {
