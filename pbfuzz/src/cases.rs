@@ -451,7 +451,7 @@ fn method_640k(c: &Ctx) -> Payload {
     v.extend(c.bytes("message {id} {target}"));
     v.extend(header(640 * 1024, STRING));
     v.extend(std::iter::repeat_n(b'k', 640 * 1024));
-    v.extend(c.bytes("(tuple) (dictionary)"));
+    v.extend(c.bytes("1 (tuple) (dictionary)"));
     Payload::once(v)
 }
 

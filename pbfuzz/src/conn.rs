@@ -6,9 +6,11 @@
 
 use crate::persona::Persona;
 use crate::profile::{Call, Object, Profile};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use pbwire::banana::{Decoder, Dialect, Element};
 use pbwire::broker::{Broker, BrokerConfig, CloseReason, Event, Phase, Side};
 use pbwire::pb::ObjectId;
+use pbwire::Limits;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +21,17 @@ use tokio::time::{timeout_at, Instant};
 /// Bytes per write when a piece is repeated: big enough to keep the socket busy,
 /// small enough that a 64 MiB case holds one block in memory.
 const WRITE_BLOCK: usize = 256 * 1024;
+
+/// What the tap accepts from the target: far more than a broker should, since a
+/// target may echo a case's oversized or deep values back.
+const TAP_LIMITS: Limits = Limits {
+    max_prefix_len: 64,
+    max_string_len: 64 * 1024 * 1024,
+    max_list_len: 64 * 1024 * 1024,
+    max_depth: pbwire::DEPTH_CEILING,
+    max_message_bytes: 256 * 1024 * 1024,
+    max_message_elements: 1 << 26,
+};
 
 /// How a connection ended or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +90,15 @@ pub struct Conn {
     pub avatar: Option<i64>,
     /// Calls the target made on this side's objects.
     pub target_calls: u64,
+    /// A second reader of the target's bytes that only looks for answers and errors:
+    /// the broker stops reading at the first message it refuses (a target may answer
+    /// a malformed call with a malformed answer), the tap reads on.
+    tap: Decoder,
+    tap_buf: BytesMut,
+    /// The target's answers and errors, by request id, as the tap read them.
+    pub replies: VecDeque<(i64, Element)>,
+    /// Why the tap stopped reading, if it did.
+    pub tap_error: Option<String>,
 }
 
 impl Conn {
@@ -106,6 +128,10 @@ impl Conn {
             mind: None,
             avatar: None,
             target_calls: 0,
+            tap: Decoder::new(TAP_LIMITS),
+            tap_buf: BytesMut::with_capacity(64 * 1024),
+            replies: VecDeque::new(),
+            tap_error: None,
         };
         if let Some(login) = &profile.login {
             conn.name.clone_from(&login.username);
@@ -243,9 +269,8 @@ impl Conn {
             self.write_closed = true;
             let _ = self.write.shutdown().await;
         }
-        let buf = self.broker.receive_buffer();
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        if self.tap_buf.capacity() - self.tap_buf.len() < 4096 {
+            self.tap_buf.reserve(64 * 1024);
         }
         let writing = !self.out.is_empty() && !self.write_closed;
         let front = self.out.front().cloned().unwrap_or_default();
@@ -268,20 +293,50 @@ impl Conn {
                     Turn::Progress
                 }
             },
-            r = self.read.read_buf(self.broker.receive_buffer()) => match r {
+            r = self.read.read_buf(&mut self.tap_buf) => match r {
                 Ok(0) => {
                     self.broker.handle_eof();
                     self.take_events();
                     Turn::Closed("closed by the target".into())
                 }
-                Ok(_) => {
-                    self.broker.handle_received(std::time::Instant::now());
+                Ok(n) => {
+                    let fresh = &self.tap_buf[self.tap_buf.len() - n..];
+                    self.broker.handle_input(fresh, std::time::Instant::now());
                     self.take_events();
+                    self.read_tap();
                     Turn::Progress
                 }
                 Err(e) => Turn::Closed(e.to_string()),
             },
             _ = tokio::time::sleep_until(deadline) => Turn::Timeout,
+        }
+    }
+
+    /// Takes the answers and errors out of what the tap has read.
+    fn read_tap(&mut self) {
+        if self.tap_error.is_some() {
+            self.tap_buf.clear();
+            return;
+        }
+        loop {
+            match self.tap.decode(&mut self.tap_buf) {
+                Ok(Some(e)) => {
+                    // The first element is the dialect offer.
+                    if self.tap.dialect() == Dialect::None {
+                        self.tap.set_dialect(Dialect::Pb);
+                        continue;
+                    }
+                    if let Some(id) = reply_id(&e) {
+                        self.replies.push_back((id, e));
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.tap_error = Some(e.to_string());
+                    self.tap_buf.clear();
+                    return;
+                }
+            }
         }
     }
 
@@ -302,6 +357,19 @@ impl Conn {
             }
         }
         self.flush();
+    }
+}
+
+/// The request id of an `(answer ID ...)` or `(error ID ...)`.
+fn reply_id(e: &Element) -> Option<i64> {
+    let Element::List(items) = e else { return None };
+    let kind = items.first()?.as_bytes()?;
+    if kind != b"answer" && kind != b"error" {
+        return None;
+    }
+    match items.get(1)? {
+        Element::Int(i) => i.to_i64(),
+        _ => None,
     }
 }
 

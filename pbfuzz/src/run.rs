@@ -16,7 +16,9 @@ use crate::conn::{Conn, ConnError, Turn};
 use crate::minimize::{self, Budget};
 use crate::profile::Profile;
 use pbwire::broker::{CloseReason, Event};
-use pbwire::jelly::{Failure, Value};
+use pbwire::banana::Element;
+use pbwire::jelly::Failure;
+use pbwire::pb::Message;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -139,21 +141,25 @@ pub async fn execute(opts: &Options, build: &(dyn Fn(&Ctx) -> Payload + Sync)) -
     let deadline = Instant::now() + opts.reply_timeout * payload.patience.max(1);
     let outcome = 'case: loop {
         let turn = conn.turn(deadline).await;
-        while let Some(e) = conn.events.pop_front() {
-            match e {
-                Event::Answer { request_id, .. } if request_id == probe_id => {
-                    break 'case Outcome::Answered;
-                }
-                Event::Answer { request_id, result: r } if request_id == id => {
-                    result.reply = Some(describe(&r));
-                }
-                Event::Closed(CloseReason::PeerClosed) => {}
-                Event::Closed(reason) if !matches!(turn, Turn::Closed(_)) => {
-                    result.detail = Some(reason.to_string());
-                    break 'case Outcome::Garbled;
-                }
-                _ => {}
+        while let Some((request_id, e)) = conn.replies.pop_front() {
+            if request_id == probe_id {
+                break 'case Outcome::Answered;
             }
+            if request_id == id {
+                result.reply = Some(describe(&e));
+            }
+        }
+        while let Some(e) = conn.events.pop_front() {
+            if let Event::Closed(reason) = e {
+                if reason != CloseReason::PeerClosed {
+                    // This side's broker refused the target's bytes; the tap reads on.
+                    result.detail = Some(format!("client broker: {reason}"));
+                }
+            }
+        }
+        if let Some(why) = &conn.tap_error {
+            result.detail = Some(format!("unreadable reply: {why}"));
+            break Outcome::Garbled;
         }
         match turn {
             Turn::Progress => {}
@@ -197,11 +203,15 @@ fn context(profile: &Profile, conn: &Conn, id: i64) -> Ctx {
 }
 
 /// The answer or failure to the mutated call, short.
-fn describe(r: &Result<Value, Failure>) -> Json {
+fn describe(e: &Element) -> Json {
     let cut = |s: String| s.chars().take(200).collect::<String>();
-    match r {
-        Ok(v) => json!({"answer": cut(format!("{v:?}"))}),
-        Err(f) => json!({"error": f.type_name, "value": cut(f.value.clone())}),
+    match pbwire::pb::decode(e, &pbwire::jelly::Security::default()) {
+        Ok(Message::Answer { value, .. }) => json!({"answer": cut(format!("{value:?}"))}),
+        Ok(Message::Error { failure, .. }) => match Failure::from_value(&failure) {
+            Some(f) => json!({"error": f.type_name, "value": cut(f.value)}),
+            None => json!({"error": cut(format!("{failure:?}"))}),
+        },
+        _ => json!({"unreadable": cut(pbwire::notation::to_string(e))}),
     }
 }
 
@@ -338,7 +348,7 @@ pub async fn run(opts: &Options, cases: &[Case], emit: &mut dyn FnMut(Json)) -> 
         }
         if opts.minimize && matches!(r.outcome, Outcome::Died | Outcome::Stalled) {
             if let Some(p) = r.payload.clone() {
-                let line = minimize_case(&mut opts, &case.name, r.outcome, p).await;
+                let line = minimize_case(&opts, &case.name, r.outcome, p).await;
                 s.minimized += 1;
                 emit(line);
             }
@@ -360,28 +370,29 @@ pub async fn run(opts: &Options, cases: &[Case], emit: &mut dyn FnMut(Json)) -> 
     s
 }
 
-/// The minimized bytes of a case that ended `outcome`, as a JSON line.
-async fn minimize_case(opts: &mut Options, name: &str, outcome: Outcome, payload: Payload) -> Json {
-    let original = payload.len();
+/// Shrinks `payload` while it still ends `outcome` against the target, restarting
+/// the target after each death when there is a restart command.
+pub async fn shrink(opts: &Options, outcome: Outcome, payload: Payload) -> minimize::Minimized {
     let budget = Budget {
         tests: opts.minimize_tests,
         until: Instant::now() + opts.minimize_time,
     };
-    let restart_cmd = opts.restart_cmd.clone();
-    let shared = &*opts;
-    let m = minimize::minimize(payload, budget, |candidate| {
-        let restart_cmd = restart_cmd.clone();
-        async move {
-            let r = execute(shared, &move |_| candidate.clone()).await;
-            if r.outcome == Outcome::Died {
-                if let Some(cmd) = &restart_cmd {
-                    restart(shared, cmd).await;
-                }
+    minimize::minimize(payload, budget, |candidate| async move {
+        let r = execute(opts, &move |_| candidate.clone()).await;
+        if r.outcome == Outcome::Died {
+            if let Some(cmd) = &opts.restart_cmd {
+                restart(opts, cmd).await;
             }
-            r.outcome == outcome
         }
+        r.outcome == outcome
     })
-    .await;
+    .await
+}
+
+/// The minimized bytes of a case that ended `outcome`, as a JSON line.
+async fn minimize_case(opts: &Options, name: &str, outcome: Outcome, payload: Payload) -> Json {
+    let original = payload.len();
+    let m = shrink(opts, outcome, payload).await;
     let mut o = json!({
         "event": "minimized",
         "case": name,
