@@ -377,7 +377,11 @@ pub async fn shrink(opts: &Options, outcome: Outcome, payload: Payload) -> minim
         tests: opts.minimize_tests,
         until: Instant::now() + opts.minimize_time,
     };
-    minimize::minimize(payload, budget, |candidate| async move {
+    let (full, patience) = (payload.len().max(1), payload.patience.max(1));
+    minimize::minimize(payload, budget, |mut candidate| async move {
+        // Floods get patience for their volume; a shrunk one needs less.
+        let share = (candidate.len() as u64 * u64::from(patience)).div_ceil(full as u64);
+        candidate.patience = u32::try_from(share).unwrap_or(patience).clamp(1, patience);
         let r = execute(opts, &move |_| candidate.clone()).await;
         if r.outcome == Outcome::Died {
             if let Some(cmd) = &opts.restart_cmd {
