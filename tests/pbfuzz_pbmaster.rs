@@ -43,7 +43,10 @@ fn pbmaster_survives_every_mutation_while_a_real_worker_builds() {
     master.wait_running_build(request, Duration::from_secs(60));
 
     let pb = master.pb.to_string();
-    let session = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sessions/worker-4.3.0");
+    let session = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/sessions/worker-4.3.0"
+    );
     let mut fuzz = Loadgen::start_pbfuzz(
         &dir,
         "pbfuzz",

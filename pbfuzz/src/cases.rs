@@ -352,7 +352,13 @@ impl Case {
 
 /// Which cases a run has, in order: the table, then `random` random ones, then
 /// `replay_cases` per recording; everything random comes from `seed`.
-pub fn all(seed: u64, table: bool, random: usize, recordings: &[Arc<Recording>], replay_cases: usize) -> Vec<Case> {
+pub fn all(
+    seed: u64,
+    table: bool,
+    random: usize,
+    recordings: &[Arc<Recording>],
+    replay_cases: usize,
+) -> Vec<Case> {
     let mut v: Vec<Case> = Vec::new();
     if table {
         v.extend(TABLE.iter().map(|row| Case {
@@ -364,7 +370,7 @@ pub fn all(seed: u64, table: bool, random: usize, recordings: &[Arc<Recording>],
     for n in 0..random {
         v.push(Case {
             name: format!("random/{seed}-{n}"),
-            kind: Kind::Random(rng.next()),
+            kind: Kind::Random(rng.next_u64()),
         });
     }
     for rec in recordings {
@@ -372,7 +378,7 @@ pub fn all(seed: u64, table: bool, random: usize, recordings: &[Arc<Recording>],
         for n in 0..replay_cases {
             v.push(Case {
                 name: format!("replay/{}/{seed}-{n}", rec.name),
-                kind: Kind::Replay(rec.clone(), rng.next()),
+                kind: Kind::Replay(rec.clone(), rng.next_u64()),
             });
         }
     }
@@ -531,7 +537,11 @@ mod tests {
         for row in TABLE {
             if let Text(t) | Flood(t, _) = row.spec {
                 let filled = c.fill(&t.replace("{i}", "1"));
-                assert!(pbwire::notation::parse(&filled).is_ok(), "{}: {filled}", row.name);
+                assert!(
+                    pbwire::notation::parse(&filled).is_ok(),
+                    "{}: {filled}",
+                    row.name
+                );
             }
             if let Args(items) = row.spec {
                 assert!(pbwire::notation::parse(items).is_ok(), "{}", row.name);

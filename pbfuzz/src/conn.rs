@@ -113,7 +113,9 @@ impl Conn {
         let (read, write) = stream.into_split();
         let now = std::time::Instant::now();
         // A connector never makes login challenges: it needs no randomness.
-        let broker = Broker::new(BrokerConfig::new(Side::Connector), now, |_: &mut [u8]| false);
+        let broker = Broker::new(BrokerConfig::new(Side::Connector), now, |_: &mut [u8]| {
+            false
+        });
         let mut conn = Conn {
             read,
             write,
@@ -136,18 +138,29 @@ impl Conn {
         if let Some(login) = &profile.login {
             conn.name.clone_from(&login.username);
             let mind = if login.mind {
-                Some(conn.broker.export().map_err(|e| ConnError::Garbled(e.to_string()))?)
+                Some(
+                    conn.broker
+                        .export()
+                        .map_err(|e| ConnError::Garbled(e.to_string()))?,
+                )
             } else {
                 None
             };
             conn.mind = mind;
             conn.broker
-                .login(login.username.clone().into_bytes(), login.password.as_bytes(), mind)
+                .login(
+                    login.username.clone().into_bytes(),
+                    login.password.as_bytes(),
+                    mind,
+                )
                 .map_err(|e| ConnError::Garbled(e.to_string()))?;
             let avatar = conn
                 .until(deadline, |e| match e {
                     Event::LoggedIn { avatar } => Some(Ok(*avatar)),
-                    Event::LoginRefused(f) => Some(Err(ConnError::Refused(format!("{}: {}", f.type_name, f.value)))),
+                    Event::LoginRefused(f) => Some(Err(ConnError::Refused(format!(
+                        "{}: {}",
+                        f.type_name, f.value
+                    )))),
                     _ => None,
                 })
                 .await??;
@@ -161,7 +174,12 @@ impl Conn {
             let object = conn.object(call.object);
             let id = conn
                 .broker
-                .call(object, call.method.clone().into_bytes(), call.args.clone(), vec![])
+                .call(
+                    object,
+                    call.method.clone().into_bytes(),
+                    call.args.clone(),
+                    vec![],
+                )
                 .map_err(|e| ConnError::Garbled(e.to_string()))?;
             conn.flush();
             conn.until(deadline, |e| match e {
@@ -349,7 +367,9 @@ impl Conn {
                     if call.answer_required && !self.write_closed && !self.shutdown_after {
                         let broker = &mut self.broker;
                         let mut export = || broker.export().ok();
-                        let value = self.persona.answer(&call, self.mind, &self.name, &mut export);
+                        let value = self
+                            .persona
+                            .answer(&call, self.mind, &self.name, &mut export);
                         let _ = self.broker.answer(call.request_id, Ok(value));
                     }
                 }

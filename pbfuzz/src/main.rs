@@ -128,10 +128,16 @@ fn run_command(args: RunArgs) -> ExitCode {
             Err(e) => return fail(&e),
         }
     }
-    let cases: Vec<_> = cases::all(args.seed, !args.no_table, args.random, &recordings, args.replay_cases)
-        .into_iter()
-        .filter(|c| args.only.as_deref().is_none_or(|o| c.name.contains(o)))
-        .collect();
+    let cases: Vec<_> = cases::all(
+        args.seed,
+        !args.no_table,
+        args.random,
+        &recordings,
+        args.replay_cases,
+    )
+    .into_iter()
+    .filter(|c| args.only.as_deref().is_none_or(|o| c.name.contains(o)))
+    .collect();
     if args.list {
         for c in &cases {
             println!("{}", c.name);
@@ -142,7 +148,9 @@ fn run_command(args: RunArgs) -> ExitCode {
         let ctx = Ctx::example(&profile.call.method);
         for c in &cases {
             let p = c.build(&ctx);
-            emit(&json!({"event": "case", "case": c.name, "len": p.len(), "bytes": run::bytes_json(&p)}));
+            emit(
+                &json!({"event": "case", "case": c.name, "len": p.len(), "bytes": run::bytes_json(&p)}),
+            );
         }
         return ExitCode::SUCCESS;
     }
@@ -154,11 +162,17 @@ fn run_command(args: RunArgs) -> ExitCode {
     opts.minimize = !args.no_minimize;
     opts.minimize_time = Duration::from_secs_f64(args.minimize_time.max(0.0));
     opts.minimize_tests = args.minimize_tests;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&format!("no runtime: {e}")),
     };
-    emit(&json!({"event": "start", "seed": args.seed, "address": opts.profile.address.to_string(), "cases": cases.len()}));
+    emit(
+        &json!({"event": "start", "seed": args.seed, "address": opts.profile.address.to_string(), "cases": cases.len()}),
+    );
     let summary = runtime.block_on(run::run(&opts, &cases, &mut |line| emit(&line)));
     if summary.failed() {
         ExitCode::FAILURE

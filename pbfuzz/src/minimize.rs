@@ -95,7 +95,10 @@ where
 
 fn with_pieces(p: &Payload, pieces: Vec<Piece>) -> Payload {
     Payload {
-        pieces: pieces.into_iter().filter(|p| p.repeat > 0 && !p.bytes.is_empty()).collect(),
+        pieces: pieces
+            .into_iter()
+            .filter(|p| p.repeat > 0 && !p.bytes.is_empty())
+            .collect(),
         after: p.after,
         patience: p.patience,
     }
@@ -224,15 +227,23 @@ mod tests {
     async fn halves_runs_and_drops_pieces() {
         let p = Payload {
             pieces: vec![
-                Piece { bytes: vec![1; 10_000], repeat: 1 },
-                Piece { bytes: vec![2, 3], repeat: 1 << 20 },
+                Piece {
+                    bytes: vec![1; 10_000],
+                    repeat: 1,
+                },
+                Piece {
+                    bytes: vec![2, 3],
+                    repeat: 1 << 20,
+                },
             ],
             after: crate::cases::After::Probe,
             patience: 1,
         };
         // Holds while at least 1000 of the second piece are sent.
         let m = minimize(p, budget(), |p| async move {
-            p.pieces.iter().any(|x| x.bytes == [2, 3] && x.repeat >= 1000)
+            p.pieces
+                .iter()
+                .any(|x| x.bytes == [2, 3] && x.repeat >= 1000)
         })
         .await;
         assert_eq!(m.payload.pieces.len(), 1);
@@ -243,11 +254,17 @@ mod tests {
     #[tokio::test]
     async fn stops_at_the_budget() {
         let data: Vec<u8> = (0u8..100).collect();
-        let b = Budget { tests: 5, until: Instant::now() + Duration::from_secs(60) };
+        let b = Budget {
+            tests: 5,
+            until: Instant::now() + Duration::from_secs(60),
+        };
         let m = minimize(Payload::once(data), b, |_| async { true }).await;
         // The empty payload holds at once: the first test.
         assert_eq!((m.tests, m.payload.len()), (1, 0));
-        let m = minimize(Payload::once((0u8..100).collect()), b, |p| async move { p.len() > 50 }).await;
+        let m = minimize(Payload::once((0u8..100).collect()), b, |p| async move {
+            p.len() > 50
+        })
+        .await;
         assert!(!m.complete);
         assert_eq!(m.tests, 5);
     }

@@ -38,7 +38,7 @@ pub fn apply(op: Op, v: &mut Vec<u8>, donor: &[u8], rng: &mut Rng) {
     let at = rng.below(v.len() + 1);
     match op {
         Op::Flip if at < v.len() => v[at] ^= 1 << rng.below(8),
-        Op::Insert => v.insert(at, rng.next() as u8),
+        Op::Insert => v.insert(at, rng.next_u64() as u8),
         Op::Delete if at < v.len() => {
             v.remove(at);
         }
@@ -82,13 +82,17 @@ mod tests {
             let mut w = v.clone();
             apply(Op::Inflate, &mut w, &[], &mut Rng::new(seed));
             let (a, b) = (headers(&v), headers(&w));
-            assert!(a.iter().zip(&b).any(|(x, y)| y.n > x.n), "seed {seed}: {w:02x?}");
+            assert!(
+                a.iter().zip(&b).any(|(x, y)| y.n > x.n),
+                "seed {seed}: {w:02x?}"
+            );
         }
     }
 
     #[test]
     fn the_same_seed_makes_the_same_edits() {
-        let v = from_notation("(message 1 b'root' b'x' 1 (tuple) (dictionary))").unwrap_or_default();
+        let v =
+            from_notation("(message 1 b'root' b'x' 1 (tuple) (dictionary))").unwrap_or_default();
         let edit = |seed| {
             let mut w = v.clone();
             let mut rng = Rng::new(seed);

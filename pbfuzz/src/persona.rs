@@ -61,7 +61,10 @@ pub fn worker_info(name: &str, tool: &str) -> Value {
             Value::Dict(vec![(text("PATH"), text("/usr/bin:/bin"))]),
         ),
         (text("system"), text("posix")),
-        (text("basedir"), text(&format!("/nonexistent/{tool}/{name}"))),
+        (
+            text("basedir"),
+            text(&format!("/nonexistent/{tool}/{name}")),
+        ),
         (text("numcpus"), Value::int(1)),
         (text("version"), text(WORKER_VERSION)),
         (text("worker_commands"), worker_commands()),
@@ -79,7 +82,10 @@ impl Persona {
         name: &str,
         export: &mut dyn FnMut() -> Option<i64>,
     ) -> Value {
-        if self == Persona::Plain || mind.is_none() || call.object != ObjectId::Id(mind.unwrap_or(0)) {
+        if self == Persona::Plain
+            || mind.is_none()
+            || call.object != ObjectId::Id(mind.unwrap_or(0))
+        {
             return Value::None;
         }
         match call.method.as_ref() {

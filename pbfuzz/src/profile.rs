@@ -90,8 +90,12 @@ impl Profile {
         if let Some(p) = Profile::preset(name_or_path) {
             return Ok(p);
         }
-        let text = std::fs::read_to_string(Path::new(name_or_path))
-            .map_err(|e| format!("{name_or_path}: not a preset ({}) nor a readable file: {e}", PRESETS.join(", ")))?;
+        let text = std::fs::read_to_string(Path::new(name_or_path)).map_err(|e| {
+            format!(
+                "{name_or_path}: not a preset ({}) nor a readable file: {e}",
+                PRESETS.join(", ")
+            )
+        })?;
         Profile::parse(&text).map_err(|e| format!("{name_or_path}: {e}"))
     }
 
@@ -136,7 +140,11 @@ impl Profile {
         let persona = match f.persona.as_deref() {
             None | Some("plain") => Persona::Plain,
             Some("buildbot-worker") => Persona::BuildbotWorker,
-            Some(other) => return Err(format!("unknown persona {other:?} (plain, buildbot-worker)")),
+            Some(other) => {
+                return Err(format!(
+                    "unknown persona {other:?} (plain, buildbot-worker)"
+                ))
+            }
         };
         let default_object = if login.is_some() { "avatar" } else { "root" };
         let resolve = |c: CallFile| -> Result<Call, String> {
@@ -159,7 +167,11 @@ impl Profile {
             method: "echo".into(),
             args: String::new(),
         }))?;
-        let script = f.script.into_iter().map(resolve).collect::<Result<_, _>>()?;
+        let script = f
+            .script
+            .into_iter()
+            .map(resolve)
+            .collect::<Result<_, _>>()?;
         Ok(Profile {
             address,
             login,
@@ -217,7 +229,10 @@ mod tests {
         assert_eq!(p.call.object, Object::Avatar);
         assert_eq!(p.call.args, vec![Value::int(1), Value::text("x")]);
         assert_eq!(p.script[0].object, Object::Root);
-        assert_eq!(p.script[0].args, vec![Value::List(vec![Value::int(1), Value::int(2)])]);
+        assert_eq!(
+            p.script[0].args,
+            vec![Value::List(vec![Value::int(1), Value::int(2)])]
+        );
         assert!(Profile::parse("call = { method = 'x' }\nusername = 'u'\nbogus = 1").is_err());
         assert!(Profile::parse("call = { object = 'avatar', method = 'x' }").is_err());
     }

@@ -73,9 +73,13 @@ impl Recording {
             .position(|c| method(c).as_deref() == Some(b"respond"));
         let avatar = respond.and_then(|i| request(calls[i])).and_then(|rid| {
             server.iter().find_map(|e| match e {
-                Element::List(items) if is(e, b"answer") && items.get(1).and_then(int) == Some(rid) => {
+                Element::List(items)
+                    if is(e, b"answer") && items.get(1).and_then(int) == Some(rid) =>
+                {
                     match items.get(2) {
-                        Some(Element::List(r)) if r.first().and_then(Element::as_bytes) == Some(b"remote") => {
+                        Some(Element::List(r))
+                            if r.first().and_then(Element::as_bytes) == Some(b"remote") =>
+                        {
                             r.get(1).and_then(int)
                         }
                         _ => None,
@@ -194,7 +198,10 @@ mod tests {
             .iter()
             .find(|e| matches!(e, Element::List(i) if i.get(3).and_then(Element::as_bytes) == Some(b"keepalive")));
         let keepalive = keepalive.map(|k| notation::to_string(&r.rewrite(k, 3, &Element::int(1))));
-        assert_eq!(keepalive.as_deref(), Some("(message 3 1 b'keepalive' 1 (tuple) (dictionary))"));
+        assert_eq!(
+            keepalive.as_deref(),
+            Some("(message 3 1 b'keepalive' 1 (tuple) (dictionary))")
+        );
         assert_eq!(r.case(&c, 5), r.case(&c, 5));
     }
 }

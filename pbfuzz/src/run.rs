@@ -15,8 +15,8 @@ use crate::cases::{After, Case, Ctx, Payload};
 use crate::conn::{Conn, ConnError, Turn};
 use crate::minimize::{self, Budget};
 use crate::profile::Profile;
-use pbwire::broker::{CloseReason, Event};
 use pbwire::banana::Element;
+use pbwire::broker::{CloseReason, Event};
 use pbwire::jelly::Failure;
 use pbwire::pb::Message;
 use serde_json::{json, Value as Json};
@@ -121,7 +121,10 @@ pub async fn execute(opts: &Options, build: &(dyn Fn(&Ctx) -> Payload + Sync)) -
         }
     };
     // The probe's id first: floods number their calls up from the case's.
-    let ids = conn.broker.reserve_request().and_then(|p| Ok((p, conn.broker.reserve_request()?)));
+    let ids = conn
+        .broker
+        .reserve_request()
+        .and_then(|p| Ok((p, conn.broker.reserve_request()?)));
     let Ok((probe_id, id)) = ids else {
         result.detail = Some("no request id".into());
         return result;
@@ -227,7 +230,10 @@ pub async fn target_gone(opts: &Options) -> bool {
         };
     }
     let connect = tokio::net::TcpStream::connect(opts.profile.address);
-    matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Err(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), connect).await,
+        Ok(Err(_))
+    )
 }
 
 /// The bytes of a payload as `[{"hex", "repeat"}]` runs (`len` and `elided` when a
@@ -294,7 +300,10 @@ async fn restart(opts: &Options, cmd: &str) -> bool {
     }
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
-        if tokio::net::TcpStream::connect(opts.profile.address).await.is_ok() {
+        if tokio::net::TcpStream::connect(opts.profile.address)
+            .await
+            .is_ok()
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -336,13 +345,17 @@ pub async fn run(opts: &Options, cases: &[Case], emit: &mut dyn FnMut(Json)) -> 
         let died = r.outcome == Outcome::Died;
         if died {
             let Some(cmd) = opts.restart_cmd.clone() else {
-                emit(json!({"event": "stopped", "why": "the target died and there is no --restart-cmd"}));
+                emit(
+                    json!({"event": "stopped", "why": "the target died and there is no --restart-cmd"}),
+                );
                 break;
             };
             // The old pid means nothing now.
             opts.pid = None;
             if !restart(&opts, &cmd).await {
-                emit(json!({"event": "stopped", "why": "the restart command did not bring the target back"}));
+                emit(
+                    json!({"event": "stopped", "why": "the restart command did not bring the target back"}),
+                );
                 break;
             }
         }
@@ -354,7 +367,9 @@ pub async fn run(opts: &Options, cases: &[Case], emit: &mut dyn FnMut(Json)) -> 
             }
         }
     }
-    s.healthy_after = Conn::open(&opts.profile, opts.reply_timeout * 5).await.is_ok();
+    s.healthy_after = Conn::open(&opts.profile, opts.reply_timeout * 5)
+        .await
+        .is_ok();
     let total = started.elapsed().as_secs_f64();
     emit(json!({
         "event": "summary",

@@ -35,7 +35,11 @@ fn the_same_seed_builds_the_same_bytes() {
     assert_eq!(a, b);
     // The table is fixed; the random and replay cases follow the seed.
     assert_eq!(a[..88], c[..88]);
-    let differ = a[88..].iter().zip(&c[88..]).filter(|(x, y)| x.1 != y.1).count();
+    let differ = a[88..]
+        .iter()
+        .zip(&c[88..])
+        .filter(|(x, y)| x.1 != y.1)
+        .count();
     assert!(differ > 90, "only {differ} of 110 seeded cases differ");
 }
 

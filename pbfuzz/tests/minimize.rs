@@ -24,7 +24,11 @@ async fn a_stall_is_minimized_to_the_pattern_that_causes_it() {
     // a PB message, so without the pattern the target drops the connection at once,
     // and none leaves an element open that would swallow the probe.
     let mut rng = Rng::new(42);
-    let filler = |rng: &mut Rng, n| (0..n).map(|_| 0x80 + rng.below(4) as u8).collect::<Vec<u8>>();
+    let filler = |rng: &mut Rng, n| {
+        (0..n)
+            .map(|_| 0x80 + rng.below(4) as u8)
+            .collect::<Vec<u8>>()
+    };
     let mut bytes = filler(&mut rng, 40);
     bytes.extend_from_slice(PATTERN);
     bytes.extend(filler(&mut rng, 40));

@@ -52,8 +52,13 @@ fn start_twisted(log: &Path) -> (Twisted, u16) {
         }
     });
     let twisted = Twisted(child);
-    let line = rx.recv_timeout(Duration::from_secs(60)).expect("twisted prints its port");
-    let port = line.strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port N");
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("twisted prints its port");
+    let port = line
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .expect("port N");
     (twisted, port)
 }
 
@@ -104,32 +109,62 @@ fn twisted_pb_survives_the_cases_and_its_stall_is_minimized() {
     let session = session.to_string_lossy().into_owned();
 
     let lines = pbfuzz(&[
-        "--profile", &profile, "--reply-timeout", "1", "--random", "20", "--replay", &session,
-        "--replay-cases", "10", "--seed", "5", "--no-minimize",
+        "--profile",
+        &profile,
+        "--reply-timeout",
+        "1",
+        "--random",
+        "20",
+        "--replay",
+        &session,
+        "--replay-cases",
+        "10",
+        "--seed",
+        "5",
+        "--no-minimize",
     ]);
     let cases: Vec<_> = lines.iter().filter(|l| l["event"] == "case").collect();
     assert_eq!(cases.len(), 88 + 20 + 10);
     for c in &cases {
-        assert!(c["outcome"] != "died" && c["outcome"] != "login_failed", "{c}");
+        assert!(
+            c["outcome"] != "died" && c["outcome"] != "login_failed",
+            "{c}"
+        );
         assert!(c["bytes"].is_array(), "{c}");
     }
     let summary = lines.last().expect("summary");
     assert_eq!(summary["event"], "summary", "{summary}");
     assert_eq!(summary["healthy_after"], true);
-    assert!(summary["cases_per_second"].as_f64().is_some_and(|r| r > 0.0));
+    assert!(summary["cases_per_second"]
+        .as_f64()
+        .is_some_and(|r| r > 0.0));
 
     assert_eq!(case(&lines, "valid/call")["outcome"], "answered");
     // Twisted fails the call and keeps serving.
     let class = case(&lines, "jelly/class");
     assert_eq!(class["outcome"], "answered", "{class}");
-    assert_eq!(class["reply"]["error"], "twisted.spread.jelly.InsecureJelly", "{class}");
+    assert_eq!(
+        class["reply"]["error"], "twisted.spread.jelly.InsecureJelly",
+        "{class}"
+    );
     // An answer to no request: a KeyError in Twisted's broker, which drops the line.
     assert_eq!(case(&lines, "unknown/answer-id")["outcome"], "dropped");
-    assert_eq!(case(&lines, "banana/list-640K-header-only")["outcome"], "stalled");
+    assert_eq!(
+        case(&lines, "banana/list-640K-header-only")["outcome"],
+        "stalled"
+    );
 
     let lines = pbfuzz(&[
-        "--profile", &profile, "--reply-timeout", "1", "--random", "0", "--only",
-        "banana/list-640K-header-only", "--minimize-tests", "60",
+        "--profile",
+        &profile,
+        "--reply-timeout",
+        "1",
+        "--random",
+        "0",
+        "--only",
+        "banana/list-640K-header-only",
+        "--minimize-tests",
+        "60",
     ]);
     let m = lines
         .iter()
@@ -137,7 +172,10 @@ fn twisted_pb_survives_the_cases_and_its_stall_is_minimized() {
         .unwrap_or_else(|| panic!("nothing minimized: {lines:#?}"));
     assert_eq!(m["outcome"], "stalled", "{m}");
     // A prefix digit or a header: whatever promises bytes the probe cannot complete.
-    assert!(m["len"].as_u64().is_some_and(|n| (1..=2).contains(&n)), "{m}");
+    assert!(
+        m["len"].as_u64().is_some_and(|n| (1..=2).contains(&n)),
+        "{m}"
+    );
     assert_eq!(m["original_len"], 4, "{m}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,7 +25,9 @@ fn build() -> PathBuf {
 /// The `pbfuzz` binary (another workspace member), built once per test process.
 pub fn pbfuzz_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| crate::support::cargo_build::build(&["-p", "pbfuzz", "--bin", "pbfuzz"]).join("pbfuzz"))
+    BINARY.get_or_init(|| {
+        crate::support::cargo_build::build(&["-p", "pbfuzz", "--bin", "pbfuzz"]).join("pbfuzz")
+    })
 }
 
 /// A running load generator (or fuzz client). Dropping it kills it.

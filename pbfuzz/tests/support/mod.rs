@@ -57,10 +57,15 @@ async fn serve(mut stream: TcpStream, stall_on: &'static [u8]) {
         while let Some(e) = broker.poll_event() {
             match e {
                 Event::Login(attempt) if attempt.verify(b"secret") => {
-                    logged_in = broker.accept_login(attempt.id, std::time::Instant::now()).is_ok();
+                    logged_in = broker
+                        .accept_login(attempt.id, std::time::Instant::now())
+                        .is_ok();
                 }
                 Event::Login(attempt) => {
-                    let _ = broker.refuse_login(attempt.id, pbwire::pb::failures::unauthorized("wrong password"));
+                    let _ = broker.refuse_login(
+                        attempt.id,
+                        pbwire::pb::failures::unauthorized("wrong password"),
+                    );
                 }
                 Event::Call(call) if call.answer_required => {
                     let _ = broker.answer(call.request_id, Ok(Value::None));

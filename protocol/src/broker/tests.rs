@@ -807,7 +807,9 @@ fn a_reserved_request_id_gets_the_answer_to_a_hand_made_call() {
     let Event::Call(call) = one(events(&mut p.listener)) else {
         panic!("no call")
     };
-    p.listener.answer(call.request_id, Ok(Value::int(1))).unwrap();
+    p.listener
+        .answer(call.request_id, Ok(Value::int(1)))
+        .unwrap();
     p.pump();
     assert_eq!(
         events(&mut p.connector),
