@@ -97,6 +97,8 @@ fn pbmaster_survives_every_mutation_while_a_real_worker_builds() {
     assert_eq!(outcome("jelly/class"), Some("dropped".into()));
     // An answer to no request is ignored (Twisted drops the connection).
     assert_eq!(outcome("unknown/answer-id"), Some("answered".into()));
+    // Over the 4 MiB per-message bound: dropped (buildbot buffers it and stalls).
+    assert_eq!(outcome("flood/64MiB-of-strings"), Some("dropped".into()));
 
     // The real worker's build went on undisturbed, and the worker still builds.
     let r = master.wait_request(request, Duration::from_secs(120));

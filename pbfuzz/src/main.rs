@@ -58,7 +58,7 @@ struct RunArgs {
     /// Replay cases per recorded session.
     #[arg(long, default_value_t = 30)]
     replay_cases: usize,
-    /// Only cases whose name contains this text.
+    /// Only cases whose name contains this text (or one of several, comma-separated).
     #[arg(long)]
     only: Option<String>,
     /// Seconds to wait for the probe's answer before calling a case stalled.
@@ -136,7 +136,11 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.replay_cases,
     )
     .into_iter()
-    .filter(|c| args.only.as_deref().is_none_or(|o| c.name.contains(o)))
+    .filter(|c| {
+        args.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|part| c.name.contains(part)))
+    })
     .collect();
     if args.list {
         for c in &cases {
