@@ -61,6 +61,16 @@ def fuzz(target, args, out_path):
     return [j for j in c.json_lines(out_path) if isinstance(j, dict)]
 
 
+def load(kind, out_dir):
+    """A target's results from the JSON lines a run left in out_dir."""
+    path = os.path.join(out_dir, f"pbfuzz-{kind}.jsonl")
+    lines = [j for j in c.json_lines(path) if isinstance(j, dict)]
+    summary = next((j for j in reversed(lines) if j.get("event") == "summary"), {})
+    return {"summary": summary, "alive": None,
+            "cases": {j["case"]: j for j in lines if j.get("event") == "case"},
+            "minimized": [j for j in lines if j.get("event") == "minimized"]}
+
+
 def one(kind, work, out_dir, a):
     common = ["--seed", str(a.seed), "--random", str(a.random), "--replay", SESSION,
               "--replay-cases", str(a.replay_cases), "--reply-timeout", str(a.reply_timeout),
@@ -105,6 +115,13 @@ def markdown(res, a):
                        ("cases_per_second", "cases per second")):
         out.append(f"| {label} | " + " | ".join(c.fmt(res[k]["summary"].get(key), 1)
                                                for k in kinds) + " |")
+    def quick_rate(k):
+        quick = [x["seconds"] for x in res[k]["cases"].values()
+                 if x["outcome"] != "stalled" and isinstance(x.get("seconds"), (int, float))]
+        return len(quick) / sum(quick) if quick and sum(quick) > 0 else None
+
+    out.append("| cases per second, stalls left out | " + " | ".join(
+        c.fmt(quick_rate(k), 1) for k in kinds) + " |")
     out.append("| target alive afterwards | " + " | ".join(str(res[k]["alive"]) for k in kinds)
                + " |")
     out.append("| logs in afterwards | " + " | ".join(
@@ -112,13 +129,21 @@ def markdown(res, a):
     out.append("")
     base = kinds[0]
     for other in kinds[1:]:
-        diff = {}
+        diff, skipped = {}, 0
         for name, case in res[base]["cases"].items():
             theirs = res[other]["cases"].get(name)
-            if theirs and theirs["outcome"] != case["outcome"]:
+            if not theirs:
+                continue
+            # A random or replayed case is the same case only with the same bytes (the
+            # session's ids and the profile's method go into them).
+            if name.startswith(("random/", "replay/")) and theirs.get("bytes") != case.get("bytes"):
+                skipped += 1
+                continue
+            if theirs["outcome"] != case["outcome"]:
                 diff.setdefault((case["outcome"], theirs["outcome"]), []).append(name)
         out += [f"Where {names[base]} and {names[other]} differ "
-                f"({sum(len(v) for v in diff.values())} cases):", ""]
+                f"({sum(len(v) for v in diff.values())} cases; {skipped} seeded cases "
+                f"not compared, their bytes differ):", ""]
         for (x, y), cases in sorted(diff.items()):
             out.append(f"- {x} on {names[base]}, {y} on {names[other]} ({len(cases)}): "
                        + ", ".join(f"`{n}`" for n in cases))
@@ -144,7 +169,12 @@ def main():
     ap.add_argument("--budget", type=int, default=1200)
     ap.add_argument("--minimize-time", type=int, default=60)
     ap.add_argument("--out-dir", default=None, help="keep each target's JSON lines here")
+    ap.add_argument("--from-dir", default=None,
+                    help="only print the report of the runs saved in this --out-dir")
     a = ap.parse_args()
+    if a.from_dir:
+        print(markdown({k: load(k, a.from_dir) for k in a.targets.split(",")}, a))
+        return
     work = tempfile.mkdtemp(prefix="pbm-pbfuzz-")
     out_dir = a.out_dir or work
     os.makedirs(out_dir, exist_ok=True)
