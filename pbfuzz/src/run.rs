@@ -230,9 +230,18 @@ pub async fn target_gone(opts: &Options) -> bool {
         };
     }
     let connect = tokio::net::TcpStream::connect(opts.profile.address);
+    let mut stream = match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return true,
+        Err(_) => return false,
+    };
+    // A dying process may still accept on its way out; a PB server that is alive
+    // sends its dialect offer at once.
+    let mut byte = [0u8; 1];
+    let read = tokio::io::AsyncReadExt::read(&mut stream, &mut byte);
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), connect).await,
-        Ok(Err(_))
+        tokio::time::timeout(Duration::from_secs(2), read).await,
+        Ok(Ok(0) | Err(_))
     )
 }
 
