@@ -9,7 +9,7 @@ Measurements (see BENCHMARKS.md):
   b  one step printing 100 MB to stdout on a real buildbot-worker
   c  master RSS idle, with 50 real workers, with 1,000 and 10,000 simulated workers
   d  200 simulated workers building back to back for 60 s
-  m  the load generator's mutation mode against each master
+  m  pbfuzz (buildbot-worker profile) against each master
 """
 
 import argparse
@@ -34,6 +34,8 @@ TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT
 PBMASTER = os.path.join(TARGET, "release", "pbmaster")
 # Built from the workspace member loadgen/ (cargo build --release -p pbmaster-loadgen).
 LOADGEN = os.path.join(TARGET, "release", "pbmaster-loadgen")
+# Built from the workspace member pbfuzz/.
+PBFUZZ = os.path.join(TARGET, "release", "pbfuzz")
 BUILDBOT = os.path.join(PEERS, "buildbot-master", "bin", "buildbot")
 WORKER_VENV = os.path.join(PEERS, "buildbot-worker-4")
 MASTER_CFG = os.path.join(ROOT, "bench", "buildbot", "master.cfg")
@@ -510,27 +512,32 @@ def busy(kind, work, n, seconds, pause=0.0):
     return res
 
 
-# ---- m: mutation mode ---------------------------------------------------------------
+# ---- m: pbfuzz ----------------------------------------------------------------------
 
 
-def mutation(kind, work, budget):
+def mutation(kind, work, budget, minimize_time=60):
+    """pbfuzz's table and random cases against a master, logged in as worker mut-0."""
     m = start_master(kind, work, idle_spec(["mut-0"]))
-    out_path = os.path.join(work, f"mutate-{kind}.json")
+    out_path = os.path.join(work, f"pbfuzz-{kind}.json")
     try:
         with open(out_path, "w") as out:
             subprocess.run(
-                [LOADGEN, "mutate", "--master", f"127.0.0.1:{m.pb_port}", "--prefix", "mut",
-                 "--password", PASSWORD, "--budget", str(budget), "--pid", str(m.pid)],
+                [PBFUZZ, "run", "--profile", "buildbot-worker",
+                 "--address", f"127.0.0.1:{m.pb_port}", "--user", "mut-0",
+                 "--password", PASSWORD, "--budget", str(budget), "--pid", str(m.pid),
+                 "--minimize-time", str(minimize_time)],
                 stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                timeout=budget + 600,
+                timeout=budget + 3600,
             )
         alive = os.path.exists(f"/proc/{m.pid}")
     finally:
         m.stop()
     r = last_json(out_path) or {}
     r["master_alive_after"] = alive
+    lines = [c for c in json_lines(out_path) if isinstance(c, dict)]
     r["cases"] = [{k: c.get(k) for k in ("case", "outcome", "reply", "detail", "bytes")}
-                  for c in json_lines(out_path) if isinstance(c, dict) and c.get("event") == "case"]
+                  for c in lines if c.get("event") == "case"]
+    r["minimized"] = [c for c in lines if c.get("event") == "minimized"]
     return r
 
 
@@ -671,13 +678,15 @@ def markdown(res):
         lines.append("")
 
     if "mutate" in p or "mutate" in b:
-        lines += ["### Mutation mode (pbmaster-loadgen mutate)", "",
+        lines += ["### pbfuzz, buildbot-worker profile", "",
                   "| outcome | pbmaster | buildbot 4.3.0 |", "|---|---:|---:|"]
         pm, bm = p.get("mutate", {}), b.get("mutate", {})
-        for k in ("answered", "dropped", "stalled", "died", "login_failed"):
+        for k in ("answered", "dropped", "stalled", "died", "login_failed", "garbled"):
             lines.append(f"| {k} | {(pm.get('summary') or {}).get(k, 0)} | "
                          f"{(bm.get('summary') or {}).get(k, 0)} |")
         lines.append(f"| cases run | {pm.get('cases_run')} | {bm.get('cases_run')} |")
+        lines.append(f"| cases per second | {fmt(pm.get('cases_per_second'), 1)} | "
+                     f"{fmt(bm.get('cases_per_second'), 1)} |")
         lines.append(f"| master process alive afterwards | {pm.get('master_alive_after')} | "
                      f"{bm.get('master_alive_after')} |")
         lines.append(f"| a worker could still log in afterwards | {pm.get('healthy_after')} | "

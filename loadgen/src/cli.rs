@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 
-/// Simulated buildbot workers (and a PB fuzzer) for load-testing a PB master.
+/// Simulated buildbot workers for load-testing a PB master.
 #[derive(Debug, Parser)]
 #[command(name = "pbmaster-loadgen", version)]
 pub struct Cli {
@@ -17,9 +17,6 @@ pub enum Mode {
     /// Attach N simulated workers, answer the master's calls, run its commands in a
     /// simulated way; report attach times, commands, latencies and errors as JSON.
     Workers(WorkersArgs),
-    /// After a valid login, send structure-aware mutated messages and report, per case,
-    /// whether the server answered, dropped the connection, stalled or died.
-    Mutate(MutateArgs),
 }
 
 /// Where and as whom to connect.
@@ -86,35 +83,4 @@ pub struct WorkersArgs {
     /// Print one JSON line per event (attach, command) to stderr.
     #[arg(long)]
     pub verbose: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct MutateArgs {
-    #[command(flatten)]
-    pub target: Target,
-    /// Worker index whose name (PREFIX-INDEX) logs in before each case.
-    #[arg(long, default_value_t = 0)]
-    pub index: usize,
-    /// Seconds to wait for a reply before calling a case "stalled".
-    #[arg(long, default_value_t = 3.0)]
-    pub reply_timeout: f64,
-    /// Stop starting new cases after this many seconds in all.
-    #[arg(long, default_value_t = 300.0)]
-    pub budget: f64,
-    /// Only run cases whose name contains this text.
-    #[arg(long)]
-    pub only: Option<String>,
-    /// Seed for the randomised cases.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Randomised mutations of valid messages, on top of the fixed cases.
-    #[arg(long, default_value_t = 50)]
-    pub random_cases: usize,
-    /// The server's process id, to tell "died" from "dropped" (optional: without it,
-    /// a server that refuses new connections counts as died).
-    #[arg(long)]
-    pub pid: Option<u32>,
-    /// List the cases and exit.
-    #[arg(long)]
-    pub list: bool,
 }

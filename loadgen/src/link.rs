@@ -1,5 +1,5 @@
 //! One PB connection from the client side: dialect negotiation, `version`, and the
-//! request bookkeeping both the simulated worker and the mutation mode need. Every
+//! request bookkeeping the simulated worker needs. Every
 //! byte read is untrusted: anything malformed ends the connection with an error value,
 //! never a panic.
 
@@ -125,8 +125,8 @@ async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
 }
 
 impl Link {
-    /// Queues raw bytes exactly as given (the mutation mode's malformed input).
-    pub async fn send_raw(&self, bytes: Bytes) -> Result<(), LinkError> {
+    /// Queues encoded bytes.
+    async fn send_raw(&self, bytes: Bytes) -> Result<(), LinkError> {
         self.tx.send(bytes).await.map_err(|_| LinkError::Closed)
     }
 
@@ -169,21 +169,6 @@ impl Link {
         };
         self.send(&Message::Call(call)).await?;
         Ok(rx)
-    }
-
-    /// The next request id, for hand-made calls (mutation mode).
-    pub fn next_request_id(&self) -> Result<i64, LinkError> {
-        self.lock()
-            .session
-            .next_request(false)
-            .map_err(|e| LinkError::Local(e.to_string()))
-    }
-
-    /// Waits for an answer or error carrying `request_id`, for a call sent by hand.
-    pub fn expect(&self, request_id: i64) -> oneshot::Receiver<Reply> {
-        let (tx, rx) = oneshot::channel();
-        self.lock().waiters.insert(request_id, tx);
-        rx
     }
 
     pub async fn answer(&self, request_id: i64, value: Value) -> Result<(), LinkError> {

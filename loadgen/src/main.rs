@@ -1,6 +1,6 @@
 //! `pbmaster-loadgen`: simulated buildbot workers for load-testing a PB master
-//! (pbmaster or the Python buildbot master), and a mutation mode that probes any PB
-//! server with malformed messages after a valid login.
+//! (pbmaster or the Python buildbot master). Malformed messages are `pbfuzz`'s job;
+//! the workers answer the master as its buildbot-worker persona does.
 //!
 //! Speaks only through `pbwire`; every byte from the server is untrusted.
 
@@ -8,9 +8,7 @@ mod cli;
 mod command;
 mod driver;
 mod http;
-mod info;
 mod link;
-mod mutate;
 mod nofile;
 mod stats;
 mod worker;
@@ -25,10 +23,9 @@ use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Mode::Workers(args) = &cli.mode {
-        // Each connection is one descriptor; leave room for the rest.
-        nofile::raise(args.count as u64 + 64);
-    }
+    let Mode::Workers(args) = &cli.mode;
+    // Each connection is one descriptor; leave room for the rest.
+    nofile::raise(args.count as u64 + 64);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,7 +39,6 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.mode {
             Mode::Workers(args) => workers(args).await,
-            Mode::Mutate(args) => mutate::run(args).await,
         }
     })
 }

@@ -5,9 +5,9 @@
 
 use crate::command::{self, Behaviour, Command, Event};
 use crate::driver;
-use crate::info;
 use crate::link::{self, text, Incoming, Link, LinkError};
 use crate::stats::Stats;
+use pbfuzz::persona;
 use pbwire::jelly::{Failure, Value};
 use pbwire::pb::{Call, Message, ObjectId};
 use std::collections::{BTreeMap, HashMap};
@@ -308,9 +308,9 @@ impl Worker {
     ) -> Result<Option<Value>, LinkError> {
         Ok(Some(match method {
             "print" => Value::None,
-            "getWorkerInfo" => info::worker_info(&self.name),
-            "getCommands" => info::commands(),
-            "getVersion" => text(info::VERSION),
+            "getWorkerInfo" => persona::worker_info(&self.name, "pbmaster-loadgen"),
+            "getCommands" => persona::worker_commands(),
+            "getVersion" => text(persona::WORKER_VERSION),
             "setBuilderList" => self.set_builder_list(args)?,
             "shutdown" => {
                 // A real worker stops its reactor shortly after answering.

@@ -1,5 +1,6 @@
-//! Runs the `pbmaster-loadgen` binary as a process: simulated workers or the mutation
-//! mode, with its JSON output in a file so a test can read the final report.
+//! Runs the `pbmaster-loadgen` binary (simulated workers) or the `pbfuzz` binary (the
+//! PB fuzz client) as a process, with its JSON output in a file so a test can read
+//! the final report.
 //!
 //! Each test crate uses only part of it; it needs the crate's `mod support;`.
 #![allow(dead_code)]
@@ -21,7 +22,15 @@ fn build() -> PathBuf {
     crate::support::cargo_build::build(&["-p", "pbmaster-loadgen"]).join("pbmaster-loadgen")
 }
 
-/// A running load generator. Dropping it kills it.
+/// The `pbfuzz` binary (another workspace member), built once per test process.
+pub fn pbfuzz_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        crate::support::cargo_build::build(&["-p", "pbfuzz", "--bin", "pbfuzz"]).join("pbfuzz")
+    })
+}
+
+/// A running load generator (or fuzz client). Dropping it kills it.
 pub struct Loadgen {
     child: Option<Child>,
     out: PathBuf,
@@ -31,15 +40,24 @@ impl Loadgen {
     /// Starts `pbmaster-loadgen ARGS`, its stdout (JSON lines) in `dir/NAME.out` and
     /// stderr in `dir/NAME.err`.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Loadgen {
+        Loadgen::start_binary(binary(), dir, name, args)
+    }
+
+    /// Starts `pbfuzz ARGS` the same way.
+    pub fn start_pbfuzz(dir: &Path, name: &str, args: &[&str]) -> Loadgen {
+        Loadgen::start_binary(pbfuzz_binary(), dir, name, args)
+    }
+
+    fn start_binary(binary: &Path, dir: &Path, name: &str, args: &[&str]) -> Loadgen {
         let out = dir.join(format!("{name}.out"));
         let err = dir.join(format!("{name}.err"));
-        let child = Command::new(binary())
+        let child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("loadgen stdout"))
             .stderr(std::fs::File::create(err).expect("loadgen stderr"))
             .spawn()
-            .expect("pbmaster-loadgen starts");
+            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
         Loadgen {
             child: Some(child),
             out,

@@ -275,6 +275,16 @@ impl Broker {
         Ok(request_id)
     }
 
+    /// Reserves the next request id for a message the application encodes and writes
+    /// itself (a test client's hand-made or malformed call), without queuing anything:
+    /// the peer's answer to it then arrives as [`Event::Answer`] like a call's.
+    pub fn reserve_request(&mut self) -> Result<i64, BrokerError> {
+        self.check_open()?;
+        self.session
+            .next_request(true)
+            .map_err(|_| BrokerError::Misuse("too many calls awaiting answers"))
+    }
+
     /// Answers the peer's call `request_id` (only for calls with `answer_required`).
     pub fn answer(
         &mut self,

@@ -788,3 +788,34 @@ fn a_call_that_cannot_be_sent_is_not_awaited() {
     assert_eq!(p.connector.pending_calls(), 0);
     assert_eq!(p.connector.poll_transmit(), None);
 }
+
+#[test]
+fn a_reserved_request_id_gets_the_answer_to_a_hand_made_call() {
+    let mut p = Pair::new();
+    let (avatar, _) = p.logged_in();
+    let id = p.connector.reserve_request().unwrap();
+    assert_eq!(p.connector.poll_transmit(), None);
+    let call = Call {
+        request_id: id,
+        object: ObjectId::Id(avatar),
+        method: Bytes::from_static(b"ping"),
+        answer_required: true,
+        args: vec![],
+        kwargs: vec![],
+    };
+    p.listener.handle_input(&wire(&Message::Call(call)), p.now);
+    let Event::Call(call) = one(events(&mut p.listener)) else {
+        panic!("no call")
+    };
+    p.listener
+        .answer(call.request_id, Ok(Value::int(1)))
+        .unwrap();
+    p.pump();
+    assert_eq!(
+        events(&mut p.connector),
+        vec![Event::Answer {
+            request_id: id,
+            result: Ok(Value::int(1))
+        }]
+    );
+}
