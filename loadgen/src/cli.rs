@@ -17,6 +17,27 @@ pub enum Mode {
     /// Attach N simulated workers, answer the master's calls, run its commands in a
     /// simulated way; report attach times, commands, latencies and errors as JSON.
     Workers(WorkersArgs),
+    /// Log in with a wrong password ATTEMPTS times from this address, CONCURRENCY at
+    /// once, each on a new connection closed right after its response; report the
+    /// rate as JSON.
+    Flood(FloodArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FloodArgs {
+    /// The master's PB address.
+    #[arg(long, default_value = "127.0.0.1:9989")]
+    pub master: SocketAddr,
+    /// The worker name to log in as.
+    #[arg(long)]
+    pub name: String,
+    /// The (wrong) password to respond with.
+    #[arg(long)]
+    pub password: String,
+    #[arg(long, default_value_t = 10000)]
+    pub attempts: usize,
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
 }
 
 /// Where and as whom to connect.

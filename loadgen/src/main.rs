@@ -7,6 +7,7 @@
 mod cli;
 mod command;
 mod driver;
+mod flood;
 mod http;
 mod link;
 mod nofile;
@@ -23,9 +24,12 @@ use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Mode::Workers(args) = &cli.mode;
     // Each connection is one descriptor; leave room for the rest.
-    nofile::raise(args.count as u64 + 64);
+    let connections = match &cli.mode {
+        Mode::Workers(args) => args.count,
+        Mode::Flood(args) => args.concurrency,
+    };
+    nofile::raise(connections as u64 + 64);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.mode {
             Mode::Workers(args) => workers(args).await,
+            Mode::Flood(args) => flood::run(args).await,
         }
     })
 }
