@@ -255,3 +255,90 @@ impl fmt::Debug for Items<'_> {
         f.debug_list().entries(self.clone()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::banana::{Decoder, Dialect, Element, Word};
+    use crate::{Integer, Limits};
+    use bytes::BytesMut;
+
+    #[test]
+    fn reads_every_kind_in_place() {
+        // (b'hi' 5 -3 (None) 1.5 <2**63> <5 padded to ten digits>)
+        let mut wire = vec![0x07, 0x80, 0x02, 0x82, b'h', b'i', 0x05, 0x81, 0x03, 0x83];
+        wire.extend([0x01, 0x80, 0x01, 0x87, 0x84, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
+        wire.extend([0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x85]);
+        wire.extend([0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81]);
+        let mut d = Decoder::new(Limits::default());
+        d.set_dialect(Dialect::Pb);
+        let mut buf = BytesMut::from(&wire[..]);
+        let e = d.decode_ref(&mut buf).unwrap().unwrap();
+        let items: Vec<_> = e.as_list().unwrap().collect();
+        assert_eq!(items.len(), 7);
+        assert_eq!(items[0].as_bytes(), Some(&b"hi"[..]));
+        assert_eq!(&items[0].to_bytes().unwrap()[..], b"hi");
+        assert!(items[0].is_string());
+        assert_eq!((items[1].as_i64(), items[2].as_i64()), (Some(5), Some(-3)));
+        let none: Vec<_> = items[3].as_list().unwrap().collect();
+        assert_eq!(none[0].vocab(), Word::lookup(b"None"));
+        assert_eq!(none[0].as_bytes(), Some(&b"None"[..]));
+        assert_eq!(items[4].as_float(), Some(1.5));
+        assert_eq!(
+            items[5].as_int(),
+            Some("9223372036854775808".parse().unwrap())
+        );
+        assert_eq!(items[5].as_i64(), None);
+        assert_eq!(items[6].as_int(), Some(Integer::Small(5)));
+        assert_eq!(items[6].as_i64(), Some(5));
+        assert_eq!(items[0].as_list().map(|i| i.len()), None);
+        let tree = e.to_element();
+        let mut again = Decoder::new(Limits::default());
+        again.set_dialect(Dialect::Pb);
+        let expected = again
+            .decode(&mut BytesMut::from(&wire[..]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(tree, expected);
+        assert!(matches!(&tree, Element::List(items) if items.len() == 7));
+    }
+
+    #[test]
+    fn skips_nested_lists_between_siblings() {
+        // (1 (2 (3)) () 4)
+        let wire = [
+            0x04, 0x80, 0x01, 0x81, 0x02, 0x80, 0x02, 0x81, 0x01, 0x80, 0x03, 0x81, 0x80, 0x04,
+            0x81,
+        ];
+        let mut d = Decoder::new(Limits::default());
+        let mut buf = BytesMut::from(&wire[..]);
+        let e = d.decode_ref(&mut buf).unwrap().unwrap();
+        let items: Vec<_> = e.as_list().unwrap().collect();
+        assert_eq!(items.len(), 4);
+        assert_eq!(items[0].as_i64(), Some(1));
+        assert_eq!(items[1].as_list().unwrap().len(), 2);
+        assert_eq!(items[2].as_list().unwrap().len(), 0);
+        assert_eq!(items[3].as_i64(), Some(4));
+        assert_eq!(
+            crate::notation::to_string(&e.to_element()),
+            "(1 (2 (3)) () 4)"
+        );
+        assert_eq!(d.consumed(), wire.len() as u64);
+    }
+
+    #[test]
+    fn resumes_in_place_across_pieces() {
+        let wire = [
+            0x02, 0x80, 0x05, 0x82, b'h', b'e', b'l', b'l', b'o', 0x07, 0x81,
+        ];
+        let mut d = Decoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        for (i, b) in wire.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let got = d.decode_ref(&mut buf).unwrap().map(|e| e.to_element());
+            assert_eq!(got.is_some(), i == wire.len() - 1);
+            assert_eq!(d.in_expression(), (1..wire.len() - 1).contains(&i));
+        }
+        assert!(buf.is_empty());
+        assert_eq!(d.consumed(), wire.len() as u64);
+    }
+}
