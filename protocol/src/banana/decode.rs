@@ -4,7 +4,7 @@ use super::scan::Scanner;
 use super::tape::ElementRef;
 use super::{DecodeError, DecodeErrorKind, Dialect, Element};
 use crate::Limits;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Decodes a banana byte stream into top-level expressions.
 ///
@@ -107,7 +107,13 @@ impl Decoder {
         match self.scanner.run(&buf[..], &self.limits, self.dialect) {
             Ok(None) => Ok(None),
             Ok(Some(len)) => {
-                self.expression = buf.split_to(len).freeze();
+                // Most messages hold no string: those are dropped without sharing
+                // the buffer.
+                if self.scanner.refers_to_bytes() {
+                    self.expression = buf.split_to(len).freeze();
+                } else {
+                    buf.advance(len);
+                }
                 self.consumed += len as u64;
                 self.returned = true;
                 Ok(Some(ElementRef::new(

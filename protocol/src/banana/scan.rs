@@ -23,6 +23,8 @@ pub(super) struct Scanner {
     nodes: Vec<Node>,
     /// Lists still open, innermost last: items still to come, and the list's node.
     open: Vec<(u32, u32)>,
+    /// Whether a node refers to the expression's bytes (a STRING, a long integer).
+    refers: bool,
 }
 
 /// A rejected element: what was wrong and the element's offset in the expression.
@@ -34,6 +36,12 @@ impl Scanner {
         &self.nodes
     }
 
+    /// Whether the tape refers to the expression's bytes: if not, they need not be
+    /// kept.
+    pub(super) fn refers_to_bytes(&self) -> bool {
+        self.refers
+    }
+
     /// Whether a list of an expression is open (the expression is partly read).
     pub(super) fn in_list(&self) -> bool {
         !self.open.is_empty()
@@ -42,6 +50,7 @@ impl Scanner {
     /// Forgets the expression, keeping the space for the next one.
     pub(super) fn reset(&mut self) {
         self.pos = 0;
+        self.refers = false;
         self.open.clear();
         if self.nodes.capacity() > KEPT_NODES {
             self.nodes = Vec::new();
@@ -96,6 +105,7 @@ impl Scanner {
                     if end > input.len() {
                         return Ok(None);
                     }
+                    self.refers = true;
                     let node = Node::Bytes {
                         start: body as u32,
                         end: end as u32,
@@ -109,6 +119,7 @@ impl Scanner {
                         let v = value as i64;
                         Node::Int(if negative { -v } else { v })
                     } else {
+                        self.refers = true;
                         Node::BigInt {
                             negative,
                             start: start as u32,
