@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Decodes a banana byte stream into top-level expressions.
 ///
 /// Feed it the receive buffer with [`decode`](Decoder::decode) or
-/// [`decode_ref`](Decoder::decode_ref). A complete expression is split off the front
+/// [`decode_ref`](Decoder::decode_ref). A complete expression is taken off the front
 /// of the buffer at once; a partial one stays in the buffer (at most
 /// [`Limits::max_message_bytes`]) while the decoder remembers how far it has read, so
 /// no byte is parsed twice except the few bytes of a header whose body has not

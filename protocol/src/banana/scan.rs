@@ -15,6 +15,7 @@ const MAX_EXPRESSION_BYTES: usize = u32::MAX as usize;
 /// single huge message does not pin its memory for the life of a connection.
 const KEPT_NODES: usize = 1 << 14;
 
+/// The state of reading one expression, kept between calls while input arrives.
 #[derive(Debug, Default)]
 pub(super) struct Scanner {
     /// Offset, from the expression's first byte, of the next element to read.
