@@ -10,7 +10,7 @@ cd "$root"
 runs=${1:-3}
 scripts/install-peers.sh twisted-py3 >&2
 cargo build --release -p pbwire --example wirebench >&2
-rust="$root/target/release/examples/wirebench"
+rust="${CARGO_TARGET_DIR:-$root/target}/release/examples/wirebench"
 py="$root/.peers/twisted-py3/bin/python"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

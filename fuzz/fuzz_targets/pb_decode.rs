@@ -1,5 +1,6 @@
-//! Banana-decoded trees as PB messages. Invariants: no panic; a decoded message
-//! re-encodes to a tree that decodes to the same message.
+//! Banana-decoded expressions as PB messages, read in place and from trees.
+//! Invariants: no panic; both readings agree; a decoded message re-encodes to a tree
+//! that decodes to the same message.
 #![no_main]
 
 use bytes::BytesMut;
@@ -13,8 +14,12 @@ fuzz_target!(|data: &[u8]| {
     d.set_dialect(Dialect::Pb);
     let mut buf = BytesMut::from(data);
     let security = Security::default();
-    while let Ok(Some(e)) = d.decode(&mut buf) {
-        if let Ok(m) = pb::decode(&e, &security) {
+    while let Ok(Some(r)) = d.decode_ref(&mut buf) {
+        let e = r.to_element();
+        let in_place = pb::decode_ref(r, &security);
+        let from_tree = pb::decode(&e, &security);
+        assert!(format!("{in_place:?}") == format!("{from_tree:?}"));
+        if let Ok(m) = from_tree {
             let again = pb::encode(&m, Dialect::Pb).expect("decoded messages encode");
             let back = pb::decode(&again, &security).expect("re-encoded messages decode");
             assert!(format!("{back:?}") == format!("{m:?}"));

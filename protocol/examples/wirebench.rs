@@ -3,10 +3,13 @@
 //!
 //! ```text
 //! wirebench generate FILE MEGABYTES CHUNK_KIB   # worker→master `update` calls carrying stdout
-//! wirebench decode FILE LEVEL REPEAT            # LEVEL: banana | pb | memcpy
+//! wirebench decode FILE LEVEL REPEAT            # LEVEL: banana | pb | tree | memcpy
 //! ```
 //! `decode` reads the stream in 64 KiB pieces as a socket would, follows the dialect
-//! negotiation, and prints one JSON line: bytes, seconds, MB/s, expressions.
+//! negotiation, and prints one JSON line: bytes, seconds, MB/s, expressions. Level
+//! `banana` decodes each expression in place (`Decoder::decode_ref`), `pb` also reads
+//! the PB message from it, and `tree` builds owned `Element` trees
+//! (`Decoder::decode`).
 
 use bytes::BytesMut;
 use pbwire::banana::{negotiation, Decoder, Element};
@@ -34,7 +37,7 @@ fn main() {
             decode(&data, &args[3], repeat);
         }
         _ => {
-            eprintln!("usage: wirebench generate FILE MEGABYTES CHUNK_KIB | decode FILE banana|pb|memcpy REPEAT");
+            eprintln!("usage: wirebench generate FILE MEGABYTES CHUNK_KIB | decode FILE banana|pb|tree|memcpy REPEAT");
             std::process::exit(2);
         }
     }
@@ -60,16 +63,34 @@ fn decode(data: &[u8], level: &str, repeat: usize) {
         let mut negotiating = true;
         for piece in data.chunks(READ) {
             buf.extend_from_slice(piece);
-            while let Some(e) = d.decode(&mut buf).expect("valid stream") {
+            if level == "tree" {
+                while let Some(e) = d.decode(&mut buf).expect("valid stream") {
+                    expressions += 1;
+                    if negotiating {
+                        negotiating = false;
+                        d.set_dialect(match &e {
+                            Element::List(_) => negotiation::choose(&e).expect("offer"),
+                            _ => negotiation::accept(&e).expect("choice"),
+                        });
+                    }
+                    std::hint::black_box(e);
+                }
+                continue;
+            }
+            // Expressions are read in place, as the broker reads them.
+            while let Some(e) = d.decode_ref(&mut buf).expect("valid stream") {
                 expressions += 1;
                 if negotiating {
                     negotiating = false;
+                    let e = e.to_element();
                     d.set_dialect(match &e {
                         Element::List(_) => negotiation::choose(&e).expect("offer"),
                         _ => negotiation::accept(&e).expect("choice"),
                     });
                 } else if level == "pb" {
-                    std::hint::black_box(pb::decode(&e, &security).expect("valid message"));
+                    std::hint::black_box(pb::decode_ref(e, &security).expect("valid message"));
+                } else {
+                    std::hint::black_box(e);
                 }
             }
         }

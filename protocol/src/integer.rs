@@ -10,8 +10,9 @@ use std::fmt;
 pub enum Integer {
     /// A value that fits an `i64`.
     Small(i64),
-    /// A value that does not (constructors normalise fitting values to `Small`).
-    Big(BigInt),
+    /// A value that does not (constructors normalise fitting values to `Small`). Boxed:
+    /// rare, and it keeps every integer (and every value holding one) two words.
+    Big(Box<BigInt>),
 }
 
 impl Integer {
@@ -113,7 +114,7 @@ impl From<BigInt> for Integer {
     fn from(b: BigInt) -> Self {
         match b.to_i64() {
             Some(v) => Integer::Small(v),
-            None => Integer::Big(b),
+            None => Integer::Big(Box::new(b)),
         }
     }
 }

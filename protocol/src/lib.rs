@@ -9,8 +9,9 @@
 //!
 //! # Layout
 //!
-//! - [`banana`]: bytes ⇄ [`banana::Element`] trees; streaming decoder with limits,
-//!   the `pb` vocabulary, dialect negotiation.
+//! - [`banana`]: bytes ⇄ [`banana::Element`] trees, or decoded expressions read in
+//!   place ([`banana::ElementRef`]); streaming decoder with limits, the `pb`
+//!   vocabulary, dialect negotiation.
 //! - [`jelly`]: elements ⇄ [`jelly::Value`]s (None, booleans, integers, text, bytes,
 //!   containers, references, remote references, copyable instances such as failures),
 //!   with PB's security rules.
@@ -30,7 +31,9 @@
 //! # Banana: bytes ⇄ elements
 //!
 //! The decoder is streaming: it takes whatever bytes have arrived and returns a
-//! top-level element once one is complete.
+//! top-level element once one is complete. [`Decoder::decode_ref`](banana::Decoder::decode_ref)
+//! returns it without building a tree, and [`pb::decode_ref`] reads a message from
+//! that directly: the cheaper path, which the broker takes.
 //!
 //! ```
 //! use bytes::BytesMut;

@@ -111,6 +111,46 @@ proptest! {
         }
     }
 
+    /// Jelly and PB read an expression in place exactly as they read its tree: same
+    /// values, same errors.
+    #[test]
+    fn in_place_and_tree_decoding_agree(
+        e in prop_oneof![
+            element(),
+            value().prop_map(|v| jelly::encode(&v, Dialect::Pb).expect("shallow values encode")),
+        ],
+    ) {
+        let word = |w: &[u8]| Element::Vocab(Word::lookup(w).expect("a vocabulary word"));
+        let security = jelly::Security::default();
+        for wrapped in [
+            e.clone(),
+            Element::List(vec![word(b"answer"), Element::int(1), e.clone()]),
+            Element::List(vec![
+                word(b"message"), Element::int(2), Element::Bytes("root".into()),
+                Element::Bytes("m".into()), Element::int(1), e.clone(), e.clone(),
+            ]),
+        ] {
+            let bytes = banana::encode_to_vec(&wrapped).expect("generated elements encode");
+            let mut d = Decoder::new(Limits::default());
+            d.set_dialect(Dialect::Pb);
+            let mut buf = BytesMut::from(&bytes[..]);
+            let tree = d.decode(&mut BytesMut::from(&bytes[..])).expect("decodes").expect("whole");
+            let mut d2 = Decoder::new(Limits::default());
+            d2.set_dialect(Dialect::Pb);
+            let r = d2.decode_ref(&mut buf).expect("decodes").expect("whole");
+            prop_assert!(exactly_equal(&r.to_element(), &tree));
+            // Debug output: NaN floats compare unequal as values.
+            prop_assert_eq!(
+                format!("{:?}", jelly::decode_ref(r, &security)),
+                format!("{:?}", jelly::decode(&tree))
+            );
+            prop_assert_eq!(
+                format!("{:?}", pbwire::pb::decode_ref(r, &security)),
+                format!("{:?}", pbwire::pb::decode(&tree, &security))
+            );
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_and_are_stable(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut d = Decoder::new(Limits::default());
@@ -130,9 +170,9 @@ proptest! {
         }
     }
 
-    /// Whole expressions take the fast path, expressions fed a byte at a time mostly
-    /// the incremental one: both give the same elements, the same error at the same
-    /// offset, and consume the same bytes, also at tight limits.
+    /// Expressions fed whole, or a byte at a time (the decoder resuming at every
+    /// byte), give the same elements, the same error at the same offset, and consume
+    /// the same bytes, also at tight limits.
     #[test]
     fn whole_and_piecemeal_input_decode_alike(
         e in element(),

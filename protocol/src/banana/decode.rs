@@ -1,99 +1,37 @@
 //! The streaming banana decoder.
 
-use super::{ty, whole, DecodeError, DecodeErrorKind, Dialect, Element, Word};
-use crate::{Integer, Limits};
-use bytes::{Buf, BytesMut};
-use nom::bytes::streaming::take_while_m_n;
-use nom::number::streaming::{be_f64, u8 as type_byte};
-use nom::{IResult, Parser};
+use super::scan::Scanner;
+use super::tape::ElementRef;
+use super::{DecodeError, DecodeErrorKind, Dialect, Element};
+use crate::Limits;
+use bytes::{Buf, Bytes, BytesMut};
 
-/// Decodes a banana byte stream into top-level [`Element`]s.
+/// Decodes a banana byte stream into top-level expressions.
 ///
-/// Feed it the receive buffer with [`decode`](Decoder::decode); it consumes complete
-/// elements from the front and keeps partially received lists on an explicit stack, so
+/// Feed it the receive buffer with [`decode`](Decoder::decode) or
+/// [`decode_ref`](Decoder::decode_ref). A complete expression is taken off the front
+/// of the buffer at once; a partial one stays in the buffer (at most
+/// [`Limits::max_message_bytes`]) while the decoder remembers how far it has read, so
 /// no byte is parsed twice except the few bytes of a header whose body has not
-/// arrived. After an error the decoder stays failed: the stream cannot be
-/// resynchronised, and the connection should be closed.
+/// arrived. Lists are tracked on an explicit stack, never by recursion. After an error
+/// the decoder stays failed: the stream cannot be resynchronised, and the connection
+/// should be closed.
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
     dialect: Dialect,
-    /// Lists whose elements are still arriving, innermost last.
-    open: Vec<OpenList>,
+    scanner: Scanner,
+    /// The bytes of the expression last returned; its tape is the scanner's.
+    expression: Bytes,
+    /// Whether `expression` and the tape are a returned expression, to be dropped
+    /// on the next call.
+    returned: bool,
     /// Bytes consumed since the stream began: the offset of `buf[0]`.
     consumed: u64,
     /// Offset of the top-level expression being decoded (or last returned).
     expression_start: u64,
-    expression_bytes: usize,
-    expression_elements: usize,
     failed: Option<DecodeError>,
-    /// Scratch space of the whole-expression fast path.
-    scan_stack: Vec<u64>,
-    scan_tape: Vec<whole::Header>,
 }
-
-#[derive(Debug)]
-struct OpenList {
-    remaining: usize,
-    items: Vec<Element>,
-}
-
-/// A parsed element header: the prefix digits and the type byte.
-struct Header<'a> {
-    prefix: &'a [u8],
-    type_byte: u8,
-}
-
-impl Header<'_> {
-    fn len(&self) -> usize {
-        self.prefix.len() + 1
-    }
-
-    /// The prefix as a count or length, saturating: anything that large is over every
-    /// limit anyway.
-    fn value(&self) -> u64 {
-        let mut v: u64 = 0;
-        for &d in self.prefix.iter().rev() {
-            v = match v.checked_mul(128) {
-                Some(x) => x | u64::from(d),
-                None => return u64::MAX,
-            };
-        }
-        v
-    }
-}
-
-/// Up to `max_prefix + 1` bytes below 0x80, then a type byte. Returning more than
-/// `max_prefix` digits tells the caller the prefix is too long.
-fn header(input: &[u8], max_prefix: usize) -> IResult<&[u8], Header<'_>> {
-    // A streaming parser waits for one byte past a full-length run; a run already over
-    // the limit must fail now, before more is buffered.
-    if input.len() > max_prefix && input[..=max_prefix].iter().all(|&b| b < 0x80) {
-        return Ok((
-            input,
-            Header {
-                prefix: &input[..=max_prefix],
-                type_byte: 0,
-            },
-        ));
-    }
-    let (rest, prefix) = take_while_m_n(0, max_prefix + 1, |b| b < 0x80).parse(input)?;
-    if prefix.len() > max_prefix {
-        return Ok((
-            rest,
-            Header {
-                prefix,
-                type_byte: 0,
-            },
-        ));
-    }
-    let (rest, type_byte) = type_byte(rest)?;
-    Ok((rest, Header { prefix, type_byte }))
-}
-
-/// Allocation for a list is grown as elements arrive, never sized by the peer's count
-/// beyond this.
-pub(super) const INITIAL_LIST_CAPACITY: usize = 16;
 
 impl Decoder {
     /// A decoder in dialect `none`, as every connection starts.
@@ -101,14 +39,12 @@ impl Decoder {
         Decoder {
             limits,
             dialect: Dialect::None,
-            open: Vec::new(),
+            scanner: Scanner::default(),
+            expression: Bytes::new(),
+            returned: false,
             consumed: 0,
             expression_start: 0,
-            expression_bytes: 0,
-            expression_elements: 0,
             failed: None,
-            scan_stack: Vec::new(),
-            scan_tape: Vec::new(),
         }
     }
 
@@ -140,23 +76,59 @@ impl Decoder {
 
     /// Whether a top-level expression is partly decoded.
     pub fn in_expression(&self) -> bool {
-        !self.open.is_empty()
+        self.scanner.in_list()
     }
 
-    /// Decodes the next complete top-level expression from the front of `buf`.
+    /// Decodes the next complete top-level expression from the front of `buf` as an
+    /// owned tree.
     ///
-    /// `Ok(None)`: more bytes are needed (everything usable has been consumed).
+    /// `Ok(None)`: more bytes are needed (everything usable has been read).
     /// `Err`: the stream is corrupt or over a limit; the decoder stays failed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Element>, DecodeError> {
+        Ok(self.decode_ref(buf)?.map(|e| e.to_element()))
+    }
+
+    /// Like [`decode`](Self::decode), without building a tree: the expression is read
+    /// in place, valid until the next call. The cheaper way to decode; the PB layer
+    /// reads messages from it directly ([`pb::decode_ref`](crate::pb::decode_ref)).
+    pub fn decode_ref(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<ElementRef<'_>>, DecodeError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        match self.decode_inner(buf) {
-            Err(e) => {
+        if self.returned {
+            self.returned = false;
+            self.expression = Bytes::new();
+            self.scanner.reset();
+        }
+        self.expression_start = self.consumed;
+        match self.scanner.run(&buf[..], &self.limits, self.dialect) {
+            Ok(None) => Ok(None),
+            Ok(Some(len)) => {
+                // Most messages hold no string: those are dropped without sharing
+                // the buffer.
+                if self.scanner.refers_to_bytes() {
+                    self.expression = buf.split_to(len).freeze();
+                } else {
+                    buf.advance(len);
+                }
+                self.consumed += len as u64;
+                self.returned = true;
+                Ok(Some(ElementRef::new(
+                    &self.expression,
+                    self.scanner.nodes(),
+                )))
+            }
+            Err((kind, at)) => {
+                let e = DecodeError {
+                    kind,
+                    offset: self.consumed + at as u64,
+                };
                 self.failed = Some(e);
                 Err(e)
             }
-            ok => ok,
         }
     }
 
@@ -166,197 +138,21 @@ impl Decoder {
             return Err(e);
         }
         if !buf.is_empty() || self.in_expression() {
-            let offset = if self.in_expression() {
-                self.expression_start
-            } else {
-                self.consumed
-            };
             let e = DecodeError {
                 kind: DecodeErrorKind::Truncated,
-                offset,
+                offset: self.consumed,
             };
             self.failed = Some(e);
             return Err(e);
         }
         Ok(())
     }
-
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Element>, DecodeError> {
-        if self.open.is_empty() {
-            if let Some(done) = self.decode_whole(buf) {
-                return done.map(Some);
-            }
-        }
-        loop {
-            let offset = self.consumed;
-            let fail = |kind| DecodeError { kind, offset };
-            let (rest, h) = match header(&buf[..], self.limits.max_prefix_len) {
-                Ok(parsed) => parsed,
-                Err(nom::Err::Incomplete(_)) => return Ok(None),
-                // The header parser only ever asks for more input.
-                Err(_) => return Ok(None),
-            };
-            if h.prefix.len() > self.limits.max_prefix_len {
-                return Err(fail(DecodeErrorKind::PrefixTooLong));
-            }
-            let starting = self.open.is_empty();
-            let (bytes_so_far, elements_so_far) = if starting {
-                (0, 0)
-            } else {
-                (self.expression_bytes, self.expression_elements)
-            };
-            if elements_so_far >= self.limits.max_message_elements {
-                return Err(fail(DecodeErrorKind::TooManyElements));
-            }
-            // Bytes of the element that are known from its header; a STRING or FLOAT body
-            // is added below, before waiting for it.
-            let mut element_len = h.len();
-            let mut body_len = 0usize;
-            match h.type_byte {
-                ty::LIST => {
-                    if h.value() > self.limits.max_list_len as u64 {
-                        return Err(fail(DecodeErrorKind::ListTooLong));
-                    }
-                    if self.open.len() >= self.limits.depth() {
-                        return Err(fail(DecodeErrorKind::NestingTooDeep));
-                    }
-                }
-                ty::STRING => {
-                    let len = h.value();
-                    if len > self.limits.max_string_len as u64 {
-                        return Err(fail(DecodeErrorKind::StringTooLong));
-                    }
-                    body_len = len as usize;
-                }
-                ty::FLOAT => body_len = 8,
-                ty::INT | ty::NEG | ty::LONGINT | ty::LONGNEG => {}
-                ty::VOCAB => {
-                    if self.dialect != Dialect::Pb {
-                        return Err(fail(DecodeErrorKind::VocabInPlainDialect));
-                    }
-                    if Word::from_index(h.value()).is_none() {
-                        return Err(fail(DecodeErrorKind::UnknownVocab));
-                    }
-                }
-                other => return Err(fail(DecodeErrorKind::UnknownType(other))),
-            }
-            element_len += body_len;
-            if bytes_so_far.saturating_add(element_len) > self.limits.max_message_bytes {
-                return Err(fail(DecodeErrorKind::MessageTooLarge));
-            }
-            if rest.len() < body_len {
-                return Ok(None);
-            }
-            // Everything is checked and present: build the element and consume it.
-            let element = match h.type_byte {
-                ty::LIST => {
-                    let count = h.value() as usize;
-                    if count > 0 {
-                        self.advance(buf, element_len, starting, bytes_so_far, elements_so_far);
-                        self.open.push(OpenList {
-                            remaining: count,
-                            items: Vec::with_capacity(count.min(INITIAL_LIST_CAPACITY)),
-                        });
-                        continue;
-                    }
-                    Element::List(Vec::new())
-                }
-                ty::INT | ty::LONGINT => Element::Int(Integer::from_base128(false, h.prefix)),
-                ty::NEG | ty::LONGNEG => Element::Int(Integer::from_base128(true, h.prefix)),
-                ty::FLOAT => {
-                    let parsed: IResult<&[u8], f64> = be_f64(rest);
-                    match parsed {
-                        Ok((_, f)) => Element::Float(f),
-                        Err(_) => return Ok(None),
-                    }
-                }
-                ty::VOCAB => match Word::from_index(h.value()) {
-                    Some(w) => Element::Vocab(w),
-                    None => return Err(fail(DecodeErrorKind::UnknownVocab)),
-                },
-                _ => {
-                    // STRING: split the body off the buffer without copying.
-                    let header_len = h.len();
-                    self.advance(buf, header_len, starting, bytes_so_far, elements_so_far);
-                    let body = buf.split_to(body_len).freeze();
-                    self.consumed += body_len as u64;
-                    self.expression_bytes += body_len;
-                    if let Some(done) = self.complete(Element::Bytes(body)) {
-                        return Ok(Some(done));
-                    }
-                    continue;
-                }
-            };
-            self.advance(buf, element_len, starting, bytes_so_far, elements_so_far);
-            if let Some(done) = self.complete(element) {
-                return Ok(Some(done));
-            }
-        }
-    }
-
-    /// The fast path: a whole, valid expression at the front of `buf`, consumed at
-    /// once. `None` leaves everything to the incremental path.
-    fn decode_whole(&mut self, buf: &mut BytesMut) -> Option<Result<Element, DecodeError>> {
-        let (len, elements) = whole::scan(
-            &buf[..],
-            &self.limits,
-            self.dialect,
-            &mut self.scan_stack,
-            &mut self.scan_tape,
-        )?;
-        let start = self.consumed;
-        let bytes = buf.split_to(len).freeze();
-        self.expression_start = start;
-        self.consumed += len as u64;
-        self.expression_bytes = len;
-        self.expression_elements = elements;
-        Some(whole::build(&bytes, &self.scan_tape).ok_or(DecodeError {
-            // Unreachable: `build` accepts whatever `scan` accepted.
-            kind: DecodeErrorKind::Truncated,
-            offset: start,
-        }))
-    }
-
-    /// Consumes `len` bytes of the current element and counts it.
-    fn advance(
-        &mut self,
-        buf: &mut BytesMut,
-        len: usize,
-        starting: bool,
-        bytes: usize,
-        elements: usize,
-    ) {
-        if starting {
-            self.expression_start = self.consumed;
-        }
-        buf.advance(len);
-        self.consumed += len as u64;
-        self.expression_bytes = bytes + len;
-        self.expression_elements = elements + 1;
-    }
-
-    /// Adds a finished element to the innermost open list, closing every list that it
-    /// completes. Returns the top-level expression once there is one.
-    fn complete(&mut self, mut element: Element) -> Option<Element> {
-        loop {
-            let Some(top) = self.open.last_mut() else {
-                return Some(element);
-            };
-            top.items.push(element);
-            top.remaining -= 1;
-            if top.remaining > 0 {
-                return None;
-            }
-            let done = self.open.pop()?;
-            element = Element::List(done.items);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::Integer;
 
     fn decode_all(bytes: &[u8], dialect: Dialect) -> Result<Vec<Element>, DecodeError> {
         let mut d = Decoder::new(Limits::default());

@@ -3,18 +3,23 @@
 //! An element is `[prefix: base-128 little-endian, bytes < 0x80][type byte ≥ 0x80][body]`.
 //! The decoder is streaming ([`Decoder::decode`] returns `Ok(None)` for "need more
 //! bytes"), keeps its own explicit stack of open lists instead of recursing, and checks
-//! every [`Limits`](crate::Limits) bound as soon as a header declares a size.
+//! every [`Limits`](crate::Limits) bound as soon as a header declares a size. It reads
+//! an expression into a flat tape first; [`Decoder::decode_ref`] hands that out as an
+//! [`ElementRef`] without building a tree.
 
 mod decode;
 mod encode;
 mod error;
 pub mod negotiation;
+mod scan;
+mod tape;
+pub(crate) mod view;
 mod vocab;
-mod whole;
 
 pub use decode::Decoder;
 pub use encode::{encode, encode_to_vec, EncodeError};
 pub use error::{DecodeError, DecodeErrorKind};
+pub use tape::{ElementRef, Items};
 pub use vocab::Word;
 
 use crate::Integer;

@@ -47,6 +47,14 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+/// A top-level expression, taken from the decoder before acting on it.
+enum Input {
+    /// The dialect offer or choice.
+    Negotiation(Element),
+    /// Anything after it.
+    Message(Result<Message, pb::PbError>),
+}
+
 /// One side of one PB connection. See the [module docs](self) for the calling order.
 #[derive(Debug)]
 pub struct Broker {
@@ -144,7 +152,9 @@ impl Broker {
 
     /// The buffer a driver may read into directly (then call
     /// [`handle_received`](Self::handle_received)), saving a copy. It holds at most
-    /// the unparsed tail of one element: every complete element is consumed at once.
+    /// one incomplete top-level expression (bounded by
+    /// [`Limits::max_message_bytes`](crate::Limits::max_message_bytes)): every
+    /// complete one is consumed at once.
     pub fn receive_buffer(&mut self) -> &mut BytesMut {
         &mut self.received
     }
@@ -159,10 +169,20 @@ impl Broker {
             self.timers.silent_since = None;
         }
         while self.phase != Phase::Closing {
-            match self.decoder.decode(&mut self.received) {
-                Ok(Some(element)) => self.on_element(element, now),
+            // Messages are read in place; only the negotiation needs a tree.
+            let negotiating = self.phase == Phase::Dialect;
+            let input = match self.decoder.decode_ref(&mut self.received) {
+                Ok(Some(e)) if negotiating => Input::Negotiation(e.to_element()),
+                Ok(Some(e)) => Input::Message(pb::decode_ref(e, &self.security)),
                 Ok(None) => break,
-                Err(e) => self.close_with(CloseReason::decoding(e)),
+                Err(e) => {
+                    self.close_with(CloseReason::decoding(e));
+                    break;
+                }
+            };
+            match input {
+                Input::Negotiation(element) => self.negotiate(&element),
+                Input::Message(message) => self.on_message(message, now),
             }
         }
     }
@@ -343,11 +363,8 @@ impl Broker {
         self.events.push_back(Event::Closed(reason));
     }
 
-    fn on_element(&mut self, element: Element, now: Instant) {
-        if self.phase == Phase::Dialect {
-            return self.negotiate(&element);
-        }
-        let message = match pb::decode(&element, &self.security) {
+    fn on_message(&mut self, message: Result<Message, pb::PbError>, now: Instant) {
+        let message = match message {
             Ok(m) => m,
             Err(e) => return self.close_with(CloseReason::Violation(Violation::Message(e))),
         };

@@ -1,7 +1,9 @@
 //! Elements → values, under PB's security rules.
 
+use super::tag::Tag;
 use super::{Copyable, Value};
-use crate::banana::Element;
+use crate::banana::view::View;
+use crate::banana::{Element, ElementRef};
 use crate::{Integer, DEPTH_CEILING};
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -87,9 +89,21 @@ pub fn decode(element: &Element) -> Result<Value, JellyError> {
 
 /// Decodes one jelly expression, accepting the copyable classes `security` allows.
 pub fn decode_with(element: &Element, security: &Security) -> Result<Value, JellyError> {
+    decode_view(element, security)
+}
+
+/// [`decode_with`] reading the expression in place, from a decoder's tape.
+pub fn decode_ref(element: ElementRef<'_>, security: &Security) -> Result<Value, JellyError> {
+    decode_view(element, security)
+}
+
+pub(crate) fn decode_view<'a>(
+    element: impl View<'a>,
+    security: &Security,
+) -> Result<Value, JellyError> {
     let mut d = Unjelly {
         security,
-        references: HashSet::new(),
+        references: None,
     };
     d.value(element, 0)
 }
@@ -97,67 +111,93 @@ pub fn decode_with(element: &Element, security: &Security) -> Result<Value, Jell
 struct Unjelly<'a> {
     security: &'a Security,
     /// Reference ids introduced so far (including ones still being decoded, so a
-    /// cycle's inner `dereference` resolves).
-    references: HashSet<i64>,
+    /// cycle's inner `dereference` resolves). Made at the first `reference`: most
+    /// expressions have none.
+    references: Option<HashSet<i64>>,
 }
 
 impl Unjelly<'_> {
-    fn value(&mut self, e: &Element, depth: usize) -> Result<Value, JellyError> {
+    fn value<'e, E: View<'e>>(&mut self, e: E, depth: usize) -> Result<Value, JellyError> {
         if depth > DEPTH_CEILING {
             return Err(err(JellyErrorKind::TooDeep, "nesting"));
         }
-        match e {
-            Element::Int(i) => Ok(Value::Int(i.clone())),
-            Element::Float(f) => Ok(Value::Float(*f)),
-            Element::Bytes(b) => Ok(Value::Bytes(b.clone())),
-            Element::Vocab(w) => Ok(Value::Bytes(Bytes::from_static(w.as_bytes()))),
-            Element::List(items) => self.tagged(items, depth),
+        if let Some(items) = e.items() {
+            return self.tagged::<E>(items, depth);
         }
+        if let Some(b) = e.to_bytes() {
+            return Ok(Value::Bytes(b));
+        }
+        if let Some(f) = e.float() {
+            return Ok(Value::Float(f));
+        }
+        Ok(Value::Int(e.int().unwrap_or(Integer::Small(0))))
     }
 
-    fn seq(&mut self, items: &[Element], depth: usize) -> Result<Vec<Value>, JellyError> {
-        items.iter().map(|e| self.value(e, depth + 1)).collect()
+    fn seq<'e, E: View<'e>>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = E>,
+        depth: usize,
+    ) -> Result<Vec<Value>, JellyError> {
+        let mut out = Vec::with_capacity(items.len());
+        for e in items {
+            out.push(self.value(e, depth + 1)?);
+        }
+        Ok(out)
     }
 
-    fn tagged(&mut self, items: &[Element], depth: usize) -> Result<Value, JellyError> {
-        let Some((tag, rest)) = items.split_first() else {
+    fn tagged<'e, E: View<'e>>(
+        &mut self,
+        mut rest: E::Items,
+        depth: usize,
+    ) -> Result<Value, JellyError> {
+        let Some(tag) = rest.next() else {
             return Err(err(JellyErrorKind::Malformed, "empty list"));
         };
-        let Some(tag) = tag.as_bytes() else {
-            return Err(err(JellyErrorKind::Malformed, "tag is not a string"));
+        let (kind, tag) = match (tag.vocab(), tag.string()) {
+            (Some(w), _) => (Tag::of_word(w), w.as_bytes()),
+            (None, Some(b)) => (Tag::of_bytes(b), b),
+            (None, None) => return Err(err(JellyErrorKind::Malformed, "tag is not a string")),
         };
         use JellyErrorKind::*;
-        Ok(match tag {
-            b"None" => {
-                exact(rest, 0, "None")?;
+        Ok(match kind {
+            Tag::None => {
+                exact(rest.len(), 0, "None")?;
                 Value::None
             }
-            b"boolean" => match rest {
-                [b] if b.as_bytes() == Some(b"true") => Value::Bool(true),
-                [b] if b.as_bytes() == Some(b"false") => Value::Bool(false),
+            Tag::Boolean => match single(rest, "boolean")?.as_bytes() {
+                Some(b"true") => Value::Bool(true),
+                Some(b"false") => Value::Bool(false),
                 _ => return Err(err(Malformed, "boolean")),
             },
-            b"unicode" => match rest {
-                [Element::Bytes(b)] => match ByteString::try_from(b.clone()) {
-                    Ok(s) => Value::Text(s),
-                    Err(_) => return Err(err(InvalidUtf8, "unicode")),
-                },
-                [Element::Vocab(w)] => Value::Text(ByteString::from_static(
-                    std::str::from_utf8(w.as_bytes()).unwrap_or_default(),
-                )),
-                _ => return Err(err(Malformed, "unicode")),
-            },
-            b"list" => Value::List(self.seq(rest, depth)?),
-            b"tuple" => Value::Tuple(self.seq(rest, depth)?),
-            b"set" => Value::Set(self.seq(rest, depth)?),
-            b"frozenset" => Value::FrozenSet(self.seq(rest, depth)?),
-            b"dictionary" => {
+            Tag::Unicode => {
+                let text = single(rest, "unicode")?;
+                if let Some(w) = text.vocab() {
+                    Value::Text(ByteString::from_static(
+                        std::str::from_utf8(w.as_bytes()).unwrap_or_default(),
+                    ))
+                } else if text.string().is_some() {
+                    match ByteString::try_from(text.to_bytes().unwrap_or_default()) {
+                        Ok(s) => Value::Text(s),
+                        Err(_) => return Err(err(InvalidUtf8, "unicode")),
+                    }
+                } else {
+                    return Err(err(Malformed, "unicode"));
+                }
+            }
+            Tag::List => Value::List(self.seq(rest, depth)?),
+            Tag::Tuple => Value::Tuple(self.seq(rest, depth)?),
+            Tag::Set => Value::Set(self.seq(rest, depth)?),
+            Tag::FrozenSet => Value::FrozenSet(self.seq(rest, depth)?),
+            Tag::Dictionary => {
                 let mut pairs = Vec::with_capacity(rest.len());
                 for pair in rest {
-                    match pair {
-                        Element::List(kv) if kv.len() == 2 => {
-                            let k = self.value(&kv[0], depth + 2)?;
-                            let v = self.value(&kv[1], depth + 2)?;
+                    match pair.items() {
+                        Some(mut kv) if kv.len() == 2 => {
+                            let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
+                                return Err(err(Malformed, "dictionary pair"));
+                            };
+                            let k = self.value(k, depth + 2)?;
+                            let v = self.value(v, depth + 2)?;
                             pairs.push((k, v));
                         }
                         _ => return Err(err(Malformed, "dictionary pair")),
@@ -165,50 +205,43 @@ impl Unjelly<'_> {
                 }
                 Value::Dict(pairs)
             }
-            b"reference" => match rest {
-                [id, inner] => {
+            Tag::Reference => match (rest.len(), rest.next(), rest.next()) {
+                (2, Some(id), Some(inner)) => {
                     let id = int_field(id, "reference")?;
-                    if !self.references.insert(id) {
+                    if !self.references.get_or_insert_with(HashSet::new).insert(id) {
                         return Err(err(DuplicateReference, "reference"));
                     }
                     Value::Reference(id, Box::new(self.value(inner, depth + 1)?))
                 }
                 _ => return Err(err(Malformed, "reference")),
             },
-            b"dereference" => {
+            Tag::Dereference => {
                 let id = int_field(single(rest, "dereference")?, "dereference")?;
-                if !self.references.contains(&id) {
+                if !self.references.as_ref().is_some_and(|r| r.contains(&id)) {
                     return Err(err(UnknownDereference, "dereference"));
                 }
                 Value::Dereference(id)
             }
-            b"remote" => Value::Remote(int_field(single(rest, "remote")?, "remote")?),
-            b"local" => Value::Local(int_field(single(rest, "local")?, "local")?),
-            b"unpersistable" => Value::Unpersistable(bytes_field(
+            Tag::Remote => Value::Remote(int_field(single(rest, "remote")?, "remote")?),
+            Tag::Local => Value::Local(int_field(single(rest, "local")?, "local")?),
+            Tag::Unpersistable => Value::Unpersistable(bytes_field(
                 single(rest, "unpersistable")?,
                 "unpersistable",
             )?),
-            b"datetime" => Value::DateTime(numbers(rest, 7, "datetime")?),
-            b"date" => Value::Date(numbers(rest, 3, "date")?),
-            b"time" => Value::Time(numbers(rest, 4, "time")?),
-            b"timedelta" => Value::TimeDelta(numbers(rest, 3, "timedelta")?),
-            b"decimal" => match rest {
-                [Element::Int(digits), Element::Int(exponent)] => Value::Decimal {
-                    digits: digits.clone(),
-                    exponent: exponent.clone(),
+            Tag::DateTime => Value::DateTime(numbers(rest, 7, "datetime")?),
+            Tag::Date => Value::Date(numbers(rest, 3, "date")?),
+            Tag::Time => Value::Time(numbers(rest, 4, "time")?),
+            Tag::TimeDelta => Value::TimeDelta(numbers(rest, 3, "timedelta")?),
+            Tag::Decimal => match (rest.len(), rest.next(), rest.next()) {
+                (2, Some(digits), Some(exponent)) => match (digits.int(), exponent.int()) {
+                    (Some(digits), Some(exponent)) => Value::Decimal { digits, exponent },
+                    _ => return Err(err(Malformed, "decimal")),
                 },
                 _ => return Err(err(Malformed, "decimal")),
             },
-            b"class" => return Err(err(Forbidden, "class")),
-            b"module" => return Err(err(Forbidden, "module")),
-            b"function" => return Err(err(Forbidden, "function")),
-            b"method" => return Err(err(Forbidden, "method")),
-            b"instance" => return Err(err(Forbidden, "instance")),
-            b"persistent" => return Err(err(Forbidden, "persistent")),
-            b"cached" | b"lcache" | b"cache" | b"copy" => {
-                return Err(err(Forbidden, "cache or copy form"))
-            }
-            class if class.contains(&b'.') => {
+            Tag::Forbidden(what) => return Err(err(Forbidden, what)),
+            Tag::Class => {
+                let class = tag;
                 if !self
                     .security
                     .allowed_classes
@@ -217,52 +250,48 @@ impl Unjelly<'_> {
                 {
                     return Err(err(Forbidden, "class not allowed"));
                 }
-                let [state] = rest else {
-                    return Err(err(Malformed, "copyable instance"));
-                };
+                let state = single(rest, "copyable instance")?;
                 let state = self.value(state, depth + 1)?;
                 Value::Copyable(Box::new(Copyable {
                     class: Bytes::copy_from_slice(class),
                     state,
                 }))
             }
-            _ => return Err(err(UnknownTag, "unknown tag")),
+            Tag::Unknown => return Err(err(UnknownTag, "unknown tag")),
         })
     }
 }
 
-fn exact(rest: &[Element], n: usize, what: &'static str) -> Result<(), JellyError> {
-    if rest.len() == n {
+fn exact(len: usize, n: usize, what: &'static str) -> Result<(), JellyError> {
+    if len == n {
         Ok(())
     } else {
         Err(err(JellyErrorKind::Malformed, what))
     }
 }
 
-fn single<'e>(rest: &'e [Element], what: &'static str) -> Result<&'e Element, JellyError> {
-    match rest {
-        [one] => Ok(one),
+/// The one item left in `rest`.
+fn single<I: ExactSizeIterator>(mut rest: I, what: &'static str) -> Result<I::Item, JellyError> {
+    match (rest.len(), rest.next()) {
+        (1, Some(one)) => Ok(one),
         _ => Err(err(JellyErrorKind::Malformed, what)),
     }
 }
 
-fn int_field(e: &Element, what: &'static str) -> Result<i64, JellyError> {
-    match e {
-        Element::Int(i) => i.to_i64().ok_or(err(JellyErrorKind::Malformed, what)),
-        _ => Err(err(JellyErrorKind::Malformed, what)),
-    }
+fn int_field<'e>(e: impl View<'e>, what: &'static str) -> Result<i64, JellyError> {
+    e.as_i64().ok_or(err(JellyErrorKind::Malformed, what))
 }
 
-fn bytes_field(e: &Element, what: &'static str) -> Result<Bytes, JellyError> {
-    match e {
-        Element::Bytes(b) => Ok(b.clone()),
-        Element::Vocab(w) => Ok(Bytes::from_static(w.as_bytes())),
-        _ => Err(err(JellyErrorKind::Malformed, what)),
-    }
+fn bytes_field<'e>(e: impl View<'e>, what: &'static str) -> Result<Bytes, JellyError> {
+    e.to_bytes().ok_or(err(JellyErrorKind::Malformed, what))
 }
 
 /// A space-separated list of `count` decimal integers, as the date and time forms are.
-fn numbers(rest: &[Element], count: usize, what: &'static str) -> Result<Bytes, JellyError> {
+fn numbers<'e, E: View<'e>>(
+    rest: impl ExactSizeIterator<Item = E>,
+    count: usize,
+    what: &'static str,
+) -> Result<Bytes, JellyError> {
     let b = bytes_field(single(rest, what)?, what)?;
     let ok = std::str::from_utf8(&b)
         .ok()

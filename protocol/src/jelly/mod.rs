@@ -12,8 +12,10 @@
 mod decode;
 mod encode;
 mod failure;
+mod tag;
 
-pub use decode::{decode, decode_with, JellyError, JellyErrorKind, Security};
+pub(crate) use decode::decode_view;
+pub use decode::{decode, decode_ref, decode_with, JellyError, JellyErrorKind, Security};
 pub use encode::{encode, JellyEncodeError};
 pub use failure::{Failure, FailureStyle};
 

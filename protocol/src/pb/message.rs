@@ -1,6 +1,7 @@
 //! Typed PB messages, decoded from and encoded to banana elements.
 
-use crate::banana::{Dialect, Element};
+use crate::banana::view::View;
+use crate::banana::{Dialect, Element, ElementRef};
 use crate::jelly::{self, JellyEncodeError, JellyError, Security, Value};
 use bytes::Bytes;
 use std::fmt;
@@ -123,57 +124,74 @@ fn jelly_err(context: &'static str) -> impl Fn(JellyError) -> PbError {
 /// Decodes a top-level expression into a message. `security` says which copyable
 /// classes arguments and results may contain.
 pub fn decode(element: &Element, security: &Security) -> Result<Message, PbError> {
-    let Element::List(items) = element else {
+    decode_view(element, security)
+}
+
+/// [`decode`] reading the expression in place, as
+/// [`Decoder::decode_ref`](crate::banana::Decoder::decode_ref) returns it: no element
+/// tree is built.
+pub fn decode_ref(element: ElementRef<'_>, security: &Security) -> Result<Message, PbError> {
+    decode_view(element, security)
+}
+
+fn decode_view<'a, E: View<'a>>(element: E, security: &Security) -> Result<Message, PbError> {
+    let Some(mut fields) = element.items() else {
         return Err(err(PbErrorKind::NotAList, "message"));
     };
-    let Some((name, fields)) = items.split_first() else {
+    let Some(name) = fields.next() else {
         return Err(err(PbErrorKind::NotAList, "empty message"));
     };
     let Some(name) = name.as_bytes() else {
         return Err(err(PbErrorKind::NotAList, "message name"));
     };
+    let count = fields.len();
     let arity = |n: usize, what: &'static str| {
-        if fields.len() == n {
+        if count == n {
             Ok(())
         } else {
             Err(err(PbErrorKind::WrongArity, what))
         }
     };
-    let value =
-        |e: &Element, what: &'static str| jelly::decode_with(e, security).map_err(jelly_err(what));
+    let value = |e: E, what: &'static str| jelly::decode_view(e, security).map_err(jelly_err(what));
+    // The arity is checked first, so every field is there.
+    let mut field = || fields.next().ok_or(err(PbErrorKind::WrongArity, "message"));
     Ok(match name {
         b"version" => {
             arity(1, "version")?;
-            Message::Version(int(&fields[0], "version")?)
+            Message::Version(int(field()?, "version")?)
         }
         b"message" | b"cachemessage" => {
             arity(6, "message")?;
-            let object = match &fields[1] {
-                Element::Int(i) => {
-                    ObjectId::Id(i.to_i64().ok_or(err(PbErrorKind::BadField, "object id"))?)
-                }
-                other if other.as_bytes() == Some(b"root") => ObjectId::Root,
-                _ => return Err(err(PbErrorKind::BadField, "object id")),
+            let (request_id, object, method, answer, args, kwargs) =
+                (field()?, field()?, field()?, field()?, field()?, field()?);
+            let object = if object.int().is_some() {
+                ObjectId::Id(
+                    object
+                        .as_i64()
+                        .ok_or(err(PbErrorKind::BadField, "object id"))?,
+                )
+            } else if object.as_bytes() == Some(b"root") {
+                ObjectId::Root
+            } else {
+                return Err(err(PbErrorKind::BadField, "object id"));
             };
-            let method = match &fields[2] {
-                Element::Bytes(b) => b.clone(),
-                Element::Vocab(w) => Bytes::from_static(w.as_bytes()),
-                _ => return Err(err(PbErrorKind::BadField, "method name")),
-            };
-            let args = match value(&fields[4], "arguments")? {
+            let method = method
+                .to_bytes()
+                .ok_or(err(PbErrorKind::BadField, "method name"))?;
+            let args = match value(args, "arguments")? {
                 Value::Tuple(v) | Value::List(v) => v,
                 _ => return Err(err(PbErrorKind::BadField, "arguments")),
             };
-            let kwargs = match value(&fields[5], "keywords")? {
+            let kwargs = match value(kwargs, "keywords")? {
                 Value::Dict(v) => v,
                 Value::None => Vec::new(),
                 _ => return Err(err(PbErrorKind::BadField, "keywords")),
             };
             let call = Call {
-                request_id: int(&fields[0], "request id")?,
+                request_id: int(request_id, "request id")?,
                 object,
                 method,
-                answer_required: int(&fields[3], "answer required")? != 0,
+                answer_required: int(answer, "answer required")? != 0,
                 args,
                 kwargs,
             };
@@ -185,33 +203,35 @@ pub fn decode(element: &Element, security: &Security) -> Result<Message, PbError
         }
         b"answer" => {
             arity(2, "answer")?;
+            let (request_id, answer) = (field()?, field()?);
             Message::Answer {
-                request_id: int(&fields[0], "request id")?,
-                value: value(&fields[1], "answer")?,
+                request_id: int(request_id, "request id")?,
+                value: value(answer, "answer")?,
             }
         }
         b"error" => {
             arity(2, "error")?;
+            let (request_id, failure) = (field()?, field()?);
             Message::Error {
-                request_id: int(&fields[0], "request id")?,
-                failure: value(&fields[1], "failure")?,
+                request_id: int(request_id, "request id")?,
+                failure: value(failure, "failure")?,
             }
         }
         b"decref" => {
             arity(1, "decref")?;
-            Message::Decref(int(&fields[0], "decref")?)
+            Message::Decref(int(field()?, "decref")?)
         }
         b"decache" => {
             arity(1, "decache")?;
-            Message::Decache(int(&fields[0], "decache")?)
+            Message::Decache(int(field()?, "decache")?)
         }
         b"uncache" => {
             arity(1, "uncache")?;
-            Message::Uncache(int(&fields[0], "uncache")?)
+            Message::Uncache(int(field()?, "uncache")?)
         }
         b"didNotUnderstand" => {
             arity(1, "didNotUnderstand")?;
-            match fields[0].as_bytes() {
+            match field()?.as_bytes() {
                 Some(b) => Message::DidNotUnderstand(Bytes::copy_from_slice(b)),
                 None => return Err(err(PbErrorKind::BadField, "didNotUnderstand")),
             }
@@ -220,11 +240,8 @@ pub fn decode(element: &Element, security: &Security) -> Result<Message, PbError
     })
 }
 
-fn int(e: &Element, what: &'static str) -> Result<i64, PbError> {
-    match e {
-        Element::Int(i) => i.to_i64().ok_or(err(PbErrorKind::BadField, what)),
-        _ => Err(err(PbErrorKind::BadField, what)),
-    }
+fn int<'a>(e: impl View<'a>, what: &'static str) -> Result<i64, PbError> {
+    e.as_i64().ok_or(err(PbErrorKind::BadField, what))
 }
 
 /// Encodes a message as Twisted's broker writes it in `dialect`.

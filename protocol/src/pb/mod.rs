@@ -8,7 +8,7 @@ pub mod failures;
 mod message;
 mod session;
 
-pub use message::{decode, encode, Call, Message, ObjectId, PbError, PbErrorKind};
+pub use message::{decode, decode_ref, encode, Call, Message, ObjectId, PbError, PbErrorKind};
 pub use session::{Session, SessionErrorKind, SessionFull};
 
 /// The PB protocol version every Twisted release examined sends and expects.
