@@ -74,7 +74,7 @@ async fn attempt(args: &FloodArgs) -> Result<(), link::LinkError> {
     };
     let response = pbwire::login::response(args.password.as_bytes(), challenge);
     let mind = link.export()?;
-    let _ = link
+    let answer = link
         .call(
             ObjectId::Id(*challenger),
             "respond",
@@ -82,6 +82,8 @@ async fn attempt(args: &FloodArgs) -> Result<(), link::LinkError> {
             vec![],
         )
         .await?;
+    // A guesser does not wait for the refusal.
+    drop(answer);
     link.send(&Message::Decref(*challenger)).await?;
     reader.abort();
     Ok(())
