@@ -86,8 +86,8 @@ def main():
     print(f"| builds | {quiet['builds']} | {flooded['builds']} |")
     print(f"| master CPU s over the run | {quiet['master_cpu_s']:.2f} | "
           f"{flooded['master_cpu_s']:.2f} |")
-    print(f"| flood: attempts sent / refused seen / s | | {fl.get('attempts')} / "
-          f"{fl.get('refused')} / {fl.get('elapsed_s')} |")
+    print(f"| flood: logins sent / failed to send / seconds / per second | | "
+          f"{fl.get('sent')} / {fl.get('errors')} / {fl.get('elapsed_s')} / {fl.get('per_s')} |")
 
 
 if __name__ == "__main__":
