@@ -202,7 +202,7 @@ impl Master {
         if self.draining || self.disk_low.is_some() {
             return;
         }
-        let mut demand: BTreeMap<String, usize> = BTreeMap::new();
+        let mut demand: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         let mut pass = self.queue.pass();
         while let Some(request) = pass.next(&self.queue) {
             let Some(builder) = self.builders.get(&request.builder).cloned() else {
@@ -222,7 +222,11 @@ impl Master {
                     let n = *waiting.get_or_insert_with(|| {
                         self.queue.waiting_from(&request.builder, request.id)
                     });
-                    *demand.entry(pool.clone()).or_default() += n;
+                    *demand
+                        .entry(pool.clone())
+                        .or_default()
+                        .entry(request.builder.clone())
+                        .or_default() += n;
                 }
                 pass.skip_builder();
                 continue;

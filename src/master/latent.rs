@@ -9,7 +9,7 @@ use crate::config::{Config, IdleStop, LatentDriver, LatentPoolConfig};
 use crate::latent::credentials::Credentials;
 use crate::latent::driver::{Driver, LaunchSpec, OwnedInstance};
 use crate::latent::local::LocalDriver;
-use crate::latent::plan::{plan, PoolLimits};
+use crate::latent::plan::{plan, PoolLimits, Seat};
 use crate::model::boot_script::BootVars;
 use crate::model::{Instance, Phase};
 use std::collections::{BTreeMap, HashMap};
@@ -251,10 +251,12 @@ impl Master {
         }
     }
 
-    /// Starts what each pool's demand asks for, under its cap.
-    pub(super) fn plan_pools(&mut self, demand: &BTreeMap<String, usize>) {
+    /// Starts what each pool's demand (requests waiting, by builder) asks for, under
+    /// its cap.
+    pub(super) fn plan_pools(&mut self, demand: &BTreeMap<String, BTreeMap<String, usize>>) {
         let t = self.now;
         let names: Vec<String> = self.pools.keys().cloned().collect();
+        let none = BTreeMap::new();
         for name in names {
             let p = &self.pools[&name];
             let limits = PoolLimits {
@@ -269,11 +271,22 @@ impl Master {
                     p.quarantine_until - t
                 )
             });
-            let instances: Vec<Instance> = p.instances.values().cloned().collect();
+            let seats: Vec<Seat> = p
+                .instances
+                .values()
+                .map(|i| Seat {
+                    phase: i.phase,
+                    busy: self
+                        .workers
+                        .get(&i.name)
+                        .map(|w| w.busy_builders.clone())
+                        .unwrap_or_default(),
+                })
+                .collect();
             let decision = plan(
                 limits,
-                &instances,
-                demand.get(&name).copied().unwrap_or(0),
+                &seats,
+                demand.get(&name).unwrap_or(&none),
                 blocked.as_deref(),
             );
             if decision.waiting != self.pools[&name].waiting {

@@ -65,17 +65,33 @@ const T0: f64 = 1_000_000.0;
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(&[])
+    }
+
+    /// [`Fixture::new`] with each `(from, to)` replaced in the config.
+    fn with(edits: &[(&str, &str)]) -> Fixture {
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "pbmaster-coordinator-{}-{}",
+            "pbmaster-coordinator-{}-{}-{}",
             std::process::id(),
-            crate::store::now()
+            crate::store::now(),
+            SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        Fixture::on(dir)
+        Fixture::on_with(dir, edits)
     }
 
     /// A coordinator on the store in `dir`, as after a restart.
     fn on(dir: PathBuf) -> Fixture {
-        let with_dir = CONFIG.replacen(
+        Fixture::on_with(dir, &[])
+    }
+
+    fn on_with(dir: PathBuf, edits: &[(&str, &str)]) -> Fixture {
+        let mut body = CONFIG.to_owned();
+        for (from, to) in edits {
+            assert!(body.contains(from), "{from:?} is in the config");
+            body = body.replacen(from, to, 1);
+        }
+        let with_dir = body.replacen(
             "[master]",
             &format!("[master]\ndata_dir = {:?}", dir.display().to_string()),
             1,
@@ -659,4 +675,32 @@ fn a_full_disk_stops_running_builds_and_starts_none_until_it_has_room() {
     );
     let effects = f.handle(Msg::DiskLow(None));
     assert_eq!(builds_started(&effects).len(), 1, "{effects:?}");
+}
+
+/// The instance launches among `effects`: (pool id, name).
+fn launches(effects: &[Effect]) -> Vec<(i64, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Watch(w) => match &w.start {
+                WatchStart::Launch(spec) => Some((w.id, spec.name.clone())),
+                WatchStart::Adopt(_) => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_one_builder_pool_with_several_builds_per_instance_starts_one_instance_per_request() {
+    // A worker runs one build per builder: max_builds = 2 does not let one instance
+    // take two requests of the same builder.
+    let mut f = Fixture::with(&[("max_instances = 2", "max_instances = 5\nmax_builds = 2")]);
+    f.start(vec![]);
+    let mut started = Vec::new();
+    for _ in 0..3 {
+        let (effects, _) = f.force("cloudy");
+        started.extend(launches(&effects));
+    }
+    assert_eq!(started.len(), 3, "{started:?}");
 }
