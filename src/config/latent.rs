@@ -2,7 +2,7 @@
 //! `workers` list like any worker.
 
 use super::error::Problems;
-use super::file::PoolTable;
+use super::file::{FileTable, PoolTable};
 use crate::model::boot_script::{self, BootScript};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -142,6 +142,29 @@ pub struct Ec2Settings {
 
 fn default_calls() -> u32 {
     120
+}
+
+/// A `[[worker]]` named as an instance of a pool may be (`POOL-N`) could not log in
+/// while that instance lives, and would be taken for it: refused.
+pub(super) fn instance_name_clashes(file: &FileTable, problems: &mut Problems) {
+    for w in &file.workers {
+        let name = w.name.get_ref();
+        let clash = file.latent_pools.iter().find(|p| {
+            name.strip_prefix(p.name.get_ref().as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if let Some(p) = clash {
+            problems.at(
+                w.name.span(),
+                format!(
+                    "worker {name:?}: latent pool {:?} names its instances {}-N; rename the worker",
+                    p.name.get_ref(),
+                    p.name.get_ref()
+                ),
+            );
+        }
+    }
 }
 
 /// One `[[latent_pool]]`; its name is checked against the others by the caller.
@@ -308,6 +331,24 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains("unknown variable {{nope}}"), "{e:?}");
         assert!(e[0].starts_with("line 9,"), "{e:?}");
+    }
+
+    #[test]
+    fn a_worker_named_like_an_instance_is_refused() {
+        let body = format!(
+            "{BASE}[[worker]]\nname = \"pool-3\"\npassword = \"pw\"\n[[worker]]\nname = \"pool-x\"\npassword = \"pw\"\n[[latent_pool]]\nname = \"pool\"\ndriver = \"local\"\nvenv = \"/v\"\n"
+        );
+        let e: Vec<String> = parse(&body)
+            .map(|_| ())
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("worker \"pool-3\"") && e[0].contains("pool-N"),
+            "{e:?}"
+        );
     }
 
     #[test]
