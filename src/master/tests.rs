@@ -704,3 +704,83 @@ fn a_one_builder_pool_with_several_builds_per_instance_starts_one_instance_per_r
     }
     assert_eq!(started.len(), 3, "{started:?}");
 }
+
+fn terminated(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Terminate {
+                cloud_id: Some(c), ..
+            } => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_sweep_ends_only_instances_it_has_evidence_are_its_own_and_unused() {
+    let mut f = Fixture::new();
+    let (id, name) = launch_one(&mut f);
+    let pool = "pool".to_owned();
+    latent(
+        &mut f,
+        LatentMsg::Launched {
+            pool: pool.clone(),
+            id,
+            cloud_id: "i-1".into(),
+        },
+    );
+    latent(
+        &mut f,
+        LatentMsg::Running {
+            pool: pool.clone(),
+            id,
+        },
+    );
+    let (_, effects) = f.attach(&name, &["cloudy"]);
+    assert_eq!(builds_started(&effects).len(), 1);
+    let owned = |ids: &[(&str, &str)]| {
+        ids.iter()
+            .map(|(c, n)| OwnedInstance {
+                cloud_id: (*c).into(),
+                name: Some((*n).into()),
+            })
+            .collect::<Vec<_>>()
+    };
+    // A twin of the busy instance (its worker may be the twin's), and one this
+    // database never launched (another master with the same id): both left.
+    let cloud = [
+        ("i-1", name.as_str()),
+        ("i-twin", name.as_str()),
+        ("i-other", "pool-99"),
+    ];
+    let effects = latent(
+        &mut f,
+        LatentMsg::Swept {
+            pool: pool.clone(),
+            owned: owned(&cloud),
+        },
+    );
+    assert!(terminated(&effects).is_empty(), "{effects:?}");
+    // Once the instance has ended, its twin goes; the stranger stays.
+    f.handle(Msg::Drain {
+        grace: Duration::ZERO,
+    });
+    let (reply, _stopped) = oneshot::channel();
+    f.handle(Msg::StopInstances { reply });
+    latent(
+        &mut f,
+        LatentMsg::Terminated {
+            pool: pool.clone(),
+            id,
+        },
+    );
+    let effects = latent(
+        &mut f,
+        LatentMsg::Swept {
+            pool,
+            owned: owned(&cloud[1..]),
+        },
+    );
+    assert_eq!(terminated(&effects), ["i-twin"]);
+}
