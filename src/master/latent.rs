@@ -42,6 +42,8 @@ pub struct Pool {
     charged: HashMap<i64, u32>,
     /// The newest failure, for the pool's status.
     last_failure: Option<String>,
+    /// Terminations that failed in a row, by instance (for the back-off).
+    terminate_failures: HashMap<i64, u32>,
 }
 
 /// Events from instance tasks and timers.
@@ -86,6 +88,17 @@ pub enum LatentMsg {
         pool: String,
         id: i64,
     },
+    /// The driver could not end the instance: it is still there, and counted.
+    TerminateFailed {
+        pool: String,
+        id: i64,
+        why: String,
+    },
+    /// Time to try ending the instance again.
+    RetryTerminate {
+        pool: String,
+        id: i64,
+    },
     /// A pool's quarantine is over: look at the demand again.
     QuarantineOver,
     /// What the cloud has under this master's tag for a pool, from a periodic sweep.
@@ -115,6 +128,7 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 waiting: None,
                 charged: HashMap::new(),
                 last_failure: None,
+                terminate_failures: HashMap::new(),
             };
             (p.name.clone(), pool)
         })
@@ -275,7 +289,12 @@ impl Master {
                 .instances
                 .values()
                 .map(|i| Seat {
-                    phase: i.phase,
+                    // Failed but not yet confirmed gone: still there, still counted.
+                    phase: if i.phase.is_live() {
+                        i.phase
+                    } else {
+                        Phase::Stopping
+                    },
                     busy: self
                         .workers
                         .get(&i.name)
@@ -458,7 +477,20 @@ impl Master {
             }
             LatentMsg::QuarantineOver => {}
             LatentMsg::Swept { pool, owned } => self.sweep(&pool, owned),
+            LatentMsg::TerminateFailed { pool, id, why } => self.terminate_failed(&pool, id, &why),
+            LatentMsg::RetryTerminate { pool, id } => {
+                if self
+                    .pools
+                    .get(&pool)
+                    .is_some_and(|p| p.instances.contains_key(&id))
+                {
+                    self.terminate(&pool, id);
+                }
+            }
             LatentMsg::Terminated { pool, id } => {
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.terminate_failures.remove(&id);
+                }
                 if self.phase_of(&pool, id) == Some(Phase::Stopping) {
                     self.transition(&pool, id, Phase::Stopped, None);
                 }
@@ -519,12 +551,10 @@ impl Master {
         self.answer_when_no_instance();
     }
 
+    /// Answers the stopping master once no instance is left, not even a failed one
+    /// whose termination is not confirmed yet.
     fn answer_when_no_instance(&mut self) {
-        let any_live = self
-            .pools
-            .values()
-            .any(|p| p.instances.values().any(|i| i.phase.is_live()));
-        if !any_live {
+        if self.pools.values().all(|p| p.instances.is_empty()) {
             if let Some(reply) = self.stopped_reply.take() {
                 self.reply(move || {
                     let _ = reply.send(());

@@ -784,3 +784,113 @@ fn the_sweep_ends_only_instances_it_has_evidence_are_its_own_and_unused() {
     );
     assert_eq!(terminated(&effects), ["i-twin"]);
 }
+
+#[test]
+fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
+    let mut f = Fixture::new();
+    let (id, name) = launch_one(&mut f);
+    let pool = "pool".to_owned();
+    latent(
+        &mut f,
+        LatentMsg::Launched {
+            pool: pool.clone(),
+            id,
+            cloud_id: "i-1".into(),
+        },
+    );
+    // Its boot times out: failed, and its termination fails.
+    let since = f.now;
+    let effects = latent(
+        &mut f,
+        LatentMsg::Deadline {
+            pool: pool.clone(),
+            id,
+            phase: Phase::Booting,
+            since,
+            limit: 30,
+        },
+    );
+    assert_eq!(terminated(&effects), ["i-1"]);
+    assert_eq!(launches(&effects).len(), 1, "a replacement for the request");
+    let effects = latent(
+        &mut f,
+        LatentMsg::TerminateFailed {
+            pool: pool.clone(),
+            id,
+            why: "RequestLimitExceeded".into(),
+        },
+    );
+    let retry = timers(&effects);
+    assert!(
+        matches!(retry[..], [(d, LatentMsg::RetryTerminate { .. })] if d == Duration::from_secs(5)),
+        "{effects:?}"
+    );
+    // Still there: with the replacement the pool is at its cap of 2.
+    let (effects, _) = f.force("cloudy");
+    assert!(launches(&effects).is_empty(), "{effects:?}");
+    let effects = latent(
+        &mut f,
+        LatentMsg::RetryTerminate {
+            pool: pool.clone(),
+            id,
+        },
+    );
+    assert_eq!(terminated(&effects), ["i-1"]);
+    let effects = latent(
+        &mut f,
+        LatentMsg::Terminated {
+            pool: pool.clone(),
+            id,
+        },
+    );
+    assert_eq!(launches(&effects).len(), 1, "room again once it is gone");
+    assert_eq!(f.instance_phase(&name), Some(Phase::Failed));
+
+    // A stop whose termination fails is not recorded stopped until it succeeds.
+    f.handle(Msg::Drain {
+        grace: Duration::ZERO,
+    });
+    let (reply, mut stopped) = oneshot::channel();
+    let effects = f.handle(Msg::StopInstances { reply });
+    let ending: Vec<i64> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Terminate {
+                report: Some((_, i)),
+                ..
+            } => Some(*i),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ending.len(), 2, "{effects:?}");
+    replies(effects);
+    let first = ending[0];
+    let first_name = format!("pool-{first}");
+    replies(latent(
+        &mut f,
+        LatentMsg::TerminateFailed {
+            pool: pool.clone(),
+            id: first,
+            why: "InternalError".into(),
+        },
+    ));
+    assert_eq!(f.instance_phase(&first_name), Some(Phase::Stopping));
+    replies(latent(
+        &mut f,
+        LatentMsg::Terminated {
+            pool: pool.clone(),
+            id: ending[1],
+        },
+    ));
+    assert!(stopped.try_recv().is_err(), "one is still there");
+    replies(latent(
+        &mut f,
+        LatentMsg::RetryTerminate {
+            pool: pool.clone(),
+            id: first,
+        },
+    ));
+    replies(latent(&mut f, LatentMsg::Terminated { pool, id: first }));
+    assert_eq!(f.instance_phase(&first_name), Some(Phase::Stopped));
+    assert!(stopped.try_recv().is_ok());
+}

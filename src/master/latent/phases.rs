@@ -187,6 +187,25 @@ impl Master {
         });
     }
 
+    /// The driver could not end the instance: it stays as it is (stopping, or failed
+    /// but still counted under the cap) and is tried again after a back-off, 5 s
+    /// doubling up to 5 minutes; only the driver's word records it stopped.
+    pub(super) fn terminate_failed(&mut self, pool: &str, id: i64, why: &str) {
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let Some(i) = p.instances.get(&id) else {
+            return;
+        };
+        let tries = p.terminate_failures.entry(id).or_default();
+        *tries += 1;
+        let delay = Duration::from_secs((5u64 << (*tries - 1).min(6)).min(300));
+        warn!(pool, instance = %i.name, "cannot terminate (try {tries}): {why}; trying again in {delay:?}");
+        p.last_failure = Some(format!("cannot terminate {}: {why}", i.name));
+        let pool = pool.to_owned();
+        self.after(delay, LatentMsg::RetryTerminate { pool, id });
+    }
+
     /// Drops an ended instance from memory (its record stays).
     pub(super) fn forget(&mut self, pool: &str, id: i64) {
         let Some(p) = self.pools.get_mut(pool) else {
