@@ -12,7 +12,7 @@ use crate::latent::local::LocalDriver;
 use crate::latent::plan::{plan, PoolLimits, Seat};
 use crate::model::boot_script::BootVars;
 use crate::model::{Instance, Phase};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -44,6 +44,9 @@ pub struct Pool {
     last_failure: Option<String>,
     /// Terminations that failed in a row, by instance (for the back-off).
     terminate_failures: HashMap<i64, u32>,
+    /// Instances whose launch call has not answered: one stopped meanwhile may still
+    /// come to exist, so it is ended once the answer names it.
+    launching: HashSet<i64>,
 }
 
 /// Events from instance tasks and timers.
@@ -129,6 +132,7 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 charged: HashMap::new(),
                 last_failure: None,
                 terminate_failures: HashMap::new(),
+                launching: HashSet::new(),
             };
             (p.name.clone(), pool)
         })
@@ -368,6 +372,7 @@ impl Master {
         let instance = Instance::new(id, pool, &name, self.now);
         p.instances.insert(id, instance);
         p.passwords.insert(id, password);
+        p.launching.insert(id);
         let (phase_tx, phase_rx) = watch::channel(Phase::Requested);
         p.phases.insert(id, phase_tx);
         self.workers
@@ -407,28 +412,51 @@ impl Master {
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
         match msg {
             LatentMsg::Launched { pool, id, cloud_id } => {
-                if let Some(i) = self
-                    .pools
-                    .get_mut(&pool)
-                    .and_then(|p| p.instances.get_mut(&id))
-                {
-                    i.cloud_id = Some(cloud_id.clone());
-                }
-                if self.phase_of(&pool, id) == Some(Phase::Launching) {
+                let Some(p) = self.pools.get_mut(&pool) else {
+                    return;
+                };
+                p.launching.remove(&id);
+                let Some(i) = p.instances.get_mut(&id) else {
+                    return;
+                };
+                i.cloud_id = Some(cloud_id.clone());
+                if i.phase == Phase::Launching {
                     self.transition(&pool, id, Phase::Booting, Some(&cloud_id));
                     let limit = self.pools[&pool].config.boot_timeout;
                     self.deadline(&pool, id, limit);
                 } else {
                     // Stopped while launching: the new instance must go too.
+                    if let Err(e) = self
+                        .store
+                        .record_phase(i, Some("launched after its stop; terminating"))
+                    {
+                        warn!(pool = %pool, instance = %i.name, "cannot record the cloud id: {e}");
+                    }
                     self.terminate(&pool, id);
                 }
+            }
+            LatentMsg::LaunchFailed { pool, id, .. }
+                if self.phase_of(&pool, id) == Some(Phase::Stopping) =>
+            {
+                // Stopped while launching, and nothing was made: it has ended.
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.launching.remove(&id);
+                }
+                self.transition(&pool, id, Phase::Stopped, Some("its launch failed"));
+                self.forget(&pool, id);
+                self.answer_when_no_instance();
             }
             LatentMsg::LaunchFailed {
                 pool,
                 id,
                 why,
                 permanent,
-            } => self.fail_instance_as(&pool, id, &why, permanent),
+            } => {
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.launching.remove(&id);
+                }
+                self.fail_instance_as(&pool, id, &why, permanent)
+            }
             LatentMsg::Running { pool, id } => {
                 if self.phase_of(&pool, id) == Some(Phase::Booting) {
                     self.transition(&pool, id, Phase::Connecting, None);

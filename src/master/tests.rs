@@ -616,23 +616,25 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
     // Stopping until the cloud confirms: a crash meanwhile leaves it to the next start.
     assert_eq!(f.instance_phase("pool-1"), Some(Phase::Stopping));
     // The request that launched it is still queued, so another instance starts; the
-    // master stopping (draining first, so nothing new launches) stops that one too.
-    assert!(effects.iter().any(|e| matches!(e, Effect::Watch(_))));
+    // master stopping (draining first, so nothing new launches) stops that one too,
+    // once its launch has answered.
+    let second = launches(&effects);
+    assert_eq!(second.len(), 1, "{effects:?}");
     f.handle(Msg::Drain {
         grace: Duration::ZERO,
     });
     let (reply, mut stopped) = oneshot::channel();
-    let effects = f.handle(Msg::StopInstances { reply });
-    let mut ending = vec![id];
-    ending.extend(effects.iter().filter_map(|e| match e {
-        Effect::Terminate {
-            report: Some((_, i)),
-            ..
-        } => Some(*i),
-        _ => None,
-    }));
-    assert_eq!(ending.len(), 2, "{effects:?}");
-    replies(effects);
+    replies(f.handle(Msg::StopInstances { reply }));
+    let effects = latent(
+        &mut f,
+        LatentMsg::Launched {
+            pool: "pool".into(),
+            id: second[0].0,
+            cloud_id: "i-2".into(),
+        },
+    );
+    assert_eq!(terminated(&effects), ["i-2"]);
+    let ending = vec![id, second[0].0];
     for id in ending {
         assert!(stopped.try_recv().is_err(), "an instance is still stopping");
         replies(latent(
@@ -851,19 +853,20 @@ fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
         grace: Duration::ZERO,
     });
     let (reply, mut stopped) = oneshot::channel();
-    let effects = f.handle(Msg::StopInstances { reply });
-    let ending: Vec<i64> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Terminate {
-                report: Some((_, i)),
-                ..
-            } => Some(*i),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(ending.len(), 2, "{effects:?}");
-    replies(effects);
+    replies(f.handle(Msg::StopInstances { reply }));
+    let ending: Vec<i64> = f.master.pools["pool"].instances.keys().copied().collect();
+    assert_eq!(ending.len(), 2);
+    for (n, id) in ending.iter().enumerate() {
+        let effects = latent(
+            &mut f,
+            LatentMsg::Launched {
+                pool: pool.clone(),
+                id: *id,
+                cloud_id: format!("i-{}", n + 2),
+            },
+        );
+        assert_eq!(terminated(&effects).len(), 1, "{effects:?}");
+    }
     let first = ending[0];
     let first_name = format!("pool-{first}");
     replies(latent(
@@ -892,5 +895,60 @@ fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
     ));
     replies(latent(&mut f, LatentMsg::Terminated { pool, id: first }));
     assert_eq!(f.instance_phase(&first_name), Some(Phase::Stopped));
+    assert!(stopped.try_recv().is_ok());
+}
+
+#[test]
+fn an_instance_stopped_while_launching_is_ended_once_its_launch_answers() {
+    let mut f = Fixture::new();
+    let (id, name) = launch_one(&mut f);
+    let pool = "pool".to_owned();
+    f.handle(Msg::Drain {
+        grace: Duration::ZERO,
+    });
+    let (reply, mut stopped) = oneshot::channel();
+    let effects = f.handle(Msg::StopInstances { reply });
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Terminate { .. } | Effect::Reply(_))),
+        "nothing to end yet, and not forgotten: {effects:?}"
+    );
+    assert_eq!(f.instance_phase(&name), Some(Phase::Stopping));
+    let effects = latent(
+        &mut f,
+        LatentMsg::Launched {
+            pool: pool.clone(),
+            id,
+            cloud_id: "i-late".into(),
+        },
+    );
+    assert_eq!(terminated(&effects), ["i-late"]);
+    replies(effects);
+    assert!(stopped.try_recv().is_err());
+    replies(latent(&mut f, LatentMsg::Terminated { pool, id }));
+    assert_eq!(f.instance_phase(&name), Some(Phase::Stopped));
+    assert!(stopped.try_recv().is_ok());
+    let row = f.store.instances(1).unwrap().remove(0);
+    assert_eq!(row.cloud_id.as_deref(), Some("i-late"), "recorded");
+
+    // A launch that fails after the stop: stopped, not a failure of the pool.
+    let mut f = Fixture::new();
+    let (id, name) = launch_one(&mut f);
+    f.handle(Msg::Drain {
+        grace: Duration::ZERO,
+    });
+    let (reply, mut stopped) = oneshot::channel();
+    f.handle(Msg::StopInstances { reply });
+    replies(latent(
+        &mut f,
+        LatentMsg::LaunchFailed {
+            pool: "pool".into(),
+            id,
+            why: "launch failed: InternalError".into(),
+            permanent: false,
+        },
+    ));
+    assert_eq!(f.instance_phase(&name), Some(Phase::Stopped));
     assert!(stopped.try_recv().is_ok());
 }

@@ -174,12 +174,17 @@ impl Master {
         }
     }
 
-    /// Asks the driver to end the instance; reported back when done.
+    /// Asks the driver to end the instance; reported back when done. One whose
+    /// launch has not answered yet waits for the answer (see `LatentMsg::Launched`):
+    /// without its cloud id there is nothing to end, and forgetting it would leak it.
     pub(super) fn terminate(&mut self, pool: &str, id: i64) {
         let Some(p) = self.pools.get(pool) else {
             return;
         };
         let cloud_id = p.instances.get(&id).and_then(|i| i.cloud_id.clone());
+        if cloud_id.is_none() && p.launching.contains(&id) {
+            return;
+        }
         self.effect(Effect::Terminate {
             driver: p.driver.clone(),
             cloud_id,
