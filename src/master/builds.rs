@@ -266,7 +266,6 @@ impl Master {
         worker: String,
         wfb: i64,
     ) -> bool {
-        self.instance_build_started(&worker);
         let build = match self
             .store
             .start_build(request.id, &request.builder, &worker)
@@ -277,6 +276,9 @@ impl Master {
                 return false;
             }
         };
+        // Only once recorded: an instance must not be left building a build that
+        // never started.
+        self.instance_build_started(&worker);
         self.queue.take(&request.builder, request.id);
         let Some(slot) = self.workers.get_mut(&worker) else {
             return true;

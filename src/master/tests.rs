@@ -952,3 +952,36 @@ fn an_instance_stopped_while_launching_is_ended_once_its_launch_answers() {
     assert_eq!(f.instance_phase(&name), Some(Phase::Stopped));
     assert!(stopped.try_recv().is_ok());
 }
+
+/// Takes the launched instance `id` through booting to attached (`cloudy`).
+fn bring_up(f: &mut Fixture, id: i64, name: &str, cloud_id: &str) -> Vec<Effect> {
+    let pool = "pool".to_owned();
+    latent(
+        f,
+        LatentMsg::Launched {
+            pool: pool.clone(),
+            id,
+            cloud_id: cloud_id.into(),
+        },
+    );
+    latent(f, LatentMsg::Running { pool, id });
+    f.attach(name, &["cloudy"]).1
+}
+
+#[test]
+fn a_build_the_store_cannot_record_leaves_its_instance_free() {
+    let mut f = Fixture::new();
+    let (id, name) = launch_one(&mut f);
+    f.store.execute_for_test(
+        "CREATE TRIGGER no_builds BEFORE INSERT ON builds BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END;",
+    );
+    let effects = bring_up(&mut f, id, &name, "i-1");
+    assert!(builds_started(&effects).is_empty());
+    assert_eq!(f.instance_phase(&name), Some(Phase::Ready), "not building");
+    assert_eq!(f.master.pools["pool"].instances[&id].builds, 0);
+    // The store works again: the next dispatch starts the build on it.
+    f.store.execute_for_test("DROP TRIGGER no_builds;");
+    let (effects, _) = f.force("cloudy");
+    assert_eq!(builds_started(&effects).len(), 1, "{effects:?}");
+    assert_eq!(f.instance_phase(&name), Some(Phase::Building));
+}
