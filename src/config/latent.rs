@@ -42,6 +42,8 @@ pub struct LatentPoolConfig {
     /// Substantiations that may fail for one build request before its build ends
     /// with the last failure's phase and reason.
     pub substantiation_attempts: u32,
+    /// Times a build may run again after its instance was lost under it.
+    pub lost_build_retries: u32,
 }
 
 /// Where a pool's instances come from.
@@ -219,6 +221,7 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
         master_address: p.master_address.clone(),
         boot_script: boot_script?,
         substantiation_attempts: p.substantiation_attempts,
+        lost_build_retries: p.lost_build_retries,
     })
 }
 

@@ -91,7 +91,9 @@ impl Master {
         ) {
             Ok(()) if outcome.result == BuildResult::Retry => {
                 if let Some(r) = running {
-                    self.queue.push(r.request);
+                    if self.may_retry(&r.request, worker, outcome.reason.as_deref()) {
+                        self.queue.push(r.request);
+                    }
                 }
             }
             Ok(()) => {}

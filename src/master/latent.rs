@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod lost;
 mod phases;
 mod reconcile;
 pub use reconcile::CloudView;

@@ -985,3 +985,58 @@ fn a_build_the_store_cannot_record_leaves_its_instance_free() {
     assert_eq!(builds_started(&effects).len(), 1, "{effects:?}");
     assert_eq!(f.instance_phase(&name), Some(Phase::Building));
 }
+
+#[test]
+fn a_build_that_keeps_losing_its_instance_ends_after_lost_build_retries() {
+    let mut f = Fixture::with(&[(
+        "attach_timeout = 50",
+        "attach_timeout = 50\nlost_build_retries = 1",
+    )]);
+    let (mut id, mut name) = launch_one(&mut f);
+    let mut request = 0;
+    for round in 0..2 {
+        let effects = bring_up(&mut f, id, &name, &format!("i-{round}"));
+        let started = builds_started(&effects);
+        assert_eq!(started.len(), 1, "{effects:?}");
+        request = started[0].0;
+        let build = f
+            .store
+            .builds_of_request(request)
+            .unwrap()
+            .last()
+            .unwrap()
+            .id;
+        // The instance dies under the build.
+        let conn_id = f.master.workers[&name].attached.as_ref().unwrap().conn.id;
+        f.handle(Msg::Conn(ConnEvent::Closed {
+            conn_id,
+            reason: "connection lost".into(),
+        }));
+        let effects = f.handle(Msg::BuildDone {
+            build_id: build,
+            worker: name.clone(),
+            builder: "cloudy".into(),
+            outcome: BuildOutcome {
+                result: BuildResult::Retry,
+                reason: Some("worker lost".into()),
+                writes: Vec::new(),
+            },
+        });
+        let replacement = launches(&effects);
+        if round == 0 {
+            assert_eq!(replacement.len(), 1, "retried on a new instance");
+            (id, name) = replacement[0].clone();
+        } else {
+            assert!(replacement.is_empty(), "not again: {effects:?}");
+        }
+    }
+    let row = f.store.request(request).unwrap().unwrap();
+    assert!(row.complete);
+    assert_eq!(row.result, Some(BuildResult::Exception));
+    let last = f.store.builds_of_request(request).unwrap().pop().unwrap();
+    let reason = last.reason.unwrap_or_default();
+    assert!(
+        reason.contains("lost its latent instance 2 times") && reason.contains("worker lost"),
+        "{reason}"
+    );
+}

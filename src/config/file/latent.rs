@@ -60,12 +60,19 @@ pub struct PoolTable {
     /// with the last failure's phase and reason.
     #[serde(default = "default_attempts")]
     pub substantiation_attempts: u32,
+    /// Times a build may run again after its instance was lost under it (died, was
+    /// killed, lost its connection); the next loss ends its request in `exception`.
+    #[serde(default = "default_lost_retries")]
+    pub lost_build_retries: u32,
     /// The `ec2` driver's settings.
     pub ec2: Option<Ec2Settings>,
 }
 
 fn default_attempts() -> u32 {
     3
+}
+fn default_lost_retries() -> u32 {
+    2
 }
 
 fn one() -> usize {
