@@ -17,8 +17,12 @@ pub struct LatentPoolConfig {
     pub max_instances: usize,
     /// Builds one instance runs at once.
     pub max_builds: usize,
-    /// Instances kept running without demand.
+    /// Instances kept ready without demand; the idle timer never stops the pool below it.
     pub min_instances: usize,
+    /// Builds an instance runs before it drains and is replaced.
+    pub max_uses: Option<u32>,
+    /// Seconds after which an instance drains and is replaced.
+    pub max_age: Option<u64>,
     /// What an instance does once its last build is done.
     pub idle_stop: IdleStop,
     /// Seconds for the launch call.
@@ -202,6 +206,9 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
     if p.min_instances > p.max_instances {
         fail("min_instances is above max_instances");
     }
+    if p.max_uses == Some(0) || p.max_age == Some(0) {
+        fail("max_uses and max_age must be at least 1 (leave them out for no limit)");
+    }
     let boot_script = BootScript::parse(p.boot_script.as_deref().unwrap_or(default_script))
         .map_err(|e| fail(&e))
         .ok();
@@ -211,6 +218,8 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
         max_instances: p.max_instances,
         max_builds: p.max_builds,
         min_instances: p.min_instances,
+        max_uses: p.max_uses,
+        max_age: p.max_age,
         idle_stop: IdleStop::from_seconds(p.build_wait_timeout),
         launch_timeout: p.launch_timeout,
         boot_timeout: p.boot_timeout,

@@ -51,7 +51,13 @@ pub fn plan(
         .max()
         .unwrap_or(0)
         .max(unmet.values().sum::<usize>().div_ceil(per));
-    let wanted = for_demand.max(limits.min_instances.saturating_sub(live));
+    // The warm minimum counts only instances that will take builds: one draining to be
+    // recycled is replaced.
+    let usable = seats
+        .iter()
+        .filter(|s| s.phase.is_live() && !matches!(s.phase, Phase::Draining | Phase::Stopping))
+        .count();
+    let wanted = for_demand.max(limits.min_instances.saturating_sub(usable));
     let room = limits.max_instances.saturating_sub(live);
     if wanted == 0 {
         return Plan {
@@ -187,5 +193,8 @@ mod tests {
             min_instances: 2,
         };
         assert_eq!(plan(warm, &[at(Phase::Idle)], &one(0), None).start, 1);
+        // One draining to be recycled is replaced, under the cap.
+        let recycling = [at(Phase::Idle), at(Phase::Draining)];
+        assert_eq!(plan(warm, &recycling, &one(0), None).start, 1);
     }
 }

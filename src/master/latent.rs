@@ -21,6 +21,7 @@ use tracing::{info, warn};
 mod lost;
 mod phases;
 mod reconcile;
+mod recycle;
 pub use reconcile::CloudView;
 pub(super) mod watcher;
 
@@ -100,6 +101,11 @@ pub enum LatentMsg {
     },
     /// Time to try ending the instance again.
     RetryTerminate {
+        pool: String,
+        id: i64,
+    },
+    /// The instance may have reached its `max_age`.
+    Retire {
         pool: String,
         id: i64,
     },
@@ -185,8 +191,11 @@ impl Master {
                 .and_then(|p| p.instances.get_mut(&id))
             {
                 i.builds += 1;
+                i.uses += 1;
             }
             self.transition(&pool, id, Phase::Building, None);
+            // Its last build under max_uses (or past max_age): it takes no more.
+            self.retire_if_worn(&pool, id);
         }
     }
 
@@ -202,13 +211,26 @@ impl Master {
             return;
         };
         i.builds = i.builds.saturating_sub(1);
-        if i.builds > 0 || i.phase != Phase::Building {
+        if i.builds > 0 {
             return;
         }
+        match i.phase {
+            Phase::Building => {}
+            Phase::Draining => {
+                let why = self
+                    .worn_out(&pool, id)
+                    .unwrap_or_else(|| "drained".to_owned());
+                return self.stop_instance(&pool, id, &why);
+            }
+            _ => return,
+        }
         self.transition(&pool, id, Phase::Idle, None);
+        if self.retire_if_worn(&pool, id) {
+            return;
+        }
         match idle_stop {
             IdleStop::AfterEachBuild => {
-                self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)")
+                self.idle_stop(&pool, id, "no build waiting (build_wait_timeout = 0)")
             }
             IdleStop::After(seconds) => self.arm_idle_check(pool, id, seconds),
             IdleStop::Never => {}
@@ -244,6 +266,9 @@ impl Master {
             self.transition(&pool, id, Phase::Ready, None);
             if let Some(p) = self.pools.get_mut(&pool) {
                 p.failures = 0;
+            }
+            if self.retire_if_worn(&pool, id) {
+                return;
             }
             // An instance that no build takes (another worker took the request, or
             // more started than were needed) stops like an idle one. The check runs
@@ -388,6 +413,7 @@ impl Master {
         };
         let watch = self.instance_watch(pool, id, WatchStart::Launch(spec), phase_rx);
         self.effect(Effect::Watch(Box::new(watch)));
+        self.arm_retirement(pool, id);
     }
 
     /// What the runtime needs to launch (or adopt) an instance and watch it start.
@@ -501,8 +527,11 @@ impl Master {
                         matches!(i.phase, Phase::Idle | Phase::Ready) && i.since == since
                     });
                 if still {
-                    self.stop_instance(&pool, id, "idle time over");
+                    self.idle_stop(&pool, id, "idle time over");
                 }
+            }
+            LatentMsg::Retire { pool, id } => {
+                self.retire_if_worn(&pool, id);
             }
             LatentMsg::QuarantineOver => {}
             LatentMsg::Swept { pool, owned } => self.sweep(&pool, owned),

@@ -1040,3 +1040,155 @@ fn a_build_that_keeps_losing_its_instance_ends_after_lost_build_retries() {
         "{reason}"
     );
 }
+
+fn build_done(f: &mut Fixture, request: i64, worker: &str) -> Vec<Effect> {
+    let build = f
+        .store
+        .builds_of_request(request)
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    f.handle(Msg::BuildDone {
+        build_id: build,
+        worker: worker.into(),
+        builder: "cloudy".into(),
+        outcome: outcome(BuildResult::Success),
+    })
+}
+
+/// The idle checks among `effects`, to deliver.
+fn idle_checks(effects: &[Effect]) -> Vec<LatentMsg> {
+    timers(effects)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            LatentMsg::IdleCheck { pool, id, since } => Some(LatentMsg::IdleCheck {
+                pool: pool.clone(),
+                id: *id,
+                since: *since,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_warm_pool_starts_its_minimum_unasked_and_the_idle_timer_keeps_it() {
+    let mut f = Fixture::with(&[(
+        "max_instances = 2",
+        "max_instances = 2\nmin_instances = 1\nbuild_wait_timeout = 0",
+    )]);
+    let started = launches(&f.start(vec![]));
+    assert_eq!(started.len(), 1, "no request needed");
+    let (id, name) = started[0].clone();
+    let effects = bring_up(&mut f, id, &name, "i-1");
+    let checks = idle_checks(&effects);
+    assert_eq!(checks.len(), 1, "{effects:?}");
+    for check in checks {
+        let effects = latent(&mut f, check);
+        assert!(terminated(&effects).is_empty(), "{effects:?}");
+    }
+    assert_eq!(f.instance_phase(&name), Some(Phase::Ready));
+    let (effects, _) = f.force("cloudy");
+    let started = builds_started(&effects);
+    assert_eq!(
+        started,
+        [(started[0].0, name.clone())],
+        "the warm one builds"
+    );
+    let effects = build_done(&mut f, started[0].0, &name);
+    assert!(terminated(&effects).is_empty(), "{effects:?}");
+    assert_eq!(f.instance_phase(&name), Some(Phase::Idle));
+
+    // Above the minimum, idle instances stop as usual.
+    let (effects, _) = f.force("cloudy");
+    let (a, _) = f.force("cloudy");
+    let first = builds_started(&effects)[0].0;
+    let (id2, name2) = launches(&a)[0].clone();
+    let effects = bring_up(&mut f, id2, &name2, "i-2");
+    let second = builds_started(&effects)[0].0;
+    let effects = build_done(&mut f, first, &name);
+    assert_eq!(terminated(&effects), ["i-1"], "the first idle one stops");
+    let effects = build_done(&mut f, second, &name2);
+    assert!(terminated(&effects).is_empty(), "the last one is kept");
+    assert_eq!(f.instance_phase(&name2), Some(Phase::Idle));
+}
+
+#[test]
+fn an_instance_is_recycled_after_max_uses_and_replaced_for_the_minimum() {
+    let mut f = Fixture::with(&[(
+        "max_instances = 2",
+        "max_instances = 2\nmin_instances = 1\nmax_uses = 2",
+    )]);
+    let (id, name) = launches(&f.start(vec![]))[0].clone();
+    bring_up(&mut f, id, &name, "i-1");
+    let (effects, _) = f.force("cloudy");
+    let request = builds_started(&effects)[0].0;
+    build_done(&mut f, request, &name);
+    let (effects, _) = f.force("cloudy");
+    let request = builds_started(&effects)[0].0;
+    // Its second build is its last: it drains, and a replacement starts meanwhile.
+    assert_eq!(f.instance_phase(&name), Some(Phase::Draining));
+    let replacement = launches(&effects);
+    assert_eq!(replacement.len(), 1, "{effects:?}");
+    let (effects, _) = f.force("cloudy");
+    assert!(
+        builds_started(&effects).is_empty(),
+        "a draining one takes none"
+    );
+    let effects = build_done(&mut f, request, &name);
+    assert_eq!(terminated(&effects), ["i-1"]);
+    let row = f
+        .store
+        .instances(10)
+        .unwrap()
+        .into_iter()
+        .find(|i| i.name == name)
+        .unwrap();
+    let details: Vec<String> = row.transitions.iter().filter_map(|t| t.2.clone()).collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("recycled after 2 builds (max_uses = 2)")),
+        "{details:?}"
+    );
+    // The replacement takes what waits.
+    let (id2, name2) = replacement[0].clone();
+    let effects = bring_up(&mut f, id2, &name2, "i-2");
+    assert_eq!(builds_started(&effects).len(), 1, "{effects:?}");
+}
+
+#[test]
+fn an_instance_past_max_age_finishes_its_build_then_is_replaced() {
+    let mut f = Fixture::with(&[(
+        "max_instances = 2",
+        "max_instances = 2\nmin_instances = 1\nmax_age = 100",
+    )]);
+    let effects = f.start(vec![]);
+    let (id, name) = launches(&effects)[0].clone();
+    let retire = timers(&effects)
+        .into_iter()
+        .find_map(|(after, m)| matches!(m, LatentMsg::Retire { .. }).then_some(after));
+    assert_eq!(retire, Some(Duration::from_secs(100)));
+    bring_up(&mut f, id, &name, "i-1");
+    let (effects, _) = f.force("cloudy");
+    let request = builds_started(&effects)[0].0;
+    f.now += 100.0;
+    let effects = latent(
+        &mut f,
+        LatentMsg::Retire {
+            pool: "pool".into(),
+            id,
+        },
+    );
+    assert_eq!(
+        f.instance_phase(&name),
+        Some(Phase::Draining),
+        "not while building"
+    );
+    assert!(terminated(&effects).is_empty());
+    assert_eq!(launches(&effects).len(), 1, "a replacement for the minimum");
+    let effects = build_done(&mut f, request, &name);
+    assert_eq!(terminated(&effects), ["i-1"]);
+    assert_eq!(f.instance_phase(&name), Some(Phase::Stopping));
+}

@@ -18,9 +18,14 @@ pub struct PoolTable {
     /// Builds one instance runs at once.
     #[serde(default = "one")]
     pub max_builds: usize,
-    /// Instances kept running without demand.
+    /// Instances kept ready without demand (a warm pool); the idle timer never stops
+    /// the pool below it.
     #[serde(default)]
     pub min_instances: usize,
+    /// Builds an instance runs before it is replaced (drains, then stops).
+    pub max_uses: Option<u32>,
+    /// Seconds after which an instance is replaced (drains, then stops).
+    pub max_age: Option<u64>,
     /// Seconds an instance stays after its last build: 0 stops it at once, a negative
     /// value never.
     #[serde(default = "default_idle")]

@@ -172,6 +172,7 @@ impl Master {
         let mut i = Instance::new(row.id, pool, &row.name, self.now);
         i.cloud_id = Some(cloud_id.to_owned());
         i.phase = Phase::Booting;
+        i.born = row.transitions.first().map_or(row.since, |t| t.1);
         if let Err(e) = self
             .store
             .record_phase(&i, Some("adopted after a master restart"))
@@ -190,5 +191,6 @@ impl Master {
         let watch = self.instance_watch(pool, row.id, start, phase_rx);
         self.effect(Effect::Watch(Box::new(watch)));
         self.deadline(pool, row.id, limit);
+        self.arm_retirement(pool, row.id);
     }
 }
