@@ -177,7 +177,10 @@ mod tests {
             phase: Phase::Building,
             busy: BTreeSet::from(["b".to_owned()]),
         };
-        assert_eq!(plan(two_builds, &[busy.clone()], &one(1), None).start, 1);
+        assert_eq!(
+            plan(two_builds, std::slice::from_ref(&busy), &one(1), None).start,
+            1
+        );
         let other = BTreeMap::from([("a".to_owned(), 1)]);
         assert_eq!(plan(two_builds, &[busy], &other, None).start, 0);
     }
