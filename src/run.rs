@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map(tls::acceptor)
         .transpose()?;
     let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
+    store.lock_folder().map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
     let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;
     if recovered > 0 {

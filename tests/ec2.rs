@@ -392,6 +392,32 @@ fn api_faults_are_retried_without_duplicates_and_spot_falls_back() {
 }
 
 #[test]
+fn no_capacity_on_demand_is_waited_out_not_fatal() {
+    let dir = test_dir("ec2-capacity");
+    let cloud = Cloud::start(&dir, BootPolicy::default());
+    // Without spot there is nothing to fall back to: the launch is tried again.
+    cloud.proxy.inject(Fault {
+        action: "RunInstances".into(),
+        body_contains: None,
+        kind: FaultKind::NoCapacity,
+        times: 2,
+    });
+    let master = start_master(
+        &dir,
+        &cloud,
+        "build_wait_timeout = 0",
+        &format!("ami = \"{IMAGE}\""),
+    );
+    let r = master.wait_request(master.force("job"), LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(cloud.proxy.injected("RunInstances"), 2);
+    assert_eq!(cloud.proxy.calls("RunInstances"), 3);
+    wait_all_ended(&master);
+    cloud.wait_none_alive("cloud");
+    assert_eq!(cloud.moto.instances().len(), 1);
+}
+
+#[test]
 fn after_a_crash_known_instances_are_adopted_and_unknown_ones_terminated() {
     let dir = test_dir("ec2-crash");
     // The first instance's boot is held until after the master's restart, so its

@@ -372,3 +372,187 @@ command = "echo built on %(prop:workername)s"
         .collect();
     assert!(reasons.contains(&"idle time over"), "{}", ended[0]);
 }
+
+/// Seconds from a forced request to its first step's start (its first command sent).
+fn force_to_first_command(master: &MasterProcess, builder: &str) -> f64 {
+    let r = master.wait_request(master.force(builder), LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    let build = master.get(&format!("/api/builds/{}", r["builds"][0]["id"]));
+    let first = build["steps"][0]["started_at"].as_f64().expect("a step");
+    first - r["submitted_at"].as_f64().expect("submitted_at")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_warm_pool_keeps_its_minimum_ready_through_idle_time_and_builds_at_once() {
+    let dir = test_dir("latent-warm");
+    let venv = venv();
+    let body = format!(
+        r#"
+[[latent_pool]]
+name = "warm"
+driver = "local"
+venv = "{venv}"
+poll_interval = 1
+min_instances = 1
+build_wait_timeout = 2
+
+[[latent_pool]]
+name = "cold"
+driver = "local"
+venv = "{venv}"
+poll_interval = 1
+build_wait_timeout = 0
+
+[[builder]]
+name = "job"
+workers = ["warm"]
+
+[[builder.step]]
+command = "echo built on %(prop:workername)s"
+
+[[builder]]
+name = "cold-job"
+workers = ["cold"]
+
+[[builder.step]]
+command = "echo built on %(prop:workername)s"
+"#,
+        venv = venv.display()
+    );
+    let mut master = MasterProcess::start(&dir.join("master"), "", &body);
+    // Started with no request at all.
+    master.wait_for("/api/latent", LONG, "the warm instance to be ready", |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["pool"] == "warm" && i["phase"] == "ready")
+        })
+    });
+    // Well past build_wait_timeout: still there, the only one.
+    std::thread::sleep(Duration::from_secs(4));
+    let warm: Vec<Value> = instances(&master)
+        .into_iter()
+        .filter(|i| i["pool"] == "warm")
+        .collect();
+    assert_eq!(warm.len(), 1, "{warm:?}");
+    assert_eq!(
+        warm[0]["phase"], "ready",
+        "the idle timer keeps it: {}",
+        warm[0]
+    );
+
+    let (mut hot, mut cold) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        hot.push(force_to_first_command(&master, "job"));
+        cold.push(force_to_first_command(&master, "cold-job"));
+        support::latent::wait_pool_ended(&master, "cold", LONG);
+    }
+    eprintln!(
+        "force -> first command (median of 3): warm pool {:.2} s, cold pool {:.2} s; warm {hot:.2?}, cold {cold:.2?}",
+        median(hot.clone()),
+        median(cold.clone())
+    );
+    // Every warm build ran on the one warm instance, which is idle and still kept.
+    std::thread::sleep(Duration::from_secs(3));
+    let warm: Vec<Value> = instances(&master)
+        .into_iter()
+        .filter(|i| i["pool"] == "warm")
+        .collect();
+    assert_eq!(warm.len(), 1, "{warm:?}");
+    assert_eq!(warm[0]["phase"], "idle", "{}", warm[0]);
+    let pgid = warm[0]["cloud_id"].as_str().expect("cloud id").to_owned();
+    // A stopping master stops warm instances too.
+    assert!(master.terminate(LONG).success());
+    assert!(!group_alive(&pgid));
+}
+
+#[test]
+fn instances_are_recycled_after_max_uses_and_max_age() {
+    let dir = test_dir("latent-recycle");
+    let venv = venv();
+    let body = format!(
+        r#"
+[[latent_pool]]
+name = "used"
+driver = "local"
+venv = "{venv}"
+poll_interval = 1
+min_instances = 1
+max_uses = 2
+build_wait_timeout = -1
+
+[[latent_pool]]
+name = "aged"
+driver = "local"
+venv = "{venv}"
+poll_interval = 1
+min_instances = 1
+max_age = 8
+build_wait_timeout = -1
+
+[[builder]]
+name = "job"
+workers = ["used"]
+
+[[builder.step]]
+command = "echo built on %(prop:workername)s"
+"#,
+        venv = venv.display()
+    );
+    let master = MasterProcess::start(&dir.join("master"), "", &body);
+    let workers: Vec<String> = (0..3)
+        .map(|_| {
+            let r = master.wait_request(master.force("job"), LONG);
+            assert_eq!(r["result"], "success", "{r}");
+            r["builds"][0]["worker"]
+                .as_str()
+                .expect("worker")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(workers[0], workers[1], "{workers:?}");
+    assert_ne!(
+        workers[1], workers[2],
+        "replaced after max_uses: {workers:?}"
+    );
+    let first = master.wait_for("/api/latent", LONG, "the used one to stop", |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["name"] == workers[0].as_str() && i["phase"] == "stopped")
+        })
+    });
+    let first = first
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == workers[0].as_str()).cloned())
+        .expect("instance");
+    assert!(
+        phases(&first)
+            .ends_with(&["building", "draining", "stopping", "stopped"].map(String::from)),
+        "{first}"
+    );
+    assert!(first.to_string().contains("max_uses = 2"), "{first}");
+
+    // The aged pool's first instance is replaced once max_age has passed.
+    let aged = master.wait_for("/api/latent", LONG, "an aged instance replaced", |v| {
+        let aged: Vec<&Value> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["pool"] == "aged")
+            .collect();
+        aged.iter().any(|i| i["phase"] == "stopped") && aged.iter().any(|i| i["phase"] == "ready")
+    });
+    let stopped = aged
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i["pool"] == "aged" && i["phase"] == "stopped")
+                .cloned()
+        })
+        .expect("stopped");
+    assert!(stopped.to_string().contains("max_age"), "{stopped}");
+}

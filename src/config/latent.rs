@@ -2,7 +2,7 @@
 //! `workers` list like any worker.
 
 use super::error::Problems;
-use super::file::PoolTable;
+use super::file::{FileTable, PoolTable};
 use crate::model::boot_script::{self, BootScript};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -17,8 +17,12 @@ pub struct LatentPoolConfig {
     pub max_instances: usize,
     /// Builds one instance runs at once.
     pub max_builds: usize,
-    /// Instances kept running without demand.
+    /// Instances kept ready without demand; the idle timer never stops the pool below it.
     pub min_instances: usize,
+    /// Builds an instance runs before it drains and is replaced.
+    pub max_uses: Option<u32>,
+    /// Seconds after which an instance drains and is replaced.
+    pub max_age: Option<u64>,
     /// What an instance does once its last build is done.
     pub idle_stop: IdleStop,
     /// Seconds for the launch call.
@@ -42,6 +46,8 @@ pub struct LatentPoolConfig {
     /// Substantiations that may fail for one build request before its build ends
     /// with the last failure's phase and reason.
     pub substantiation_attempts: u32,
+    /// Times a build may run again after its instance was lost under it.
+    pub lost_build_retries: u32,
 }
 
 /// Where a pool's instances come from.
@@ -144,6 +150,29 @@ fn default_calls() -> u32 {
     120
 }
 
+/// A `[[worker]]` named as an instance of a pool may be (`POOL-N`) could not log in
+/// while that instance lives, and would be taken for it: refused.
+pub(super) fn instance_name_clashes(file: &FileTable, problems: &mut Problems) {
+    for w in &file.workers {
+        let name = w.name.get_ref();
+        let clash = file.latent_pools.iter().find(|p| {
+            name.strip_prefix(p.name.get_ref().as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if let Some(p) = clash {
+            problems.at(
+                w.name.span(),
+                format!(
+                    "worker {name:?}: latent pool {:?} names its instances {}-N; rename the worker",
+                    p.name.get_ref(),
+                    p.name.get_ref()
+                ),
+            );
+        }
+    }
+}
+
 /// One `[[latent_pool]]`; its name is checked against the others by the caller.
 /// `None` when it is wrong (the problems say why).
 pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolConfig> {
@@ -177,6 +206,9 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
     if p.min_instances > p.max_instances {
         fail("min_instances is above max_instances");
     }
+    if p.max_uses == Some(0) || p.max_age == Some(0) {
+        fail("max_uses and max_age must be at least 1 (leave them out for no limit)");
+    }
     let boot_script = BootScript::parse(p.boot_script.as_deref().unwrap_or(default_script))
         .map_err(|e| fail(&e))
         .ok();
@@ -186,6 +218,8 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
         max_instances: p.max_instances,
         max_builds: p.max_builds,
         min_instances: p.min_instances,
+        max_uses: p.max_uses,
+        max_age: p.max_age,
         idle_stop: IdleStop::from_seconds(p.build_wait_timeout),
         launch_timeout: p.launch_timeout,
         boot_timeout: p.boot_timeout,
@@ -196,6 +230,7 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
         master_address: p.master_address.clone(),
         boot_script: boot_script?,
         substantiation_attempts: p.substantiation_attempts,
+        lost_build_retries: p.lost_build_retries,
     })
 }
 
@@ -308,6 +343,24 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains("unknown variable {{nope}}"), "{e:?}");
         assert!(e[0].starts_with("line 9,"), "{e:?}");
+    }
+
+    #[test]
+    fn a_worker_named_like_an_instance_is_refused() {
+        let body = format!(
+            "{BASE}[[worker]]\nname = \"pool-3\"\npassword = \"pw\"\n[[worker]]\nname = \"pool-x\"\npassword = \"pw\"\n[[latent_pool]]\nname = \"pool\"\ndriver = \"local\"\nvenv = \"/v\"\n"
+        );
+        let e: Vec<String> = parse(&body)
+            .map(|_| ())
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("worker \"pool-3\"") && e[0].contains("pool-N"),
+            "{e:?}"
+        );
     }
 
     #[test]

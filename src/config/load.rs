@@ -7,7 +7,7 @@ use super::changes::login;
 use super::error::{position, ConfigError, Problems};
 use super::file::FileTable;
 use super::hooks::hooks;
-use super::latent::{pool, LatentDriver};
+use super::latent::{instance_name_clashes, pool, LatentDriver};
 use super::limits::limits;
 use super::master::master;
 use super::schedulers::scheduler;
@@ -105,6 +105,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         }
         pools.push(pool(p, problems));
     }
+    instance_name_clashes(file, problems);
     let mut builder_names = HashSet::new();
     let mut builders = Vec::new();
     for b in &file.builders {

@@ -411,6 +411,13 @@ fn is_capacity_error(e: &DriverError) -> bool {
         .is_some_and(|c| CAPACITY_CODES.contains(&c))
 }
 
+/// A launch that failed this way may succeed later: throttling, server errors, and
+/// no capacity for the instance type now (capacity comes and goes; only a spot
+/// request falls back to on-demand at once).
+fn launch_again(e: &DriverError) -> bool {
+    e.transient || is_capacity_error(e)
+}
+
 fn is_not_found(e: &DriverError) -> bool {
     e.code.as_deref() == Some("InvalidInstanceID.NotFound")
 }
@@ -442,14 +449,22 @@ impl Driver for Ec2Driver {
                 };
                 match attempt {
                     Ok(id) => return Ok(id),
-                    Err(e) if e.transient => {
+                    Err(e) if launch_again(&e) => {
                         warn!(pool = %self.pool, "{e}; trying again ({}/{MAX_ATTEMPTS})", round + 1);
                         last = Some(e);
                     }
                     Err(e) => return Err(e),
                 }
             }
-            Err(last.unwrap_or_else(|| DriverError::permanent("RunInstances failed")))
+            // Out of tries on errors that may pass: the build waits for another
+            // instance rather than failing at once.
+            Err(last.map_or_else(
+                || DriverError::permanent("RunInstances failed"),
+                |e| DriverError {
+                    transient: true,
+                    ..e
+                },
+            ))
         })
     }
 
@@ -540,6 +555,8 @@ mod tests {
         };
         assert!(is_capacity_error(&coded("InsufficientInstanceCapacity")));
         assert!(!is_capacity_error(&coded("InvalidAMIID.NotFound")));
+        assert!(launch_again(&coded("InsufficientInstanceCapacity")));
+        assert!(!launch_again(&coded("InvalidAMIID.NotFound")));
         assert!(is_not_found(&coded("InvalidInstanceID.NotFound")));
     }
 }

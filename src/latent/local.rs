@@ -1,6 +1,11 @@
 //! The `local` driver: an instance is the boot script run as a local process group in
 //! a fresh directory; terminating it kills the group. It makes latent pools usable
 //! without a cloud, and tests every part of the machinery but the cloud API.
+//!
+//! A process group id is only a number, reused once the group is gone: before any
+//! signal the driver checks that a process of the group still carries the launch's
+//! token in its environment (`PBMASTER_LAUNCH`, recorded in the instance's folder so
+//! a restarted master can check too), and leaves alone a group that does not.
 
 use super::driver::{CloudState, Driver, DriverError, DriverFuture, LaunchSpec};
 use std::collections::HashMap;
@@ -11,8 +16,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-/// Instances under `dir`, one folder each; the boot script sees `PBMASTER_POOL` and
-/// `PBMASTER_INSTANCE` in its environment.
+/// Instances under `dir`, one folder each; the boot script sees `PBMASTER_POOL`,
+/// `PBMASTER_INSTANCE` and `PBMASTER_LAUNCH` in its environment.
 #[derive(Debug)]
 pub struct LocalDriver {
     dir: PathBuf,
@@ -25,6 +30,9 @@ pub struct LocalDriver {
 
 /// How long a terminated instance gets between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// The file in an instance's folder that says which group and token it launched as.
+const LAUNCH_FILE: &str = "launch";
 
 impl LocalDriver {
     pub fn new(dir: PathBuf, pass_env: Vec<String>) -> LocalDriver {
@@ -43,6 +51,47 @@ impl LocalDriver {
     fn children(&self) -> std::sync::MutexGuard<'_, HashMap<String, Child>> {
         self.children.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The token the group `pgid` was launched with: known since the launch, or read
+    /// back from the instance folders (after a restart).
+    fn token_of(&self, pgid: &str) -> Option<String> {
+        let known = self
+            .tokens()
+            .iter()
+            .find(|(_, id)| id.as_str() == pgid)
+            .map(|(token, _)| token.clone());
+        known.or_else(|| {
+            std::fs::read_dir(&self.dir).ok()?.flatten().find_map(|e| {
+                let text = std::fs::read_to_string(e.path().join(LAUNCH_FILE)).ok()?;
+                let (id, token) = text.trim().split_once(' ')?;
+                (id == pgid).then(|| token.to_owned())
+            })
+        })
+    }
+}
+
+/// Whether a live (not zombie) process of group `pgid` has `PBMASTER_LAUNCH=token`
+/// in its environment: the group is still the instance that launch made.
+fn group_is_ours(pgid: &str, token: &str) -> bool {
+    let wanted = format!("PBMASTER_LAUNCH={token}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp ...: split after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if fields.len() < 3 || fields[2] != pgid || fields[0] == "Z" {
+            return false;
+        }
+        std::fs::read(e.path().join("environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+    })
 }
 
 /// Sends `signal` to the process group `pgid` (the instance and everything it started).
@@ -105,6 +154,7 @@ impl Driver for LocalDriver {
                 .stderr(log)
                 .env("PBMASTER_POOL", &spec.pool)
                 .env("PBMASTER_INSTANCE", &spec.name)
+                .env("PBMASTER_LAUNCH", &spec.client_token)
                 .process_group(0)
                 .kill_on_drop(false)
                 .spawn()
@@ -115,6 +165,12 @@ impl Driver for LocalDriver {
                 .ok_or_else(|| DriverError::permanent("boot script exited at once"))?;
             self.children().insert(id.clone(), child);
             self.tokens().insert(spec.client_token.clone(), id.clone());
+            let record = format!("{id} {}\n", spec.client_token);
+            if let Err(e) = std::fs::write(dir.join(LAUNCH_FILE), record) {
+                // Without it a restarted master cannot tell the group is its own, and
+                // leaves it: better than killing a stranger.
+                tracing::warn!(instance = %spec.name, "cannot record the launch: {e}");
+            }
             Ok(id)
         })
     }
@@ -136,19 +192,109 @@ impl Driver for LocalDriver {
     fn terminate<'a>(&'a self, cloud_id: &'a str) -> DriverFuture<'a, ()> {
         Box::pin(async move {
             let child = self.children().remove(cloud_id);
-            signal_group(cloud_id, "TERM").await;
-            if let Some(mut child) = child {
-                if tokio::time::timeout(TERM_GRACE, child.wait())
-                    .await
-                    .is_err()
-                {
-                    signal_group(cloud_id, "KILL").await;
-                    let _ = child.wait().await;
+            let Some(token) = self.token_of(cloud_id) else {
+                // Never launched from this folder: nothing of ours to end.
+                return Ok(());
+            };
+            let ours = || group_is_ours(cloud_id, &token);
+            if ours() {
+                signal_group(cloud_id, "TERM").await;
+            }
+            match child {
+                Some(mut child) => {
+                    if tokio::time::timeout(TERM_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        signal_group(cloud_id, "KILL").await;
+                        let _ = child.wait().await;
+                    }
+                }
+                // Not our child (a restart): watch the group instead.
+                None => {
+                    let deadline = tokio::time::Instant::now() + TERM_GRACE;
+                    while ours() && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
             // Whatever the script left in its group.
-            signal_group(cloud_id, "KILL").await;
+            if ours() {
+                signal_group(cloud_id, "KILL").await;
+            }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "pbmaster-local-{name}-{}-{}",
+            std::process::id(),
+            crate::store::now()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_recorded_group_now_someone_elses_is_left_alone() {
+        let dir = folder("reused");
+        // A stranger now has the group id a recorded instance had.
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = stranger.id().to_string();
+        std::fs::create_dir_all(dir.join("pool-1")).expect("dir");
+        std::fs::write(
+            dir.join("pool-1").join(LAUNCH_FILE),
+            format!("{pgid} pool-1-tok\n"),
+        )
+        .expect("record");
+        let restarted = LocalDriver::new(dir.clone(), vec![]);
+        restarted.terminate(&pgid).await.expect("terminate");
+        assert!(
+            stranger.try_wait().expect("wait").is_none(),
+            "the stranger still runs"
+        );
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_a_group_still_ours_is_ended() {
+        let dir = folder("restart");
+        let first = LocalDriver::new(dir.clone(), vec!["PATH".into()]);
+        let spec = LaunchSpec {
+            name: "pool-1".into(),
+            pool: "pool".into(),
+            user_data: "sleep 30\n".into(),
+            client_token: "pool-1-abc".into(),
+        };
+        let pgid = first.launch(&spec).await.expect("launch");
+        let started = std::time::Instant::now();
+        while !group_is_ours(&pgid, "pool-1-abc") {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the group starts"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let restarted = LocalDriver::new(dir.clone(), vec![]);
+        restarted.terminate(&pgid).await.expect("terminate");
+        assert!(!group_is_ours(&pgid, "pool-1-abc"));
+        assert!(matches!(
+            first.state(&pgid).await.expect("state"),
+            CloudState::Gone(_)
+        ));
+        std::fs::remove_dir_all(dir).ok();
     }
 }

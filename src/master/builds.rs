@@ -91,7 +91,9 @@ impl Master {
         ) {
             Ok(()) if outcome.result == BuildResult::Retry => {
                 if let Some(r) = running {
-                    self.queue.push(r.request);
+                    if self.may_retry(&r.request, worker, outcome.reason.as_deref()) {
+                        self.queue.push(r.request);
+                    }
                 }
             }
             Ok(()) => {}
@@ -202,7 +204,7 @@ impl Master {
         if self.draining || self.disk_low.is_some() {
             return;
         }
-        let mut demand: BTreeMap<String, usize> = BTreeMap::new();
+        let mut demand: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         let mut pass = self.queue.pass();
         while let Some(request) = pass.next(&self.queue) {
             let Some(builder) = self.builders.get(&request.builder).cloned() else {
@@ -222,7 +224,11 @@ impl Master {
                     let n = *waiting.get_or_insert_with(|| {
                         self.queue.waiting_from(&request.builder, request.id)
                     });
-                    *demand.entry(pool.clone()).or_default() += n;
+                    *demand
+                        .entry(pool.clone())
+                        .or_default()
+                        .entry(request.builder.clone())
+                        .or_default() += n;
                 }
                 pass.skip_builder();
                 continue;
@@ -262,7 +268,6 @@ impl Master {
         worker: String,
         wfb: i64,
     ) -> bool {
-        self.instance_build_started(&worker);
         let build = match self
             .store
             .start_build(request.id, &request.builder, &worker)
@@ -273,6 +278,9 @@ impl Master {
                 return false;
             }
         };
+        // Only once recorded: an instance must not be left building a build that
+        // never started.
+        self.instance_build_started(&worker);
         self.queue.take(&request.builder, request.id);
         let Some(slot) = self.workers.get_mut(&worker) else {
             return true;

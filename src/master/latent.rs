@@ -9,17 +9,19 @@ use crate::config::{Config, IdleStop, LatentDriver, LatentPoolConfig};
 use crate::latent::credentials::Credentials;
 use crate::latent::driver::{Driver, LaunchSpec, OwnedInstance};
 use crate::latent::local::LocalDriver;
-use crate::latent::plan::{plan, PoolLimits};
+use crate::latent::plan::{plan, PoolLimits, Seat};
 use crate::model::boot_script::BootVars;
 use crate::model::{Instance, Phase};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod lost;
 mod phases;
 mod reconcile;
+mod recycle;
 pub use reconcile::CloudView;
 pub(super) mod watcher;
 
@@ -42,6 +44,11 @@ pub struct Pool {
     charged: HashMap<i64, u32>,
     /// The newest failure, for the pool's status.
     last_failure: Option<String>,
+    /// Terminations that failed in a row, by instance (for the back-off).
+    terminate_failures: HashMap<i64, u32>,
+    /// Instances whose launch call has not answered: one stopped meanwhile may still
+    /// come to exist, so it is ended once the answer names it.
+    launching: HashSet<i64>,
 }
 
 /// Events from instance tasks and timers.
@@ -86,6 +93,22 @@ pub enum LatentMsg {
         pool: String,
         id: i64,
     },
+    /// The driver could not end the instance: it is still there, and counted.
+    TerminateFailed {
+        pool: String,
+        id: i64,
+        why: String,
+    },
+    /// Time to try ending the instance again.
+    RetryTerminate {
+        pool: String,
+        id: i64,
+    },
+    /// The instance may have reached its `max_age`.
+    Retire {
+        pool: String,
+        id: i64,
+    },
     /// A pool's quarantine is over: look at the demand again.
     QuarantineOver,
     /// What the cloud has under this master's tag for a pool, from a periodic sweep.
@@ -115,6 +138,8 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 waiting: None,
                 charged: HashMap::new(),
                 last_failure: None,
+                terminate_failures: HashMap::new(),
+                launching: HashSet::new(),
             };
             (p.name.clone(), pool)
         })
@@ -166,8 +191,11 @@ impl Master {
                 .and_then(|p| p.instances.get_mut(&id))
             {
                 i.builds += 1;
+                i.uses += 1;
             }
             self.transition(&pool, id, Phase::Building, None);
+            // Its last build under max_uses (or past max_age): it takes no more.
+            self.retire_if_worn(&pool, id);
         }
     }
 
@@ -183,13 +211,26 @@ impl Master {
             return;
         };
         i.builds = i.builds.saturating_sub(1);
-        if i.builds > 0 || i.phase != Phase::Building {
+        if i.builds > 0 {
             return;
         }
+        match i.phase {
+            Phase::Building => {}
+            Phase::Draining => {
+                let why = self
+                    .worn_out(&pool, id)
+                    .unwrap_or_else(|| "drained".to_owned());
+                return self.stop_instance(&pool, id, &why);
+            }
+            _ => return,
+        }
         self.transition(&pool, id, Phase::Idle, None);
+        if self.retire_if_worn(&pool, id) {
+            return;
+        }
         match idle_stop {
             IdleStop::AfterEachBuild => {
-                self.stop_instance(&pool, id, "no build waiting (build_wait_timeout = 0)")
+                self.idle_stop(&pool, id, "no build waiting (build_wait_timeout = 0)")
             }
             IdleStop::After(seconds) => self.arm_idle_check(pool, id, seconds),
             IdleStop::Never => {}
@@ -226,6 +267,9 @@ impl Master {
             if let Some(p) = self.pools.get_mut(&pool) {
                 p.failures = 0;
             }
+            if self.retire_if_worn(&pool, id) {
+                return;
+            }
             // An instance that no build takes (another worker took the request, or
             // more started than were needed) stops like an idle one. The check runs
             // after the dispatch that follows attaching.
@@ -251,10 +295,12 @@ impl Master {
         }
     }
 
-    /// Starts what each pool's demand asks for, under its cap.
-    pub(super) fn plan_pools(&mut self, demand: &BTreeMap<String, usize>) {
+    /// Starts what each pool's demand (requests waiting, by builder) asks for, under
+    /// its cap.
+    pub(super) fn plan_pools(&mut self, demand: &BTreeMap<String, BTreeMap<String, usize>>) {
         let t = self.now;
         let names: Vec<String> = self.pools.keys().cloned().collect();
+        let none = BTreeMap::new();
         for name in names {
             let p = &self.pools[&name];
             let limits = PoolLimits {
@@ -269,11 +315,27 @@ impl Master {
                     p.quarantine_until - t
                 )
             });
-            let instances: Vec<Instance> = p.instances.values().cloned().collect();
+            let seats: Vec<Seat> = p
+                .instances
+                .values()
+                .map(|i| Seat {
+                    // Failed but not yet confirmed gone: still there, still counted.
+                    phase: if i.phase.is_live() {
+                        i.phase
+                    } else {
+                        Phase::Stopping
+                    },
+                    busy: self
+                        .workers
+                        .get(&i.name)
+                        .map(|w| w.busy_builders.clone())
+                        .unwrap_or_default(),
+                })
+                .collect();
             let decision = plan(
                 limits,
-                &instances,
-                demand.get(&name).copied().unwrap_or(0),
+                &seats,
+                demand.get(&name).unwrap_or(&none),
                 blocked.as_deref(),
             );
             if decision.waiting != self.pools[&name].waiting {
@@ -336,6 +398,7 @@ impl Master {
         let instance = Instance::new(id, pool, &name, self.now);
         p.instances.insert(id, instance);
         p.passwords.insert(id, password);
+        p.launching.insert(id);
         let (phase_tx, phase_rx) = watch::channel(Phase::Requested);
         p.phases.insert(id, phase_tx);
         self.workers
@@ -350,6 +413,7 @@ impl Master {
         };
         let watch = self.instance_watch(pool, id, WatchStart::Launch(spec), phase_rx);
         self.effect(Effect::Watch(Box::new(watch)));
+        self.arm_retirement(pool, id);
     }
 
     /// What the runtime needs to launch (or adopt) an instance and watch it start.
@@ -375,28 +439,51 @@ impl Master {
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
         match msg {
             LatentMsg::Launched { pool, id, cloud_id } => {
-                if let Some(i) = self
-                    .pools
-                    .get_mut(&pool)
-                    .and_then(|p| p.instances.get_mut(&id))
-                {
-                    i.cloud_id = Some(cloud_id.clone());
-                }
-                if self.phase_of(&pool, id) == Some(Phase::Launching) {
+                let Some(p) = self.pools.get_mut(&pool) else {
+                    return;
+                };
+                p.launching.remove(&id);
+                let Some(i) = p.instances.get_mut(&id) else {
+                    return;
+                };
+                i.cloud_id = Some(cloud_id.clone());
+                if i.phase == Phase::Launching {
                     self.transition(&pool, id, Phase::Booting, Some(&cloud_id));
                     let limit = self.pools[&pool].config.boot_timeout;
                     self.deadline(&pool, id, limit);
                 } else {
                     // Stopped while launching: the new instance must go too.
+                    if let Err(e) = self
+                        .store
+                        .record_phase(i, Some("launched after its stop; terminating"))
+                    {
+                        warn!(pool = %pool, instance = %i.name, "cannot record the cloud id: {e}");
+                    }
                     self.terminate(&pool, id);
                 }
+            }
+            LatentMsg::LaunchFailed { pool, id, .. }
+                if self.phase_of(&pool, id) == Some(Phase::Stopping) =>
+            {
+                // Stopped while launching, and nothing was made: it has ended.
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.launching.remove(&id);
+                }
+                self.transition(&pool, id, Phase::Stopped, Some("its launch failed"));
+                self.forget(&pool, id);
+                self.answer_when_no_instance();
             }
             LatentMsg::LaunchFailed {
                 pool,
                 id,
                 why,
                 permanent,
-            } => self.fail_instance_as(&pool, id, &why, permanent),
+            } => {
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.launching.remove(&id);
+                }
+                self.fail_instance_as(&pool, id, &why, permanent)
+            }
             LatentMsg::Running { pool, id } => {
                 if self.phase_of(&pool, id) == Some(Phase::Booting) {
                     self.transition(&pool, id, Phase::Connecting, None);
@@ -440,12 +527,28 @@ impl Master {
                         matches!(i.phase, Phase::Idle | Phase::Ready) && i.since == since
                     });
                 if still {
-                    self.stop_instance(&pool, id, "idle time over");
+                    self.idle_stop(&pool, id, "idle time over");
                 }
+            }
+            LatentMsg::Retire { pool, id } => {
+                self.retire_if_worn(&pool, id);
             }
             LatentMsg::QuarantineOver => {}
             LatentMsg::Swept { pool, owned } => self.sweep(&pool, owned),
+            LatentMsg::TerminateFailed { pool, id, why } => self.terminate_failed(&pool, id, &why),
+            LatentMsg::RetryTerminate { pool, id } => {
+                if self
+                    .pools
+                    .get(&pool)
+                    .is_some_and(|p| p.instances.contains_key(&id))
+                {
+                    self.terminate(&pool, id);
+                }
+            }
             LatentMsg::Terminated { pool, id } => {
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.terminate_failures.remove(&id);
+                }
                 if self.phase_of(&pool, id) == Some(Phase::Stopping) {
                     self.transition(&pool, id, Phase::Stopped, None);
                 }
@@ -506,12 +609,10 @@ impl Master {
         self.answer_when_no_instance();
     }
 
+    /// Answers the stopping master once no instance is left, not even a failed one
+    /// whose termination is not confirmed yet.
     fn answer_when_no_instance(&mut self) {
-        let any_live = self
-            .pools
-            .values()
-            .any(|p| p.instances.values().any(|i| i.phase.is_live()));
-        if !any_live {
+        if self.pools.values().all(|p| p.instances.is_empty()) {
             if let Some(reply) = self.stopped_reply.take() {
                 self.reply(move || {
                     let _ = reply.send(());

@@ -288,15 +288,19 @@ impl Executor {
             } => {
                 let tx = self.tx.clone();
                 self.tasks.spawn(async move {
+                    let mut failed = None;
                     if let Some(cloud_id) = cloud_id {
                         if let Err(e) = driver.terminate(&cloud_id).await {
                             warn!("terminate {cloud_id}: {e}");
+                            failed = Some(e.to_string());
                         }
                     }
                     if let Some((pool, id)) = report {
-                        let _ = tx
-                            .send(Msg::Latent(LatentMsg::Terminated { pool, id }))
-                            .await;
+                        let msg = match failed {
+                            Some(why) => LatentMsg::TerminateFailed { pool, id, why },
+                            None => LatentMsg::Terminated { pool, id },
+                        };
+                        let _ = tx.send(Msg::Latent(msg)).await;
                     }
                 });
             }

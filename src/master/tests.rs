@@ -2,6 +2,8 @@
 //! runtime, no sockets, no tasks: each test feeds [`Master::handle`] and looks at
 //! what it asks for.
 
+mod latent_pools;
+
 use super::admission::Outcome;
 use super::effect::{ConnOp, Effect, WatchStart};
 use super::latent::LatentMsg;
@@ -65,17 +67,33 @@ const T0: f64 = 1_000_000.0;
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(&[])
+    }
+
+    /// [`Fixture::new`] with each `(from, to)` replaced in the config.
+    fn with(edits: &[(&str, &str)]) -> Fixture {
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "pbmaster-coordinator-{}-{}",
+            "pbmaster-coordinator-{}-{}-{}",
             std::process::id(),
-            crate::store::now()
+            crate::store::now(),
+            SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        Fixture::on(dir)
+        Fixture::on_with(dir, edits)
     }
 
     /// A coordinator on the store in `dir`, as after a restart.
     fn on(dir: PathBuf) -> Fixture {
-        let with_dir = CONFIG.replacen(
+        Fixture::on_with(dir, &[])
+    }
+
+    fn on_with(dir: PathBuf, edits: &[(&str, &str)]) -> Fixture {
+        let mut body = CONFIG.to_owned();
+        for (from, to) in edits {
+            assert!(body.contains(from), "{from:?} is in the config");
+            body = body.replacen(from, to, 1);
+        }
+        let with_dir = body.replacen(
             "[master]",
             &format!("[master]\ndata_dir = {:?}", dir.display().to_string()),
             1,
@@ -600,23 +618,25 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
     // Stopping until the cloud confirms: a crash meanwhile leaves it to the next start.
     assert_eq!(f.instance_phase("pool-1"), Some(Phase::Stopping));
     // The request that launched it is still queued, so another instance starts; the
-    // master stopping (draining first, so nothing new launches) stops that one too.
-    assert!(effects.iter().any(|e| matches!(e, Effect::Watch(_))));
+    // master stopping (draining first, so nothing new launches) stops that one too,
+    // once its launch has answered.
+    let second = launches(&effects);
+    assert_eq!(second.len(), 1, "{effects:?}");
     f.handle(Msg::Drain {
         grace: Duration::ZERO,
     });
     let (reply, mut stopped) = oneshot::channel();
-    let effects = f.handle(Msg::StopInstances { reply });
-    let mut ending = vec![id];
-    ending.extend(effects.iter().filter_map(|e| match e {
-        Effect::Terminate {
-            report: Some((_, i)),
-            ..
-        } => Some(*i),
-        _ => None,
-    }));
-    assert_eq!(ending.len(), 2, "{effects:?}");
-    replies(effects);
+    replies(f.handle(Msg::StopInstances { reply }));
+    let effects = latent(
+        &mut f,
+        LatentMsg::Launched {
+            pool: "pool".into(),
+            id: second[0].0,
+            cloud_id: "i-2".into(),
+        },
+    );
+    assert_eq!(terminated(&effects), ["i-2"]);
+    let ending = vec![id, second[0].0];
     for id in ending {
         assert!(stopped.try_recv().is_err(), "an instance is still stopping");
         replies(latent(
@@ -659,4 +679,30 @@ fn a_full_disk_stops_running_builds_and_starts_none_until_it_has_room() {
     );
     let effects = f.handle(Msg::DiskLow(None));
     assert_eq!(builds_started(&effects).len(), 1, "{effects:?}");
+}
+
+/// The instance launches among `effects`: (pool id, name).
+fn launches(effects: &[Effect]) -> Vec<(i64, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Watch(w) => match &w.start {
+                WatchStart::Launch(spec) => Some((w.id, spec.name.clone())),
+                WatchStart::Adopt(_) => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn terminated(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Terminate {
+                cloud_id: Some(c), ..
+            } => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
 }

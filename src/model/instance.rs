@@ -26,7 +26,7 @@ pub enum Phase {
     Building,
     /// Free after a build; stops when the idle time runs out.
     Idle,
-    /// Chosen to stop: takes no new build.
+    /// Chosen to stop: takes no new build, stops once its builds are done.
     Draining,
     /// The driver's terminate call is under way.
     Stopping,
@@ -99,7 +99,7 @@ impl Phase {
             Connecting => &[Attaching, Stopping, Failed],
             Attaching => &[Ready, Stopping, Failed],
             Ready => &[Building, Draining, Stopping, Failed],
-            Building => &[Idle, Building, Stopping, Failed],
+            Building => &[Idle, Building, Draining, Stopping, Failed],
             Idle => &[Building, Draining, Stopping, Failed],
             Draining => &[Stopping, Failed],
             Stopping => &[Stopped, Failed],
@@ -150,6 +150,10 @@ pub struct Instance {
     pub cloud_id: Option<String>,
     /// Builds running on it now.
     pub builds: usize,
+    /// Builds it has started in all (for `max_uses`).
+    pub uses: u32,
+    /// When it was asked for (for `max_age`).
+    pub born: f64,
     /// The phase a failure happened in, and why.
     pub failure: Option<(Phase, String)>,
 }
@@ -164,6 +168,8 @@ impl Instance {
             since: now,
             cloud_id: None,
             builds: 0,
+            uses: 0,
+            born: now,
             failure: None,
         }
     }

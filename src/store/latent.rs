@@ -5,6 +5,14 @@ use super::{now, write, Store, StoreError, StoreResult};
 use crate::model::{Instance, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
+use tracing::warn;
+
+/// A fresh master id: 16 hex digits.
+fn new_id() -> StoreResult<String> {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS latent_instances (
@@ -149,28 +157,132 @@ impl Store {
         Ok(rows)
     }
 
-    /// This master's identity, made once with its database: cloud instances are tagged
-    /// with it, and a master touches no instance tagged with another id.
+    /// This master's identity: cloud instances are tagged with it, and a master
+    /// touches no instance tagged with another id. It is made with the database and
+    /// bound to where the database lives (this machine, this folder): a copy of the
+    /// database started elsewhere must not act as the same master, or each one's
+    /// reconciling and sweeps would end the other's instances. So a database found
+    /// away from its home takes a new id, and the instances it recorded as live are
+    /// left to the master they belong to (recorded as failed, untouched).
     pub fn master_id(&self) -> StoreResult<String> {
-        let db = self.db();
-        let known: Option<String> = db
+        let home = self.home();
+        let id = self.meta("master_id")?;
+        let recorded = self.meta("master_home")?;
+        match (id, recorded) {
+            (Some(id), Some(h)) if h == home => Ok(id),
+            // Made before identities had a home: this is it.
+            (Some(id), None) => {
+                self.set_meta("master_home", &home)?;
+                Ok(id)
+            }
+            (old, recorded) => {
+                let id = new_id()?;
+                if let (Some(old), Some(there)) = (old, recorded) {
+                    let left = self.leave_instances(&format!(
+                        "left to master {old} at {there}: this database was copied or moved to {home}"
+                    ))?;
+                    warn!(
+                        "this database belongs to master {old} at {there}, not here ({home}): \
+                         a copy or a move; this master takes the id {id} and leaves the \
+                         {left} instance(s) recorded as live to the other (end them there, or \
+                         by hand if it is gone)"
+                    );
+                }
+                self.set_meta("master_id", &id)?;
+                self.set_meta("master_home", &home)?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Holds the data folder for this process: a second master on the same folder
+    /// would share its identity and end its instances. Released when the process ends.
+    pub fn lock_folder(&self) -> StoreResult<()> {
+        static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+        let Some(dir) = self.path.parent() else {
+            return Ok(());
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("pbmaster.lock"))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                std::io::Error::other(format!(
+                    "{}: another master uses this data folder ({e})",
+                    dir.display()
+                ))
+            },
+        )?;
+        HELD.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+        Ok(())
+    }
+
+    /// This machine and the database's folder.
+    fn home(&self) -> String {
+        let machine = ["/etc/machine-id", "/proc/sys/kernel/hostname"]
+            .iter()
+            .find_map(|f| {
+                let text = std::fs::read_to_string(f).ok()?;
+                let text = text.trim();
+                (!text.is_empty()).then(|| text.to_owned())
+            })
+            .unwrap_or_default();
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        format!("{machine}:{}", dir.display())
+    }
+
+    fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .db()
             .query_row(
-                "SELECT value FROM master_meta WHERE key = 'master_id'",
-                [],
+                "SELECT value FROM master_meta WHERE key = ?1",
+                params![key],
                 |r| r.get(0),
             )
-            .optional()?;
-        if let Some(id) = known {
-            return Ok(id);
-        }
-        let mut raw = [0u8; 8];
-        getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        db.execute(
-            "INSERT INTO master_meta (key, value) VALUES ('master_id', ?1)",
-            params![id],
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.db().execute(
+            "INSERT INTO master_meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
         )?;
-        Ok(id)
+        Ok(())
+    }
+
+    /// Records every live instance as failed with `why`, without touching it; how many.
+    fn leave_instances(&self, why: &str) -> StoreResult<usize> {
+        let mut db = self.db();
+        let tx = write(&mut db)?;
+        let t = now();
+        tx.execute(
+            "INSERT INTO latent_transitions (instance_id, phase, at, detail)
+             SELECT id, 'failed', ?1, ?2 FROM latent_instances WHERE phase NOT IN ('stopped', 'failed')",
+            params![t, why],
+        )?;
+        let n = tx.execute(
+            "UPDATE latent_instances SET failure_phase = phase, failure_reason = ?2, phase = 'failed',
+             since = ?1, password = NULL WHERE phase NOT IN ('stopped', 'failed')",
+            params![t, why],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// The pool of the instance named `name`, if this database ever recorded one.
+    pub fn instance_pool(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT pool FROM latent_instances WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// The next serial number for a pool's instance names.
@@ -207,6 +319,61 @@ mod tests {
         store.record_phase(&i, None).unwrap();
         let all = store.instances(10).unwrap();
         assert_eq!(all[0].password, None, "wiped once stopped");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_copied_database_takes_a_new_identity_and_leaves_the_instances_alone() {
+        let base = std::env::temp_dir().join(format!(
+            "pbmaster-identity-{}-{}",
+            std::process::id(),
+            now()
+        ));
+        let (home, copy) = (base.join("home"), base.join("copy"));
+        let store = Store::open(&home).unwrap();
+        let id = store.master_id().unwrap();
+        assert_eq!(store.master_id().unwrap(), id, "stable at home");
+        let row = store.add_instance("p", "p-1", "tok", "pw").unwrap();
+        let mut i = Instance::new(row, "p", "p-1", now());
+        i.advance(Phase::Launching, now()).unwrap();
+        store.record_phase(&i, None).unwrap();
+        drop(store);
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(home.join("pbmaster.sqlite"), copy.join("pbmaster.sqlite")).unwrap();
+
+        let copied = Store::open(&copy).unwrap();
+        let other = copied.master_id().unwrap();
+        assert_ne!(other, id, "a copy is another master");
+        assert_eq!(copied.master_id().unwrap(), other, "and stays so");
+        assert!(copied.live_instances().unwrap().is_empty(), "left alone");
+        let left = &copied.instances(10).unwrap()[0];
+        assert_eq!(left.phase, Phase::Failed);
+        assert!(
+            left.failure_reason
+                .as_deref()
+                .is_some_and(|r| r.contains(&id)),
+            "{left:?}"
+        );
+
+        let original = Store::open(&home).unwrap();
+        assert_eq!(
+            original.master_id().unwrap(),
+            id,
+            "the original is unchanged"
+        );
+        assert_eq!(original.live_instances().unwrap().len(), 1);
+        std::fs::remove_dir_all(base).ok();
+    }
+
+    #[test]
+    fn a_second_master_on_the_same_folder_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("pbmaster-lock-{}-{}", std::process::id(), now()));
+        let first = Store::open(&dir).unwrap();
+        first.lock_folder().unwrap();
+        let second = Store::open(&dir).unwrap();
+        let e = second.lock_folder().unwrap_err().to_string();
+        assert!(e.contains("another master"), "{e}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

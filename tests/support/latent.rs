@@ -72,3 +72,14 @@ pub fn peak(instances: &[Value]) -> usize {
     }
     most as usize
 }
+
+/// Waits until every instance of `pool` has stopped or failed.
+pub fn wait_pool_ended(master: &MasterProcess, pool: &str, timeout: Duration) {
+    master.wait_for("/api/latent", timeout, "the pool's instances to end", |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .filter(|i| i["pool"] == pool)
+                .all(|i| i["phase"] == "stopped" || i["phase"] == "failed")
+        })
+    });
+}

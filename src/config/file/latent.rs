@@ -18,9 +18,14 @@ pub struct PoolTable {
     /// Builds one instance runs at once.
     #[serde(default = "one")]
     pub max_builds: usize,
-    /// Instances kept running without demand.
+    /// Instances kept ready without demand (a warm pool); the idle timer never stops
+    /// the pool below it.
     #[serde(default)]
     pub min_instances: usize,
+    /// Builds an instance runs before it is replaced (drains, then stops).
+    pub max_uses: Option<u32>,
+    /// Seconds after which an instance is replaced (drains, then stops).
+    pub max_age: Option<u64>,
     /// Seconds an instance stays after its last build: 0 stops it at once, a negative
     /// value never.
     #[serde(default = "default_idle")]
@@ -60,12 +65,19 @@ pub struct PoolTable {
     /// with the last failure's phase and reason.
     #[serde(default = "default_attempts")]
     pub substantiation_attempts: u32,
+    /// Times a build may run again after its instance was lost under it (died, was
+    /// killed, lost its connection); the next loss ends its request in `exception`.
+    #[serde(default = "default_lost_retries")]
+    pub lost_build_retries: u32,
     /// The `ec2` driver's settings.
     pub ec2: Option<Ec2Settings>,
 }
 
 fn default_attempts() -> u32 {
     3
+}
+fn default_lost_retries() -> u32 {
+    2
 }
 
 fn one() -> usize {

@@ -174,17 +174,41 @@ impl Master {
         }
     }
 
-    /// Asks the driver to end the instance; reported back when done.
+    /// Asks the driver to end the instance; reported back when done. One whose
+    /// launch has not answered yet waits for the answer (see `LatentMsg::Launched`):
+    /// without its cloud id there is nothing to end, and forgetting it would leak it.
     pub(super) fn terminate(&mut self, pool: &str, id: i64) {
         let Some(p) = self.pools.get(pool) else {
             return;
         };
         let cloud_id = p.instances.get(&id).and_then(|i| i.cloud_id.clone());
+        if cloud_id.is_none() && p.launching.contains(&id) {
+            return;
+        }
         self.effect(Effect::Terminate {
             driver: p.driver.clone(),
             cloud_id,
             report: Some((pool.to_owned(), id)),
         });
+    }
+
+    /// The driver could not end the instance: it stays as it is (stopping, or failed
+    /// but still counted under the cap) and is tried again after a back-off, 5 s
+    /// doubling up to 5 minutes; only the driver's word records it stopped.
+    pub(super) fn terminate_failed(&mut self, pool: &str, id: i64, why: &str) {
+        let Some(p) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let Some(i) = p.instances.get(&id) else {
+            return;
+        };
+        let tries = p.terminate_failures.entry(id).or_default();
+        *tries += 1;
+        let delay = Duration::from_secs((5u64 << (*tries - 1).min(6)).min(300));
+        warn!(pool, instance = %i.name, "cannot terminate (try {tries}): {why}; trying again in {delay:?}");
+        p.last_failure = Some(format!("cannot terminate {}: {why}", i.name));
+        let pool = pool.to_owned();
+        self.after(delay, LatentMsg::RetryTerminate { pool, id });
     }
 
     /// Drops an ended instance from memory (its record stays).

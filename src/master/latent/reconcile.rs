@@ -94,6 +94,10 @@ impl Master {
     /// Terminates what the cloud has under this master's tag that no live instance
     /// accounts for (by cloud id, or by name while its launch answer is on its way): a
     /// duplicate from a launch that failed ambiguously, or one that outlived its stop.
+    /// Only with evidence that it is this master's own: every launch is recorded
+    /// first, so a name the database never recorded was launched by someone else
+    /// sharing the tag, and is left alone; and a twin of a live instance whose worker
+    /// is attached may be the one attached, so it waits until that instance has ended.
     pub(in crate::master) fn sweep(&mut self, pool: &str, owned: Vec<OwnedInstance>) {
         let Some(p) = self.pools.get(pool) else {
             return;
@@ -105,9 +109,24 @@ impl Master {
                         || (i.cloud_id.is_none() && o.name.as_deref() == Some(i.name.as_str())))
             })
         };
+        let twin_attached = |name: &str| {
+            p.instances.values().any(|i| {
+                i.phase.is_live()
+                    && i.name == name
+                    && self.workers.get(name).is_some_and(|w| w.attached.is_some())
+            })
+        };
         let mut strays = Vec::new();
         for o in owned.into_iter().filter(|o| !accounted(o)) {
-            warn!(pool, cloud_id = %o.cloud_id, name = o.name.as_deref().unwrap_or("?"), "sweep: terminating an instance no live instance accounts for");
+            let name = o.name.as_deref().unwrap_or("?");
+            if !matches!(self.store.instance_pool(name), Ok(Some(_))) {
+                warn!(pool, cloud_id = %o.cloud_id, name, "sweep: leaving an instance tagged with this master's id that it never launched");
+                continue;
+            }
+            if twin_attached(name) {
+                continue;
+            }
+            warn!(pool, cloud_id = %o.cloud_id, name, "sweep: terminating an instance no live instance accounts for");
             strays.push(Effect::Terminate {
                 driver: p.driver.clone(),
                 cloud_id: Some(o.cloud_id),
@@ -153,6 +172,7 @@ impl Master {
         let mut i = Instance::new(row.id, pool, &row.name, self.now);
         i.cloud_id = Some(cloud_id.to_owned());
         i.phase = Phase::Booting;
+        i.born = row.transitions.first().map_or(row.since, |t| t.1);
         if let Err(e) = self
             .store
             .record_phase(&i, Some("adopted after a master restart"))
@@ -171,5 +191,6 @@ impl Master {
         let watch = self.instance_watch(pool, row.id, start, phase_rx);
         self.effect(Effect::Watch(Box::new(watch)));
         self.deadline(pool, row.id, limit);
+        self.arm_retirement(pool, row.id);
     }
 }
