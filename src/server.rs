@@ -124,18 +124,23 @@ pub async fn serve(
                     };
                     conn::serve(accepted, config, auth, events, stop).await;
                 }
+                // Boxed: a TLS connection's state (rustls's) is large, and plain
+                // connections' tasks would otherwise be sized for it.
                 Some(tls) => {
-                    let deadline = at + config.login_timeout;
-                    if let Some(stream) = tls::handshake(&tls, stream, peer, deadline, &stop).await
-                    {
-                        let accepted = Accepted {
-                            stream,
-                            peer,
-                            id,
-                            at,
-                        };
-                        conn::serve(accepted, config, auth, events, stop).await;
-                    }
+                    Box::pin(async move {
+                        let deadline = at + config.login_timeout;
+                        let handshake = tls::handshake(&tls, stream, peer, deadline, &stop);
+                        if let Some(stream) = handshake.await {
+                            let accepted = Accepted {
+                                stream,
+                                peer,
+                                id,
+                                at,
+                            };
+                            conn::serve(accepted, config, auth, events, stop).await;
+                        }
+                    })
+                    .await
                 }
             }
             drop(permit);

@@ -135,7 +135,7 @@ pub async fn serve<S: PbStream>(
     .await;
     info!(peer = %peer, worker = endpoint.login_name().unwrap_or("-"), "connection closed: {reason}");
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
-    endpoint.closed(reason).await;
+    Box::pin(endpoint.closed(reason)).await;
 }
 
 async fn run<S: PbStream>(
@@ -150,7 +150,8 @@ async fn run<S: PbStream>(
         while let Some(event) = endpoint.broker.poll_event() {
             match event {
                 Event::Closed(reason) => closed = Some(reason.to_string()),
-                event => endpoint.on_event(event).await,
+                // Boxed: its state would otherwise sit in every idle connection's task.
+                event => Box::pin(endpoint.on_event(event)).await,
             }
         }
         if let Some(bytes) = endpoint.broker.poll_transmit() {
