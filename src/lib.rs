@@ -31,6 +31,7 @@ mod config;
 mod conn;
 mod latent;
 mod master;
+mod metrics;
 mod model;
 mod nofile;
 mod run;

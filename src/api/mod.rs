@@ -4,6 +4,7 @@
 
 mod auth;
 mod changes;
+pub mod health;
 mod logs;
 mod session;
 #[cfg(test)]
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// The tokens and the rules for using them.
     pub guard: Arc<Guard>,
+    /// What `/readyz` answers from beside the store.
+    pub health: Arc<health::Health>,
 }
 
 /// The API as `axum::serve` takes it: each request knows its peer's address.
@@ -41,9 +44,10 @@ pub fn service(state: ApiState) -> IntoMakeServiceWithConnectInfo<Router, Client
     router(state).into_make_service_with_connect_info::<ClientAddr>()
 }
 
-/// Every route, each behind [`auth::guard`].
+/// Every route behind [`auth::guard`], but the health probes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/metrics", get(health::metrics))
         .route("/api/builders", get(builders))
         .route("/api/builders/{name}/force", post(force))
         .route("/api/builds", get(builds))
@@ -61,6 +65,8 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::guard,
         ))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ mod builds;
 mod changes;
 mod columns;
 mod error;
+mod health;
 pub mod latent;
 mod logs;
 mod schema;
