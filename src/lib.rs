@@ -42,4 +42,5 @@ mod server;
 mod store;
 pub mod testing;
 mod tls;
+mod web;
 mod worker;

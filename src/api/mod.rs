@@ -44,7 +44,8 @@ pub fn service(state: ApiState) -> IntoMakeServiceWithConnectInfo<Router, Client
     router(state).into_make_service_with_connect_info::<ClientAddr>()
 }
 
-/// Every route behind [`auth::guard`], but the health probes.
+/// Every route behind [`auth::guard`], but the health probes, the login page and
+/// the pages' style and script.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(health::metrics))
@@ -61,12 +62,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/buildrequests/{id}", get(request))
         .merge(changes::routes())
         .merge(session::routes())
+        .merge(crate::web::pages())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
         ))
+        .merge(crate::web::open())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::from_fn(crate::web::login_redirect))
         .with_state(state)
 }
 
@@ -155,6 +159,14 @@ async fn force(State(s): State<ApiState>, Path(name): Path<String>, body: Bytes)
     })
     .await??;
     Ok(Json(json!({ "request_id": answer })))
+}
+
+/// [`ask`], for the pages.
+pub(crate) async fn ask_master<T>(
+    s: &ApiState,
+    msg: impl FnOnce(oneshot::Sender<T>) -> Msg,
+) -> Result<T, ApiError> {
+    ask(s, msg).await
 }
 
 /// Sends the coordinator a message carrying a reply channel and waits for the reply.
