@@ -181,7 +181,12 @@ fn load(st: &crate::store::Store, id: i64) -> StoreResult<Option<Loaded>> {
     let mut steps = Vec::new();
     for step in st.steps(id)? {
         let mut logs = Vec::new();
-        for name in st.log_names(id, step.number)? {
+        let mut names = st.log_names(id, step.number)?;
+        // A running step's output may not have arrived yet; it goes to stdio.
+        if step.finished_at.is_none() && !names.iter().any(|n| n == "stdio") {
+            names.insert(0, "stdio".to_owned());
+        }
+        for name in names {
             let (mut chunks, mut bytes, mut after) = (Vec::new(), 0, 0);
             let mut cut = false;
             // A running step's log streams in from the script instead.

@@ -25,6 +25,8 @@ pub fn page(title: &str, viewer: Viewer, live: bool, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · pbmaster" }
+                // No favicon request (it would be sent to log in).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/static/style.css";
                 script src="/static/app.js" defer {}
             }

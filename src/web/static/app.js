@@ -40,6 +40,13 @@ async function refresh() {
   }
   wire();
   times();
+  // A log that started since (a new step): load the page again to follow it.
+  for (const pre of fresh.querySelectorAll("pre[data-follow]")) {
+    if (!document.querySelector('pre[data-follow="' + pre.dataset.follow + '"]')) {
+      location.reload();
+      return;
+    }
+  }
   if (!fresh.body.dataset.live) {
     document.body.removeAttribute("data-live");
     // The build ended: its logs are now rendered in full.
