@@ -1,7 +1,7 @@
 //! The web pages over real HTTP with a real buildbot-worker 4.3.0: every page
 //! renders; values that are markup (a property, a reason, a log line) come out
-//! escaped and invalid UTF-8 as U+FFFD; a browser without a credential is sent to log
-//! in; buttons follow the roles of who looks.
+//! escaped, invalid UTF-8 as U+FFFD and ANSI colours as spans; a browser without a
+//! credential is sent to log in; buttons follow the roles of who looks.
 
 mod support;
 
@@ -29,7 +29,7 @@ name = "web"
 workers = ["w1"]
 [[builder.step]]
 name = "markup"
-command = '''echo '<script>alert(2)</script>'; printf 'bad \377\376 bytes\n'; echo err >&2'''
+command = '''echo '<script>alert(2)</script>'; printf 'bad \377\376 bytes\n'; echo err >&2; printf '\033[31mred\033[0m\n''''
 
 {users}
 "#
@@ -148,6 +148,7 @@ fn pages_render_escaped_and_follow_roles() {
     );
     assert!(page.contains("bad \u{fffd}\u{fffd} bytes"), "{page}");
     assert!(page.contains("<span class=\"stderr\">err"), "{page}");
+    assert!(page.contains("<span class=\"fg1\">red</span>"), "{page}");
     assert!(page.contains("result success"), "{page}");
     assert!(
         page.contains("<td>evil</td>") && page.contains("<td>request</td>"),

@@ -87,7 +87,14 @@ const SHOWN: usize = 256 * 1024;
 
 struct StepView {
     step: crate::store::StepRow,
-    logs: Vec<(String, Vec<(Channel, Vec<u8>)>, bool)>,
+    logs: Vec<LogView>,
+}
+
+/// A log's name, the head of its bytes by channel, and whether more follows.
+struct LogView {
+    name: String,
+    chunks: Vec<(Channel, Vec<u8>)>,
+    cut: bool,
 }
 
 pub async fn build(
@@ -134,8 +141,8 @@ pub async fn build(
         }
         h2 { "Logs" }
         @for v in &steps {
-            @for (log, chunks, cut) in &v.logs {
-                (log_view(build.id, &v.step, log, chunks, *cut))
+            @for log in &v.logs {
+                (log_view(build.id, &v.step, log))
             }
         }
         h2 { "Properties" }
@@ -203,7 +210,7 @@ fn load(st: &crate::store::Store, id: i64) -> StoreResult<Option<Loaded>> {
                     break;
                 }
             }
-            logs.push((name, chunks, cut));
+            logs.push(LogView { name, chunks, cut });
         }
         steps.push(StepView { step, logs });
     }
@@ -214,13 +221,13 @@ fn load(st: &crate::store::Store, id: i64) -> StoreResult<Option<Loaded>> {
 
 /// One log: rendered here when the step is over (invalid UTF-8 as U+FFFD, stderr and
 /// headers marked), followed live by the script while it runs.
-fn log_view(
-    build: i64,
-    step: &crate::store::StepRow,
-    log: &str,
-    chunks: &[(Channel, Vec<u8>)],
-    cut: bool,
-) -> Markup {
+fn log_view(build: i64, step: &crate::store::StepRow, view: &LogView) -> Markup {
+    let LogView {
+        name: log,
+        chunks,
+        cut,
+    } = view;
+    let cut = *cut;
     let raw = format!(
         "/api/builds/{build}/steps/{}/logs/{}",
         step.number,
@@ -237,8 +244,8 @@ fn log_view(
                     @for (channel, bytes) in chunks {
                         @let text = String::from_utf8_lossy(bytes);
                         @match channel {
-                            Channel::Stdout => (text),
-                            Channel::Stderr => span.stderr { (text) },
+                            Channel::Stdout => (super::ansi::render(&text)),
+                            Channel::Stderr => span.stderr { (super::ansi::render(&text)) },
                             Channel::Header => span.header { (text) },
                         }
                     }

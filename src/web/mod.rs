@@ -3,6 +3,7 @@
 //! live logs, refreshed state) and for the writes, which go to the API's own routes
 //! with the session's CSRF token. Pages are reads: the API's guard admits them.
 
+mod ansi;
 mod assets;
 mod builds;
 mod home;

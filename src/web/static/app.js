@@ -64,7 +64,9 @@ async function follow(pre) {
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    pre.append(document.createTextNode(decoder.decode(value, { stream: true })));
+    // Colour escapes are dropped here; the finished page renders them.
+    const text = decoder.decode(value, { stream: true }).replace(/\x1b\[[0-9;?]*[@-~]/g, "");
+    pre.append(document.createTextNode(text));
     pre.scrollTop = pre.scrollHeight;
     pre.dataset.received = String(Number(pre.dataset.received || 0) + value.length);
   }
