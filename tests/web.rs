@@ -31,6 +31,13 @@ workers = ["w1"]
 name = "markup"
 command = '''echo '<script>alert(2)</script>'; printf 'bad \377\376 bytes\n'; echo err >&2; printf '\033[31mred\033[0m\n''''
 
+[[builder]]
+name = "big"
+workers = ["w1"]
+[[builder.step]]
+name = "prints"
+command = "head -c 700000 /dev/zero | tr '\\0' x; echo; echo END-OF-$((1+1))"
+
 {users}
 "#
     )
@@ -165,5 +172,32 @@ fn pages_render_escaped_and_follow_roles() {
     assert!(!builder(&viewer).contains("id=\"force\""));
     assert!(builder(&op).contains("id=\"force\""));
     assert_eq!(get(&master, "/builders/nothing", Some(&op)).status, 404);
+
+    // A long log is shown a page at a time, each page linking the next.
+    let big = master.wait_request(master.force("big"), LONG)["builds"][0]["id"]
+        .as_i64()
+        .expect("build");
+    let mut page = get(&master, &format!("/builds/{big}"), Some(&viewer)).text;
+    let mut pages = 1;
+    // The command (in the log's header) says END-OF-$((1+1)); its output, the end.
+    while !page.contains("END-OF-2") {
+        let next = page
+            .split("class=\"next\" href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no next page after page {pages}:\n{page}"))
+            .replace("&amp;", "&");
+        page = get(&master, &next, Some(&viewer)).text;
+        pages += 1;
+        assert!(pages < 10, "too many pages");
+    }
+    assert!(
+        pages >= 2,
+        "over 256 KiB kept, in pages of 256 KiB: {pages}"
+    );
+    assert!(
+        !page.contains("class=\"next\""),
+        "the last page links no next"
+    );
     assert_eq!(get(&master, "/builds/999", Some(&op)).status, 404);
 }

@@ -5,7 +5,7 @@ use super::layout::{data, duration, json, page, result, time};
 use super::{html, not_found, urlencode, viewer, PageResult};
 use crate::api::{ApiState, Caller};
 use crate::config::Role;
-use crate::store::{Channel, StoreResult};
+use crate::store::StoreResult;
 use axum::extract::{Path, Query, State};
 use axum::Extension;
 use maud::{html, Markup};
@@ -82,19 +82,15 @@ pub async fn builder(
     html(page(&format!("Builder {name}"), who, true, body))
 }
 
-/// Bytes of a finished log rendered in the page; the rest is behind the raw link.
-const SHOWN: usize = 256 * 1024;
-
 struct StepView {
     step: crate::store::StepRow,
     logs: Vec<LogView>,
 }
 
-/// A log's name, the head of its bytes by channel, and whether more follows.
+/// A log's name and its first page.
 struct LogView {
     name: String,
-    chunks: Vec<(Channel, Vec<u8>)>,
-    cut: bool,
+    page: super::log::LogPage,
 }
 
 pub async fn build(
@@ -194,23 +190,12 @@ fn load(st: &crate::store::Store, id: i64) -> StoreResult<Option<Loaded>> {
             names.insert(0, "stdio".to_owned());
         }
         for name in names {
-            let (mut chunks, mut bytes, mut after) = (Vec::new(), 0, 0);
-            let mut cut = false;
             // A running step's log streams in from the script instead.
-            while step.finished_at.is_some() {
-                let got = st.log_chunks(id, step.number, &name, after)?;
-                let Some(last) = got.last() else { break };
-                after = last.seq;
-                for c in got {
-                    bytes += c.data.len();
-                    chunks.push((c.channel, c.data));
-                }
-                if bytes >= SHOWN {
-                    cut = true;
-                    break;
-                }
-            }
-            logs.push(LogView { name, chunks, cut });
+            let page = match step.finished_at {
+                Some(_) => super::log::read_page(st, id, step.number, &name, 0, 0)?,
+                None => super::log::LogPage::default(),
+            };
+            logs.push(LogView { name, page });
         }
         steps.push(StepView { step, logs });
     }
@@ -222,12 +207,7 @@ fn load(st: &crate::store::Store, id: i64) -> StoreResult<Option<Loaded>> {
 /// One log: rendered here when the step is over (invalid UTF-8 as U+FFFD, stderr and
 /// headers marked), followed live by the script while it runs.
 fn log_view(build: i64, step: &crate::store::StepRow, view: &LogView) -> Markup {
-    let LogView {
-        name: log,
-        chunks,
-        cut,
-    } = view;
-    let cut = *cut;
+    let LogView { name: log, page } = view;
     let raw = format!(
         "/api/builds/{build}/steps/{}/logs/{}",
         step.number,
@@ -235,22 +215,18 @@ fn log_view(build: i64, step: &crate::store::StepRow, view: &LogView) -> Markup 
     );
     let live = step.finished_at.is_none();
     html! {
-        details.log open[live || chunks.len() < 2000] {
+        details.log open {
             summary { (step.name) " · " (log) " " a href=(raw) { "raw" } }
             @if live {
                 pre.log data-follow=(format!("{raw}?follow=true")) {}
             } @else {
-                pre.log {
-                    @for (channel, bytes) in chunks {
-                        @let text = String::from_utf8_lossy(bytes);
-                        @match channel {
-                            Channel::Stdout => (super::ansi::render(&text)),
-                            Channel::Stderr => span.stderr { (super::ansi::render(&text)) },
-                            Channel::Header => span.header { (text) },
-                        }
+                (super::log::render(&page.chunks))
+                @if let Some(next) = page.next {
+                    p {
+                        "The first " (super::log::PAGE_BYTES / 1024) " KiB: "
+                        a.next href=(super::log::page_link(build, step.number, log, next)) { "next page" }
                     }
                 }
-                @if cut { p { "Only the first " (SHOWN / 1024) " KiB are shown: " a href=(raw) { "the whole log" } } }
             }
         }
     }

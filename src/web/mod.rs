@@ -9,6 +9,7 @@ mod builds;
 mod home;
 mod layout;
 mod lists;
+mod log;
 mod login;
 
 use crate::api::{ApiState, Caller};
@@ -26,6 +27,7 @@ pub fn pages() -> Router<ApiState> {
         .route("/", get(home::home))
         .route("/builders/{name}", get(builds::builder))
         .route("/builds/{id}", get(builds::build))
+        .route("/builds/{id}/steps/{step}/logs/{log}", get(log::log_page))
         .route("/buildrequests", get(lists::requests))
         .route("/workers", get(lists::workers))
         .route("/latent", get(lists::latent))

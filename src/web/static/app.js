@@ -4,6 +4,9 @@
 
 let csrf = null;
 
+// Characters of a live log kept in the page.
+const LIVE_LIMIT = 2000000;
+
 function ago(seconds) {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return s + " s ago";
@@ -61,12 +64,20 @@ async function follow(pre) {
   if (!r.ok || !r.body) return;
   const reader = r.body.getReader();
   const decoder = new TextDecoder("utf-8");
+  let shown = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     // Colour escapes are dropped here; the finished page renders them.
     const text = decoder.decode(value, { stream: true }).replace(/\x1b\[[0-9;?]*[@-~]/g, "");
     pre.append(document.createTextNode(text));
+    shown += text.length;
+    // A step printing 100 MB: keep the newest text only, so the page keeps up.
+    while (shown > LIVE_LIMIT && pre.firstChild) {
+      shown -= pre.firstChild.textContent.length;
+      pre.firstChild.remove();
+      pre.dataset.trimmed = "true";
+    }
     pre.scrollTop = pre.scrollHeight;
     pre.dataset.received = String(Number(pre.dataset.received || 0) + value.length);
   }
