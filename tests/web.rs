@@ -31,6 +31,16 @@ workers = ["w1"]
 name = "markup"
 command = '''echo '<script>alert(2)</script>'; printf 'bad \377\376 bytes\n'; echo err >&2; printf '\033[31mred\033[0m\n''''
 
+[[worker]]
+name = "absent"
+password = "pass"
+
+[[builder]]
+name = "orphan"
+workers = ["absent"]
+[[builder.step]]
+command = "true"
+
 [[builder]]
 name = "big"
 workers = ["w1"]
@@ -163,7 +173,7 @@ fn pages_render_escaped_and_follow_roles() {
     );
     let home = get(&master, "/", Some(&viewer)).text;
     assert!(
-        home.contains("/builders/web") && home.contains("1 of 1 worker(s) attached"),
+        home.contains("/builders/web") && home.contains("1 worker(s) attached (2 configured)"),
         "{home}"
     );
 
@@ -172,6 +182,11 @@ fn pages_render_escaped_and_follow_roles() {
     assert!(!builder(&viewer).contains("id=\"force\""));
     assert!(builder(&op).contains("id=\"force\""));
     assert_eq!(get(&master, "/builders/nothing", Some(&op)).status, 404);
+
+    // A request that cannot run says why.
+    master.force("orphan");
+    let queue = get(&master, "/buildrequests", Some(&viewer)).text;
+    assert!(queue.contains("none of its workers is attached"), "{queue}");
 
     // A long log is shown a page at a time, each page linking the next.
     let big = master.wait_request(master.force("big"), LONG)["builds"][0]["id"]

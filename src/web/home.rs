@@ -57,7 +57,7 @@ pub async fn home(State(s): State<ApiState>, caller: Option<Extension<Caller>>) 
             p {
                 a href="/buildrequests" { (queued.len()) " request(s) queued" }
                 " · "
-                a href="/workers" { (attached.len()) " of " (workers.len()) " worker(s) attached" }
+                a href="/workers" { (attached.len()) " worker(s) attached (" (s.config.workers.len()) " configured)" }
             }
             @if let Some(pools) = pools.as_array().filter(|p| !p.is_empty()) {
                 h2 { "Latent pools" }

@@ -12,8 +12,49 @@ use serde_json::Value;
 /// Rows per list.
 const LIMIT: i64 = 200;
 
+/// Why a request for `builder` waits, from its workers' states and its pools'.
+fn why_waiting(
+    config: &crate::config::Config,
+    builder: &str,
+    attached: &[&str],
+    pools: &[Value],
+) -> String {
+    let Some(b) = config.builders.iter().find(|b| b.name == builder) else {
+        return "its builder is no longer configured".into();
+    };
+    let mut why = Vec::new();
+    for p in pools
+        .iter()
+        .filter(|p| b.workers.iter().any(|w| p["name"] == **w))
+    {
+        let name = p["name"].as_str().unwrap_or_default();
+        if let Some(q) = p["quarantined_for"].as_f64() {
+            why.push(format!("pool {name} quarantined for {q} s"));
+        } else if p["live"].as_u64() >= p["max_instances"].as_u64() {
+            why.push(format!("pool {name} at its cap of {}", p["max_instances"]));
+        } else if let Some(phases) = p["phases"].as_object().filter(|m| !m.is_empty()) {
+            let list: Vec<String> = phases.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            why.push(format!("pool {name}: instances {}", list.join(", ")));
+        } else {
+            why.push(format!("pool {name}: no instance yet"));
+        }
+    }
+    let own: Vec<&String> = b
+        .workers
+        .iter()
+        .filter(|w| !pools.iter().any(|p| p["name"] == ***w))
+        .collect();
+    if !own.is_empty() {
+        match own.iter().any(|w| attached.contains(&w.as_str())) {
+            true => why.push("its workers are busy".into()),
+            false => why.push("none of its workers is attached".into()),
+        }
+    }
+    why.join("; ")
+}
+
 pub async fn requests(State(s): State<ApiState>, caller: Option<Extension<Caller>>) -> PageResult {
-    let rows = s
+    let (rows, workers) = s
         .store
         .read(|st| {
             let mut rows = Vec::new();
@@ -21,9 +62,14 @@ pub async fn requests(State(s): State<ApiState>, caller: Option<Extension<Caller
                 let builds = st.builds_of_request(r.id)?;
                 rows.push((r, builds));
             }
-            Ok(rows)
+            Ok((rows, st.workers()?))
         })
         .await?;
+    let attached: Vec<&str> = workers
+        .iter()
+        .filter(|w| w.state == crate::model::WorkerState::Attached)
+        .map(|w| w.name.as_str())
+        .collect();
     let pools = crate::api::ask_master(&s, |reply| Msg::Pools { reply })
         .await
         .unwrap_or_default();
@@ -40,7 +86,10 @@ pub async fn requests(State(s): State<ApiState>, caller: Option<Extension<Caller
                             td {
                                 @if r.complete { (result(r.result, true)) }
                                 @else if builds.iter().any(|b| b.finished_at.is_none()) { (result(None, false)) }
-                                @else { span.result.waiting { "waiting" } }
+                                @else {
+                                    span.result.waiting { "waiting" }
+                                    " " span.why { (why_waiting(&s.config, &r.builder, &attached, pools.as_array().map(Vec::as_slice).unwrap_or_default())) }
+                                }
                             }
                             td { @for b in builds { a href=(format!("/builds/{}", b.id)) { "#" (b.number) } " " } }
                             td { (r.reason) }
@@ -50,7 +99,7 @@ pub async fn requests(State(s): State<ApiState>, caller: Option<Extension<Caller
                 }
             }
             @if let Some(pools) = pools.as_array().filter(|p| !p.is_empty()) {
-                h2 { "Why requests wait for latent pools" }
+                h2 { "Latent pools" }
                 (pool_table(pools))
             }
         }
