@@ -179,8 +179,13 @@ impl Page {
     /// Loads `url` and waits for the page's load event.
     fn goto(&mut self, url: &str) {
         self.events.clear();
+        // The old document is marked, so its "complete" is not taken for the new one's.
+        self.holds("window.pbmasterOld = true");
         self.call("Page.navigate", json!({"url": url}));
-        self.wait("the page to load", "document.readyState === 'complete'");
+        self.wait(
+            "the page to load",
+            "!window.pbmasterOld && document.readyState === 'complete'",
+        );
     }
 
     fn screenshot(&mut self, name: &str) {
