@@ -6,6 +6,7 @@
 #      buildbot 4.3.0 master package, whose `buildbot sendchange`
 #      the change tests use, and moto 5.2.5, the EC2-compatible API server the ec2
 #      driver's tests start on loopback;
+#      and Debian's chromium, which tests/browser.rs drives headless;
 #   2. cargo test for the whole workspace, all features (so the ec2 driver too): unit,
 #      property, fixture and CLI tests, and the master end to end against every
 #      worker generation and the EC2 emulator;
@@ -25,6 +26,9 @@ step "installing peers"
 scripts/install-peers.sh twisted-py3 twisted-py2 \
   buildbot-worker-4 buildbot-worker-4-tls buildbot-worker-2 buildbot-worker-0.9 \
   buildslave-py2 buildbot-master moto
+
+step "installing chromium"
+scripts/install-browser.sh
 
 step "cargo test"
 cargo test --workspace --all-features --locked

@@ -105,20 +105,28 @@ pub async fn run(config: Config) -> Result<(), String> {
         max_connections: config.master.max_connections,
         tls: pb_tls,
     };
-    tasks.spawn(server::serve(
+    let health = Arc::new(api::health::Health::default());
+    let pb_serve = server::serve(
         pb,
         conn_config,
         auth,
         tx.clone(),
         tasks.clone(),
         shutdown.clone(),
-    ));
+    );
+    let pb_health = health.clone();
+    tasks.spawn(async move {
+        pb_health.set_pb_listening(true);
+        pb_serve.await;
+        pb_health.set_pb_listening(false);
+    });
     let grace = Duration::from_secs(config.master.shutdown_grace);
     let state = ApiState {
         store,
         master: tx.clone(),
         config: Arc::new(config),
         guard: api_guard,
+        health: health.clone(),
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -134,6 +142,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         _ = int.recv() => {}
     }
     info!("stop requested: draining (a second signal stops at once)");
+    health.set_draining();
     let _ = tx.send(Msg::Drain { grace }).await;
     tokio::select! {
         _ = idle_rx => info!("no build running; stopping"),

@@ -107,6 +107,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         debug!(peer = %peer, "connection accepted");
+        crate::metrics::metrics().connection_opened();
         let at = Instant::now();
         // Set before any TLS handshake, whose small messages it speeds up too.
         let _ = stream.set_nodelay(true);
@@ -143,6 +144,7 @@ pub async fn serve(
                     .await
                 }
             }
+            crate::metrics::metrics().connection_ended();
             drop(permit);
         });
     }

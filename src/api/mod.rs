@@ -4,6 +4,7 @@
 
 mod auth;
 mod changes;
+pub mod health;
 mod logs;
 mod session;
 #[cfg(test)]
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// The tokens and the rules for using them.
     pub guard: Arc<Guard>,
+    /// What `/readyz` answers from beside the store.
+    pub health: Arc<health::Health>,
 }
 
 /// The API as `axum::serve` takes it: each request knows its peer's address.
@@ -41,9 +44,11 @@ pub fn service(state: ApiState) -> IntoMakeServiceWithConnectInfo<Router, Client
     router(state).into_make_service_with_connect_info::<ClientAddr>()
 }
 
-/// Every route, each behind [`auth::guard`].
+/// Every route behind [`auth::guard`], but the health probes, the login page and
+/// the pages' style and script.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/metrics", get(health::metrics))
         .route("/api/builders", get(builders))
         .route("/api/builders/{name}/force", post(force))
         .route("/api/builds", get(builds))
@@ -57,10 +62,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/buildrequests/{id}", get(request))
         .merge(changes::routes())
         .merge(session::routes())
+        .merge(crate::web::pages())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
         ))
+        .merge(crate::web::open())
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::from_fn(crate::web::login_redirect))
         .with_state(state)
 }
 
@@ -149,6 +159,14 @@ async fn force(State(s): State<ApiState>, Path(name): Path<String>, body: Bytes)
     })
     .await??;
     Ok(Json(json!({ "request_id": answer })))
+}
+
+/// [`ask`], for the pages.
+pub(crate) async fn ask_master<T>(
+    s: &ApiState,
+    msg: impl FnOnce(oneshot::Sender<T>) -> Msg,
+) -> Result<T, ApiError> {
+    ask(s, msg).await
 }
 
 /// Sends the coordinator a message carrying a reply channel and waits for the reply.

@@ -20,6 +20,7 @@ fn state(name: &str) -> (ApiState, std::path::PathBuf) {
         master,
         guard: Arc::new(Guard::from_config(&config.api).expect("guard")),
         config: Arc::new(config),
+        health: Arc::default(),
     };
     (state, dir)
 }

@@ -25,6 +25,9 @@ enum Command {
     Start {
         #[arg(long)]
         config: PathBuf,
+        /// `text` for people, `json` (one object a line) for log shippers.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PBMASTER_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Check a config file and report every error with its location.
     Check {
@@ -44,8 +47,8 @@ enum Command {
 impl Cli {
     pub fn run(self) -> Result<ExitCode, Box<dyn std::error::Error>> {
         match self.command {
-            Command::Start { config } => {
-                init_logging();
+            Command::Start { config, log_format } => {
+                init_logging(log_format);
                 let runtime = tokio::runtime::Runtime::new()?;
                 runtime.block_on(crate::run::start(&config))?;
                 Ok(ExitCode::SUCCESS)
@@ -105,15 +108,22 @@ impl Cli {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 /// `RUST_LOG` picks levels (default: info).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }

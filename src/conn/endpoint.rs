@@ -180,6 +180,7 @@ impl Endpoint {
 
     /// A wrong password or an unknown name: refused, later each time in a row.
     fn refuse(&mut self, id: LoginId, name: &str) {
+        crate::metrics::metrics().login_failed();
         let (wait, in_a_row) = self.throttle.refused(self.handle.peer.ip(), name, now());
         if in_a_row.is_power_of_two() {
             info!(peer = %self.handle.peer, worker = %printable(name), refusals = in_a_row,

@@ -149,7 +149,11 @@ async fn run<S: PbStream>(
         let mut closed = None;
         while let Some(event) = endpoint.broker.poll_event() {
             match event {
-                Event::Closed(reason) => closed = Some(reason.to_string()),
+                Event::Closed(reason) => {
+                    let (kind, violation) = crate::metrics::close_kind(&reason);
+                    crate::metrics::metrics().connection_closed(kind, violation);
+                    closed = Some(reason.to_string());
+                }
                 // Boxed: its state would otherwise sit in every idle connection's task.
                 event => Box::pin(endpoint.on_event(event)).await,
             }
@@ -162,8 +166,8 @@ async fn run<S: PbStream>(
             };
             match tokio::time::timeout(write_timeout, write).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return format!("write failed: {e}"),
-                Err(_) => return format!("the peer read nothing for {write_timeout:?}"),
+                Ok(Err(e)) => return io_closed(format!("write failed: {e}")),
+                Err(_) => return io_closed(format!("the peer read nothing for {write_timeout:?}")),
             }
         }
         if let Some(reason) = closed {
@@ -185,7 +189,7 @@ async fn run<S: PbStream>(
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     endpoint.broker.handle_eof();
                 }
-                Err(e) => return format!("read failed: {e}"),
+                Err(e) => return io_closed(format!("read failed: {e}")),
             },
             request = requests.recv() => match request {
                 Some(request) => endpoint.on_request(request),
@@ -198,6 +202,12 @@ async fn run<S: PbStream>(
             _ = shutdown.cancelled() => endpoint.broker.close("master stopping"),
         }
     }
+}
+
+/// A connection whose socket failed: counted as closed by `io`.
+fn io_closed(why: String) -> String {
+    crate::metrics::metrics().connection_closed("io", false);
+    why
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -102,6 +102,7 @@ impl Master {
             Err(e) => warn!(build = build_id, "cannot record the build's end: {e}"),
         }
         info!(build = build_id, worker = %worker, result = %outcome.result, "build finished");
+        crate::metrics::metrics().build_finished(build_id, builder, &outcome.result.to_string());
         let mut conn_id = None;
         if let Some(slot) = self.workers.get_mut(worker) {
             slot.busy = slot.busy.saturating_sub(1);
@@ -299,6 +300,8 @@ impl Master {
             },
         );
         info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
+        let waited = crate::store::now() - request.submitted_at;
+        crate::metrics::metrics().build_started(build.id, &request.builder, waited);
         let properties = initial_properties(&builder, &request.properties, build.number, &worker);
         self.effect(Effect::RunBuild(Box::new(BuildStart {
             build,

@@ -224,6 +224,7 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
             writes.push(BuildWrite::Properties(recorded.clone()));
         }
         info!(build = job.build.id, step = number, result = %outcome.result, "step finished");
+        crate::metrics::metrics().step_finished(&outcome.result.to_string());
         let contribution = match outcome.result {
             BuildResult::Failure if step.flunk_on_failure => BuildResult::Failure,
             BuildResult::Failure if step.warn_on_failure => BuildResult::Warnings,

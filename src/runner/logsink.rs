@@ -51,6 +51,7 @@ impl LogSink {
 
     /// Output of `log` on `channel`.
     pub fn append(&mut self, logs: &mut LogWriter, log: &str, channel: Channel, data: &[u8]) {
+        crate::metrics::metrics().log_bytes(data.len());
         let ready = if self.secrets.is_empty() {
             Cow::Borrowed(data)
         } else {

@@ -12,12 +12,13 @@ mod builds;
 mod changes;
 mod columns;
 mod error;
+mod health;
 pub mod latent;
 mod logs;
 mod schema;
 mod workers;
 
-pub use builds::{BuildRow, BuildWrite, RequestRow};
+pub use builds::{BuildRow, BuildWrite, RequestRow, StepRow};
 use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;

@@ -12,6 +12,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    /// The body as text (lossily decoded), for answers that are not JSON.
+    pub text: String,
 }
 
 impl Answer {
@@ -70,5 +72,6 @@ pub fn request(
         status,
         headers,
         body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        text: body.to_owned(),
     }
 }
