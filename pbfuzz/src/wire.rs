@@ -5,15 +5,7 @@
 use pbwire::banana::{self, Element};
 use pbwire::notation;
 
-/// Banana type bytes.
-pub const LIST: u8 = 0x80;
-pub const INT: u8 = 0x81;
-pub const STRING: u8 = 0x82;
-pub const NEG: u8 = 0x83;
-pub const FLOAT: u8 = 0x84;
-pub const LONGINT: u8 = 0x85;
-pub const LONGNEG: u8 = 0x86;
-pub const VOCAB: u8 = 0x87;
+pub use pbwire::banana::ty::{FLOAT, INT, LIST, LONGINT, LONGNEG, NEG, STRING, VOCAB};
 
 /// An element header: `n` as a base-128 little-endian prefix, then the type byte.
 /// Made by hand because the cases need headers no valid element has (2^63, a list

@@ -25,15 +25,23 @@ pub use vocab::Word;
 use crate::Integer;
 use bytes::Bytes;
 
-/// Type bytes, as Twisted names them.
-pub(crate) mod ty {
+/// Type bytes, as Twisted names them (public for tools that write raw headers).
+pub mod ty {
+    /// A list: the header holds its element count.
     pub const LIST: u8 = 0x80;
+    /// A non-negative integer: the header holds its value.
     pub const INT: u8 = 0x81;
+    /// A byte string: the header holds its length.
     pub const STRING: u8 = 0x82;
+    /// A negative integer: the header holds its magnitude.
     pub const NEG: u8 = 0x83;
+    /// A float: eight big-endian bytes follow the type byte.
     pub const FLOAT: u8 = 0x84;
+    /// A large non-negative integer (Python 2 `long`).
     pub const LONGINT: u8 = 0x85;
+    /// A large negative integer.
     pub const LONGNEG: u8 = 0x86;
+    /// A vocabulary token (pb dialect): the header holds its number.
     pub const VOCAB: u8 = 0x87;
 }
 
