@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 /// Who may read (`GET`) the API without a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,28 +250,39 @@ pub(super) fn api(
     }
 }
 
+/// The roles a token or user lists; `who` names it in the problems (an unknown role,
+/// an empty list).
+pub(super) fn roles(
+    list: &Spanned<Vec<Spanned<String>>>,
+    who: &str,
+    problems: &mut Problems,
+) -> Roles {
+    let mut roles = Roles::default();
+    for r in list.get_ref() {
+        match Role::parse(r.get_ref()) {
+            Some(role) => roles = roles.with(role),
+            None => problems.at(
+                r.span(),
+                format!(
+                    "{who}: unknown role {:?} (read, force, stop, changes, admin)",
+                    r.get_ref()
+                ),
+            ),
+        }
+    }
+    if list.get_ref().is_empty() {
+        problems.at(list.span(), format!("{who} has no roles"));
+    }
+    roles
+}
+
 /// One token; `None` when it is wrong (the problems say why).
 fn token(t: &ApiTokenTable, problems: &mut Problems) -> Option<ApiToken> {
     let name = t.name.get_ref();
     if name.is_empty() {
         problems.at(t.name.span(), "api token: the name is empty");
     }
-    let mut roles = Roles::default();
-    for r in t.roles.get_ref() {
-        match Role::parse(r.get_ref()) {
-            Some(role) => roles = roles.with(role),
-            None => problems.at(
-                r.span(),
-                format!(
-                    "api token {name:?}: unknown role {:?} (read, force, stop, changes, admin)",
-                    r.get_ref()
-                ),
-            ),
-        }
-    }
-    if t.roles.get_ref().is_empty() {
-        problems.at(t.roles.span(), format!("api token {name:?} has no roles"));
-    }
+    let roles = roles(&t.roles, &format!("api token {name:?}"), problems);
     let secret = match (&t.token, &t.token_env, &t.token_file) {
         (Some(literal), None, None) => match token_problem(&literal.get_ref().0) {
             Some(why) => {

@@ -2,9 +2,10 @@
 //! with roles like a token's. Only a password's Argon2id hash is in the config
 //! (`pbmaster hash-password` makes one); checked here to be one.
 
+use super::api::roles;
 use super::error::Problems;
 use super::file::ApiUserTable;
-use super::{Role, Roles};
+use super::Roles;
 use std::collections::HashSet;
 
 /// One user.
@@ -40,22 +41,7 @@ pub(super) fn users(tables: &[ApiUserTable], problems: &mut Problems) -> Vec<Api
                 "api user: a name of 1 to 128 characters, without control characters",
             );
         }
-        let mut roles = Roles::default();
-        for r in t.roles.get_ref() {
-            match Role::parse(r.get_ref()) {
-                Some(role) => roles = roles.with(role),
-                None => problems.at(
-                    r.span(),
-                    format!(
-                        "api user {name:?}: unknown role {:?} (read, force, stop, changes, admin)",
-                        r.get_ref()
-                    ),
-                ),
-            }
-        }
-        if t.roles.get_ref().is_empty() {
-            problems.at(t.roles.span(), format!("api user {name:?} has no roles"));
-        }
+        let roles = roles(&t.roles, &format!("api user {name:?}"), problems);
         let hash = t.password_hash.get_ref();
         if let Err(why) = check_hash(hash) {
             problems.at(t.password_hash.span(), format!("api user {name:?}: {why}"));
