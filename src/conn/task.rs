@@ -180,9 +180,13 @@ async fn run<S: PbStream>(
         tokio::select! {
             read = stream.read_buf(buffer) => match read {
                 Ok(0) => endpoint.broker.handle_eof(),
-                Ok(_) => {
+                Ok(n) => {
                     quick_ack(stream.tcp());
                     endpoint.broker.handle_received(Instant::now().into_std());
+                    // A short read that left nothing: the peer is not streaming.
+                    if n < INITIAL_READ_CAPACITY && endpoint.broker.receive_buffer().is_empty() {
+                        endpoint.broker.release_memory();
+                    }
                 }
                 // A TLS peer that closes without close_notify: to PB, whose messages
                 // carry their own length, an end like any other.

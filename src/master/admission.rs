@@ -90,7 +90,7 @@ impl Master {
     }
 
     /// The worker is attached: recorded, its login answered, and builds dispatched.
-    fn attached(&mut self, name: String, worker: Attached) {
+    fn attached(&mut self, name: String, mut worker: Attached) {
         let Some(slot) = self.workers.get_mut(&name) else {
             return;
         };
@@ -101,7 +101,8 @@ impl Master {
               builders = worker.builders.len(), "worker attached");
         let peer = worker.conn.peer.to_string();
         // A worker's environment may hold a master secret (one it was started with).
-        let info = self.secrets.redact_json(worker.info.clone());
+        let info = self.secrets.redact_json(std::mem::take(&mut worker.info));
+        worker.commands = self.command_tables.share(worker.commands);
         if let Err(e) = self
             .store
             .worker_connected(&name, &peer, worker.version.as_deref(), &info)

@@ -164,6 +164,8 @@ pub struct Master {
     stopped_reply: Option<oneshot::Sender<()>>,
     /// Hidden from what workers report about themselves before it is stored.
     secrets: Arc<crate::secrets::Secrets>,
+    /// One copy of each command table attached workers share.
+    command_tables: crate::worker::CommandTables,
     /// The current wake-up's time (wall-clock seconds), set by [`Master::handle`].
     now: f64,
     /// The current wake-up's effects, in order.
@@ -208,6 +210,7 @@ impl Master {
             acknowledges: false,
             schedulers: SchedulerSet::from_config(&config.schedulers),
             secrets: Arc::default(),
+            command_tables: Default::default(),
             now: 0.0,
             out: Vec::new(),
         })

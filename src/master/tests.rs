@@ -15,7 +15,6 @@ use crate::model::{BuildResult, Phase};
 use crate::runner::BuildOutcome;
 use crate::store::Store;
 use crate::worker::Attached;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -160,7 +159,7 @@ impl Fixture {
                 .enumerate()
                 .map(|(i, b)| (b.to_string(), 10 + i as i64))
                 .collect(),
-            commands: BTreeMap::new(),
+            commands: Default::default(),
             version: Some("4.3.0".into()),
             info: serde_json::json!({}),
             python2: false,

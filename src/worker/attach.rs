@@ -6,7 +6,12 @@ use super::values::value_to_json;
 use crate::conn::{CallError, ConnHandle};
 use pbwire::jelly::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Command name → protocol version. Workers of one generation report the same
+/// table, so the master shares one copy among them (see [`CommandTables`]).
+pub type Commands = Arc<BTreeMap<String, String>>;
 
 /// What the master knows about an attached worker.
 #[derive(Debug, Clone)]
@@ -17,10 +22,11 @@ pub struct Attached {
     /// Builder name → the worker's object for it (startBuild, startCommand, ...).
     pub builders: BTreeMap<String, i64>,
     /// Command name → protocol version (`"3.3"` on 4.x, `"2.16"` on 0.8.14).
-    pub commands: BTreeMap<String, String>,
+    pub commands: Commands,
     /// The worker's own version string, as reported (not parsed).
     pub version: Option<String>,
-    /// Everything it reported, for the API.
+    /// Everything it reported, for the API: taken (left `Null`) once the master has
+    /// recorded it, so an attached worker does not carry it in memory.
     pub info: serde_json::Value,
     /// A Python 2 worker: it sent byte-string keys.
     pub python2: bool,
@@ -59,12 +65,13 @@ pub async fn attach(
         Err(e) => return Err(e),
     }
     let python2 = matches!(&info, Value::Dict(pairs) if pairs.iter().any(|(k, _)| matches!(k, Value::Bytes(_))));
-    let commands = commands
+    let commands: Commands = commands
         .as_ref()
         .or_else(|| info.get("worker_commands"))
         .or_else(|| info.get("slave_commands"))
         .map(string_map)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
     let version = version.or_else(|| {
         info.get("version")
             .and_then(|v| v.as_str_lossy())
@@ -108,6 +115,28 @@ pub async fn attach(
     })
 }
 
+/// The distinct command tables of attached workers, so that workers reporting the
+/// same table share one copy. Bounded: past [`CommandTables::KEPT`] distinct tables
+/// (only odd or hostile workers differ this much) a table is kept unshared.
+#[derive(Debug, Default)]
+pub struct CommandTables(Vec<Commands>);
+
+impl CommandTables {
+    const KEPT: usize = 16;
+
+    /// `table`, or an equal one already shared.
+    pub fn share(&mut self, table: Commands) -> Commands {
+        self.0.retain(|t| Arc::strong_count(t) > 1);
+        if let Some(t) = self.0.iter().find(|t| **t == table) {
+            return t.clone();
+        }
+        if self.0.len() < Self::KEPT {
+            self.0.push(table.clone());
+        }
+        table
+    }
+}
+
 fn optional(result: Result<Value, CallError>) -> Result<Option<Value>, CallError> {
     match result {
         Ok(v) => Ok(Some(v)),
@@ -128,5 +157,46 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
             })
             .collect(),
         _ => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(names: &[&str]) -> Commands {
+        Arc::new(
+            names
+                .iter()
+                .map(|n| (n.to_string(), "3.3".to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn equal_tables_share_one_copy_and_unused_ones_are_forgotten() {
+        let mut tables = CommandTables::default();
+        let first = tables.share(table(&["shell", "stat"]));
+        let second = tables.share(table(&["shell", "stat"]));
+        assert!(Arc::ptr_eq(&first, &second));
+        let other = tables.share(table(&["shell"]));
+        assert!(!Arc::ptr_eq(&first, &other));
+        drop((first, second));
+        let again = tables.share(table(&["shell", "stat"]));
+        assert_eq!(
+            Arc::strong_count(&again),
+            2,
+            "the old copy was forgotten: {again:?}"
+        );
+    }
+
+    #[test]
+    fn distinct_tables_past_the_bound_are_not_kept() {
+        let mut tables = CommandTables::default();
+        let held: Vec<Commands> = (0..40)
+            .map(|i| tables.share(table(&[&format!("c{i}")])))
+            .collect();
+        assert_eq!(tables.0.len(), CommandTables::KEPT);
+        assert_eq!(held.len(), 40);
     }
 }

@@ -5,5 +5,5 @@ mod attach;
 mod values;
 mod versions;
 
-pub use attach::{attach, Attached};
+pub use attach::{attach, Attached, CommandTables};
 pub use versions::CommandVersion;

@@ -132,6 +132,17 @@ impl Decoder {
         }
     }
 
+    /// Forgets the expression last returned and gives back the space kept to decode
+    /// the next one (an expression partly read keeps its progress).
+    pub fn release_memory(&mut self) {
+        if self.returned {
+            self.returned = false;
+            self.expression = Bytes::new();
+            self.scanner.reset();
+        }
+        self.scanner.release();
+    }
+
     /// Reports input that ended inside an expression, at end of stream.
     pub fn finish(&mut self, buf: &BytesMut) -> Result<(), DecodeError> {
         if let Some(e) = self.failed {

@@ -60,6 +60,14 @@ impl Scanner {
         }
     }
 
+    /// Gives back the tape's space if no expression is partly read.
+    pub(super) fn release(&mut self) {
+        if self.pos == 0 && self.nodes.is_empty() {
+            self.nodes = Vec::new();
+            self.open = Vec::new();
+        }
+    }
+
     /// Reads on from where the last call stopped. `input` starts at the expression's
     /// first byte and holds at least what earlier calls saw. `Ok(Some(len))`: the
     /// expression is complete and `len` bytes long; `Ok(None)`: more input is needed.

@@ -235,7 +235,21 @@ impl Broker {
 
     /// Everything queued for the peer, as one chunk, or `None` when nothing is.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.transmit.is_empty()).then(|| self.transmit.split().freeze())
+        // Taken whole: a split would leave the rest of its allocation pinned here.
+        (!self.transmit.is_empty()).then(|| std::mem::take(&mut self.transmit).freeze())
+    }
+
+    /// Gives back the space kept between messages for reuse: the receive buffer if
+    /// it is empty, the decoder's, pending events'. A driver calls it when the
+    /// connection turns quiet, so thousands of idle connections stay small.
+    pub fn release_memory(&mut self) {
+        if self.received.is_empty() {
+            self.received = BytesMut::new();
+        }
+        self.decoder.release_memory();
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.

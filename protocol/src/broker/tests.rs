@@ -819,3 +819,51 @@ fn a_reserved_request_id_gets_the_answer_to_a_hand_made_call() {
         }]
     );
 }
+
+#[test]
+fn releasing_memory_between_reads_keeps_a_message_half_received() {
+    let mut p = Pair::new();
+    let (avatar, _mind) = p.logged_in();
+    let big = Value::text("x".repeat(10_000));
+    p.connector
+        .call(ObjectId::Id(avatar), "echo", vec![big.clone()], vec![])
+        .unwrap();
+    let bytes = p.connector.poll_transmit().unwrap();
+    let (first, second) = bytes.split_at(bytes.len() / 2);
+    p.listener.handle_input(first, p.now);
+    p.listener.release_memory();
+    assert!(events(&mut p.listener).is_empty());
+    assert!(
+        p.listener.receive_buffer().len() == first.len(),
+        "the half is kept"
+    );
+    p.listener.handle_input(second, p.now);
+    let Event::Call(call) = one(events(&mut p.listener)) else {
+        panic!("expected the call");
+    };
+    assert_eq!(call.args, vec![big]);
+    // What a driver reserves before its next read.
+    p.listener.receive_buffer().reserve(4096);
+    p.listener.release_memory();
+    assert_eq!(p.listener.receive_buffer().capacity(), 0);
+    // The connection goes on as before.
+    let id = p
+        .connector
+        .call(ObjectId::Id(avatar), "echo", vec![Value::int(1)], vec![])
+        .unwrap();
+    p.pump();
+    let Event::Call(call) = one(events(&mut p.listener)) else {
+        panic!("expected a second call");
+    };
+    p.listener
+        .answer(call.request_id, Ok(Value::int(2)))
+        .unwrap();
+    p.pump();
+    assert_eq!(
+        events(&mut p.connector),
+        vec![Event::Answer {
+            request_id: id,
+            result: Ok(Value::int(2))
+        }]
+    );
+}
