@@ -58,9 +58,10 @@ curl -sf -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $
     "$api/api/builders/big/force" -d '{}' >/dev/null
 until curl -sf "$api/api/builds" | grep -q '"id"'; do sleep 0.05; done
 build=$(curl -sf "$api/api/builds" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
-for _ in $(seq 1 "$followers"); do
-    curl -sN "$api/api/builds/$build/steps/1/logs/stdio/live" | wc -c > "$work/follower.$RANDOM" &
-    pids+=("$!")
+readers=()
+for i in $(seq 1 "$followers"); do
+    curl -sN "$api/api/builds/$build/steps/1/logs/stdio/live" | wc -c > "$work/follower.$i" &
+    pids+=("$!"); readers+=("$!")
 done
 if [ "${CHROMIUM:-0}" = 1 ]; then
     chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
@@ -73,6 +74,15 @@ while curl -sf "$api/api/builds/$build" | grep -q '"finished_at":null'; do
     sleep 0.2
 done
 echo "during (highest): $peak KiB"
+# The readers end with the stream's `end` event; the master's memory is read meanwhile.
+for p in "${readers[@]}"; do
+    while kill -0 "$p" 2>/dev/null; do
+        r=$(rss); [ "$r" -gt "$peak" ] && peak=$r
+        sleep 0.2
+    done
+done
+echo "highest until every reader had the whole log: $peak KiB"
+for i in $(seq 1 "$followers"); do echo "reader $i received $(cat "$work/follower.$i") bytes of events"; done
 sleep 1
 echo "after: $(rss) KiB"
 echo "log bytes: $(curl -sf "$api/api/builds/$build/steps/1/logs/stdio" | wc -c)"
