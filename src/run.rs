@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
     let master = Master::new(&config, &store, &master_id)?;
+    let events = crate::events::Events::default();
     let coordinator = Coordinator::new(
         master,
         &store,
@@ -88,6 +89,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             data_dir: config.master.data_dir.clone(),
             secrets,
             limits: config.limits,
+            events: events.clone(),
         },
     );
     let tasks = TaskTracker::new();
@@ -127,6 +129,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         config: Arc::new(config),
         guard: api_guard,
         health: health.clone(),
+        events,
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {

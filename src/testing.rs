@@ -70,6 +70,7 @@ impl Harness {
             data_dir: dir.path.clone(),
             secrets: Arc::default(),
             limits: config.limits,
+            events: Default::default(),
         };
         let coordinator = Coordinator::new(master, &store, tx.clone(), credentials, settings);
         let (idle, _) = oneshot::channel();

@@ -112,7 +112,12 @@ impl Page {
             next_id: 1,
             events: Vec::new(),
         };
-        for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+        for domain in [
+            "Page.enable",
+            "Runtime.enable",
+            "Log.enable",
+            "Network.enable",
+        ] {
             page.call(domain, json!({}));
         }
         page
@@ -188,6 +193,20 @@ impl Page {
         );
     }
 
+    /// The URLs of the requests the page made since event `from`, with their type.
+    fn requests_since(&mut self, from: usize) -> Vec<(String, String)> {
+        self.eval("1");
+        self.events[from.min(self.events.len())..]
+            .iter()
+            .filter(|e| e["method"] == "Network.requestWillBeSent")
+            .map(|e| {
+                let p = &e["params"];
+                let url = p["request"]["url"].as_str().unwrap_or_default().to_owned();
+                (url, p["type"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+
     fn screenshot(&mut self, name: &str) {
         let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
         let png = base64::engine::general_purpose::STANDARD
@@ -260,7 +279,13 @@ name = "live"
 workers = ["w1"]
 [[builder.step]]
 name = "count"
-command = "for i in $(seq 1 600); do echo line $i; sleep 0.1; done"
+command = "for i in $(seq 1 600); do printf '\\033[32mline\\033[0m %s\\n' $i; sleep 0.1; done"
+
+[[builder]]
+name = "short"
+workers = ["w1"]
+[[builder.step]]
+command = "echo short"
 "#,
         hash_password("operator password")
     );
@@ -315,11 +340,35 @@ command = "for i in $(seq 1 600); do echo line $i; sleep 0.1; done"
         "the live log",
         "!!document.querySelector('pre[data-follow]') && document.querySelector('pre[data-follow]').textContent.includes('line 3')",
     );
-    let first = page.eval("document.querySelector('pre[data-follow]').textContent.length");
+    // From here the log grows by push alone: no request polls the page or the log
+    // (a poll every 2 s would show while 40 more lines, 4 s of output, arrive).
+    let mark = page.events.len();
+    let pushes = page.eval("window.pbmasterPushes || 0");
     page.wait(
         "more log lines",
-        &format!("document.querySelector('pre[data-follow]').textContent.length > {first} + 20"),
+        "document.querySelector('pre[data-follow]').textContent.includes('line 45')",
     );
+    let polls: Vec<_> = page
+        .requests_since(mark)
+        .into_iter()
+        .filter(|(url, kind)| {
+            (kind == "Fetch" && url.contains("/builds/")) || url.contains("follow=true")
+        })
+        .collect();
+    assert!(
+        polls.is_empty(),
+        "requests while the stream works: {polls:?}"
+    );
+    assert_eq!(
+        page.eval("window.pbmasterPushes || 0"),
+        pushes,
+        "no page event meanwhile"
+    );
+    assert!(page.holds("!document.querySelector('pre[data-follow]').dataset.polled"));
+    // Colours are rendered in the live log too.
+    assert!(page.holds(
+        "document.querySelector('pre[data-follow] span.fg2') && document.querySelector('pre[data-follow] span.fg2').textContent === 'line'"
+    ));
     assert_eq!(
         page.eval("document.getElementById('build-result').textContent"),
         json!("running")
@@ -331,17 +380,49 @@ command = "for i in $(seq 1 600); do echo line $i; sleep 0.1; done"
     page.screenshot("build-running");
 
     // Stop from the page: the build ends cancelled, and the page shows it.
+    // The page follows the build's end without reloading (the marker survives).
+    page.eval("window.pbmasterSame = true");
     page.eval("document.getElementById('stop').click(), true");
     page.wait(
         "the build to show cancelled",
         "!!document.getElementById('build-result') && document.getElementById('build-result').textContent === 'cancelled'",
     );
+    assert!(page.holds("window.pbmasterSame === true"), "not reloaded");
     let stopped = master.get(&format!("/api/builds/{build}"));
     assert_eq!(stopped["result"], "cancelled", "{stopped}");
     page.no_errors("build after stop");
     page.screenshot("build-stopped");
 
+    // A builder's page shows a build start and finish as they happen, read again on
+    // the events only.
+    page.goto(&format!("{api}/builders/short"));
+    page.eval("window.pbmasterSame = true");
+    let mark = page.events.len();
+    let short = master.force("short");
+    master.wait_request(short, LONG);
+    page.wait(
+        "the finished build on the builder page",
+        "!!document.querySelector('table.builds .result.success')",
+    );
+    assert!(page.holds("window.pbmasterSame === true"), "not reloaded");
+    let fetches = page
+        .requests_since(mark)
+        .into_iter()
+        .filter(|(url, kind)| kind == "Fetch" && url.ends_with("/builders/short"))
+        .count() as u64;
+    let pushes = page
+        .eval("window.pbmasterPushes || 0")
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (1..=pushes).contains(&fetches),
+        "{fetches} refreshes for {pushes} events"
+    );
+    page.no_errors("builder after a build");
+    page.screenshot("builder-live");
+
     for (path, name) in [
+        ("/builds", "builds"),
         ("/workers", "workers"),
         ("/latent", "latent"),
         ("/buildrequests", "buildrequests"),

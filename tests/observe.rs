@@ -155,24 +155,32 @@ command = "sleep 4"
     master.wait_exit(LONG);
 }
 
-#[test]
-fn logs_as_json_lines() {
-    let dir = test_dir("json-logs");
+/// The master's log when started with `[master] log_format = key` and
+/// `--log-format flag` (either absent with `None`), up to its serving.
+fn master_log(name: &str, key: Option<&str>, flag: Option<&str>) -> String {
+    let dir = test_dir(name);
     let pb = support::master::free_port();
     let http = support::master::free_port();
+    let key = key.map_or(String::new(), |k| format!("log_format = \"{k}\"\n"));
     std::fs::write(
         dir.join("master.toml"),
         format!(
             "[master]\npb_listen = \"127.0.0.1:{pb}\"\nhttp_listen = \"127.0.0.1:{http}\"\n\
-             data_dir = \"data\"\n"
+             data_dir = \"data\"\n{key}"
         ),
     )
     .expect("config");
     let log = std::fs::File::create(dir.join("master.log")).expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
-        .args(["start", "--log-format", "json", "--config"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pbmaster"));
+    command.arg("start");
+    if let Some(flag) = flag {
+        command.args(["--log-format", flag]);
+    }
+    let mut child = command
+        .arg("--config")
         .arg(dir.join("master.toml"))
         .env("RUST_LOG", "info")
+        .env_remove("PBMASTER_LOG_FORMAT")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -184,16 +192,38 @@ fn logs_as_json_lines() {
     });
     let _ = child.kill();
     let _ = child.wait();
-    let text = std::fs::read_to_string(dir.join("master.log")).expect("log");
+    std::fs::read_to_string(dir.join("master.log")).expect("log")
+}
+
+/// The `listening` line of a log in JSON lines (every line must be JSON).
+fn json_listening(text: &str) -> serde_json::Value {
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
         .collect();
-    let listening = lines
-        .iter()
+    lines
+        .into_iter()
         .find(|l| l["fields"]["message"] == "listening")
-        .unwrap_or_else(|| panic!("no listening line:\n{text}"));
+        .unwrap_or_else(|| panic!("no listening line:\n{text}"))
+}
+
+#[test]
+fn logs_as_json_lines() {
+    let text = master_log("json-logs", None, Some("json"));
+    let listening = json_listening(&text);
     assert_eq!(listening["level"], "INFO");
-    assert_eq!(listening["fields"]["http"], format!("127.0.0.1:{http}"));
+    assert!(listening["fields"]["http"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
     assert!(listening["timestamp"].is_string(), "{listening}");
+
+    // The config's key, when no flag is given; the flag wins over the key.
+    json_listening(&master_log("json-logs-key", Some("json"), None));
+    let text = master_log("json-logs-flag-wins", Some("json"), Some("text"));
+    assert!(text.contains("listening"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_err()),
+        "text lines: {text}"
+    );
 }

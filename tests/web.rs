@@ -1,13 +1,15 @@
 //! The web pages over real HTTP with a real buildbot-worker 4.3.0: every page
 //! renders; values that are markup (a property, a reason, a log line) come out
 //! escaped, invalid UTF-8 as U+FFFD and ANSI colours as spans; a browser without a
-//! credential is sent to log in; buttons follow the roles of who looks.
+//! credential is sent to log in; buttons follow the roles of who looks. The pushed
+//! events and live logs (server-sent events) say what happens, to readers only, and
+//! escape what they carry; lists of builds page by id.
 
 mod support;
 
 use serde_json::json;
 use std::time::Duration;
-use support::http::{request, Answer};
+use support::http::{request, Answer, EventStream, SseMessage};
 use support::master::{test_dir, MasterProcess};
 use support::workers::{Generation, RunningWorker, WorkerOptions};
 
@@ -215,4 +217,286 @@ fn pages_render_escaped_and_follow_roles() {
         "the last page links no next"
     );
     assert_eq!(get(&master, "/builds/999", Some(&op)).status, 404);
+}
+
+/// A step name an attacker would choose: markup, a script end, and line breaks that
+/// would start a forged event.
+const STEP: &str = "</script><img src=x onerror=alert(4)>\n\nevent: forged\ndata: x";
+const BUILDER: &str = "b<i>\"1\"</i>";
+/// The builder's name in a path.
+const BUILDER_PATH: &str = "b%3Ci%3E%221%22%3C%2Fi%3E";
+
+fn push_body(users: &str, go: &std::path::Path) -> String {
+    let command = format!(
+        "printf 'first </script><b>\\033[31mred\\033[0m \\377\\n'; \
+         while [ ! -e {} ]; do sleep 0.05; done; echo second",
+        go.display()
+    );
+    format!(
+        "[api]\npublic_read = \"none\"\n\n\
+         [[worker]]\nname = \"w1\"\npassword = \"pass\"\n\n\
+         [[builder]]\nname = {}\nbuilddir = \"hostile\"\nworkers = [\"w1\"]\n\
+         [[builder.step]]\nname = {}\ncommand = {}\n\n{users}",
+        toml_string(BUILDER),
+        toml_string(STEP),
+        toml_string(&command)
+    )
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a JSON string is a TOML basic string")
+}
+
+fn open(master: &MasterProcess, path: &str, cookie: Option<&str>) -> EventStream {
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+    EventStream::open(&master.api, path, &headers)
+}
+
+fn json_of(m: &SseMessage) -> serde_json::Value {
+    serde_json::from_str(&m.data).unwrap_or_else(|e| panic!("{e}: {m:?}"))
+}
+
+#[test]
+fn pushed_events_and_live_logs_are_for_readers_and_escaped() {
+    let dir = test_dir("web-push");
+    let go = dir.join("go");
+    let users = format!(
+        "[[api_user]]\nname = \"viewer\"\nroles = [\"read\"]\npassword_hash = \"{}\"\n\n\
+         [[api_user]]\nname = \"forcer\"\nroles = [\"force\"]\npassword_hash = \"{}\"\n",
+        hash_password("viewer password"),
+        hash_password("forcer password")
+    );
+    let master = MasterProcess::start(&dir.join("master"), "", &push_body(&users, &go));
+    let opts = WorkerOptions::new("w1", "pass", master.pb);
+    let _worker =
+        RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
+    master.wait_attached("w1", LONG);
+    let viewer = login(&master, "viewer", "viewer password");
+    let forcer = login(&master, "forcer", "forcer password");
+
+    // Streams are reads: no credential, or one without the read role, gets none.
+    assert_eq!(open(&master, "/api/events", None).status, 401);
+    assert_eq!(open(&master, "/api/events", Some(&forcer)).status, 403);
+    let live_path = |b: i64| format!("/api/builds/{b}/steps/1/logs/stdio/live");
+    assert_eq!(open(&master, &live_path(1), None).status, 401);
+    assert_eq!(open(&master, &live_path(1), Some(&forcer)).status, 403);
+
+    let mut events = open(&master, "/api/events", Some(&viewer));
+    assert_eq!(events.status, 200);
+    assert!(events
+        .headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream")));
+    let forced = master.post(&format!("/api/builders/{BUILDER_PATH}/force"), json!({}))
+        ["request_id"]
+        .as_i64()
+        .expect("request");
+    let mut seen = Vec::new();
+    let mut take = |events: &mut EventStream, kind: &str| {
+        let m = events.until(kind, |m| m.event == kind);
+        seen.push(m.clone());
+        json_of(&m)
+    };
+    let queued = take(&mut events, "request_queued");
+    assert_eq!(queued["request"].as_i64(), Some(forced));
+    assert_eq!(queued["builder"], BUILDER);
+    let started = take(&mut events, "build_started");
+    let build = started["build"].as_i64().expect("build id");
+    assert_eq!(started["builder"], BUILDER);
+    let step = take(&mut events, "step_started");
+    assert_eq!(
+        (step["build"].as_i64(), step["step"].as_i64()),
+        (Some(build), Some(1))
+    );
+    assert_eq!(step["name"], STEP, "the name arrives whole, as data");
+
+    // The running step's log is pushed as it is recorded, rendered and escaped.
+    let mut live = open(&master, &live_path(build), Some(&viewer));
+    assert_eq!(live.status, 200);
+    // The first output line (the log's header, which quotes the command, may come
+    // in an event before it).
+    let first = live.until("the first line", |m| {
+        m.event == "log"
+            && json_of(m)["html"]
+                .as_str()
+                .is_some_and(|h| h.contains("fg1"))
+    });
+    let html = json_of(&first)["html"].as_str().expect("html").to_owned();
+    assert!(
+        html.contains("first &lt;/script&gt;&lt;b&gt;<span class=\"fg1\">red</span> \u{fffd}"),
+        "{html}"
+    );
+    let resume_from = first.id.clone().expect("an id to resume from");
+    std::fs::write(&go, b"").expect("let the step go on");
+    let mut rest = String::new();
+    let end = live.until("the end", |m| {
+        if m.event == "log" {
+            rest += json_of(m)["html"].as_str().unwrap_or_default();
+        }
+        m.event == "end"
+    });
+    rest += json_of(&end)["html"].as_str().unwrap_or_default();
+    assert!(rest.contains("second"), "{rest}");
+    assert!(live.next_event().is_none(), "the stream ends with the step");
+
+    // A reconnecting browser goes on after the last piece it got.
+    let mut again = EventStream::open(
+        &master.api,
+        &live_path(build),
+        &[("Cookie", &viewer), ("Last-Event-ID", &resume_from)],
+    );
+    let mut resumed = String::new();
+    again.until("the end again", |m| {
+        resumed += &m.data;
+        m.event == "end"
+    });
+    assert!(
+        resumed.contains("second") && !resumed.contains("first"),
+        "{resumed}"
+    );
+
+    let done = take(&mut events, "build_finished");
+    assert_eq!(done["build"].as_i64(), Some(build));
+    assert_eq!(done["result"], "success");
+    for m in &seen {
+        assert!(!m.data.contains('\n'), "one data line per event: {m:?}");
+    }
+    // Every event the stream sent is of a known kind (no forged one).
+    let known = [
+        "request_queued",
+        "build_started",
+        "step_started",
+        "step_finished",
+        "build_finished",
+        "worker_attached",
+        "worker_detached",
+        "instance",
+        "lagged",
+    ];
+    for m in &seen {
+        assert!(known.contains(&m.event.as_str()), "{m:?}");
+    }
+
+    // A session that ends ends its streams: the next event is not sent.
+    let mut before_logout = open(&master, "/api/events", Some(&viewer));
+    assert_eq!(before_logout.status, 200);
+    let session = get(&master, "/api/session", Some(&viewer));
+    let csrf = session.body["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let out = request(
+        &master.api,
+        "POST",
+        "/api/logout",
+        &[
+            ("Content-Type", "application/json"),
+            ("Cookie", &viewer),
+            ("X-CSRF-Token", &csrf),
+        ],
+        b"{}",
+    );
+    assert_eq!(out.status, 200, "{out:?}");
+    let last = master.force(BUILDER_PATH);
+    master.wait_request(last, LONG);
+    assert!(
+        before_logout.next_event().is_none(),
+        "a logged-out stream gets nothing more"
+    );
+}
+
+/// The build ids a page of builds links to, in order.
+fn build_ids(page: &str) -> Vec<i64> {
+    page.split("<a href=\"/builds/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// The link of class `class` on a page, unescaped.
+fn link(page: &str, class: &str) -> Option<String> {
+    let at = page.split(&format!("class=\"{class}\" href=\"")).nth(1)?;
+    Some(at.split('"').next()?.replace("&amp;", "&"))
+}
+
+#[test]
+fn builds_are_paged_by_id_both_ways() {
+    let dir = test_dir("web-pages-of-builds");
+    let master = MasterProcess::start(
+        &dir.join("master"),
+        "",
+        "[[worker]]\nname = \"w1\"\npassword = \"pass\"\n\n\
+         [[builder]]\nname = \"quick\"\nworkers = [\"w1\"]\n[[builder.step]]\ncommand = \"true\"\n\n\
+         [[builder]]\nname = \"other\"\nworkers = [\"w1\"]\n[[builder.step]]\ncommand = \"true\"\n",
+    );
+    let opts = WorkerOptions::new("w1", "pass", master.pb);
+    let _worker =
+        RunningWorker::start(Generation::Worker4, &dir.join("worker"), &opts).expect("worker");
+    master.wait_attached("w1", LONG);
+    let mut requests = Vec::new();
+    for i in 0..230 {
+        requests.push(master.force(if i % 10 == 9 { "other" } else { "quick" }));
+    }
+    for r in requests {
+        master.wait_request(r, LONG);
+    }
+    let all: Vec<i64> = master
+        .get("/api/builds?builder=quick&limit=1000")
+        .as_array()
+        .expect("builds")
+        .iter()
+        .map(|b| b["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(all.len(), 207, "every quick build ran once");
+
+    // Older pages to the end, then newer pages back: the same builds, in order.
+    let mut path = "/builders/quick?limit=50".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let page = get(&master, &path, None);
+        assert_eq!(page.status, 200, "{path}");
+        let ids = build_ids(&page.text);
+        assert!(!ids.is_empty() && ids.len() <= 50, "{path}: {ids:?}");
+        pages.push(ids);
+        match link(&page.text, "older") {
+            Some(next) => path = next,
+            None => break,
+        }
+        assert!(pages.len() < 10, "too many pages");
+    }
+    assert_eq!(pages.concat(), all, "newest first, each build once");
+    assert_eq!(pages.len(), 5);
+    let mut back = vec![pages.last().expect("a page").clone()];
+    let mut page = get(&master, &path, None).text;
+    assert!(link(&page, "newer").is_some(), "the last page links back");
+    while let Some(newer) = link(&page, "newer") {
+        page = get(&master, &newer, None).text;
+        back.push(build_ids(&page));
+        assert!(back.len() < 10, "too many pages");
+    }
+    back.reverse();
+    assert_eq!(back, pages, "newer pages are the same pages");
+
+    // The page size is bounded; every builder's builds page the same way.
+    let huge = get(&master, "/builders/quick?limit=100000", None).text;
+    assert_eq!(build_ids(&huge).len(), 200);
+    let everything = get(&master, "/builds?limit=100", None).text;
+    let ids = build_ids(&everything);
+    assert_eq!(ids.len(), 100);
+    assert!(
+        everything.contains("/builders/other"),
+        "with their builders"
+    );
+    let older = get(&master, &link(&everything, "older").expect("older"), None).text;
+    assert_eq!(build_ids(&older)[0], ids[99] - 1);
+    let api = master.get(&format!("/api/builds?limit=3&before={}", all[0]));
+    let api: Vec<i64> = api
+        .as_array()
+        .expect("builds")
+        .iter()
+        .map(|b| b["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(api.len(), 3);
+    assert!(api.iter().all(|id| *id < all[0]), "{api:?}");
 }

@@ -18,6 +18,9 @@ pub struct LogQuery {
     channel: Option<Channel>,
 }
 
+/// Bytes a followed log reads (and holds) at a time, whatever the client's speed.
+const FOLLOW_BUDGET: u64 = 1 << 20;
+
 /// How often a followed log looks for new bytes.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -70,7 +73,9 @@ pub async fn raw(
                             .find(|s| s.number == step)
                             .is_some_and(|s| s.finished_at.is_some())
                             || st.build(build)?.is_some_and(|b| b.finished_at.is_some());
-                        Ok((finished, st.log_chunks(build, step, &log, after)?))
+                        let chunks =
+                            st.log_chunks_within(build, step, &log, after, FOLLOW_BUDGET)?;
+                        Ok((finished, chunks))
                     })
                     .await;
                 let (finished, chunks) = match read {

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub guard: Arc<Guard>,
     /// What `/readyz` answers from beside the store.
     pub health: Arc<health::Health>,
+    /// What changed, for the pages' event streams.
+    pub events: crate::events::Events,
 }
 
 /// The API as `axum::serve` takes it: each request knows its peer's address.
@@ -181,13 +183,22 @@ async fn ask<T>(s: &ApiState, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Re
 pub struct BuildsQuery {
     builder: Option<String>,
     limit: Option<i64>,
+    /// Only builds older than this one (the next page: the last id of this one).
+    before: Option<i64>,
 }
 
 async fn builds(State(s): State<ApiState>, Query(q): Query<BuildsQuery>) -> ApiResult {
     let limit = q.limit.unwrap_or(100);
     let builds = s
         .store
-        .read(move |st| st.builds(q.builder.as_deref(), limit))
+        .read(move |st| match q.before {
+            Some(id) => st.builds_page(
+                q.builder.as_deref(),
+                crate::store::Keyset::Before(id),
+                limit,
+            ),
+            None => st.builds(q.builder.as_deref(), limit),
+        })
         .await?;
     Ok(Json(json!(builds)))
 }

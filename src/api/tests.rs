@@ -21,6 +21,7 @@ fn state(name: &str) -> (ApiState, std::path::PathBuf) {
         guard: Arc::new(Guard::from_config(&config.api).expect("guard")),
         config: Arc::new(config),
         health: Arc::default(),
+        events: Default::default(),
     };
     (state, dir)
 }

@@ -4,6 +4,7 @@
 mod client;
 mod wire;
 
+use crate::config::LogFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,9 +26,10 @@ enum Command {
     Start {
         #[arg(long)]
         config: PathBuf,
-        /// `text` for people, `json` (one object a line) for log shippers.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PBMASTER_LOG_FORMAT")]
-        log_format: LogFormat,
+        /// `text` for people, `json` (one object a line) for log shippers; wins over
+        /// `[master] log_format` (default: text).
+        #[arg(long, value_enum, env = "PBMASTER_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
     },
     /// Check a config file and report every error with its location.
     Check {
@@ -48,7 +50,16 @@ impl Cli {
     pub fn run(self) -> Result<ExitCode, Box<dyn std::error::Error>> {
         match self.command {
             Command::Start { config, log_format } => {
-                init_logging(log_format);
+                // The file's choice when none is given here (a file that does not
+                // load is reported once logging is set up).
+                let format = log_format
+                    .or_else(|| {
+                        crate::config::load(&config)
+                            .ok()
+                            .map(|c| c.master.log_format)
+                    })
+                    .unwrap_or_default();
+                init_logging(format);
                 let runtime = tokio::runtime::Runtime::new()?;
                 runtime.block_on(crate::run::start(&config))?;
                 Ok(ExitCode::SUCCESS)
@@ -106,12 +117,6 @@ impl Cli {
             Command::Wire(w) => w.run().map(|()| ExitCode::SUCCESS),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 /// `RUST_LOG` picks levels (default: info).

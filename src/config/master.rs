@@ -27,6 +27,16 @@ pub struct MasterConfig {
     pub login_timeout: u64,
     /// TLS on the PB port; `None` is plain TCP.
     pub pb_tls: Option<PbTls>,
+    /// How the master writes its log (`--log-format` wins over it).
+    pub log_format: LogFormat,
+}
+
+/// `text` for people, `json` (one object a line) for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[master] pb_tls`: the files are read at start (see `crate::tls`), so a check on
@@ -72,6 +82,20 @@ pub(super) fn master(t: &MasterTable, problems: &mut Problems) -> MasterConfig {
         shutdown_grace: t.shutdown_grace,
         login_timeout: t.login_timeout,
         pb_tls: t.pb_tls.as_ref().map(|t| pb_tls(t, problems)),
+        log_format: log_format(t.log_format.as_ref(), problems),
+    }
+}
+
+fn log_format(value: Option<&Spanned<String>>, problems: &mut Problems) -> LogFormat {
+    match value.map(|v| v.get_ref().as_str()) {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(_) => {
+            if let Some(v) = value {
+                problems.at(v.span(), "log_format is \"text\" or \"json\"");
+            }
+            LogFormat::Text
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
 pub use limits::Limits;
 pub use load::{load, parse};
-pub use master::{MasterConfig, PbTls};
+pub use master::{LogFormat, MasterConfig, PbTls};
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;

@@ -119,6 +119,7 @@ impl Master {
         slot.graceful = false;
         self.conn_op(&conn, ConnOp::AcceptLogin { style });
         self.instance_attached(&name);
+        self.notify(crate::events::Event::WorkerAttached { worker: name });
         self.dispatch();
     }
 }

@@ -5,6 +5,7 @@
 use super::effect::{BuildStart, ConnOp, Effect};
 use super::{Master, Msg, Refusal, Running};
 use crate::config::BuilderConfig;
+use crate::events::Event;
 use crate::model::BuildResult;
 use crate::runner::{initial_properties, BuildOutcome};
 use crate::store::RequestRow;
@@ -33,6 +34,10 @@ impl Master {
             .add_request(&builder, &reason, &properties)
             .map_err(Refusal::Store)?;
         self.acknowledges = true;
+        self.notify(Event::RequestQueued {
+            request: id,
+            builder: builder.clone(),
+        });
         self.queue.push(Arc::new(RequestRow {
             id,
             builder,
@@ -103,6 +108,11 @@ impl Master {
         }
         info!(build = build_id, worker = %worker, result = %outcome.result, "build finished");
         crate::metrics::metrics().build_finished(build_id, builder, &outcome.result.to_string());
+        self.notify(Event::BuildFinished {
+            build: build_id,
+            builder: builder.to_owned(),
+            result: outcome.result.to_string(),
+        });
         let mut conn_id = None;
         if let Some(slot) = self.workers.get_mut(worker) {
             slot.busy = slot.busy.saturating_sub(1);
@@ -140,6 +150,9 @@ impl Master {
             slot.attached = None;
             slot.graceful = false;
             let _ = self.store.worker_disconnected(&name);
+            self.notify(Event::WorkerDetached {
+                worker: name.clone(),
+            });
             self.instance_lost(&name, &format!("worker disconnected: {reason}"));
         } else if slot.attached.is_none() {
             // A login that never finished attaching.
@@ -302,6 +315,10 @@ impl Master {
         info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
         let waited = crate::store::now() - request.submitted_at;
         crate::metrics::metrics().build_started(build.id, &request.builder, waited);
+        self.notify(Event::BuildStarted {
+            build: build.id,
+            builder: request.builder.clone(),
+        });
         let properties = initial_properties(&builder, &request.properties, build.number, &worker);
         self.effect(Effect::RunBuild(Box::new(BuildStart {
             build,

@@ -170,6 +170,8 @@ pub struct Master {
     now: f64,
     /// The current wake-up's effects, in order.
     out: Vec<Effect>,
+    /// What changed, for open pages: sent once the wake-up is committed.
+    notices: Vec<crate::events::Event>,
 }
 
 impl Master {
@@ -213,6 +215,7 @@ impl Master {
             command_tables: Default::default(),
             now: 0.0,
             out: Vec::new(),
+            notices: Vec::new(),
         })
     }
 
@@ -304,6 +307,15 @@ impl Master {
             }
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// What changed in the wake-up just handled (and forgets).
+    pub fn take_notices(&mut self) -> Vec<crate::events::Event> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn notify(&mut self, event: crate::events::Event) {
+        self.notices.push(event);
     }
 
     /// Whether the wake-up just handled acknowledges something stored (and forgets).

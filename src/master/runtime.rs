@@ -10,6 +10,7 @@ use super::effect::{Admission, BuildStart, ConnOp, Effect, InstanceWatch};
 use super::latent::{watcher, CloudView, LatentMsg};
 use super::{admission, Master, Msg};
 use crate::config::Limits;
+use crate::events::Events;
 use crate::latent::credentials::Credentials;
 use crate::latent::driver::Driver;
 use crate::runner::{run_build, BuildJob};
@@ -58,6 +59,8 @@ pub struct BuildSettings {
     pub data_dir: PathBuf,
     pub secrets: Arc<Secrets>,
     pub limits: Limits,
+    /// Where builds and the coordinator tell open pages what changed.
+    pub events: Events,
 }
 
 /// How often the free space of the data folder's file system is looked at.
@@ -180,6 +183,10 @@ impl Coordinator {
             if let Err(e) = self.master.store.sync() {
                 error!("cannot sync the database to disk: {e}");
             }
+        }
+        // After the commit: a page reading on a notice finds what it was told.
+        for event in self.master.take_notices() {
+            self.exec.settings.events.send(event);
         }
         for effect in effects {
             self.exec.execute(effect);
@@ -355,6 +362,7 @@ impl Executor {
             files_dir: Arc::new(self.settings.data_dir.clone()),
             secrets: self.settings.secrets.clone(),
             limits: self.settings.limits,
+            events: self.settings.events.clone(),
         };
         let tx = self.tx.clone();
         self.tasks.spawn(async move {

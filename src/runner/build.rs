@@ -10,6 +10,7 @@ use super::shell::ShellCommand;
 use crate::config::{
     BuilderConfig, DecodeRc, Limits, PropertySource, SetPropertyStep, ShellStep, Step,
 };
+use crate::events::Event;
 use crate::model::BuildResult;
 use crate::secrets::Secrets;
 use crate::store::{now, BuildRow, BuildWrite, Store};
@@ -46,6 +47,8 @@ pub struct BuildJob {
     pub secrets: Arc<Secrets>,
     /// Log bounds.
     pub limits: Limits,
+    /// Open pages are told of steps and log bytes once they are recorded.
+    pub events: crate::events::Events,
 }
 
 /// How a build ended.
@@ -269,12 +272,31 @@ async fn record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Result<(), Buil
         return Ok(());
     }
     let (build, batch) = (job.build.id, std::mem::take(writes));
+    let events: Vec<Event> = batch
+        .iter()
+        .filter_map(|w| match w {
+            BuildWrite::StepStarted { number, name, .. } => Some(Event::StepStarted {
+                build,
+                step: *number,
+                name: name.clone(),
+            }),
+            BuildWrite::StepFinished { number, result, .. } => Some(Event::StepFinished {
+                build,
+                step: *number,
+                result: result.to_string(),
+            }),
+            _ => None,
+        })
+        .collect();
     let recorded = job
         .store
         .off_thread(move |st| st.record_build(build, &batch))
         .await;
     match recorded {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            events.into_iter().for_each(|e| job.events.send(e));
+            Ok(())
+        }
         Err(e) => {
             warn!(build = job.build.id, "cannot record the build: {e}");
             Err(BuildOutcome::new(

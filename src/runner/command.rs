@@ -5,6 +5,7 @@
 use super::build::BuildJob;
 use super::logsink::LogSink;
 use crate::conn::CallError;
+use crate::events::Event;
 use crate::store::{Channel, LogWriter};
 use pbwire::jelly::{Failure, Value};
 use std::sync::atomic::Ordering;
@@ -107,7 +108,7 @@ pub async fn run_command(
                     "update" => {
                         record_updates(&mut logs, &mut sink, &call.args, &mut end, capture);
                         if flush_at.is_some_and(|t| t <= Instant::now()) {
-                            flush(&mut logs, job.build.id).await;
+                            flush(&mut logs, job, step).await;
                         }
                     }
                     "complete" => {
@@ -139,13 +140,19 @@ pub async fn run_command(
             }
             // Output that stops coming is recorded anyway (for `log --follow`).
             _ = tokio::time::sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
-                flush(&mut logs, job.build.id).await;
+                flush(&mut logs, job, step).await;
             }
         }
     }
     // Before the step is recorded as finished: a finished step's logs are complete.
     end.truncated = sink.finish(&mut logs);
     let flushed = logs.flush(true).await;
+    if flushed.is_ok() {
+        job.events.send(Event::Log {
+            build: job.build.id,
+            step,
+        });
+    }
     end.store_failure = match (sink.failure(), flushed) {
         (Some(why), _) => Some(why.to_owned()),
         (None, Err(e)) => Some(format!("the master cannot record the log: {e}")),
@@ -155,9 +162,14 @@ pub async fn run_command(
     end
 }
 
-async fn flush(logs: &mut LogWriter, build_id: i64) {
-    if let Err(e) = logs.flush(false).await {
-        warn!(build = build_id, "cannot record logs: {e}");
+/// Records what was written, then tells open pages.
+async fn flush(logs: &mut LogWriter, job: &BuildJob, step: i64) {
+    match logs.flush(false).await {
+        Ok(()) => job.events.send(Event::Log {
+            build: job.build.id,
+            step,
+        }),
+        Err(e) => warn!(build = job.build.id, "cannot record logs: {e}"),
     }
 }
 

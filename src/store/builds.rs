@@ -281,6 +281,42 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// A page of builds (of one builder, or all), newest first, from where `at`
+    /// says: at most `limit` (1 to 1,000).
+    pub fn builds_page(
+        &self,
+        builder: Option<&str>,
+        at: Keyset,
+        limit: i64,
+    ) -> StoreResult<Vec<BuildRow>> {
+        let limit = limit.clamp(1, 1000);
+        let cols = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds";
+        if at == Keyset::Newest {
+            return self.builds(builder, limit);
+        }
+        let db = self.db();
+        let rows = match at {
+            Keyset::Newest => Vec::new(),
+            Keyset::Before(id) => {
+                let mut q = db.prepare_cached(&format!(
+                    "{cols} WHERE (?1 IS NULL OR builder = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3"
+                ))?;
+                let rows = q.query_map(params![builder, id, limit], build_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+            Keyset::After(id) => {
+                let mut q = db.prepare_cached(&format!(
+                    "{cols} WHERE (?1 IS NULL OR builder = ?1) AND id > ?2 ORDER BY id ASC LIMIT ?3"
+                ))?;
+                let rows = q.query_map(params![builder, id, limit], build_row)?;
+                let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
+                rows.reverse();
+                rows
+            }
+        };
+        Ok(rows)
+    }
+
     pub fn build(&self, id: i64) -> StoreResult<Option<BuildRow>> {
         let db = self.db();
         Ok(db
@@ -322,6 +358,15 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Where a page of builds starts: the newest, older than a build, or the oldest
+/// newer than a build (a page back towards the newest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyset {
+    Newest,
+    Before(i64),
+    After(i64),
 }
 
 fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {

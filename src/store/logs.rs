@@ -65,6 +65,19 @@ impl Store {
         log: &str,
         after: i64,
     ) -> StoreResult<Vec<LogChunk>> {
+        self.log_chunks_within(build_id, step, log, after, READ_BUDGET)
+    }
+
+    /// [`Store::log_chunks`], about `budget` bytes at most (at least one chunk): for
+    /// readers that hold what they read while a slow client takes it.
+    pub fn log_chunks_within(
+        &self,
+        build_id: i64,
+        step: i64,
+        log: &str,
+        after: i64,
+        budget: u64,
+    ) -> StoreResult<Vec<LogChunk>> {
         // seq, channel, inline bytes, file offset and length.
         type Row = (i64, Channel, Vec<u8>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = {
@@ -75,7 +88,7 @@ impl Store {
             )?;
             let mut rows = q.query(params![build_id, step, log, after])?;
             let (mut out, mut bytes) = (Vec::new(), 0u64);
-            while bytes < READ_BUDGET {
+            while bytes < budget {
                 let Some(r) = rows.next()? else { break };
                 let row: Row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
                 bytes += row.4.map_or(row.2.len() as u64, |n| n.max(0) as u64);

@@ -18,7 +18,7 @@ mod logs;
 mod schema;
 mod workers;
 
-pub use builds::{BuildRow, BuildWrite, RequestRow, StepRow};
+pub use builds::{BuildRow, BuildWrite, Keyset, RequestRow, StepRow};
 use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;

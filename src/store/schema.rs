@@ -28,6 +28,8 @@ CREATE INDEX IF NOT EXISTS builds_request ON builds(request_id);
 CREATE INDEX IF NOT EXISTS requests_open ON requests(id) WHERE complete = 0;
 CREATE INDEX IF NOT EXISTS builds_running ON builds(request_id) WHERE finished_at IS NULL;
 CREATE INDEX IF NOT EXISTS builds_number ON builds(builder, number);
+-- A builder's builds a page at a time (keyset on id).
+CREATE INDEX IF NOT EXISTS builds_builder_id ON builds(builder, id);
 CREATE TABLE IF NOT EXISTS steps (
     build_id INTEGER NOT NULL REFERENCES builds(id),
     number INTEGER NOT NULL,

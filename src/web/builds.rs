@@ -5,19 +5,119 @@ use super::layout::{data, duration, json, page, result, time};
 use super::{html, not_found, urlencode, viewer, PageResult};
 use crate::api::{ApiState, Caller};
 use crate::config::Role;
-use crate::store::StoreResult;
+use crate::store::{Keyset, StoreResult};
 use axum::extract::{Path, Query, State};
 use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 
+/// Where a page of builds starts (`before` or `after` a build id; neither: the
+/// newest) and how many it shows.
 #[derive(Debug, Deserialize)]
 pub struct Paging {
+    before: Option<i64>,
+    after: Option<i64>,
     limit: Option<i64>,
 }
 
-/// Builds per page of a builder; "older" shows this many more.
+/// Builds per page by default, and at most.
 const PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+/// One page of builds, newest first, and whether older and newer ones exist.
+struct BuildPage {
+    rows: Vec<crate::store::BuildRow>,
+    older: bool,
+    newer: bool,
+    limit: i64,
+}
+
+impl Paging {
+    async fn read(&self, s: &ApiState, builder: Option<String>) -> StoreResult<BuildPage> {
+        let limit = self.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
+        let at = match (self.before, self.after) {
+            (Some(b), _) => Keyset::Before(b),
+            (None, Some(a)) => Keyset::After(a),
+            (None, None) => Keyset::Newest,
+        };
+        // One more than shown says whether the page has a next one that way.
+        let mut rows = s
+            .store
+            .read(move |st| st.builds_page(builder.as_deref(), at, limit + 1))
+            .await?;
+        let beyond = rows.len() as i64 > limit;
+        let (older, newer) = match at {
+            Keyset::Newest => (beyond, false),
+            Keyset::Before(_) => (beyond, true),
+            Keyset::After(_) => {
+                if beyond {
+                    rows.remove(0);
+                }
+                (true, beyond)
+            }
+        };
+        rows.truncate(limit as usize);
+        Ok(BuildPage {
+            rows,
+            older,
+            newer,
+            limit,
+        })
+    }
+}
+
+/// A table of builds with links to the older and newer pages (`base`: the page's
+/// path).
+fn build_table(page: &BuildPage, base: &str, with_builder: bool) -> Markup {
+    let link = |key: &str, id: i64| format!("{base}?{key}={id}&limit={}", page.limit);
+    html! {
+        table.builds {
+            thead { tr {
+                th { "#" }
+                @if with_builder { th { "Builder" } }
+                th { "Result" } th { "Worker" } th { "Started" } th { "Duration" } th { "Reason" }
+            } }
+            tbody {
+                @for b in &page.rows {
+                    tr {
+                        td { a href=(format!("/builds/{}", b.id)) { "#" (b.number) } }
+                        @if with_builder {
+                            td { a href=(format!("/builders/{}", urlencode(&b.builder))) { (b.builder) } }
+                        }
+                        td { (result(b.result, b.finished_at.is_some())) }
+                        td { (b.worker) }
+                        td { (time(Some(b.started_at))) }
+                        td { (duration(b.started_at, b.finished_at)) }
+                        td { (b.reason.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        p.pager {
+            @if let (true, Some(first)) = (page.newer, page.rows.first()) {
+                a.newer href=(link("after", first.id)) { "Newer builds" } " "
+            }
+            @if let (true, Some(last)) = (page.older, page.rows.last()) {
+                a.older href=(link("before", last.id)) { "Older builds" }
+            }
+        }
+    }
+}
+
+/// Every builder's builds, a page at a time.
+pub async fn builds(
+    State(s): State<ApiState>,
+    Query(q): Query<Paging>,
+    caller: Option<Extension<Caller>>,
+) -> PageResult {
+    let page_of = q.read(&s, None).await?;
+    // Only the newest page changes as builds start and end.
+    let live = q.before.is_none() && q.after.is_none();
+    let body = html! {
+        section data-refresh="builds" data-watch="build_started build_finished" { (build_table(&page_of, "/builds", true)) }
+    };
+    html(page("Builds", viewer(caller), live, body))
+}
 
 pub async fn builder(
     State(s): State<ApiState>,
@@ -29,19 +129,15 @@ pub async fn builder(
     let Some(config) = s.config.builders.iter().find(|b| b.name == name).cloned() else {
         return Err(not_found("such builder"));
     };
-    let limit = q.limit.unwrap_or(PAGE).clamp(1, 10_000);
-    let key = name.clone();
-    let builds = s
-        .store
-        .read(move |st| st.builds(Some(&key), limit + 1))
-        .await?;
-    let more = builds.len() as i64 > limit;
+    let page_of = q.read(&s, Some(name.clone())).await?;
+    let live = q.before.is_none() && q.after.is_none();
     let schedulers: Vec<_> = s
         .config
         .schedulers
         .iter()
         .filter(|sc| sc.builders.contains(&name))
         .collect();
+    let base = format!("/builders/{}", urlencode(&name));
     let body = html! {
         p { "Workers: " @for w in &config.workers { code { (w) } " " } }
         p { "Steps: " @for st in &config.steps { code { (st.name) } " " } }
@@ -57,29 +153,12 @@ pub async fn builder(
                 span.status {}
             }
         }
-        section data-refresh="builds" {
+        section data-refresh="builds" data-watch="build_started build_finished" data-builder=(name) {
             h2 { "Builds" }
-            table {
-                thead { tr { th { "#" } th { "Result" } th { "Worker" } th { "Started" } th { "Duration" } th { "Reason" } } }
-                tbody {
-                    @for b in builds.iter().take(limit as usize) {
-                        tr {
-                            td { a href=(format!("/builds/{}", b.id)) { "#" (b.number) } }
-                            td { (result(b.result, b.finished_at.is_some())) }
-                            td { (b.worker) }
-                            td { (time(Some(b.started_at))) }
-                            td { (duration(b.started_at, b.finished_at)) }
-                            td { (b.reason.as_deref().unwrap_or("")) }
-                        }
-                    }
-                }
-            }
-            @if more {
-                a href=(format!("/builders/{}?limit={}", urlencode(&name), limit + PAGE)) { "Older builds" }
-            }
+            (build_table(&page_of, &base, false))
         }
     };
-    html(page(&format!("Builder {name}"), who, true, body))
+    html(page(&format!("Builder {name}"), who, live, body))
 }
 
 struct StepView {
@@ -105,7 +184,7 @@ pub async fn build(
     };
     let running = build.finished_at.is_none();
     let body = html! {
-        section data-refresh="summary" {
+        section data-refresh="summary" data-watch="step_started step_finished build_finished" data-build=(build.id) {
             table.summary {
                 tr { th { "Builder" } td { a href=(format!("/builders/{}", urlencode(&build.builder))) { (build.builder) } " #" (build.number) } }
                 tr { th { "Result" } td #build-result { (result(build.result, !running)) } }
@@ -135,10 +214,12 @@ pub async fn build(
                 }
             }
         }
-        h2 { "Logs" }
-        @for v in &steps {
-            @for log in &v.logs {
-                (log_view(build.id, &v.step, log))
+        section data-refresh="logs" data-watch="step_started build_finished" data-build=(build.id) {
+            h2 { "Logs" }
+            @for v in &steps {
+                @for log in &v.logs {
+                    (log_view(build.id, &v.step, log))
+                }
             }
         }
         h2 { "Properties" }
@@ -218,7 +299,7 @@ fn log_view(build: i64, step: &crate::store::StepRow, view: &LogView) -> Markup 
         details.log open {
             summary { (step.name) " · " (log) " " a href=(raw) { "raw" } }
             @if live {
-                pre.log data-follow=(format!("{raw}?follow=true")) {}
+                pre.log data-live=(format!("{raw}/live")) data-follow=(format!("{raw}?follow=true")) {}
             } @else {
                 (super::log::render(&page.chunks))
                 @if let Some(next) = page.next {

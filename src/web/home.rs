@@ -33,7 +33,7 @@ pub async fn home(State(s): State<ApiState>, caller: Option<Extension<Caller>>) 
         .filter(|w| w.state == WorkerState::Attached)
         .collect();
     let body = html! {
-        section data-refresh="builders" {
+        section data-refresh="builders" data-watch="build_started build_finished request_queued worker_attached worker_detached instance" {
             table {
                 thead { tr { th { "Builder" } th { "Last builds" } th { "Queued" } } }
                 tbody {

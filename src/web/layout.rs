@@ -15,8 +15,9 @@ impl Viewer {
     }
 }
 
-/// A whole page. `live`: the parts marked `data-refresh` are fetched again every few
-/// seconds (the state of a running build, the queue).
+/// A whole page. `live`: the page follows the master's event stream, and reads its
+/// sections marked `data-refresh` again when an event of a kind their `data-watch`
+/// names arrives (every few seconds instead if the stream cannot be opened).
 pub fn page(title: &str, viewer: Viewer, live: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -34,6 +35,7 @@ pub fn page(title: &str, viewer: Viewer, live: bool, body: Markup) -> Markup {
                 nav {
                     a.brand href="/" { "pbmaster" }
                     a href="/" { "Builders" }
+                    a href="/builds" { "Builds" }
                     a href="/buildrequests" { "Requests" }
                     a href="/workers" { "Workers" }
                     a href="/latent" { "Latent" }

@@ -74,7 +74,7 @@ pub async fn requests(State(s): State<ApiState>, caller: Option<Extension<Caller
         .await
         .unwrap_or_default();
     let body = html! {
-        section data-refresh="requests" {
+        section data-refresh="requests" data-watch="build_started build_finished request_queued worker_attached worker_detached instance" {
             table {
                 thead { tr { th { "Request" } th { "Builder" } th { "Submitted" } th { "State" } th { "Builds" } th { "Reason" } th { "Properties" } } }
                 tbody {
@@ -118,7 +118,7 @@ pub async fn workers(State(s): State<ApiState>, caller: Option<Extension<Caller>
         .await?;
     let (workers, recent) = known;
     let body = html! {
-        section data-refresh="workers" {
+        section data-refresh="workers" data-watch="worker_attached worker_detached build_started build_finished" {
             table {
                 thead { tr { th { "Worker" } th { "State" } th { "Version" } th { "Connected" } th { "Peer" } th { "Builds" } } }
                 tbody {
@@ -178,7 +178,7 @@ pub async fn latent(State(s): State<ApiState>, caller: Option<Extension<Caller>>
         .filter_map(|i| serde_json::to_value(i).ok())
         .collect();
     let body = html! {
-        section data-refresh="latent" {
+        section data-refresh="latent" data-watch="instance" {
             h2 { "Pools" }
             (pool_table(pools.as_array().map(Vec::as_slice).unwrap_or_default()))
             h2 { "Instances" }
@@ -230,7 +230,7 @@ pub async fn changes(State(s): State<ApiState>, caller: Option<Extension<Caller>
         })
         .await?;
     let body = html! {
-        section data-refresh="changes" {
+        section data-refresh="changes" data-watch="request_queued build_started build_finished" {
             table {
                 thead { tr { th { "Change" } th { "Received" } th { "Author" } th { "Branch" } th { "Revision" } th { "Comments" } th { "Files" } th { "Builds" } } }
                 tbody {

@@ -3,7 +3,7 @@
 use super::layout::{page, Viewer};
 use super::{html, not_found, urlencode, viewer, PageResult};
 use crate::api::{ApiState, Caller};
-use crate::store::{Channel, Store, StoreResult};
+use crate::store::{Channel, LogChunk, Store, StoreResult};
 use axum::extract::{Path, Query, State};
 use axum::Extension;
 use maud::{html, Markup};
@@ -86,6 +86,75 @@ pub fn render(chunks: &[(Channel, Vec<u8>)]) -> Markup {
     }
 }
 
+/// A log rendered as it arrives (a live log): each channel's colours go on from one
+/// piece to the next, and a character cut between two pieces is joined.
+#[derive(Debug, Default)]
+pub struct LiveRender {
+    out: super::ansi::Painter,
+    err: super::ansi::Painter,
+    /// The bytes of a character cut at the end of the last piece, and its channel.
+    carry: Vec<u8>,
+    carry_channel: Option<Channel>,
+}
+
+impl LiveRender {
+    /// The next chunks as markup; `last`: nothing follows (a cut character shows as
+    /// U+FFFD).
+    pub fn chunks(&mut self, chunks: &[LogChunk], last: bool) -> Markup {
+        let mut pieces = Vec::with_capacity(chunks.len() + 1);
+        for c in chunks {
+            if self.carry_channel.is_some_and(|ch| ch != c.channel) {
+                self.flush_carry(&mut pieces);
+            }
+            let mut bytes = std::mem::take(&mut self.carry);
+            bytes.extend_from_slice(&c.data);
+            let cut = complete_up_to(&bytes);
+            self.carry = bytes.split_off(cut);
+            self.carry_channel = (!self.carry.is_empty()).then_some(c.channel);
+            pieces.push((c.channel, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        if last {
+            self.flush_carry(&mut pieces);
+        }
+        html! {
+            @for (channel, text) in &pieces {
+                @match channel {
+                    Channel::Stdout => (self.out.paint(text)),
+                    Channel::Stderr => span.stderr { (self.err.paint(text)) },
+                    Channel::Header => span.header { (text) },
+                }
+            }
+        }
+    }
+
+    fn flush_carry(&mut self, pieces: &mut Vec<(Channel, String)>) {
+        if let Some(channel) = self.carry_channel.take() {
+            let bytes = std::mem::take(&mut self.carry);
+            pieces.push((channel, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+}
+
+/// Where the bytes end but for a UTF-8 character they end in the middle of (its
+/// first bytes are kept for the next piece; an invalid byte is not waited on).
+fn complete_up_to(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(3) {
+        let i = b.len() - back;
+        let lead = b[i];
+        if lead & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match lead {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => 1,
+        };
+        return if need > back { i } else { b.len() };
+    }
+    b.len()
+}
+
 /// Where the page of a log from `(chunk, offset)` is.
 pub fn page_link(build: i64, step: i64, log: &str, (from, at): (i64, usize)) -> String {
     format!(
@@ -136,7 +205,40 @@ pub async fn log_page(
 
 #[cfg(test)]
 mod tests {
-    use super::boundary;
+    use super::{boundary, LiveRender};
+    use crate::store::{Channel, LogChunk};
+
+    fn chunk(seq: i64, channel: Channel, data: &[u8]) -> LogChunk {
+        LogChunk {
+            seq,
+            channel,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_live_log_joins_cut_characters_and_colours() {
+        let e = "é".as_bytes();
+        let mut r = LiveRender::default();
+        let mut out = r
+            .chunks(&[chunk(1, Channel::Stdout, &[b'a', e[0]])], false)
+            .into_string();
+        out += &r
+            .chunks(&[chunk(2, Channel::Stdout, &[e[1], b'\x1b', b'['])], false)
+            .into_string();
+        out += &r
+            .chunks(&[chunk(3, Channel::Stdout, b"31m</script>\xff")], false)
+            .into_string();
+        out += &r
+            .chunks(&[chunk(4, Channel::Stderr, b"e\xe2\x82")], false)
+            .into_string();
+        out += &r.chunks(&[], true).into_string();
+        assert_eq!(
+            out,
+            "aé<span class=\"fg1\">&lt;/script&gt;\u{fffd}</span>\
+             <span class=\"stderr\">e</span><span class=\"stderr\">\u{fffd}</span>"
+        );
+    }
 
     #[test]
     fn a_page_does_not_split_a_character() {

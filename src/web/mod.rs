@@ -1,7 +1,8 @@
 //! The web UI: server-rendered pages over the same store and coordinator as the JSON
 //! API, with a small script for what changes while a page is open (relative times,
-//! live logs, refreshed state) and for the writes, which go to the API's own routes
-//! with the session's CSRF token. Pages are reads: the API's guard admits them.
+//! live logs, sections read again when the master's event stream says they changed)
+//! and for the writes, which go to the API's own routes with the session's CSRF
+//! token. Pages and their streams are reads: the API's guard admits them.
 
 mod ansi;
 mod assets;
@@ -11,6 +12,7 @@ mod layout;
 mod lists;
 mod log;
 mod login;
+mod push;
 
 use crate::api::{ApiState, Caller};
 use axum::extract::Request;
@@ -26,12 +28,18 @@ pub fn pages() -> Router<ApiState> {
     Router::new()
         .route("/", get(home::home))
         .route("/builders/{name}", get(builds::builder))
+        .route("/builds", get(builds::builds))
         .route("/builds/{id}", get(builds::build))
         .route("/builds/{id}/steps/{step}/logs/{log}", get(log::log_page))
         .route("/buildrequests", get(lists::requests))
         .route("/workers", get(lists::workers))
         .route("/latent", get(lists::latent))
         .route("/changes", get(lists::changes))
+        .route("/api/events", get(push::events))
+        .route(
+            "/api/builds/{id}/steps/{step}/logs/{log}/live",
+            get(push::live_log),
+        )
 }
 
 /// What needs no credential: the login page and the style and script.

@@ -67,6 +67,14 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Whether a read with these headers from `ip` is admitted now: a stream asks
+    /// again as it goes, so a session that ended (logged out, expired) ends it.
+    pub fn may_read(&self, headers: &HeaderMap, ip: Option<IpAddr>) -> bool {
+        admit(self, headers, Need::Read, &Method::GET, ip, Instant::now()).is_ok()
+    }
+}
+
 /// Who made a request, for handlers whose answer depends on it: the roles of the
 /// token it carried, if any.
 #[derive(Debug, Clone, Copy, Default)]

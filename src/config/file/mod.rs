@@ -133,6 +133,8 @@ pub struct MasterTable {
     pub login_timeout: u64,
     /// TLS on the PB port; plain TCP without it.
     pub pb_tls: Option<Spanned<PbTlsTable>>,
+    /// `text` or `json`; `--log-format` wins over it.
+    pub log_format: Option<Spanned<String>>,
 }
 
 /// `[master] pb_tls`.

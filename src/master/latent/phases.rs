@@ -38,6 +38,11 @@ impl Master {
         if let Some(w) = p.phases.get(&id) {
             let _ = w.send(to);
         }
+        self.notices.push(crate::events::Event::Instance {
+            pool: pool.to_owned(),
+            instance: id,
+            phase: to.to_string(),
+        });
     }
 
     /// Fails the instance in its current phase, counts the failure, and terminates

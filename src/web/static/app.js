@@ -1,5 +1,6 @@
-// pbmaster's pages: relative times, refreshed sections, live logs, and the writes
-// (login, logout, force, stop) through the JSON API with the session's CSRF token.
+// pbmaster's pages: relative times, sections read again when the master's event
+// stream says they changed, live logs pushed by the master, and the writes (login,
+// logout, force, stop) through the JSON API with the session's CSRF token.
 "use strict";
 
 let csrf = null;
@@ -32,52 +33,161 @@ function times() {
 }
 
 // Sections marked data-refresh are replaced by the same sections of a fresh copy of
-// the page (rendered and escaped by the server).
+// the page (rendered and escaped by the server). A live log that is still live in the
+// fresh copy keeps its element (its text and its stream).
 async function refresh() {
   const r = await fetch(location.href, { headers: { Accept: "text/html" } });
   if (!r.ok) return;
   const fresh = new DOMParser().parseFromString(await r.text(), "text/html");
   for (const old of document.querySelectorAll("[data-refresh]")) {
     const next = fresh.querySelector('[data-refresh="' + old.dataset.refresh + '"]');
-    if (next) old.replaceWith(document.importNode(next, true));
+    if (!next) continue;
+    const kept = new Map();
+    for (const pre of old.querySelectorAll("pre[data-live]")) kept.set(pre.dataset.live, pre);
+    const node = document.importNode(next, true);
+    for (const pre of node.querySelectorAll("pre[data-live]")) {
+      const mine = kept.get(pre.dataset.live);
+      if (mine) {
+        pre.replaceWith(mine);
+        kept.delete(pre.dataset.live);
+      }
+    }
+    // Logs no longer live are shown in full by the fresh copy.
+    for (const pre of kept.values()) unfollow(pre);
+    old.replaceWith(node);
   }
   wire();
   times();
-  // A log that started since (a new step): load the page again to follow it.
-  for (const pre of fresh.querySelectorAll("pre[data-follow]")) {
-    if (!document.querySelector('pre[data-follow="' + pre.dataset.follow + '"]')) {
-      location.reload();
-      return;
-    }
-  }
+  for (const pre of document.querySelectorAll("pre[data-live]")) follow(pre);
   if (!fresh.body.dataset.live) {
     document.body.removeAttribute("data-live");
-    // The build ended: its logs are now rendered in full.
-    if (document.getElementById("build-data")) location.reload();
+    if (events) events.close();
   }
 }
 
-// A running step's log: the API streams it until the step ends. TextDecoder shows
-// invalid UTF-8 as U+FFFD and joins characters split across chunks.
-async function follow(pre) {
+// Refreshes one at a time; events that arrive meanwhile cause one more.
+let refreshing = false;
+let again = false;
+async function schedule() {
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = true;
+  try {
+    do {
+      again = false;
+      await refresh();
+    } while (again);
+  } finally {
+    refreshing = false;
+  }
+}
+
+// Whether an event concerns a section of this page (names are compared as text).
+function concerns(e) {
+  for (const section of document.querySelectorAll("[data-watch]")) {
+    if (!section.dataset.watch.split(" ").includes(e.kind)) continue;
+    if (section.dataset.build && String(e.build) !== section.dataset.build) continue;
+    if (section.dataset.builder && e.builder !== section.dataset.builder) continue;
+    return true;
+  }
+  return false;
+}
+
+const KINDS = ["build_started", "build_finished", "step_started", "step_finished",
+  "request_queued", "worker_attached", "worker_detached", "instance"];
+
+// The master's event stream; polling every 2 s only if it cannot be opened.
+let events = null;
+let polling = null;
+function listen() {
+  const build = document.querySelector("[data-watch][data-build]");
+  const url = "/api/events" + (build ? "?build=" + encodeURIComponent(build.dataset.build) : "");
+  if (!window.EventSource) return poll();
+  events = new EventSource(url);
+  let opened = false;
+  events.addEventListener("open", () => {
+    // Events may have been missed while reconnecting.
+    if (opened) schedule();
+    opened = true;
+  });
+  for (const kind of KINDS) {
+    events.addEventListener(kind, (ev) => {
+      window.pbmasterPushes = (window.pbmasterPushes || 0) + 1;
+      if (concerns(JSON.parse(ev.data))) schedule();
+    });
+  }
+  events.addEventListener("lagged", () => schedule());
+  events.onerror = () => {
+    if (events.readyState === EventSource.CLOSED) poll();
+  };
+}
+
+function poll() {
+  if (polling) return;
+  polling = setInterval(() => { if (document.body.dataset.live) schedule(); }, 2000);
+}
+
+// A running step's log, pushed by the master as rendered HTML (escaped by the
+// server, colours as spans) as its bytes are recorded.
+function follow(pre) {
+  if (pre.dataset.following) return;
+  pre.dataset.following = "true";
+  if (!window.EventSource) return followByFetch(pre);
+  const source = new EventSource(pre.dataset.live);
+  pre.source = source;
+  const add = (ev) => {
+    const d = JSON.parse(ev.data);
+    if (d.html) {
+      const span = document.createElement("span");
+      span.innerHTML = d.html;
+      pre.append(span);
+      trim(pre, span.textContent.length);
+      pre.scrollTop = pre.scrollHeight;
+    }
+    pre.dataset.received = String(Number(pre.dataset.received || 0) + (d.bytes || 0));
+  };
+  source.addEventListener("log", add);
+  source.addEventListener("end", (ev) => {
+    add(ev);
+    source.close();
+    pre.dataset.done = "true";
+  });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED && !pre.dataset.done) followByFetch(pre);
+  };
+}
+
+function unfollow(pre) {
+  if (pre.source) pre.source.close();
+}
+
+// A step printing 100 MB: keep the newest text only, so the page keeps up.
+function trim(pre, added) {
+  let shown = Number(pre.dataset.shown || 0) + added;
+  while (shown > LIVE_LIMIT && pre.firstChild) {
+    shown -= pre.firstChild.textContent.length;
+    pre.firstChild.remove();
+    pre.dataset.trimmed = "true";
+  }
+  pre.dataset.shown = String(shown);
+}
+
+// Without a stream: the API's followed raw log. TextDecoder shows invalid UTF-8 as
+// U+FFFD and joins characters split across chunks; colour escapes are dropped.
+async function followByFetch(pre) {
+  pre.dataset.polled = "true";
   const r = await fetch(pre.dataset.follow);
   if (!r.ok || !r.body) return;
   const reader = r.body.getReader();
   const decoder = new TextDecoder("utf-8");
-  let shown = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    // Colour escapes are dropped here; the finished page renders them.
     const text = decoder.decode(value, { stream: true }).replace(/\x1b\[[0-9;?]*[@-~]/g, "");
     pre.append(document.createTextNode(text));
-    shown += text.length;
-    // A step printing 100 MB: keep the newest text only, so the page keeps up.
-    while (shown > LIVE_LIMIT && pre.firstChild) {
-      shown -= pre.firstChild.textContent.length;
-      pre.firstChild.remove();
-      pre.dataset.trimmed = "true";
-    }
+    trim(pre, text.length);
     pre.scrollTop = pre.scrollHeight;
     pre.dataset.received = String(Number(pre.dataset.received || 0) + value.length);
   }
@@ -185,8 +295,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (f) f.addEventListener("submit", (ev) => force(f, ev));
   const l = document.getElementById("login-form");
   if (l) l.addEventListener("submit", (ev) => loginForm(l, ev));
-  for (const pre of document.querySelectorAll("pre[data-follow]")) follow(pre);
-  if (document.body.dataset.live) {
-    setInterval(() => { if (document.body.dataset.live) refresh(); }, 2000);
-  }
+  for (const pre of document.querySelectorAll("pre[data-live]")) follow(pre);
+  if (document.body.dataset.live) listen();
 });
