@@ -185,6 +185,18 @@ impl Outbox {
     /// One row: sent and settled, or scheduled again.
     async fn deliver(&self, row: OutboxRow) {
         let metrics = crate::metrics::metrics();
+        // The row was read before it was marked in flight: a send that ended in
+        // between may have settled it already. This read starts after that mark, so
+        // it sees any such settlement.
+        let id = row.id;
+        match self.store.read(move |s| s.report_waiting(id)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(report = id, "reporters: cannot read the outbox: {e}");
+                return;
+            }
+        }
         let Some(r) = self.reporters.get(&row.reporter).cloned() else {
             warn!(reporter = %row.reporter, report = row.id, "reporters: no reporter of this name any more; report given up");
             metrics.report(&row.reporter, "given_up");

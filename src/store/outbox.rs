@@ -96,6 +96,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Whether a row is still to be delivered (not settled since it was read).
+    pub fn report_waiting(&self, id: i64) -> StoreResult<bool> {
+        let db = self.db();
+        let waiting = db
+            .prepare_cached("SELECT 1 FROM outbox WHERE id = ?1 AND done = 0")?
+            .exists(params![id])?;
+        Ok(waiting)
+    }
+
     /// When the next undelivered row falls due, if any.
     pub fn next_report_at(&self) -> StoreResult<Option<f64>> {
         let db = self.db();
