@@ -488,3 +488,36 @@ fn mail_goes_through_a_real_smtp_server_with_starttls_and_auth() {
         "the master's log holds the password"
     );
 }
+
+#[test]
+fn reports_are_given_up_when_refused_or_too_old() {
+    let dir = test_dir("reporters-give-up");
+    let master_dir = dir.join("master");
+    let (down, refusing) = (Recorder::start(&[503]), Recorder::start(&[422]));
+    let extra = secrets_dir(&master_dir, &[("gh", GH_TOKEN)]);
+    let body = format!(
+        "{BUILDERS}\n[[reporter]]\nname = \"down\"\nkind = \"github\"\nurl = \"{}\"\n\
+         token = \"%(secret:gh)s\"\nevents = [\"finished\"]\nmax_age = 1\n\
+         [[reporter]]\nname = \"refusing\"\nkind = \"github\"\nurl = \"{}\"\n\
+         token = \"%(secret:gh)s\"\nevents = [\"finished\"]\n",
+        down.url, refusing.url
+    );
+    let master = MasterProcess::start(&master_dir, &extra, &body);
+    let _worker = start_worker(&dir, &master);
+    master.wait_request(force(&master, "ok", commit()), LONG);
+    until("both given up", LONG, || {
+        reports(&master, "down", "given_up") == 1 && reports(&master, "refusing", "given_up") == 1
+    });
+    assert_eq!(refusing.seen().len(), 1, "a 422 is not tried again");
+    assert!(!down.seen().is_empty());
+    assert_eq!(reports(&master, "down", "delivered"), 0);
+    let log = master.log();
+    assert!(
+        log.contains("report given up after"),
+        "too old, with a warning"
+    );
+    assert!(
+        log.contains("refused, given up: POST"),
+        "refused, with a warning"
+    );
+}
