@@ -345,7 +345,7 @@ impl Master {
     /// Queues what the reporters want to be told of a build's start or end, in the
     /// wake-up's transaction (so with the build's record); the runtime then wakes the
     /// delivery task.
-    fn queue_reports(&mut self, facts: &BuildFacts) {
+    pub(super) fn queue_reports(&mut self, facts: &BuildFacts) {
         let mut queued = false;
         for (reporter, payload) in reports_for(&self.reporters, facts) {
             let event = facts.event.name();
@@ -362,6 +362,27 @@ impl Master {
         if queued {
             self.effect(Effect::Deliver);
         }
+    }
+
+    /// Reports a request that ended without running (its build made and ended at
+    /// once, as an exception).
+    pub(super) fn report_failed_request(
+        &mut self,
+        build: &crate::store::BuildRow,
+        properties: &serde_json::Value,
+        reason: &str,
+    ) {
+        let facts = BuildFacts {
+            event: ReportEvent::Finished,
+            build_id: build.id,
+            builder: &build.builder,
+            number: build.number,
+            worker: &build.worker,
+            result: Some(BuildResult::Exception),
+            reason: Some(reason),
+            properties,
+        };
+        self.queue_reports(&facts);
     }
 
     /// The worker names that may run `builder`: configured workers, and the instances
