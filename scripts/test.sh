@@ -4,8 +4,9 @@
 #      worker generations (buildbot-worker 4.3.0, 2.10.5, 0.9.15.post1, buildbot-slave
 #      0.8.14.post1), 4.3.0 again with Twisted's TLS extra for PB over TLS, the
 #      buildbot 4.3.0 master package, whose `buildbot sendchange`
-#      the change tests use, and moto 5.2.5, the EC2-compatible API server the ec2
-#      driver's tests start on loopback;
+#      the change tests use, moto 5.2.5, the EC2-compatible API server the ec2
+#      driver's tests start on loopback, and aiosmtpd 1.4.6, the SMTP server (STARTTLS,
+#      AUTH) the email reporter's tests start on loopback;
 #      and Debian's chromium, which tests/browser.rs drives headless;
 #   2. cargo test for the whole workspace, all features (so the ec2 driver too): unit,
 #      property, fixture and CLI tests, and the master end to end against every
@@ -25,7 +26,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing peers"
 scripts/install-peers.sh twisted-py3 twisted-py2 \
   buildbot-worker-4 buildbot-worker-4-tls buildbot-worker-2 buildbot-worker-0.9 \
-  buildslave-py2 buildbot-master moto
+  buildslave-py2 buildbot-master moto aiosmtpd
 
 step "installing chromium"
 scripts/install-browser.sh

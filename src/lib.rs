@@ -14,6 +14,8 @@
 //! - `latent`: on-demand instances: planning, drivers, credentials.
 //! - `store`: durable state in SQLite.
 //! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
+//! - `reporters`: GitHub and GitLab commit statuses, mail, JSON pushes, delivered from
+//!   the store's outbox with retries.
 //! - `changes`: changes from sendchange, JSON and push hooks; `scheduler`: what turns
 //!   time and changes into build requests.
 //! - `config`: the TOML configuration, checked and turned into the types the rest uses.
@@ -35,6 +37,7 @@ mod master;
 mod metrics;
 mod model;
 mod nofile;
+mod reporters;
 mod run;
 mod runner;
 mod scheduler;

@@ -46,6 +46,12 @@ struct PoolPhase {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReporterOutcome {
+    reporter: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Pool {
     pool: String,
 }
@@ -75,6 +81,7 @@ pub struct Metrics {
     workers_attached: Family<Version, Gauge>,
     latent_instances: Family<PoolPhase, Gauge>,
     latent_waiting: Family<Pool, Gauge>,
+    reports: Family<ReporterOutcome, Counter>,
     /// When each running build started, for its duration.
     running: Mutex<HashMap<i64, Instant>>,
     /// One scrape at a time sets the scrape-time gauges and encodes.
@@ -120,6 +127,7 @@ impl Metrics {
             workers_attached: Family::default(),
             latent_instances: Family::default(),
             latent_waiting: Family::default(),
+            reports: Family::default(),
             running: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
         };
@@ -193,7 +201,22 @@ impl Metrics {
             "Build requests waiting for a latent pool",
             m.latent_waiting.clone(),
         );
+        r.register(
+            "reports",
+            "Reporter deliveries, by reporter and outcome: delivered, retried, given_up",
+            m.reports.clone(),
+        );
         Metrics { registry: r, ..m }
+    }
+
+    /// A report was delivered, will be tried again, or was given up.
+    pub fn report(&self, reporter: &str, outcome: &str) {
+        self.reports
+            .get_or_create(&ReporterOutcome {
+                reporter: reporter.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// A build started, `waited` seconds after its request was submitted.

@@ -8,6 +8,7 @@ use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
 use crate::master::{BuildSettings, ConfigAuth, Coordinator, Master, Msg};
 use crate::nofile;
+use crate::reporters::Outbox;
 use crate::secrets::Secrets;
 use crate::server::{self, PbListener};
 use crate::store::Store;
@@ -42,6 +43,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     if !secrets.is_empty() {
         info!("secrets: {secrets:?}");
     }
+    Outbox::check_secrets(&config.reporters, &secrets)?;
     if let Some((old, new)) = nofile::raise(nofile::needed(&config))? {
         info!("open-file limit raised from {old} to {new}");
     }
@@ -87,13 +89,24 @@ pub async fn run(config: Config) -> Result<(), String> {
         credentials,
         BuildSettings {
             data_dir: config.master.data_dir.clone(),
-            secrets,
+            secrets: secrets.clone(),
             limits: config.limits,
             events: events.clone(),
         },
     );
     let tasks = TaskTracker::new();
     let master_tasks = coordinator.tasks();
+    // Reports left from before a restart go out now; new ones as builds queue them.
+    let reports_stop = CancellationToken::new();
+    if !config.reporters.is_empty() {
+        let outbox = Outbox::new(
+            store.clone(),
+            &config.reporters,
+            secrets,
+            coordinator.reports_wake(),
+        );
+        tasks.spawn(outbox.run(reports_stop.clone()));
+    }
     tasks.spawn(coordinator.spawn(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
@@ -164,6 +177,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     // Listeners and connections close, the coordinator returns; then every task
     // they started is waited for, within a bound.
     shutdown.cancel();
+    reports_stop.cancel();
     let _ = tx.send(Msg::Exit).await;
     tasks.close();
     master_tasks.close();

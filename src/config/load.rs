@@ -10,6 +10,7 @@ use super::hooks::hooks;
 use super::latent::{instance_name_clashes, pool, LatentDriver};
 use super::limits::limits;
 use super::master::master;
+use super::reporters::reporters;
 use super::schedulers::scheduler;
 use super::secrets::secrets;
 use super::workers::worker;
@@ -62,6 +63,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         t.secret.resolve_paths(base);
     }
     config.secrets.resolve_paths(base);
+    for r in &mut config.reporters {
+        r.resolve_paths(base);
+    }
 }
 
 /// Parses and checks config text.
@@ -146,6 +150,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
     );
     let secrets = secrets(file.secrets.as_ref(), problems);
     let limits = limits(file.limits.as_ref(), problems);
+    let reporters = reporters(&file.reporters, &builder_names, problems);
     let mut builders: Vec<_> = builders.into_iter().collect::<Option<_>>()?;
     limits.fill_step_defaults(&mut builders);
     Some(Config {
@@ -159,6 +164,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         api,
         secrets,
         limits,
+        reporters,
     })
 }
 

@@ -16,6 +16,7 @@ mod load;
 mod master;
 mod password;
 mod properties;
+mod reporters;
 mod schedulers;
 mod secrets;
 mod steps;
@@ -30,6 +31,7 @@ pub use latent::{Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
 pub use limits::Limits;
 pub use load::{load, parse};
 pub use master::{LogFormat, MasterConfig, PbTls};
+pub use reporters::{EmailSettings, ReportEvent, ReporterConfig, ReporterKind, SmtpSecurity};
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;
@@ -54,6 +56,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[[reporter]]`.
+    pub reporters: Vec<ReporterConfig>,
 }
 
 impl Config {

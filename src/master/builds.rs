@@ -4,9 +4,10 @@
 
 use super::effect::{BuildStart, ConnOp, Effect};
 use super::{Master, Msg, Refusal, Running};
-use crate::config::BuilderConfig;
+use crate::config::{BuilderConfig, ReportEvent};
 use crate::events::Event;
 use crate::model::BuildResult;
+use crate::reporters::{reports_for, BuildFacts};
 use crate::runner::{initial_properties, BuildOutcome};
 use crate::store::RequestRow;
 use std::collections::BTreeMap;
@@ -88,12 +89,26 @@ impl Master {
             outcome.result = BuildResult::Retry;
         }
         let running = self.running.remove(&build_id);
-        match self.store.finish_build(
+        let finished = self.store.finish_build(
             build_id,
             &outcome.writes,
             outcome.result,
             outcome.reason.as_deref(),
-        ) {
+        );
+        if let (Ok(()), Some(r)) = (&finished, &running) {
+            let facts = BuildFacts {
+                event: ReportEvent::Finished,
+                build_id,
+                builder,
+                number: r.number,
+                worker,
+                result: Some(outcome.result),
+                reason: outcome.reason.as_deref(),
+                properties: &r.request.properties,
+            };
+            self.queue_reports(&facts);
+        }
+        match finished {
             Ok(()) if outcome.result == BuildResult::Retry => {
                 if let Some(r) = running {
                     if self.may_retry(&r.request, worker, outcome.reason.as_deref()) {
@@ -310,8 +325,20 @@ impl Master {
             Running {
                 stop,
                 request: request.clone(),
+                number: build.number,
             },
         );
+        let facts = BuildFacts {
+            event: ReportEvent::Started,
+            build_id: build.id,
+            builder: &request.builder,
+            number: build.number,
+            worker: &worker,
+            result: None,
+            reason: None,
+            properties: &request.properties,
+        };
+        self.queue_reports(&facts);
         info!(build = build.id, builder = %request.builder, worker = %worker, "build started");
         let waited = crate::store::now() - request.submitted_at;
         crate::metrics::metrics().build_started(build.id, &request.builder, waited);
@@ -330,6 +357,49 @@ impl Master {
             stop: stop_rx,
         })));
         true
+    }
+
+    /// Queues what the reporters want to be told of a build's start or end, in the
+    /// wake-up's transaction (so with the build's record); the runtime then wakes the
+    /// delivery task.
+    pub(super) fn queue_reports(&mut self, facts: &BuildFacts) {
+        let mut queued = false;
+        for (reporter, payload) in reports_for(&self.reporters, facts) {
+            let event = facts.event.name();
+            match self
+                .store
+                .add_report(&reporter, facts.build_id, event, &payload, self.now)
+            {
+                Ok(_) => queued = true,
+                Err(e) => {
+                    warn!(build = facts.build_id, reporter = %reporter, "cannot queue a report: {e}")
+                }
+            }
+        }
+        if queued {
+            self.effect(Effect::Deliver);
+        }
+    }
+
+    /// Reports a request that ended without running (its build made and ended at
+    /// once, as an exception).
+    pub(super) fn report_failed_request(
+        &mut self,
+        build: &crate::store::BuildRow,
+        properties: &serde_json::Value,
+        reason: &str,
+    ) {
+        let facts = BuildFacts {
+            event: ReportEvent::Finished,
+            build_id: build.id,
+            builder: &build.builder,
+            number: build.number,
+            worker: &build.worker,
+            result: Some(BuildResult::Exception),
+            reason: Some(reason),
+            properties,
+        };
+        self.queue_reports(&facts);
     }
 
     /// The worker names that may run `builder`: configured workers, and the instances

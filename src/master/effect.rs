@@ -56,6 +56,8 @@ pub enum Effect {
     RevokeCredentials { name: String },
     /// The schedulers' next wake-up (wall-clock seconds), for their timer.
     WakeAt(Option<f64>),
+    /// Reports were queued in the outbox: wake the delivery task.
+    Deliver,
     /// Answer whoever asked (the API, a stopping master).
     Reply(Reply),
 }

@@ -136,6 +136,8 @@ struct Running {
     stop: watch::Sender<Option<String>>,
     /// Queued again if the build ends in `retry`.
     request: Arc<RequestRow>,
+    /// The build's number, for reports of its end.
+    number: i64,
 }
 
 /// The coordinator's state.
@@ -162,6 +164,8 @@ pub struct Master {
     master_address: String,
     /// Answered once no latent instance is left, when the master stops.
     stopped_reply: Option<oneshot::Sender<()>>,
+    /// `[[reporter]]`: told of builds through the store's outbox.
+    reporters: Arc<Vec<crate::config::ReporterConfig>>,
     /// Hidden from what workers report about themselves before it is stored.
     secrets: Arc<crate::secrets::Secrets>,
     /// One copy of each command table attached workers share.
@@ -213,6 +217,7 @@ impl Master {
             schedulers: SchedulerSet::from_config(&config.schedulers),
             secrets: Arc::default(),
             command_tables: Default::default(),
+            reporters: Arc::new(config.reporters.clone()),
             now: 0.0,
             out: Vec::new(),
             notices: Vec::new(),

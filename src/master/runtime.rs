@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
@@ -49,6 +49,8 @@ struct Executor {
     settings: Arc<BuildSettings>,
     command_ids: Arc<AtomicU64>,
     rpc_timeout: Duration,
+    /// Wakes the reporters' delivery task (see [`crate::reporters::Outbox`]).
+    reports: Arc<Notify>,
 }
 
 /// What builds run with besides their job: where master-side paths resolve, the
@@ -109,9 +111,16 @@ impl Coordinator {
                 settings: Arc::new(settings),
                 command_ids: Arc::new(AtomicU64::new(0)),
                 rpc_timeout: RPC_TIMEOUT,
+                reports: Arc::new(Notify::new()),
             },
             clock: Clock::new(),
         }
+    }
+
+    /// What the delivery task of the reporters waits on: notified once reports
+    /// are committed to the outbox.
+    pub fn reports_wake(&self) -> Arc<Notify> {
+        self.exec.reports.clone()
     }
 
     /// The tracker of every task the coordinator's effects start, so that stopping
@@ -328,6 +337,7 @@ impl Executor {
                 }
                 self.wake.send_replace(at);
             }
+            Effect::Deliver => self.reports.notify_one(),
             Effect::Reply(reply) => reply.send(),
         }
     }

@@ -705,3 +705,39 @@ fn terminated(effects: &[Effect]) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn a_build_s_start_and_end_queue_reports_with_its_record() {
+    let push = "[[reporter]]\nname = \"push\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9\"\n\
+                builders = [\"hello\"]\n\n[[worker]]\nname = \"w1\"";
+    let mut f = Fixture::with(&[("[[worker]]\nname = \"w1\"", push)]);
+    f.start(vec![]);
+    f.attach("w1", &["hello"]);
+    let (effects, _) = f.force("hello");
+    assert!(effects.iter().any(|e| matches!(e, Effect::Deliver)));
+    let started = builds_started(&effects);
+    let build = f.store.builds_of_request(started[0].0).unwrap()[0].id;
+    let rows = f.store.due_reports(f64::MAX, 10).unwrap();
+    let events: Vec<(&str, i64)> = rows
+        .iter()
+        .map(|r| (r.event.as_str(), r.build_id))
+        .collect();
+    assert_eq!(events, [("started", build)]);
+    assert_eq!(rows[0].payload["build"]["builder"], "hello");
+    let effects = f.handle(Msg::BuildDone {
+        build_id: build,
+        worker: "w1".into(),
+        builder: "hello".into(),
+        outcome: outcome(BuildResult::Failure),
+    });
+    assert!(effects.iter().any(|e| matches!(e, Effect::Deliver)));
+    f.store
+        .settle_report(rows[0].id, crate::store::Settled::Delivered, None)
+        .unwrap();
+    let rows = f.store.due_reports(f64::MAX, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].event.as_str(), &rows[0].payload["build"]["result"]),
+        ("finished", &serde_json::json!("failure"))
+    );
+}

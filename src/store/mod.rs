@@ -1,4 +1,5 @@
-//! Durable state in SQLite: build requests, builds, steps, logs and workers (log
+//! Durable state in SQLite: build requests, builds, steps, logs, workers and the
+//! reporters' outbox (log
 //! bytes themselves go to files, see [`LogWriter`]).
 //!
 //! Every change is committed before the master acts on it, so a restart loses
@@ -15,6 +16,7 @@ mod error;
 mod health;
 pub mod latent;
 mod logs;
+mod outbox;
 mod schema;
 mod workers;
 
@@ -22,6 +24,7 @@ pub use builds::{BuildRow, BuildWrite, Keyset, RequestRow, StepRow};
 use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
+pub use outbox::{OutboxRow, Settled};
 
 use crate::model::WorkerState;
 use rusqlite::{params, Connection, Savepoint, Transaction, TransactionBehavior};
@@ -134,6 +137,7 @@ impl Store {
         db.execute_batch(schema::SCHEMA)?;
         db.execute_batch(changes::SCHEMA)?;
         db.execute_batch(latent::SCHEMA)?;
+        db.execute_batch(outbox::SCHEMA)?;
         for (table, column, definition) in schema::ADDED_COLUMNS {
             let has: bool = db
                 .prepare(&format!(

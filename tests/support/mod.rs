@@ -11,5 +11,6 @@ pub mod http;
 pub mod latent;
 pub mod master;
 pub mod pb;
+pub mod recorder;
 pub mod wait;
 pub mod workers;

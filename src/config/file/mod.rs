@@ -4,11 +4,13 @@
 
 mod hooks;
 mod latent;
+mod reporter;
 mod scheduler;
 mod step;
 
 pub use hooks::HooksTable;
 pub use latent::PoolTable;
+pub use reporter::ReporterTable;
 pub use scheduler::{ChangesTable, SchedulerTable};
 pub use step::{StepKind, StepTable};
 
@@ -46,6 +48,9 @@ pub struct FileTable {
     pub secrets: Option<SecretsTable>,
     /// `[limits]`: log, upload, time and disk bounds.
     pub limits: Option<LimitsTable>,
+    /// `[[reporter]]`: services told about builds (commit statuses, mail, pushes).
+    #[serde(default, rename = "reporter")]
+    pub reporters: Vec<ReporterTable>,
 }
 
 /// `[limits]`.

@@ -50,7 +50,10 @@ impl Master {
             BuildResult::Exception,
             &reason,
         ) {
-            Ok(_) => false,
+            Ok(build) => {
+                self.report_failed_request(&build, &request.properties, &reason);
+                false
+            }
             Err(e) => {
                 warn!(request = request.id, "cannot record the failed build: {e}");
                 true

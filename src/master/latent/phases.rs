@@ -146,8 +146,9 @@ impl Master {
             reason,
         );
         match ended {
-            Ok(_) => {
+            Ok(build) => {
                 self.queue.take(&request.builder, request.id);
+                self.report_failed_request(&build, &request.properties, reason);
             }
             Err(e) => warn!(request = request.id, "cannot record the failed build: {e}"),
         }
