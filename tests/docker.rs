@@ -23,6 +23,9 @@ use support::master::{test_dir, MasterProcess};
 use support::wait;
 
 const IMAGE: &str = "pbmaster-stock:test";
+
+/// One test, given the shared daemon.
+type DockerTest = fn(&Dockerd);
 /// Boots install a venv and a worker: generous, since the machine may be loaded.
 const LONG: Duration = Duration::from_secs(300);
 
@@ -47,7 +50,7 @@ fn main() {
         "private dockerd up and stock image imported in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let tests: [(&str, fn(&Dockerd)); 2] = [
+    let tests: [(&str, DockerTest); 2] = [
         (
             "cloud_init_boots_a_worker_that_builds_idles_out_and_leaves_nothing",
             builds_then_idles_out,
@@ -266,9 +269,10 @@ fn killed_mid_build_and_swept(d: &Dockerd) {
     d.cli(&["rm", "-f", &unknown]).expect("rm");
     master.terminate(Duration::from_secs(30));
     assert_no_leak(d, &id);
+    let others = d.labelled("pbmaster.master=someone-else");
     assert_eq!(
-        d.labelled("pbmaster.master=someone-else"),
-        [other.clone()],
+        others,
+        [other.as_str()],
         "another master's container is left alone"
     );
     d.cli(&["rm", "-f", &other]).expect("rm");

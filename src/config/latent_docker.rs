@@ -129,6 +129,45 @@ fn env_name(k: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse;
+
+    const BASE: &str = "[master]\ndata_dir = \"d\"\n[[builder]]\nname = \"b\"\nworkers = [\"pool\"]\n[[builder.step]]\ncommand = \"true\"\n[[latent_pool]]\nname = \"pool\"\ndriver = \"docker\"\n";
+
+    fn problems(pool: &str) -> Vec<String> {
+        match parse(&format!("{BASE}{pool}")) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_docker_pool_is_checked() {
+        let e = problems("");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("needs a [latent_pool.docker] table")),
+            "{e:?}"
+        );
+        let e = problems("[latent_pool.docker]\nimage = \"i\"\n");
+        assert!(
+            e.iter().any(|m| m.contains("need `master_address`")),
+            "{e:?}"
+        );
+        let e = problems(
+            "[latent_pool.docker]\nimage = \"i\"\nnetwork = \"host\"\nhost = \"tcp://x:2375\"\ncpus = 0.0\nvolumes = [\"rel:/x\"]\nenv = { \"A-B\" = \"1\" }\nlabels = { \"pbmaster.master\" = \"x\" }\n",
+        );
+        for wanted in [
+            "unix socket",
+            "docker.cpus",
+            "docker.volumes",
+            "not a variable name",
+            "the master's own",
+        ] {
+            assert!(e.iter().any(|m| m.contains(wanted)), "{wanted}: {e:?}");
+        }
+        let ok = problems("[latent_pool.docker]\nimage = \"i\"\nnetwork = \"host\"\n");
+        assert_eq!(ok.is_empty(), cfg!(feature = "docker"), "{ok:?}");
+    }
 
     #[test]
     fn volumes_and_variable_names_are_checked() {
