@@ -7,10 +7,12 @@
 #      the change tests use, moto 5.2.5, the EC2-compatible API server the ec2
 #      driver's tests start on loopback, and aiosmtpd 1.4.6, the SMTP server (STARTTLS,
 #      AUTH) the email reporter's tests start on loopback;
-#      and Debian's chromium, which tests/browser.rs drives headless;
-#   2. cargo test for the whole workspace, all features (so the ec2 driver too): unit,
-#      property, fixture and CLI tests, and the master end to end against every
-#      worker generation and the EC2 emulator;
+#      Debian's chromium, which tests/browser.rs drives headless; and Debian's
+#      docker.io and debootstrap with the stock image tests/docker.rs boots (a
+#      minimal Debian with python3 and cloud-init, and buildbot-worker's wheels);
+#   2. cargo test for the whole workspace, all features (so the ec2 and docker drivers
+#      too): unit, property, fixture and CLI tests, and the master end to end against
+#      every worker generation, the EC2 emulator and a private dockerd;
 #   3. the deterministic fixture vectors regenerated with real Twisted and compared
 #      with the committed ones;
 #   4. the README's quickstart, once;
@@ -30,6 +32,9 @@ scripts/install-peers.sh twisted-py3 twisted-py2 \
 
 step "installing chromium"
 scripts/install-browser.sh
+
+step "installing docker and the stock image"
+scripts/install-stock-image.sh
 
 step "cargo test"
 cargo test --workspace --all-features --locked

@@ -3,6 +3,7 @@
 
 use super::error::Problems;
 use super::file::{FileTable, PoolTable};
+pub use super::latent_docker::DockerSettings;
 use crate::model::boot_script::{self, BootScript};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ pub enum LatentDriver {
     /// The EC2 API; without the cargo feature `ec2`, ec2 pools are a config error.
     #[cfg(feature = "ec2")]
     Ec2(Box<Ec2Settings>),
+    /// A container per instance; without the cargo feature `docker`, docker pools are
+    /// a config error.
+    #[cfg(feature = "docker")]
+    Docker(Box<DockerSettings>),
 }
 
 impl LatentDriver {
@@ -74,6 +79,8 @@ impl LatentDriver {
             LatentDriver::Local { .. } => "local",
             #[cfg(feature = "ec2")]
             LatentDriver::Ec2(_) => "ec2",
+            #[cfg(feature = "docker")]
+            LatentDriver::Docker(_) => "docker",
         }
     }
 
@@ -83,6 +90,8 @@ impl LatentDriver {
             LatentDriver::Local { venv, .. } => venv.as_deref(),
             #[cfg(feature = "ec2")]
             LatentDriver::Ec2(_) => None,
+            #[cfg(feature = "docker")]
+            LatentDriver::Docker(_) => None,
         }
     }
 }
@@ -188,10 +197,13 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
     let (driver, default_script) = match p.driver.get_ref().as_str() {
         "local" => (local(p, &mut fail), boot_script::LOCAL_DEFAULT),
         "ec2" => (ec2(p, &mut fail), boot_script::EC2_DEFAULT),
+        "docker" => (docker(p, &mut fail), boot_script::DOCKER_DEFAULT),
         other => {
             problems.at(
                 p.driver.span(),
-                format!("latent pool {name:?}: unknown driver {other:?} (known: local, ec2)"),
+                format!(
+                    "latent pool {name:?}: unknown driver {other:?} (known: local, ec2, docker)"
+                ),
             );
             (None, boot_script::LOCAL_DEFAULT)
         }
@@ -245,8 +257,8 @@ fn local(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
         fail("the local driver's default boot script needs `venv`");
         right = false;
     }
-    if p.ec2.is_some() {
-        fail("[latent_pool.ec2] is for the ec2 driver");
+    if p.ec2.is_some() || p.docker.is_some() {
+        fail("[latent_pool.ec2] and [latent_pool.docker] are for other drivers");
         right = false;
     }
     let pass_env = p
@@ -304,6 +316,21 @@ fn ec2_driver(settings: &Ec2Settings) -> Option<LatentDriver> {
 /// Never reached: without the feature, an ec2 pool is already reported.
 #[cfg(not(feature = "ec2"))]
 fn ec2_driver(_: &Ec2Settings) -> Option<LatentDriver> {
+    None
+}
+
+fn docker(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
+    docker_driver(super::latent_docker::check(p, fail)?)
+}
+
+#[cfg(feature = "docker")]
+fn docker_driver(settings: DockerSettings) -> Option<LatentDriver> {
+    Some(LatentDriver::Docker(Box::new(settings)))
+}
+
+/// Never reached: without the feature, a docker pool is already reported.
+#[cfg(not(feature = "docker"))]
+fn docker_driver(_: DockerSettings) -> Option<LatentDriver> {
     None
 }
 

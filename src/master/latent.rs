@@ -160,6 +160,12 @@ fn driver_for(config: &Config, pool: &LatentPoolConfig, master_id: &str) -> Arc<
             master_id,
             &pool.name,
         )),
+        #[cfg(feature = "docker")]
+        LatentDriver::Docker(settings) => Arc::new(crate::latent::docker::DockerDriver::new(
+            (**settings).clone(),
+            master_id,
+            &pool.name,
+        )),
     }
 }
 

@@ -107,6 +107,28 @@ cd worker
 runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
 "#;
 
+/// The docker driver's default: user data for a stock image with python3 and
+/// cloud-init (Debian, Ubuntu). It installs buildbot-worker in a venv (pip honours the
+/// container's `PIP_*` variables, e.g. a wheel folder mounted into the container) and
+/// runs the worker as an unprivileged user in the foreground: the container ends when
+/// the worker does.
+pub const DOCKER_DEFAULT: &str = r#"#!/bin/sh
+# pbmaster latent instance {{name}} of pool {{pool}}
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  apt-get update -q
+  apt-get install -y -q python3-venv
+fi
+id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/buildbot buildbot
+cd /var/lib/buildbot
+runuser -u buildbot -- python3 -m venv venv
+runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
+runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' '{{password}}'
+cd worker
+exec runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
+"#;
+
 impl BootScript {
     /// Parses `{{var}}` placeholders; an unknown or unterminated one is an error.
     pub fn parse(template: &str) -> Result<BootScript, String> {
@@ -168,7 +190,7 @@ mod tests {
             pool: "x-pool".into(),
             venv: "x-venv".into(),
         };
-        for template in [LOCAL_DEFAULT, EC2_DEFAULT] {
+        for template in [LOCAL_DEFAULT, EC2_DEFAULT, DOCKER_DEFAULT] {
             let script = BootScript::parse(template).unwrap().render(&vars);
             assert!(script.contains("'x-password'") || script.contains("\"x-password\""));
             let checked = std::process::Command::new("sh")

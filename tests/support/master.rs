@@ -93,7 +93,7 @@ impl MasterProcess {
             .arg(self.dir.join("master.toml"))
             .env(
                 "RUST_LOG",
-                "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_sdk_ec2=info,aws_config=info,hyper_util=info,rustls=info",
+                "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_sdk_ec2=info,aws_config=info,hyper_util=info,rustls=info,bollard=info",
             )
             // The ec2 driver's tests talk to an emulator; nothing may reach a real cloud.
             .envs(super::ec2::aws_env())

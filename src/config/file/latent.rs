@@ -1,6 +1,6 @@
 //! `[[latent_pool]]` as written.
 
-use crate::config::Ec2Settings;
+use crate::config::{DockerSettings, Ec2Settings};
 use serde::Deserialize;
 use std::path::PathBuf;
 use toml::Spanned;
@@ -10,7 +10,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct PoolTable {
     pub name: Spanned<String>,
-    /// `local` (a process group per instance) or `ec2` (cargo feature `ec2`).
+    /// `local` (a process group per instance), `ec2` (cargo feature `ec2`) or
+    /// `docker` (cargo feature `docker`).
     pub driver: Spanned<String>,
     /// Instances at once, counting those starting and stopping: a hard cap.
     #[serde(default = "one")]
@@ -71,6 +72,8 @@ pub struct PoolTable {
     pub lost_build_retries: u32,
     /// The `ec2` driver's settings.
     pub ec2: Option<Ec2Settings>,
+    /// The `docker` driver's settings.
+    pub docker: Option<DockerSettings>,
 }
 
 fn default_attempts() -> u32 {
