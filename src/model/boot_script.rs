@@ -77,9 +77,21 @@ pub struct BootScript {
 
 /// The local driver's default: create a buildbot-worker in the instance's folder and
 /// run it in the foreground, from the venv the pool names.
+///
+/// Every default writes the one-time password into `buildbot.tac` from a here-document
+/// rather than passing it to `create-worker`: a command's arguments show in every
+/// process listing of the host, and containers' and local instances' processes are
+/// the host's.
 pub const LOCAL_DEFAULT: &str = r#"#!/bin/sh
 set -e
-"{{venv}}/bin/buildbot-worker" create-worker --keepalive=60 worker "{{master}}" "{{name}}" "{{password}}"
+"{{venv}}/bin/buildbot-worker" create-worker --keepalive=60 worker "{{master}}" "{{name}}" pending
+"{{venv}}/bin/python" - worker/buildbot.tac <<'EOF'
+import re, sys
+path = sys.argv[1]
+tac = open(path).read()
+tac = re.sub(r"(?m)^passwd = .*$", "passwd = '{{password}}'", tac, count=1)
+open(path, "w").write(tac)
+EOF
 cd worker
 exec "{{venv}}/bin/twistd" --nodaemon --no_save --pidfile= -y buildbot.tac
 "#;
@@ -102,7 +114,14 @@ id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/li
 cd /var/lib/buildbot
 runuser -u buildbot -- python3 -m venv venv
 runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
-runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' '{{password}}'
+runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' pending
+runuser -u buildbot -- venv/bin/python - worker/buildbot.tac <<'EOF'
+import re, sys
+path = sys.argv[1]
+tac = open(path).read()
+tac = re.sub(r"(?m)^passwd = .*$", "passwd = '{{password}}'", tac, count=1)
+open(path, "w").write(tac)
+EOF
 cd worker
 runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
 "#;
@@ -124,7 +143,14 @@ id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/li
 cd /var/lib/buildbot
 runuser -u buildbot -- python3 -m venv venv
 runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
-runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' '{{password}}'
+runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' pending
+runuser -u buildbot -- venv/bin/python - worker/buildbot.tac <<'EOF'
+import re, sys
+path = sys.argv[1]
+tac = open(path).read()
+tac = re.sub(r"(?m)^passwd = .*$", "passwd = '{{password}}'", tac, count=1)
+open(path, "w").write(tac)
+EOF
 cd worker
 exec runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
 "#;
