@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
+mod latent;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Builder {
     builder: String,
@@ -75,6 +77,8 @@ pub struct Metrics {
     workers_attached: Family<Version, Gauge>,
     latent_instances: Family<PoolPhase, Gauge>,
     latent_waiting: Family<Pool, Gauge>,
+    /// Latent instances and cloud calls.
+    pub latent: latent::LatentMetrics,
     /// When each running build started, for its duration.
     running: Mutex<HashMap<i64, Instant>>,
     /// One scrape at a time sets the scrape-time gauges and encodes.
@@ -104,6 +108,7 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Metrics {
         let mut r = Registry::with_prefix("pbmaster");
+        let latent = latent::LatentMetrics::new(&mut r);
         let m = Metrics {
             registry: Registry::default(),
             builds_started: Family::default(),
@@ -120,6 +125,7 @@ impl Metrics {
             workers_attached: Family::default(),
             latent_instances: Family::default(),
             latent_waiting: Family::default(),
+            latent,
             running: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
         };
@@ -260,6 +266,11 @@ impl Metrics {
         self.login_failures.inc();
     }
 
+    /// A cloud API call of `pool` answered (`throttled`: with a throttling error).
+    pub fn cloud_call(&self, pool: &str, action: &str, throttled: bool) {
+        self.latent.call(pool, action, throttled);
+    }
+
     /// The text exposition, with the scrape-time gauges set from `attached` (the
     /// version of each attached worker) and `pools` (what `Msg::Pools` answers).
     pub fn encode(&self, attached: &[Option<String>], pools: &serde_json::Value) -> String {
@@ -319,6 +330,12 @@ mod tests {
         m.connection_closed("violation", true);
         m.connection_ended();
         m.login_failed();
+        m.latent.ready("c", 3.0);
+        m.latent.failed("c", "InsufficientInstanceCapacity");
+        m.latent.ended("c", 1.5);
+        m.latent.ended("c", 1.0);
+        m.cloud_call("c", "RunInstances", true);
+        m.cloud_call("c", "RunInstances", false);
         let pools = serde_json::json!([{"name": "p", "phases": {"running": 2}, "waiting": 1}]);
         let text = m.encode(&[Some("4.3.0".into()), None], &pools);
         for line in [
@@ -336,6 +353,11 @@ mod tests {
             "pbmaster_workers_attached{version=\"unknown\"} 1",
             "pbmaster_latent_instances{pool=\"p\",phase=\"running\"} 2",
             "pbmaster_latent_requests_waiting{pool=\"p\"} 1",
+            "pbmaster_latent_time_to_ready_seconds_count{pool=\"c\"} 1",
+            "pbmaster_latent_failures_total{pool=\"c\",reason=\"InsufficientInstanceCapacity\"} 1",
+            "pbmaster_latent_instance_seconds_total{pool=\"c\"} 2.5",
+            "pbmaster_cloud_calls_total{pool=\"c\",action=\"RunInstances\"} 2",
+            "pbmaster_cloud_throttles_total{pool=\"c\",action=\"RunInstances\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
