@@ -7,6 +7,7 @@
 pub mod cargo_build;
 pub mod changes;
 pub mod ec2;
+pub mod ec2_cloud;
 pub mod http;
 pub mod latent;
 pub mod master;
