@@ -304,7 +304,7 @@ fn a_copied_data_folder_takes_a_new_id_and_leaves_the_first_masters_instances_al
     support::wait::until("the copy to reconcile and sweep", LONG, || {
         cloud_calls(&second, "DescribeInstances") >= 2
     });
-    let left = instance_named(&second, &connecting[0]["name"].as_str().expect("name"));
+    let left = instance_named(&second, connecting[0]["name"].as_str().expect("name"));
     assert_eq!(left["phase"], "failed", "{left}");
     assert!(
         left["failure_reason"]

@@ -364,7 +364,7 @@ fn ec2(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
     if ec2.volume_size.is_some_and(|v| v < 1) {
         wrong("ec2.volume_size is in GiB and must be at least 1");
     }
-    if ec2.instance_type.is_some() == !ec2.instance_types.is_empty() {
+    if ec2.instance_type.is_some() != ec2.instance_types.is_empty() {
         wrong("set exactly one of ec2.instance_type and ec2.instance_types");
     }
     if ec2.subnet_id.is_some() && !ec2.subnet_ids.is_empty() {

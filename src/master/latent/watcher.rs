@@ -116,7 +116,7 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
             now_phase,
             Phase::Ready | Phase::Building | Phase::Idle | Phase::Draining
         );
-        if !starting && !(live && driver.watches_live()) {
+        if !(starting || live && driver.watches_live()) {
             return;
         }
         match driver.state(&cloud_id).await {
