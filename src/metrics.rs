@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
+mod latent;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Builder {
     builder: String,
@@ -82,6 +84,8 @@ pub struct Metrics {
     latent_instances: Family<PoolPhase, Gauge>,
     latent_waiting: Family<Pool, Gauge>,
     reports: Family<ReporterOutcome, Counter>,
+    /// Latent instances and cloud calls.
+    pub latent: latent::LatentMetrics,
     /// When each running build started, for its duration.
     running: Mutex<HashMap<i64, Instant>>,
     /// One scrape at a time sets the scrape-time gauges and encodes.
@@ -111,6 +115,7 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Metrics {
         let mut r = Registry::with_prefix("pbmaster");
+        let latent = latent::LatentMetrics::new(&mut r);
         let m = Metrics {
             registry: Registry::default(),
             builds_started: Family::default(),
@@ -128,6 +133,7 @@ impl Metrics {
             latent_instances: Family::default(),
             latent_waiting: Family::default(),
             reports: Family::default(),
+            latent,
             running: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
         };
@@ -283,6 +289,11 @@ impl Metrics {
         self.login_failures.inc();
     }
 
+    /// A cloud API call of `pool` answered (`throttled`: with a throttling error).
+    pub fn cloud_call(&self, pool: &str, action: &str, throttled: bool) {
+        self.latent.call(pool, action, throttled);
+    }
+
     /// The text exposition, with the scrape-time gauges set from `attached` (the
     /// version of each attached worker) and `pools` (what `Msg::Pools` answers).
     pub fn encode(&self, attached: &[Option<String>], pools: &serde_json::Value) -> String {
@@ -342,6 +353,12 @@ mod tests {
         m.connection_closed("violation", true);
         m.connection_ended();
         m.login_failed();
+        m.latent.ready("c", 3.0);
+        m.latent.failed("c", "InsufficientInstanceCapacity");
+        m.latent.ended("c", 1.5);
+        m.latent.ended("c", 1.0);
+        m.cloud_call("c", "RunInstances", true);
+        m.cloud_call("c", "RunInstances", false);
         let pools = serde_json::json!([{"name": "p", "phases": {"running": 2}, "waiting": 1}]);
         let text = m.encode(&[Some("4.3.0".into()), None], &pools);
         for line in [
@@ -359,6 +376,11 @@ mod tests {
             "pbmaster_workers_attached{version=\"unknown\"} 1",
             "pbmaster_latent_instances{pool=\"p\",phase=\"running\"} 2",
             "pbmaster_latent_requests_waiting{pool=\"p\"} 1",
+            "pbmaster_latent_time_to_ready_seconds_count{pool=\"c\"} 1",
+            "pbmaster_latent_failures_total{pool=\"c\",reason=\"InsufficientInstanceCapacity\"} 1",
+            "pbmaster_latent_instance_seconds_total{pool=\"c\"} 2.5",
+            "pbmaster_cloud_calls_total{pool=\"c\",action=\"RunInstances\"} 2",
+            "pbmaster_cloud_throttles_total{pool=\"c\",action=\"RunInstances\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

@@ -8,126 +8,13 @@ mod support;
 
 use serde_json::Value;
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
-use support::ec2::{BootPolicy, Fault, FaultKind, FaultProxy, Moto, Simulator, IMAGE};
+use support::ec2::{BootPolicy, Fault, FaultKind, IMAGE};
+use support::ec2_cloud::{config, password_of, start_master, wait_all_ended, Cloud, LONG};
 use support::latent::{instances, peak, phases, TWO_BUILDS_THEN_IDLE_OUT};
-use support::master::{test_dir, MasterProcess};
+use support::master::test_dir;
 use support::pb::try_login;
 use support::wait;
-use support::workers::Generation;
-
-const LONG: Duration = Duration::from_secs(120);
-
-/// The cloud side of one test: emulator, proxy in front of it, simulator behind it.
-struct Cloud {
-    moto: Moto,
-    proxy: FaultProxy,
-    sim: Simulator,
-}
-
-impl Cloud {
-    /// Waits until exactly `ids` are alive in the cloud.
-    fn wait_alive_exactly(&self, ids: &[&str]) {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let alive: Vec<String> = self.moto.alive().into_iter().map(|i| i.id).collect();
-            if alive == ids {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alive: {alive:?}, expected {ids:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn start(dir: &Path, policy: BootPolicy) -> Cloud {
-        std::fs::create_dir_all(dir).expect("dir");
-        let moto = Moto::start(&dir.join("moto.log"));
-        let proxy = FaultProxy::start(moto.port);
-        let sim = Simulator::start(moto.port, &dir.join("instances"), policy);
-        Cloud { moto, proxy, sim }
-    }
-
-    /// Instances of pool `pool` not terminated.
-    fn alive_in(&self, pool: &str) -> usize {
-        self.moto
-            .alive()
-            .iter()
-            .filter(|i| i.tags.get("pbmaster:pool").map(String::as_str) == Some(pool))
-            .count()
-    }
-
-    fn wait_none_alive(&self, pool: &str) {
-        let deadline = Instant::now() + LONG;
-        while self.alive_in(pool) > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "instances left: {:?}",
-                self.moto.alive()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-/// A pool of up to `max` instances: the user data is the two-line template of a
-/// pre-baked image (here: the test's worker venv), as a user with their own image
-/// would write it.
-fn config(cloud: &Cloud, pb: &str, pool_extra: &str, ec2_extra: &str) -> String {
-    let venv = Generation::Worker4.venv();
-    format!(
-        r#"
-[[latent_pool]]
-name = "cloud"
-driver = "ec2"
-poll_interval = 1
-master_address = "{pb}"
-boot_script = '''
-"{venv}/bin/buildbot-worker" create-worker worker "{{{{master}}}}" "{{{{name}}}}" "{{{{password}}}}"
-cd worker && exec "{venv}/bin/twistd" --nodaemon --no_save --pidfile= -y buildbot.tac
-'''
-{pool_extra}
-
-[latent_pool.ec2]
-region = "us-east-1"
-endpoint_url = "{url}"
-instance_type = "t3.micro"
-{ec2_extra}
-
-[[builder]]
-name = "job"
-workers = ["cloud"]
-
-[[builder.step]]
-command = "sleep 1; echo built on %(prop:workername)s"
-"#,
-        venv = venv.display(),
-        url = cloud.proxy.url(),
-    )
-}
-
-fn start_master(dir: &Path, cloud: &Cloud, pool_extra: &str, ec2_extra: &str) -> MasterProcess {
-    // The config needs the PB address before the master picks it: start, then rewrite.
-    let mut master = MasterProcess::start(&dir.join("master"), "", "");
-    let body = config(cloud, &master.pb.to_string(), pool_extra, ec2_extra);
-    master.set_body(&body);
-    master.restart();
-    master
-}
-
-fn wait_all_ended(master: &MasterProcess) -> Vec<Value> {
-    support::latent::wait_all_ended(master, LONG)
-}
-
-/// The password in an instance's user data (`create-worker worker MASTER NAME PASSWORD`).
-fn password_of(dir: &Path, cloud_id: &str) -> String {
-    let script = std::fs::read_to_string(dir.join("instances").join(cloud_id).join("user-data.sh"))
-        .expect("user data");
-    script.split('"').nth(7).expect("password").to_owned()
-}
 
 #[test]
 fn on_demand_instances_are_tagged_reused_capped_and_terminated() {

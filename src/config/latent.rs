@@ -49,6 +49,19 @@ pub struct LatentPoolConfig {
     pub substantiation_attempts: u32,
     /// Times a build may run again after its instance was lost under it.
     pub lost_build_retries: u32,
+    /// What an instance costs per hour, if known.
+    pub price_per_hour: Option<f64>,
+    /// Stopped instances kept for the next demand (`idle_action = "stop"`); 0 when
+    /// idle instances are terminated.
+    pub max_stopped: usize,
+}
+
+impl LatentPoolConfig {
+    /// The price per hour of an instance placed at `placement` (`subnet/type`): the
+    /// instance type's own price if the driver's settings give one, else the pool's.
+    pub fn price_for(&self, placement: Option<&str>) -> Option<f64> {
+        self.driver.price_of(placement).or(self.price_per_hour)
+    }
 }
 
 /// Where a pool's instances come from.
@@ -81,6 +94,23 @@ impl LatentDriver {
             LatentDriver::Ec2(_) => "ec2",
             #[cfg(feature = "docker")]
             LatentDriver::Docker(_) => "docker",
+        }
+    }
+
+    /// The price per hour the driver's settings give the instance type of
+    /// `placement` (`subnet/type` or `type`).
+    pub fn price_of(&self, placement: Option<&str>) -> Option<f64> {
+        match self {
+            LatentDriver::Local { .. } => {
+                let _ = placement;
+                None
+            }
+            #[cfg(feature = "ec2")]
+            LatentDriver::Ec2(s) => {
+                let placed = placement?;
+                let kind = placed.rsplit('/').next().unwrap_or(placed);
+                s.prices.get(kind).copied()
+            }
         }
     }
 
@@ -133,8 +163,24 @@ pub struct Ec2Settings {
     /// ... among these owners (account ids, `amazon`, `self`).
     #[serde(default)]
     pub ami_owners: Vec<String>,
-    pub instance_type: String,
+    /// The instance type ...
+    pub instance_type: Option<String>,
+    /// ... or several, in order of preference: a launch the cloud has no capacity
+    /// for tries the next one (in each subnet) before waiting.
+    #[serde(default)]
+    pub instance_types: Vec<String>,
     pub subnet_id: Option<String>,
+    /// Several subnets (availability zones), tried in turn like `instance_types`.
+    #[serde(default)]
+    pub subnet_ids: Vec<String>,
+    /// `true`: each launch starts at the next choice in turn (spreading instances
+    /// over zones and types) instead of always at the first.
+    #[serde(default)]
+    pub spread: bool,
+    /// Price per hour by instance type, for the cost of builds (over the pool's
+    /// `price_per_hour`).
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
     #[serde(default)]
     pub security_group_ids: Vec<String>,
     pub key_name: Option<String>,
@@ -148,6 +194,8 @@ pub struct Ec2Settings {
     /// Ask for a spot instance, falling back to on-demand when there is no capacity.
     #[serde(default)]
     pub spot: bool,
+    /// `"spot"` or `"on-demand"` (the default): `market = "spot"` is `spot = true`.
+    pub market: Option<String>,
     /// The most to pay per hour for a spot instance (USD); default: the on-demand price.
     pub spot_max_price: Option<String>,
     /// API calls the pool may make per minute, retries included.
@@ -218,9 +266,36 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
     if p.min_instances > p.max_instances {
         fail("min_instances is above max_instances");
     }
+    if p.price_per_hour
+        .is_some_and(|x| !(x.is_finite() && x >= 0.0))
+    {
+        fail("price_per_hour must be a number, 0 or more");
+    }
     if p.max_uses == Some(0) || p.max_age == Some(0) {
         fail("max_uses and max_age must be at least 1 (leave them out for no limit)");
     }
+    let keep_stopped = match p.idle_action.as_deref() {
+        None | Some("terminate") => Some(0),
+        Some("stop") if p.driver.get_ref() != "ec2" => {
+            fail("idle_action = \"stop\" needs a driver that can stop instances (ec2)");
+            None
+        }
+        Some("stop")
+            if p.ec2
+                .as_ref()
+                .is_some_and(|e| e.spot || e.market.as_deref() == Some("spot")) =>
+        {
+            fail("idle_action = \"stop\": one-time spot instances cannot be stopped");
+            None
+        }
+        Some("stop") => Some(p.max_stopped.unwrap_or(p.max_instances)),
+        Some(other) => {
+            fail(&format!(
+                "idle_action is \"terminate\" or \"stop\", not {other:?}"
+            ));
+            None
+        }
+    };
     let boot_script = BootScript::parse(p.boot_script.as_deref().unwrap_or(default_script))
         .map_err(|e| fail(&e))
         .ok();
@@ -243,6 +318,8 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
         boot_script: boot_script?,
         substantiation_attempts: p.substantiation_attempts,
         lost_build_retries: p.lost_build_retries,
+        price_per_hour: p.price_per_hour,
+        max_stopped: keep_stopped?,
     })
 }
 
@@ -298,6 +375,21 @@ fn ec2(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
     }
     if ec2.volume_size.is_some_and(|v| v < 1) {
         wrong("ec2.volume_size is in GiB and must be at least 1");
+    }
+    if ec2.instance_type.is_some() != ec2.instance_types.is_empty() {
+        wrong("set exactly one of ec2.instance_type and ec2.instance_types");
+    }
+    if ec2.subnet_id.is_some() && !ec2.subnet_ids.is_empty() {
+        wrong("set at most one of ec2.subnet_id and ec2.subnet_ids");
+    }
+    if ec2.prices.values().any(|x| !(x.is_finite() && *x >= 0.0)) {
+        wrong("ec2.prices must be numbers, 0 or more");
+    }
+    match ec2.market.as_deref() {
+        None | Some("spot") | Some("on-demand") => {}
+        Some(other) => wrong(&format!(
+            "ec2.market is \"spot\" or \"on-demand\", not {other:?}"
+        )),
     }
     if ec2.calls_per_minute == 0 {
         wrong("ec2.calls_per_minute must be at least 1");

@@ -20,6 +20,14 @@ pub struct LaunchSpec {
     pub client_token: String,
 }
 
+/// A launched instance: the cloud's id, and where the driver put it when it had
+/// choices (`subnet/type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub cloud_id: String,
+    pub placement: Option<String>,
+}
+
 /// The cloud's view of an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloudState {
@@ -69,6 +77,49 @@ pub struct OwnedInstance {
 pub trait Driver: Send + Sync + fmt::Debug {
     /// Starts an instance running `spec.user_data`; returns the cloud's id for it.
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> DriverFuture<'a, String>;
+    /// [`Driver::launch`], saying where the instance was put; drivers that choose
+    /// among subnets or instance types override it.
+    fn launch_placed<'a>(&'a self, spec: &'a LaunchSpec) -> DriverFuture<'a, Launched> {
+        Box::pin(async move {
+            let cloud_id = self.launch(spec).await?;
+            Ok(Launched {
+                cloud_id,
+                placement: None,
+            })
+        })
+    }
+    /// Ends an instance whose launch may have started but whose id was never
+    /// recorded (the master stopped in between), found by its launch token; drivers
+    /// that list their instances by tag find such ones with [`Driver::owned`] instead.
+    fn end_launch<'a>(&'a self, client_token: &'a str) -> DriverFuture<'a, ()> {
+        let _ = client_token;
+        Box::pin(async { Ok(()) })
+    }
+    /// Whether the cloud may end an instance on its own (spot interruptions,
+    /// maintenance): then a ready instance is still watched, and its end is told
+    /// apart from a crash of its worker.
+    fn watches_live(&self) -> bool {
+        false
+    }
+    /// Whether [`Driver::stop`] and [`Driver::restart`] work (`idle_action = "stop"`).
+    fn can_stop(&self) -> bool {
+        false
+    }
+    /// Stops the instance, keeping it (and its disk) to be started again; resolves
+    /// once it is stopped.
+    fn stop<'a>(&'a self, cloud_id: &'a str) -> DriverFuture<'a, ()> {
+        let _ = cloud_id;
+        Box::pin(async { Err(DriverError::permanent("this driver cannot stop instances")) })
+    }
+    /// Starts a stopped instance again with new user data (fresh credentials).
+    fn restart<'a>(&'a self, cloud_id: &'a str, user_data: &'a str) -> DriverFuture<'a, ()> {
+        let _ = (cloud_id, user_data);
+        Box::pin(async {
+            Err(DriverError::permanent(
+                "this driver cannot restart instances",
+            ))
+        })
+    }
     /// How the cloud sees the instance now.
     fn state<'a>(&'a self, cloud_id: &'a str) -> DriverFuture<'a, CloudState>;
     /// Ends the instance; succeeds if it is already gone.

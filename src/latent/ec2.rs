@@ -9,18 +9,21 @@
 //! budget; the SDK's own retries are off so the budget counts every request.
 
 use super::budget::CallBudget;
-use super::driver::{CloudState, Driver, DriverError, DriverFuture, LaunchSpec, OwnedInstance};
+use super::driver::{
+    CloudState, Driver, DriverError, DriverFuture, LaunchSpec, Launched, OwnedInstance,
+};
 use crate::config::Ec2Settings;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceStateName, InstanceType,
-    MarketType, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
-    TagSpecification,
+    MarketType, ResourceType, SecureBlobAttributeValue, ShutdownBehavior, SpotInstanceType,
+    SpotMarketOptions, Tag, TagSpecification,
 };
 use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
@@ -28,6 +31,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use base64::Engine;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
@@ -53,6 +57,20 @@ const CAPACITY_CODES: [&str; 6] = [
     "InsufficientHostCapacity",
 ];
 
+/// Error codes after which a launch tries its next choice of subnet and instance
+/// type: no capacity there, no free address in the subnet, the type not offered in
+/// the subnet's zone.
+const NEXT_CHOICE_CODES: [&str; 2] = ["InsufficientFreeAddressesInSubnet", "Unsupported"];
+
+/// Error codes of a throttled call (counted apart in the metrics).
+const THROTTLE_CODES: [&str; 5] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+];
+
 /// Error codes worth another try: the request was throttled or the service failed.
 const TRANSIENT_CODES: [&str; 9] = [
     "RequestLimitExceeded",
@@ -66,6 +84,11 @@ const TRANSIENT_CODES: [&str; 9] = [
     "Unavailable",
 ];
 
+/// How long a stopping instance may take to be stopped.
+const STOP_TIMEOUT: Duration = Duration::from_secs(600);
+/// Between looks at a stopping instance.
+const STOP_POLL: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub struct Ec2Driver {
     settings: Ec2Settings,
@@ -75,6 +98,56 @@ pub struct Ec2Driver {
     /// The resolved image and its root device, found once.
     image: OnceCell<(String, Option<String>)>,
     budget: CallBudget,
+    /// Launches so far, for `spread`.
+    launches: AtomicUsize,
+}
+
+/// Where one launch try puts the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Choice {
+    subnet: Option<String>,
+    kind: String,
+}
+
+impl Choice {
+    /// `subnet/type`, or the type alone in the default subnet.
+    fn placement(&self) -> String {
+        match &self.subnet {
+            Some(s) => format!("{s}/{}", self.kind),
+            None => self.kind.clone(),
+        }
+    }
+}
+
+/// Every instance type in each subnet, in the configured order (types first: a
+/// preferred type is tried in every zone before the next type); with `spread`, the
+/// list starts `turn` places further on.
+fn choices(s: &Ec2Settings, turn: usize) -> Vec<Choice> {
+    let kinds: Vec<String> = s
+        .instance_type
+        .iter()
+        .chain(&s.instance_types)
+        .cloned()
+        .collect();
+    let subnets: Vec<Option<String>> = if s.subnet_ids.is_empty() {
+        vec![s.subnet_id.clone()]
+    } else {
+        s.subnet_ids.iter().cloned().map(Some).collect()
+    };
+    let mut all: Vec<Choice> = kinds
+        .iter()
+        .flat_map(|kind| {
+            subnets.iter().map(move |subnet| Choice {
+                subnet: subnet.clone(),
+                kind: kind.clone(),
+            })
+        })
+        .collect();
+    if s.spread && !all.is_empty() {
+        let n = all.len();
+        all.rotate_left(turn % n);
+    }
+    all
 }
 
 impl Ec2Driver {
@@ -87,6 +160,7 @@ impl Ec2Driver {
             client: OnceCell::new(),
             image: OnceCell::new(),
             budget,
+            launches: AtomicUsize::new(0),
         }
     }
 
@@ -143,7 +217,14 @@ impl Ec2Driver {
         loop {
             self.budget.take().await;
             attempt += 1;
-            match op().await {
+            let answer = op().await;
+            let throttled = answer
+                .as_ref()
+                .err()
+                .and_then(|e| e.code())
+                .is_some_and(|c| THROTTLE_CODES.contains(&c));
+            crate::metrics::metrics().cloud_call(&self.pool, what, throttled);
+            match answer {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let e = classify(what, &e);
@@ -221,7 +302,13 @@ impl Ec2Driver {
     }
 
     /// One RunInstances call (spot or on-demand) with everything the pool configures.
-    async fn run(&self, spec: &LaunchSpec, spot: bool, token: &str) -> Result<String, DriverError> {
+    async fn run(
+        &self,
+        spec: &LaunchSpec,
+        choice: &Choice,
+        spot: bool,
+        token: &str,
+    ) -> Result<String, DriverError> {
         let (image, root_device) = self.image().await?.clone();
         let client = self.client().await;
         let s = &self.settings;
@@ -233,14 +320,14 @@ impl Ec2Driver {
                 let mut req = client
                     .run_instances()
                     .image_id(&image)
-                    .instance_type(InstanceType::from(s.instance_type.as_str()))
+                    .instance_type(InstanceType::from(choice.kind.as_str()))
                     .min_count(1)
                     .max_count(1)
                     .client_token(token)
                     .user_data(&user_data)
                     .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
                     .metadata_options(imdsv2_only())
-                    .set_subnet_id(s.subnet_id.clone())
+                    .set_subnet_id(choice.subnet.clone())
                     .set_key_name(s.key_name.clone());
                 if !s.security_group_ids.is_empty() {
                     req = req.set_security_group_ids(Some(s.security_group_ids.clone()));
@@ -422,9 +509,131 @@ fn is_not_found(e: &DriverError) -> bool {
     e.code.as_deref() == Some("InvalidInstanceID.NotFound")
 }
 
+impl Ec2Driver {
+    /// One pass over the choices (spot ones first, if spot is asked for, then
+    /// on-demand): the first that launches wins. A choice without capacity passes to
+    /// the next; any other error ends the pass at once (a wrong image or subnet is
+    /// reported in the cloud's words). When every choice failed, the error says
+    /// whether waiting may help: it does if one of them lacked capacity.
+    async fn launch_once(&self, spec: &LaunchSpec, turn: usize) -> Result<Launched, DriverError> {
+        let choices = choices(&self.settings, turn);
+        let markets: &[bool] = if self.spot() {
+            &[true, false]
+        } else {
+            &[false]
+        };
+        let mut waitable = None;
+        let mut last = None;
+        for &spot in markets {
+            if self.spot() && !spot {
+                if let Some(e) = &waitable {
+                    warn!(pool = %self.pool, "no spot capacity ({e}); launching on demand");
+                }
+            }
+            for (k, choice) in choices.iter().enumerate() {
+                // A token per choice and market: the cloud refuses one token reused
+                // with other parameters, and a retry of the same choice keeps its own.
+                let mut token = spec.client_token.clone();
+                if k > 0 {
+                    token.push_str(&format!("-{k}"));
+                }
+                if self.spot() && !spot {
+                    token.push_str("-od");
+                }
+                match self.run(spec, choice, spot, &token).await {
+                    Ok(cloud_id) => {
+                        return Ok(Launched {
+                            cloud_id,
+                            placement: Some(choice.placement()),
+                        })
+                    }
+                    Err(e) if is_capacity_error(&e) || next_choice(&e) => {
+                        let market = if spot { "spot" } else { "on-demand" };
+                        warn!(pool = %self.pool, placement = %choice.placement(), market, "{e}; trying the next choice");
+                        if is_capacity_error(&e)
+                            || e.code.as_deref() == Some("InsufficientFreeAddressesInSubnet")
+                        {
+                            waitable = Some(e.clone());
+                        }
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(match (waitable, last) {
+            (Some(e), _) => DriverError {
+                transient: true,
+                ..e
+            },
+            (None, Some(e)) => e,
+            (None, None) => DriverError::permanent("no instance type configured"),
+        })
+    }
+
+    /// The instance's state name (`None`: not visible).
+    async fn state_name(&self, cloud_id: &str) -> Result<Option<InstanceStateName>, DriverError> {
+        let client = self.client().await;
+        let out = self
+            .call("DescribeInstances", || {
+                client.describe_instances().instance_ids(cloud_id).send()
+            })
+            .await?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .and_then(|i| i.state())
+            .and_then(|s| s.name())
+            .cloned())
+    }
+
+    /// Waits until the instance is stopped (polling at the pool's call budget), or
+    /// fails if it ended or took [`STOP_TIMEOUT`].
+    async fn until_stopped(&self, cloud_id: &str) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        loop {
+            match self.state_name(cloud_id).await? {
+                Some(InstanceStateName::Stopped) => return Ok(()),
+                Some(InstanceStateName::Stopping) | Some(InstanceStateName::Running) => {}
+                Some(InstanceStateName::Pending) | None => {}
+                Some(other) => {
+                    return Err(DriverError::permanent(format!(
+                        "{cloud_id} is {} instead of stopped",
+                        other.as_str()
+                    )))
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::permanent(format!(
+                    "{cloud_id} did not stop within {} s",
+                    STOP_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(STOP_POLL).await;
+        }
+    }
+
+    fn spot(&self) -> bool {
+        self.settings.spot || self.settings.market.as_deref() == Some("spot")
+    }
+}
+
+fn next_choice(e: &DriverError) -> bool {
+    e.code
+        .as_deref()
+        .is_some_and(|c| NEXT_CHOICE_CODES.contains(&c))
+}
+
 impl Driver for Ec2Driver {
     fn launch<'a>(&'a self, spec: &'a LaunchSpec) -> DriverFuture<'a, String> {
+        Box::pin(async move { Ok(self.launch_placed(spec).await?.cloud_id) })
+    }
+
+    fn launch_placed<'a>(&'a self, spec: &'a LaunchSpec) -> DriverFuture<'a, Launched> {
         Box::pin(async move {
+            let turn = self.launches.fetch_add(1, Ordering::Relaxed);
             let mut last = None;
             for round in 0..MAX_ATTEMPTS {
                 if round > 0 {
@@ -432,23 +641,14 @@ impl Driver for Ec2Driver {
                     // The failed call may have launched it after all: never launch twice.
                     if let Some(found) = self.find(Some(&spec.name)).await?.into_iter().next() {
                         info!(pool = %self.pool, instance = %spec.name, "found the instance a failed launch made");
-                        return Ok(found.cloud_id);
+                        return Ok(Launched {
+                            cloud_id: found.cloud_id,
+                            placement: None,
+                        });
                     }
                 }
-                let attempt = if self.settings.spot {
-                    match self.run(spec, true, &spec.client_token).await {
-                        Err(e) if is_capacity_error(&e) => {
-                            warn!(pool = %self.pool, "no spot capacity ({e}); launching on demand");
-                            let token = format!("{}-od", spec.client_token);
-                            self.run(spec, false, &token).await
-                        }
-                        other => other,
-                    }
-                } else {
-                    self.run(spec, false, &spec.client_token).await
-                };
-                match attempt {
-                    Ok(id) => return Ok(id),
+                match self.launch_once(spec, turn).await {
+                    Ok(launched) => return Ok(launched),
                     Err(e) if launch_again(&e) => {
                         warn!(pool = %self.pool, "{e}; trying again ({}/{MAX_ATTEMPTS})", round + 1);
                         last = Some(e);
@@ -520,6 +720,53 @@ impl Driver for Ec2Driver {
 
     fn owned(&self) -> DriverFuture<'_, Option<Vec<OwnedInstance>>> {
         Box::pin(async move { self.find(None).await.map(Some) })
+    }
+
+    fn can_stop(&self) -> bool {
+        true
+    }
+
+    fn watches_live(&self) -> bool {
+        true
+    }
+
+    fn stop<'a>(&'a self, cloud_id: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await;
+            self.call("StopInstances", || {
+                client.stop_instances().instance_ids(cloud_id).send()
+            })
+            .await?;
+            self.until_stopped(cloud_id).await
+        })
+    }
+
+    /// User data can change only while the instance is stopped: the new one-time
+    /// credentials go in first, then it starts. (The attribute takes the base64 text,
+    /// which the API's encoding of binary values encodes once more.)
+    fn restart<'a>(&'a self, cloud_id: &'a str, user_data: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            self.until_stopped(cloud_id).await?;
+            let client = self.client().await;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(user_data);
+            self.call("ModifyInstanceAttribute", || {
+                client
+                    .modify_instance_attribute()
+                    .instance_id(cloud_id)
+                    .user_data(
+                        SecureBlobAttributeValue::builder()
+                            .value(Blob::new(encoded.as_bytes()))
+                            .build(),
+                    )
+                    .send()
+            })
+            .await?;
+            self.call("StartInstances", || {
+                client.start_instances().instance_ids(cloud_id).send()
+            })
+            .await?;
+            Ok(())
+        })
     }
 }
 

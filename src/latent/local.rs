@@ -73,25 +73,37 @@ impl LocalDriver {
 /// Whether a live (not zombie) process of group `pgid` has `PBMASTER_LAUNCH=token`
 /// in its environment: the group is still the instance that launch made.
 fn group_is_ours(pgid: &str, token: &str) -> bool {
+    groups_with_token(token).iter().any(|g| g == pgid)
+}
+
+/// The process groups with a live (not zombie) process that has
+/// `PBMASTER_LAUNCH=token` in its environment.
+fn groups_with_token(token: &str) -> Vec<String> {
     let wanted = format!("PBMASTER_LAUNCH={token}");
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
-    entries.flatten().any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        // pid (comm) state ppid pgrp ...: split after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        if fields.len() < 3 || fields[2] != pgid || fields[0] == "Z" {
-            return false;
-        }
-        std::fs::read(e.path().join("environ"))
-            .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
-    })
+    let mut groups: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid pgrp ...: split after the last ')'.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            if fields.len() < 3 || fields[0] == "Z" {
+                return None;
+            }
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            env.split(|b| *b == 0)
+                .any(|var| var == wanted.as_bytes())
+                .then(|| fields[2].to_owned())
+        })
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 /// Sends `signal` to the process group `pgid` (the instance and everything it started).
@@ -172,6 +184,18 @@ impl Driver for LocalDriver {
                 tracing::warn!(instance = %spec.name, "cannot record the launch: {e}");
             }
             Ok(id)
+        })
+    }
+
+    /// A master that stopped between starting the boot script and recording its
+    /// group leaves the group running: found again by the token in its environment.
+    fn end_launch<'a>(&'a self, client_token: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            for pgid in groups_with_token(client_token) {
+                self.tokens().insert(client_token.to_owned(), pgid.clone());
+                self.terminate(&pgid).await?;
+            }
+            Ok(())
         })
     }
 
@@ -266,6 +290,48 @@ mod tests {
         );
         let _ = stranger.kill();
         let _ = stranger.wait();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_launch_whose_group_was_never_recorded_is_found_by_its_token() {
+        let dir = folder("unrecorded");
+        let first = LocalDriver::new(dir.clone(), vec!["PATH".into()]);
+        let spec = LaunchSpec {
+            name: "pool-1".into(),
+            pool: "pool".into(),
+            user_data: "sleep 30 & sleep 30\n".into(),
+            client_token: "pool-1-unrecorded".into(),
+        };
+        let pgid = first.launch(&spec).await.expect("launch");
+        let started = std::time::Instant::now();
+        while !group_is_ours(&pgid, "pool-1-unrecorded") {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the group starts"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The master died before it recorded the group: no launch file either.
+        std::fs::remove_file(dir.join("pool-1").join(LAUNCH_FILE)).expect("forget");
+        let restarted = LocalDriver::new(dir.clone(), vec![]);
+        restarted
+            .end_launch("pool-1-other")
+            .await
+            .expect("no such launch");
+        assert!(
+            group_is_ours(&pgid, "pool-1-unrecorded"),
+            "another token ends nothing"
+        );
+        restarted
+            .end_launch("pool-1-unrecorded")
+            .await
+            .expect("end");
+        assert!(groups_with_token("pool-1-unrecorded").is_empty());
+        assert!(matches!(
+            first.state(&pgid).await.expect("state"),
+            CloudState::Gone(_)
+        ));
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -41,7 +41,7 @@ pub fn plan(
     demand: &BTreeMap<String, usize>,
     blocked: Option<&str>,
 ) -> Plan {
-    let live = seats.iter().filter(|s| s.phase.is_live()).count();
+    let live = seats.iter().filter(|s| s.phase.is_counted()).count();
     let per = limits.max_builds.max(1);
     let unmet = unmet(per, seats, demand);
     // A new instance takes one build of each builder, `per` in all.
@@ -55,7 +55,10 @@ pub fn plan(
     // recycled is replaced.
     let usable = seats
         .iter()
-        .filter(|s| s.phase.is_live() && !matches!(s.phase, Phase::Draining | Phase::Stopping))
+        .filter(|s| {
+            s.phase.is_counted()
+                && !matches!(s.phase, Phase::Draining | Phase::Stopping | Phase::Parking)
+        })
         .count();
     let wanted = for_demand.max(limits.min_instances.saturating_sub(usable));
     let room = limits.max_instances.saturating_sub(live);

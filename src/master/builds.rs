@@ -84,6 +84,7 @@ impl Master {
         builder: &str,
         mut outcome: BuildOutcome,
     ) {
+        self.mark_interrupted(worker, &mut outcome);
         if self.draining && outcome.result == BuildResult::Cancelled {
             // Interrupted by the shutdown, not by a user: run it again later.
             outcome.result = BuildResult::Retry;

@@ -44,6 +44,21 @@ pub enum Effect {
         cloud_id: Option<String>,
         report: Option<(String, i64)>,
     },
+    /// End what a launch recorded with `client_token` may have started although its
+    /// id was never recorded (the master stopped mid-launch); reported like
+    /// [`Effect::Terminate`].
+    EndLaunch {
+        driver: Arc<dyn Driver>,
+        client_token: String,
+        report: (String, i64),
+    },
+    /// Stop a cloud instance to keep it; reported as [`LatentMsg::Parked`] or
+    /// [`LatentMsg::ParkFailed`].
+    Park {
+        driver: Arc<dyn Driver>,
+        cloud_id: String,
+        report: (String, i64),
+    },
     /// Poll a pool's cloud every `every` for instances no live one accounts for.
     Sweep {
         driver: Arc<dyn Driver>,
@@ -128,6 +143,11 @@ pub enum WatchStart {
     Launch(LaunchSpec),
     /// An instance from before a restart, by its cloud id.
     Adopt(String),
+    /// A stopped instance started again with new user data.
+    Resume {
+        cloud_id: String,
+        user_data: String,
+    },
 }
 
 /// An answer to send: the closure owns its channel.

@@ -18,10 +18,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod interrupt;
 mod lost;
+mod park;
 mod phases;
 mod reconcile;
 mod recycle;
+pub use interrupt::INTERRUPTED;
 pub use reconcile::CloudView;
 pub(super) mod watcher;
 
@@ -49,6 +52,9 @@ pub struct Pool {
     /// Instances whose launch call has not answered: one stopped meanwhile may still
     /// come to exist, so it is ended once the answer names it.
     launching: HashSet<i64>,
+    /// Why the cloud ended instances under their builds, by worker name, until
+    /// those builds have ended.
+    interrupted: HashMap<String, String>,
 }
 
 /// Events from instance tasks and timers.
@@ -58,6 +64,8 @@ pub enum LatentMsg {
         pool: String,
         id: i64,
         cloud_id: String,
+        /// Where the driver put it, when it had choices.
+        placement: Option<String>,
     },
     LaunchFailed {
         pool: String,
@@ -65,6 +73,8 @@ pub enum LatentMsg {
         why: String,
         /// The cloud refused outright (another try would fail the same way).
         permanent: bool,
+        /// The cloud's error code, if it gave one.
+        code: Option<String>,
     },
     Running {
         pool: String,
@@ -109,6 +119,17 @@ pub enum LatentMsg {
         pool: String,
         id: i64,
     },
+    /// The instance is stopped and kept (`idle_action = "stop"`).
+    Parked {
+        pool: String,
+        id: i64,
+    },
+    /// Stopping it to keep it failed: it is terminated instead.
+    ParkFailed {
+        pool: String,
+        id: i64,
+        why: String,
+    },
     /// A pool's quarantine is over: look at the demand again.
     QuarantineOver,
     /// What the cloud has under this master's tag for a pool, from a periodic sweep.
@@ -140,6 +161,7 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 last_failure: None,
                 terminate_failures: HashMap::new(),
                 launching: HashSet::new(),
+                interrupted: HashMap::new(),
             };
             (p.name.clone(), pool)
         })
@@ -270,6 +292,10 @@ impl Master {
         };
         if self.pools[&pool].instances[&id].phase == Phase::Attaching {
             self.transition(&pool, id, Phase::Ready, None);
+            let born = self.pools[&pool].instances[&id].born;
+            crate::metrics::metrics()
+                .latent
+                .ready(&pool, self.now - born);
             if let Some(p) = self.pools.get_mut(&pool) {
                 p.failures = 0;
             }
@@ -294,7 +320,9 @@ impl Master {
             return;
         };
         let phase = self.pools[&pool].instances[&id].phase;
-        if phase.is_starting() {
+        if matches!(phase, Phase::Parking | Phase::Parked) {
+            // Its worker goes with the machine it runs on: expected.
+        } else if phase.is_starting() {
             self.fail_instance(&pool, id, why);
         } else if phase.is_live() && phase != Phase::Stopping {
             self.stop_instance(&pool, id, why);
@@ -353,7 +381,10 @@ impl Master {
                 p.waiting = decision.waiting;
             }
             for _ in 0..decision.start {
-                self.start_instance(&name);
+                // A stopped instance kept for this starts faster than a new one.
+                if !self.resume_parked(&name) {
+                    self.start_instance(&name);
+                }
             }
         }
     }
@@ -375,33 +406,12 @@ impl Master {
             Ok(id) => id,
             Err(e) => return warn!(pool, "cannot record an instance: {e}"),
         };
+        let user_data = self.user_data(pool, &name, &password);
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
-        let address = p
-            .config
-            .master_address
-            .clone()
-            .unwrap_or_else(|| self.master_address.clone());
-        let (host, port) = address
-            .rsplit_once(':')
-            .unwrap_or((address.as_str(), "9989"));
-        let vars = BootVars {
-            master: address.clone(),
-            master_host: host.to_owned(),
-            master_port: port.to_owned(),
-            name: name.clone(),
-            password: password.clone(),
-            pool: pool.to_owned(),
-            venv: p
-                .config
-                .driver
-                .venv()
-                .map(|v| v.display().to_string())
-                .unwrap_or_default(),
-        };
-        let user_data = p.config.boot_script.render(&vars);
-        let instance = Instance::new(id, pool, &name, self.now);
+        let mut instance = Instance::new(id, pool, &name, self.now);
+        instance.price_per_hour = p.config.price_for(None);
         p.instances.insert(id, instance);
         p.passwords.insert(id, password);
         p.launching.insert(id);
@@ -420,6 +430,36 @@ impl Master {
         let watch = self.instance_watch(pool, id, WatchStart::Launch(spec), phase_rx);
         self.effect(Effect::Watch(Box::new(watch)));
         self.arm_retirement(pool, id);
+    }
+
+    /// The pool's boot script for the instance `name` with its one-time `password`.
+    fn user_data(&self, pool: &str, name: &str, password: &str) -> String {
+        let Some(p) = self.pools.get(pool) else {
+            return String::new();
+        };
+        let address = p
+            .config
+            .master_address
+            .clone()
+            .unwrap_or_else(|| self.master_address.clone());
+        let (host, port) = address
+            .rsplit_once(':')
+            .unwrap_or((address.as_str(), "9989"));
+        let vars = BootVars {
+            master: address.clone(),
+            master_host: host.to_owned(),
+            master_port: port.to_owned(),
+            name: name.to_owned(),
+            password: password.to_owned(),
+            pool: pool.to_owned(),
+            venv: p
+                .config
+                .driver
+                .venv()
+                .map(|v| v.display().to_string())
+                .unwrap_or_default(),
+        };
+        p.config.boot_script.render(&vars)
     }
 
     /// What the runtime needs to launch (or adopt) an instance and watch it start.
@@ -444,15 +484,25 @@ impl Master {
 
     pub(super) fn handle_latent(&mut self, msg: LatentMsg) {
         match msg {
-            LatentMsg::Launched { pool, id, cloud_id } => {
+            LatentMsg::Launched {
+                pool,
+                id,
+                cloud_id,
+                placement,
+            } => {
                 let Some(p) = self.pools.get_mut(&pool) else {
                     return;
                 };
                 p.launching.remove(&id);
+                let price = p.config.price_for(placement.as_deref());
                 let Some(i) = p.instances.get_mut(&id) else {
                     return;
                 };
                 i.cloud_id = Some(cloud_id.clone());
+                if placement.is_some() {
+                    i.price_per_hour = price;
+                    i.placement = placement;
+                }
                 if i.phase == Phase::Launching {
                     self.transition(&pool, id, Phase::Booting, Some(&cloud_id));
                     let limit = self.pools[&pool].config.boot_timeout;
@@ -466,6 +516,16 @@ impl Master {
                         warn!(pool = %pool, instance = %i.name, "cannot record the cloud id: {e}");
                     }
                     self.terminate(&pool, id);
+                }
+            }
+            LatentMsg::LaunchFailed { pool, id, .. }
+                if self.phase_of(&pool, id) == Some(Phase::Stopping)
+                    && self.pools[&pool].instances[&id].cloud_id.is_some() =>
+            {
+                // A stopped instance that was being started again: its termination,
+                // already asked for, reports its end.
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.launching.remove(&id);
                 }
             }
             LatentMsg::LaunchFailed { pool, id, .. }
@@ -484,11 +544,13 @@ impl Master {
                 id,
                 why,
                 permanent,
+                code,
             } => {
                 if let Some(p) = self.pools.get_mut(&pool) {
                     p.launching.remove(&id);
                 }
-                self.fail_instance_as(&pool, id, &why, permanent)
+                let reason = code.unwrap_or_else(|| "launching".to_owned());
+                self.fail_instance_as(&pool, id, &why, permanent, &reason)
             }
             LatentMsg::Running { pool, id } => {
                 if self.phase_of(&pool, id) == Some(Phase::Booting) {
@@ -506,6 +568,8 @@ impl Master {
             LatentMsg::Gone { pool, id, why } => {
                 if self.phase_of(&pool, id).is_some_and(|p| p.is_starting()) {
                     self.fail_instance(&pool, id, &format!("the instance went away: {why}"));
+                } else {
+                    self.interrupted(&pool, id, &why);
                 }
             }
             LatentMsg::Deadline {
@@ -540,6 +604,8 @@ impl Master {
                 self.retire_if_worn(&pool, id);
             }
             LatentMsg::QuarantineOver => {}
+            LatentMsg::Parked { pool, id } => self.parked(&pool, id),
+            LatentMsg::ParkFailed { pool, id, why } => self.park_failed(&pool, id, &why),
             LatentMsg::Swept { pool, owned } => self.sweep(&pool, owned),
             LatentMsg::TerminateFailed { pool, id, why } => self.terminate_failed(&pool, id, &why),
             LatentMsg::RetryTerminate { pool, id } => {
@@ -581,6 +647,7 @@ impl Master {
                     "name": name,
                     "driver": p.config.driver.name(),
                     "max_instances": p.config.max_instances,
+                    "max_stopped": p.config.max_stopped,
                     "live": phases.values().sum::<usize>(),
                     "phases": phases,
                     "waiting": p.waiting,

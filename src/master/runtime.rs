@@ -320,6 +320,42 @@ impl Executor {
                     }
                 });
             }
+            Effect::Park {
+                driver,
+                cloud_id,
+                report: (pool, id),
+            } => {
+                let tx = self.tx.clone();
+                self.tasks.spawn(async move {
+                    let msg = match driver.stop(&cloud_id).await {
+                        Ok(()) => LatentMsg::Parked { pool, id },
+                        Err(e) => LatentMsg::ParkFailed {
+                            pool,
+                            id,
+                            why: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(Msg::Latent(msg)).await;
+                });
+            }
+            Effect::EndLaunch {
+                driver,
+                client_token,
+                report: (pool, id),
+            } => {
+                let tx = self.tx.clone();
+                self.tasks.spawn(async move {
+                    let msg = match driver.end_launch(&client_token).await {
+                        Ok(()) => LatentMsg::Terminated { pool, id },
+                        Err(e) => LatentMsg::TerminateFailed {
+                            pool,
+                            id,
+                            why: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(Msg::Latent(msg)).await;
+                });
+            }
             Effect::Sweep {
                 driver,
                 pool,

@@ -2,6 +2,9 @@
 //! runtime, no sockets, no tasks: each test feeds [`Master::handle`] and looks at
 //! what it asks for.
 
+mod latent_accounting;
+#[cfg(feature = "ec2")]
+mod latent_cloud;
 mod latent_pools;
 
 use super::admission::Outcome;
@@ -409,6 +412,7 @@ fn each_phase_is_timed_and_a_late_one_fails_the_instance_and_ends_it() {
             pool: pool.clone(),
             id,
             cloud_id: "i-1".into(),
+            placement: None,
         },
     );
     assert_eq!(f.instance_phase(&name), Some(Phase::Booting));
@@ -493,6 +497,7 @@ fn an_instance_that_attaches_takes_the_build_and_stops_after_its_idle_time() {
             pool: pool.clone(),
             id,
             cloud_id,
+            placement: None,
         },
     );
     latent(
@@ -554,6 +559,7 @@ fn a_restart_adopts_what_both_know_and_ends_what_only_the_cloud_has() {
                 pool: "pool".into(),
                 id,
                 cloud_id: "i-known".into(),
+                placement: None,
             },
         );
         assert_eq!(f.instance_phase(&name), Some(Phase::Booting));
@@ -595,6 +601,7 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
                 pool: "pool".into(),
                 id,
                 cloud_id: "i-1".into(),
+                placement: None,
             },
         );
         let dir = f.dir.clone();
@@ -632,6 +639,7 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
             pool: "pool".into(),
             id: second[0].0,
             cloud_id: "i-2".into(),
+            placement: None,
         },
     );
     assert_eq!(terminated(&effects), ["i-2"]);
@@ -687,7 +695,7 @@ fn launches(effects: &[Effect]) -> Vec<(i64, String)> {
         .filter_map(|e| match e {
             Effect::Watch(w) => match &w.start {
                 WatchStart::Launch(spec) => Some((w.id, spec.name.clone())),
-                WatchStart::Adopt(_) => None,
+                _ => None,
             },
             _ => None,
         })

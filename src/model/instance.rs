@@ -32,10 +32,15 @@ pub enum Phase {
     Stopping,
     Stopped,
     Failed,
+    /// Idle, being stopped to be kept (`idle_action = "stop"`): its disk stays.
+    Parking,
+    /// Stopped in the cloud and kept, to be started again for the next demand; not
+    /// under `max_instances` but `max_stopped`.
+    Parked,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Requested,
         Phase::Launching,
         Phase::Booting,
@@ -48,6 +53,8 @@ impl Phase {
         Phase::Stopping,
         Phase::Stopped,
         Phase::Failed,
+        Phase::Parking,
+        Phase::Parked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,12 +71,20 @@ impl Phase {
             Phase::Stopping => "stopping",
             Phase::Stopped => "stopped",
             Phase::Failed => "failed",
+            Phase::Parking => "parking",
+            Phase::Parked => "parked",
         }
     }
 
-    /// Still counts against the pool's cap (everything but the end states).
+    /// Not ended: the cloud may have it (everything but the end states). All but
+    /// `parked` count against the pool's cap.
     pub fn is_live(self) -> bool {
         !matches!(self, Phase::Stopped | Phase::Failed)
+    }
+
+    /// Counts against `max_instances`: live and not parked.
+    pub fn is_counted(self) -> bool {
+        self.is_live() && self != Phase::Parked
     }
 
     /// On its way to being usable.
@@ -94,13 +109,15 @@ impl Phase {
         use Phase::*;
         match self {
             Requested => &[Launching, Stopped, Failed],
+            Parking => &[Parked, Stopping, Failed],
+            Parked => &[Launching, Stopping, Failed],
             Launching => &[Booting, Stopping, Failed],
             Booting => &[Connecting, Stopping, Failed],
             Connecting => &[Attaching, Stopping, Failed],
             Attaching => &[Ready, Stopping, Failed],
-            Ready => &[Building, Draining, Stopping, Failed],
+            Ready => &[Building, Draining, Stopping, Parking, Failed],
             Building => &[Idle, Building, Draining, Stopping, Failed],
-            Idle => &[Building, Draining, Stopping, Failed],
+            Idle => &[Building, Draining, Stopping, Parking, Failed],
             Draining => &[Stopping, Failed],
             Stopping => &[Stopped, Failed],
             Stopped | Failed => &[],
@@ -156,6 +173,10 @@ pub struct Instance {
     pub born: f64,
     /// The phase a failure happened in, and why.
     pub failure: Option<(Phase, String)>,
+    /// Where the cloud put it, when the pool offers choices (`subnet/type`).
+    pub placement: Option<String>,
+    /// What it costs per hour, if the pool says.
+    pub price_per_hour: Option<f64>,
 }
 
 impl Instance {
@@ -171,6 +192,8 @@ impl Instance {
             uses: 0,
             born: now,
             failure: None,
+            placement: None,
+            price_per_hour: None,
         }
     }
 

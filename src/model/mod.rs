@@ -4,13 +4,15 @@
 //! each other both ways.
 //!
 //! - [`result`]: build and step results.
-//! - [`instance`]: a latent instance's phases and state machine.
+//! - [`instance`]: a latent instance's phases and state machine; [`accounting`]: its
+//!   times and cost.
 //! - [`worker`]: a worker's recorded connection state.
 //! - [`schedule`]: what schedulers decide (requests to make, changes to hold).
 //! - [`cron`], [`filter`]: when timed schedulers fire, which changes others take.
 //! - [`boot_script`]: a latent instance's boot script template.
 //! - [`property`]: bounds on properties that come from outside.
 
+pub mod accounting;
 pub mod boot_script;
 pub mod cron;
 pub mod filter;

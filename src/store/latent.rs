@@ -2,6 +2,7 @@
 //! so that after a crash it knows which instances it may have launched.
 
 use super::{now, write, Store, StoreError, StoreResult};
+use crate::model::accounting::{account, Accounting};
 use crate::model::{Instance, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS latent_transitions (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS latent_transitions_instance ON latent_transitions(instance_id, seq);
+-- An instance's builds, for its accounting.
+CREATE INDEX IF NOT EXISTS builds_worker ON builds(worker);
 CREATE TABLE IF NOT EXISTS master_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -55,8 +58,17 @@ pub struct InstanceRow {
     pub failure_reason: Option<String>,
     #[serde(skip)]
     pub password: Option<String>,
+    /// The launch's idempotency token (also in a local instance's environment).
+    #[serde(skip)]
+    pub client_token: String,
+    /// Builds it started.
+    pub uses: u32,
+    /// Where the cloud put it (`subnet/type`), when the pool offers choices.
+    pub placement: Option<String>,
     /// `[[phase, at, detail], ...]`, oldest first.
     pub transitions: Vec<(Phase, f64, Option<String>)>,
+    /// Its times, builds and cost.
+    pub accounting: Accounting,
 }
 
 impl Store {
@@ -96,9 +108,11 @@ impl Store {
         };
         let n = tx.execute(
             "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6,
-             password = CASE WHEN ?7 THEN password END
+             password = CASE WHEN ?7 THEN password END, uses = ?8,
+             placement = COALESCE(?9, placement), price_per_hour = COALESCE(?10, price_per_hour)
              WHERE id = ?1",
-            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason, instance.phase.is_live()],
+            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason, instance.phase.is_live(),
+                instance.uses, instance.placement, instance.price_per_hour],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
@@ -109,6 +123,17 @@ impl Store {
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
             params![instance.id, instance.phase, instance.since, detail.or(freason)],
+        )?;
+        tx.commit()
+    }
+
+    /// A new one-time password for a stopped instance started again.
+    pub fn set_instance_password(&self, id: i64, password: &str) -> StoreResult<()> {
+        let mut db = self.db();
+        let tx = write(&mut db)?;
+        tx.execute(
+            "UPDATE latent_instances SET password = ?2 WHERE id = ?1",
+            params![id, password],
         )?;
         tx.commit()
     }
@@ -126,7 +151,8 @@ impl Store {
     fn instances_where(&self, condition: &str, limit: i64) -> StoreResult<Vec<InstanceRow>> {
         let db = self.db();
         let mut q = db.prepare(&format!(
-            "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password
+            "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password,
+             client_token, uses, placement, price_per_hour
              FROM latent_instances
              WHERE {condition} ORDER BY id DESC LIMIT {limit}"
         ))?;
@@ -142,17 +168,34 @@ impl Store {
                     failure_phase: r.get(6)?,
                     failure_reason: r.get(7)?,
                     password: r.get(8)?,
+                    client_token: r.get(9)?,
+                    uses: r.get(10)?,
+                    placement: r.get(11)?,
                     transitions: Vec::new(),
+                    accounting: Accounting {
+                        price_per_hour: r.get(12)?,
+                        ..Accounting::default()
+                    },
                 })
             })?
             .collect::<Result<_, _>>()?;
         let mut t = db.prepare(
             "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
         )?;
+        let mut b = db.prepare(
+            "SELECT id, builder, number, started_at, finished_at FROM builds WHERE worker = ?1 ORDER BY id",
+        )?;
+        let at = now();
         for row in &mut rows {
             row.transitions = t
                 .query_map(params![row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
+            let builds: Vec<_> = b
+                .query_map(params![row.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            row.accounting = account(&row.transitions, &builds, row.accounting.price_per_hour, at);
         }
         Ok(rows)
     }

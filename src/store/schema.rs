@@ -70,4 +70,9 @@ pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // without them hold their bytes in `data`.
     ("log_chunks", "file_offset", "INTEGER"),
     ("log_chunks", "file_len", "INTEGER"),
+    // Builds an instance started (for `max_uses`, kept across a restart), where the
+    // cloud put it, and its price per hour (for its cost).
+    ("latent_instances", "uses", "INTEGER NOT NULL DEFAULT 0"),
+    ("latent_instances", "placement", "TEXT"),
+    ("latent_instances", "price_per_hour", "REAL"),
 ];

@@ -93,6 +93,29 @@ impl Moto {
             .collect()
     }
 
+    /// A field of instance `id` as DescribeInstances gives it (`instanceType`,
+    /// `subnetId`), or `None`.
+    pub fn field(&self, id: &str, field: &str) -> Option<String> {
+        let xml = self.call(&[("Action", "DescribeInstances"), ("InstanceId.1", id)]);
+        between(&xml, &format!("<{field}>"), &format!("</{field}>")).map(str::to_owned)
+    }
+
+    /// The ids of the emulator's default subnets, by availability zone.
+    pub fn subnets(&self) -> Vec<String> {
+        let xml = self.call(&[("Action", "DescribeSubnets")]);
+        let mut found: Vec<(String, String)> = xml
+            .split("<item>")
+            .filter_map(|item| {
+                Some((
+                    between(item, "<availabilityZone>", "</availabilityZone>")?.to_owned(),
+                    between(item, "<subnetId>", "</subnetId>")?.to_owned(),
+                ))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, id)| id).collect()
+    }
+
     pub fn terminate(&self, id: &str) {
         self.call(&[("Action", "TerminateInstances"), ("InstanceId.1", id)]);
     }
@@ -220,6 +243,8 @@ pub enum FaultKind {
     ServerErrorAfter,
     /// 500 InsufficientInstanceCapacity; the request never reaches the API.
     NoCapacity,
+    /// 400 InsufficientFreeAddressesInSubnet; the request never reaches the API.
+    NoAddresses,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +257,9 @@ struct ProxyState {
     /// Instances are shown as pending until this long after the proxy first saw them.
     pending_for: Duration,
     first_seen: HashMap<String, Instant>,
+    /// Instances shown to the master as ended by a spot interruption, while the
+    /// emulator (and the simulator) still run them.
+    interrupted: HashSet<String>,
 }
 
 /// An HTTP/1.1 proxy in front of moto that injects faults. Runs until dropped.
@@ -279,6 +307,11 @@ impl FaultProxy {
 
     pub fn show_pending_for(&self, d: Duration) {
         self.lock().pending_for = d;
+    }
+
+    /// Shows instance `id` as terminated by a spot interruption from now on.
+    pub fn interrupt(&self, id: &str) {
+        self.lock().interrupted.insert(id.to_owned());
     }
 
     pub fn calls(&self, action: &str) -> usize {
@@ -381,6 +414,13 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
                     "There is no Spot capacity available that matches your request.",
                 ),
             ),
+            Some(FaultKind::NoAddresses) => (
+                400,
+                error_xml(
+                    "InsufficientFreeAddressesInSubnet",
+                    "There are not enough free addresses in the subnet to satisfy the request.",
+                ),
+            ),
             Some(FaultKind::ServerErrorAfter) => {
                 let _ = forward(&req, upstream);
                 (
@@ -450,6 +490,9 @@ fn rewrite(action: &str, text: String, state: &Mutex<ProxyState>) -> String {
             s.first_seen.insert(id.to_owned(), Instant::now());
         }
     }
+    if action == "DescribeInstances" && !s.interrupted.is_empty() {
+        return interrupted(text, &s.interrupted);
+    }
     if action != "DescribeInstances" || s.pending_for.is_zero() {
         return text;
     }
@@ -475,6 +518,46 @@ fn rewrite(action: &str, text: String, state: &Mutex<ProxyState>) -> String {
             out.push_str(item);
         }
         rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Shows the `ids` as terminated by a spot interruption. In moto's XML an instance's
+/// state reason comes before its id and its state after, so each instance is the
+/// text up to the end of its `instanceState`.
+fn interrupted(text: String, ids: &HashSet<String>) -> String {
+    let end_tag = "</instanceState>";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(end_tag) {
+        let item = &rest[..at + end_tag.len()];
+        rest = &rest[at + end_tag.len()..];
+        let id = item
+            .rfind("<instanceId>")
+            .and_then(|i| between(&item[i..], "<instanceId>", "</instanceId>"))
+            .unwrap_or("");
+        if !ids.contains(id) {
+            out.push_str(item);
+            continue;
+        }
+        let reason = "<stateReason><code>Server.SpotInstanceTermination</code><message>Server.SpotInstanceTermination: Spot instance termination</message></stateReason>";
+        let mut item = item.to_owned();
+        if let Some(r) = item.rfind("<stateReason>") {
+            let close = item[r..]
+                .find("</stateReason>")
+                .map(|e| r + e + "</stateReason>".len());
+            if let Some(close) = close {
+                item.replace_range(r..close, reason);
+            }
+        }
+        if let Some(st) = item.rfind("<instanceState>") {
+            item.replace_range(
+                st..,
+                "<instanceState><code>48</code><name>terminated</name></instanceState>",
+            );
+        }
+        out.push_str(&item);
     }
     out.push_str(rest);
     out

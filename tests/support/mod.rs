@@ -8,6 +8,7 @@ pub mod cargo_build;
 pub mod changes;
 pub mod docker;
 pub mod ec2;
+pub mod ec2_cloud;
 pub mod http;
 pub mod latent;
 pub mod master;

@@ -70,6 +70,15 @@ pub struct PoolTable {
     /// killed, lost its connection); the next loss ends its request in `exception`.
     #[serde(default = "default_lost_retries")]
     pub lost_build_retries: u32,
+    /// What an idle instance's end is: `terminate` (the default) or `stop` (kept
+    /// stopped, its disk warm, and started again for the next demand; ec2 only).
+    pub idle_action: Option<String>,
+    /// Stopped instances kept at most (`idle_action = "stop"`); default
+    /// `max_instances`. They do not count under `max_instances`.
+    pub max_stopped: Option<usize>,
+    /// What an instance costs per hour (any currency), for the cost of each build;
+    /// `ec2.prices` may set it per instance type.
+    pub price_per_hour: Option<f64>,
     /// The `ec2` driver's settings.
     pub ec2: Option<Ec2Settings>,
     /// The `docker` driver's settings.

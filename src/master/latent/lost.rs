@@ -33,6 +33,12 @@ impl Master {
         let lost = builds
             .iter()
             .filter(|b| b.result == Some(BuildResult::Retry))
+            // An interruption is not the build's doing (see `interrupt`).
+            .filter(|b| {
+                !b.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(super::INTERRUPTED))
+            })
             .filter(|b| matches!(self.store.instance_pool(&b.worker), Ok(Some(_))))
             .count();
         if lost <= limit as usize {

@@ -48,12 +48,21 @@ impl Master {
     /// Fails the instance in its current phase, counts the failure, and terminates
     /// whatever the cloud has of it.
     pub(super) fn fail_instance(&mut self, pool: &str, id: i64, why: &str) {
-        self.fail_instance_as(pool, id, why, false);
+        let phase = self.phase_of(pool, id).map_or("", |p| p.name());
+        self.fail_instance_as(pool, id, why, false, phase);
     }
 
     /// [`Self::fail_instance`]; `permanent` when the cloud refused the launch itself, so
-    /// the waiting build fails at once rather than after more attempts.
-    pub(super) fn fail_instance_as(&mut self, pool: &str, id: i64, why: &str, permanent: bool) {
+    /// the waiting build fails at once rather than after more attempts. `reason` is
+    /// the failure's label in the metrics (the cloud's code, or the phase).
+    pub(super) fn fail_instance_as(
+        &mut self,
+        pool: &str,
+        id: i64,
+        why: &str,
+        permanent: bool,
+        reason: &str,
+    ) {
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
@@ -64,6 +73,7 @@ impl Master {
             return;
         }
         let t = self.now;
+        crate::metrics::metrics().latent.failed(pool, reason);
         let _ = i.fail(why, t);
         let _ = self.store.record_phase(i, None);
         warn!(pool, instance = %i.name, "latent instance failed: {why}");
@@ -226,8 +236,17 @@ impl Master {
             return;
         }
         if let Some(i) = p.instances.remove(&id) {
+            // Launched (it had an id): its time in the cloud is over.
+            if i.cloud_id.is_some() {
+                crate::metrics::metrics()
+                    .latent
+                    .ended(pool, self.now - i.born);
+            }
             p.passwords.remove(&id);
             p.phases.remove(&id);
+            if self.workers.get(&i.name).is_none_or(|w| w.busy == 0) {
+                p.interrupted.remove(&i.name);
+            }
             self.workers.remove(&i.name);
         }
     }

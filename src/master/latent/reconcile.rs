@@ -55,17 +55,22 @@ impl Master {
                         || Some(&c.cloud_id) == row.cloud_id.as_ref()
                 });
                 match (found, &row.password) {
-                    (Some(c), Some(password)) => {
+                    (Some(c), _) if row.phase == Phase::Parked => {
+                        claimed.insert(c.cloud_id.clone());
+                        self.keep_parked(&pool, row, &c.cloud_id);
+                    }
+                    (Some(c), Some(password)) if row.phase != Phase::Parking => {
                         claimed.insert(c.cloud_id.clone());
                         self.adopt(&pool, row, &c.cloud_id, password);
                     }
-                    (Some(c), None) => {
+                    (Some(c), _) => {
                         claimed.insert(c.cloud_id.clone());
                         self.stop_recorded(row, Some(&c.cloud_id));
                     }
                     (None, _) => self.record_stopped(row, "gone while the master was down"),
                 }
             }
+            self.trim_parked(&pool);
             for c in cloud.iter().filter(|c| !claimed.contains(&c.cloud_id)) {
                 warn!(pool = %pool, cloud_id = %c.cloud_id, "terminating an instance of this master that the database does not know");
                 self.effect(Effect::Terminate {
@@ -160,6 +165,16 @@ impl Master {
         }
         info!(pool = %row.pool, instance = %row.name, "{why}");
         p.instances.insert(row.id, i);
+        if cloud_id.is_none() {
+            // Its launch may have started without its id recorded: the driver looks
+            // for it by the launch's token.
+            let driver = p.driver.clone();
+            return self.effect(Effect::EndLaunch {
+                driver,
+                client_token: row.client_token.clone(),
+                report: (row.pool.clone(), row.id),
+            });
+        }
         self.terminate(&row.pool, row.id);
     }
 
@@ -173,6 +188,10 @@ impl Master {
         i.cloud_id = Some(cloud_id.to_owned());
         i.phase = Phase::Booting;
         i.born = row.transitions.first().map_or(row.since, |t| t.1);
+        // Builds it ran count toward `max_uses` after the restart too.
+        i.uses = row.uses;
+        i.placement = row.placement.clone();
+        i.price_per_hour = row.accounting.price_per_hour;
         if let Err(e) = self
             .store
             .record_phase(&i, Some("adopted after a master restart"))

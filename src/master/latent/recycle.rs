@@ -53,14 +53,22 @@ impl Master {
         let usable = p
             .instances
             .values()
-            .filter(|i| i.phase.is_live() && !matches!(i.phase, Phase::Draining | Phase::Stopping))
+            .filter(|i| {
+                i.phase.is_counted()
+                    && !matches!(i.phase, Phase::Draining | Phase::Stopping | Phase::Parking)
+            })
             .count();
         p.instances.contains_key(&id) && usable <= p.config.min_instances
     }
 
     /// Stops an instance for being idle, unless the warm minimum keeps it.
     pub(super) fn idle_stop(&mut self, pool: &str, id: i64, why: &str) {
-        if !self.keeps_warm(pool, id) {
+        if self.keeps_warm(pool, id) {
+            return;
+        }
+        if self.may_park(pool, id) {
+            self.park(pool, id, why);
+        } else {
             self.stop_instance(pool, id, why);
         }
     }

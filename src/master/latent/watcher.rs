@@ -30,16 +30,53 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
     };
     let cloud_id = match start {
         WatchStart::Adopt(cloud_id) => cloud_id,
+        WatchStart::Resume {
+            cloud_id,
+            user_data,
+        } => {
+            let restarted =
+                tokio::time::timeout(launch_timeout, driver.restart(&cloud_id, &user_data)).await;
+            let failed = match restarted {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((format!("starting it again failed: {e}"), e.code)),
+                Err(_) => Some((
+                    format!(
+                        "starting it again took longer than {} s",
+                        launch_timeout.as_secs()
+                    ),
+                    None,
+                )),
+            };
+            if let Some((why, code)) = failed {
+                return send(LatentMsg::LaunchFailed {
+                    pool,
+                    id,
+                    why,
+                    permanent: false,
+                    code,
+                })
+                .await;
+            }
+            send(LatentMsg::Launched {
+                pool: pool.clone(),
+                id,
+                cloud_id: cloud_id.clone(),
+                placement: None,
+            })
+            .await;
+            cloud_id
+        }
         WatchStart::Launch(spec) => {
-            let launched = tokio::time::timeout(launch_timeout, driver.launch(&spec)).await;
-            let cloud_id = match launched {
-                Ok(Ok(c)) => c,
+            let launched = tokio::time::timeout(launch_timeout, driver.launch_placed(&spec)).await;
+            let launched = match launched {
+                Ok(Ok(l)) => l,
                 Ok(Err(e)) => {
                     return send(LatentMsg::LaunchFailed {
                         pool,
                         id,
                         why: format!("launch failed: {e}"),
                         permanent: !e.transient,
+                        code: e.code,
                     })
                     .await
                 }
@@ -50,14 +87,17 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
                         id,
                         why,
                         permanent: false,
+                        code: None,
                     })
                     .await;
                 }
             };
+            let cloud_id = launched.cloud_id.clone();
             send(LatentMsg::Launched {
                 pool: pool.clone(),
                 id,
-                cloud_id: cloud_id.clone(),
+                cloud_id: launched.cloud_id,
+                placement: launched.placement,
             })
             .await;
             cloud_id
@@ -66,10 +106,17 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
     let mut reported_running = false;
     loop {
         let now_phase = *phase.borrow();
-        if !matches!(
+        let starting = matches!(
             now_phase,
             Phase::Launching | Phase::Booting | Phase::Connecting | Phase::Attaching
-        ) {
+        );
+        // Past starting, only a cloud that may end instances on its own is watched,
+        // and less often: its end is an interruption, not a crash of the worker.
+        let live = matches!(
+            now_phase,
+            Phase::Ready | Phase::Building | Phase::Idle | Phase::Draining
+        );
+        if !(starting || live && driver.watches_live()) {
             return;
         }
         match driver.state(&cloud_id).await {
@@ -85,9 +132,17 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
             Ok(_) => {}
             Err(e) => warn!(pool = %pool, "looking at {cloud_id}: {e}"),
         }
+        let wait = if starting {
+            poll
+        } else {
+            poll * LIVE_POLL_FACTOR
+        };
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
             changed = phase.changed() => if changed.is_err() { return },
         }
     }
 }
+
+/// A ready instance is looked at this many times less often than a starting one.
+const LIVE_POLL_FACTOR: u32 = 3;

@@ -28,6 +28,7 @@ fn the_sweep_ends_only_instances_it_has_evidence_are_its_own_and_unused() {
             pool: pool.clone(),
             id,
             cloud_id: "i-1".into(),
+            placement: None,
         },
     );
     latent(
@@ -96,6 +97,7 @@ fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
             pool: pool.clone(),
             id,
             cloud_id: "i-1".into(),
+            placement: None,
         },
     );
     // Its boot times out: failed, and its termination fails.
@@ -161,6 +163,7 @@ fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
                 pool: pool.clone(),
                 id: *id,
                 cloud_id: format!("i-{}", n + 2),
+                placement: None,
             },
         );
         assert_eq!(terminated(&effects).len(), 1, "{effects:?}");
@@ -219,6 +222,7 @@ fn an_instance_stopped_while_launching_is_ended_once_its_launch_answers() {
             pool: pool.clone(),
             id,
             cloud_id: "i-late".into(),
+            placement: None,
         },
     );
     assert_eq!(terminated(&effects), ["i-late"]);
@@ -245,6 +249,7 @@ fn an_instance_stopped_while_launching_is_ended_once_its_launch_answers() {
             id,
             why: "launch failed: InternalError".into(),
             permanent: false,
+            code: Some("InternalError".into()),
         },
     ));
     assert_eq!(f.instance_phase(&name), Some(Phase::Stopped));
@@ -252,7 +257,7 @@ fn an_instance_stopped_while_launching_is_ended_once_its_launch_answers() {
 }
 
 /// Takes the launched instance `id` through booting to attached (`cloudy`).
-fn bring_up(f: &mut Fixture, id: i64, name: &str, cloud_id: &str) -> Vec<Effect> {
+pub(super) fn bring_up(f: &mut Fixture, id: i64, name: &str, cloud_id: &str) -> Vec<Effect> {
     let pool = "pool".to_owned();
     latent(
         f,
@@ -260,6 +265,7 @@ fn bring_up(f: &mut Fixture, id: i64, name: &str, cloud_id: &str) -> Vec<Effect>
             pool: pool.clone(),
             id,
             cloud_id: cloud_id.into(),
+            placement: None,
         },
     );
     latent(f, LatentMsg::Running { pool, id });
@@ -339,7 +345,7 @@ fn a_build_that_keeps_losing_its_instance_ends_after_lost_build_retries() {
     );
 }
 
-fn build_done(f: &mut Fixture, request: i64, worker: &str) -> Vec<Effect> {
+pub(super) fn build_done(f: &mut Fixture, request: i64, worker: &str) -> Vec<Effect> {
     let build = f
         .store
         .builds_of_request(request)

@@ -1,0 +1,333 @@
+//! The ec2 driver's choices and economies against moto (see `tests/ec2.rs` for the
+//! set-up): several subnets and instance types tried in turn when capacity lacks,
+//! the cost of builds with a price set, idle instances stopped and started again,
+//! spot interruptions, and a copied data folder that leaves the first master's
+//! instances alone. Build with `--features ec2`.
+#![cfg(feature = "ec2")]
+
+mod support;
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+use support::ec2::{BootPolicy, Fault, FaultKind, IMAGE};
+use support::ec2_cloud::{
+    config, password_of, start_master, start_master_with, wait_all_ended, Cloud, LONG,
+};
+use support::latent::instances;
+use support::master::{test_dir, MasterProcess};
+
+fn instance_named(master: &MasterProcess, name: &str) -> Value {
+    instances(master)
+        .into_iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or(Value::Null)
+}
+
+fn metrics_of(master: &MasterProcess) -> String {
+    String::from_utf8(master.get_bytes("/metrics")).expect("text")
+}
+
+/// How many cloud calls of `action` the master made, by its metrics.
+fn cloud_calls(master: &MasterProcess, action: &str) -> u64 {
+    let prefix = format!("pbmaster_cloud_calls_total{{pool=\"cloud\",action=\"{action}\"}} ");
+    metrics_of(master)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Copies a folder's files and subfolders.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Seconds from a request's submission to its first build's start.
+fn time_to_build(master: &MasterProcess, request: i64) -> f64 {
+    let r = master.get(&format!("/api/buildrequests/{request}"));
+    let submitted = r["submitted_at"].as_f64().expect("submitted");
+    let started = r["builds"][0]["started_at"].as_f64().expect("started");
+    started - submitted
+}
+
+#[test]
+fn a_launch_without_capacity_tries_the_next_type_and_subnet_and_builds_cost_their_time() {
+    let dir = test_dir("ec2-choices");
+    let cloud = Cloud::start(&dir, BootPolicy::default());
+    let subnets = cloud.moto.subnets();
+    assert!(subnets.len() >= 2, "moto's default subnets: {subnets:?}");
+    let (a, b) = (&subnets[0], &subnets[1]);
+    // The preferred type has no capacity in either zone, and the first zone has no
+    // free address: the second type in the second zone launches.
+    cloud.proxy.inject(Fault {
+        action: "RunInstances".into(),
+        body_contains: Some("InstanceType=t3.micro".into()),
+        kind: FaultKind::NoCapacity,
+        times: 2,
+    });
+    cloud.proxy.inject(Fault {
+        action: "RunInstances".into(),
+        body_contains: Some(format!("SubnetId={a}")),
+        kind: FaultKind::NoAddresses,
+        times: 1,
+    });
+    let master = start_master(
+        &dir,
+        &cloud,
+        "build_wait_timeout = 0\nprice_per_hour = 0.36",
+        &format!(
+            "ami = \"{IMAGE}\"\ninstance_types = [\"t3.micro\", \"t3.small\"]\nsubnet_ids = [\"{a}\", \"{b}\"]\nprices = {{ \"t3.small\" = 0.72 }}"
+        ),
+    );
+    let r = master.wait_request(master.force("job"), LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(cloud.proxy.injected("RunInstances"), 3);
+    assert_eq!(cloud.proxy.calls("RunInstances"), 4, "one call per choice");
+    let name = r["builds"][0]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_owned();
+    let ended = wait_all_ended(&master);
+    cloud.wait_none_alive("cloud");
+    let i = ended
+        .iter()
+        .find(|i| i["name"] == name.as_str())
+        .expect("the instance");
+    let cloud_id = i["cloud_id"].as_str().expect("cloud id");
+    assert_eq!(i["placement"], format!("{b}/t3.small"), "{i}");
+    assert_eq!(
+        cloud.moto.field(cloud_id, "instanceType").as_deref(),
+        Some("t3.small")
+    );
+    assert_eq!(
+        cloud.moto.field(cloud_id, "subnetId").as_deref(),
+        Some(b.as_str())
+    );
+    // The books: the type's price, the build's share, the idle rest.
+    let acc = &i["accounting"];
+    assert_eq!(acc["price_per_hour"], 0.72, "{acc}");
+    assert_eq!(acc["builds_run"], 1, "{acc}");
+    let f = |k: &str| acc[k].as_f64().unwrap_or_else(|| panic!("{k}: {acc}"));
+    assert!(
+        f("instance_seconds") > 0.0 && f("busy_seconds") >= 1.0,
+        "{acc}"
+    );
+    assert!(f("busy_seconds") <= f("instance_seconds"), "{acc}");
+    let build_cost = acc["builds"][0]["cost"].as_f64().expect("build cost");
+    assert!(
+        (f("cost") - (build_cost + f("idle_cost"))).abs() < 1e-9,
+        "{acc}"
+    );
+    assert!((f("cost") - f("instance_seconds") * 0.72 / 3600.0).abs() < 1e-9);
+    eprintln!(
+        "cost figures: instance {:.1} s, time to ready {:.1} s, build {:.1} s, cost {:.6}, build {:.6}, idle {:.6}",
+        f("instance_seconds"),
+        f("time_to_ready"),
+        f("busy_seconds"),
+        f("cost"),
+        build_cost,
+        f("idle_cost")
+    );
+    let metrics = metrics_of(&master);
+    for line in [
+        "pbmaster_cloud_calls_total{pool=\"cloud\",action=\"RunInstances\"} 4",
+        "pbmaster_latent_time_to_ready_seconds_count{pool=\"cloud\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+}
+
+#[test]
+fn an_idle_instance_is_stopped_kept_and_started_again_with_new_credentials() {
+    let dir = test_dir("ec2-stop");
+    let cloud = Cloud::start(&dir, BootPolicy::default());
+    let mut master = start_master(
+        &dir,
+        &cloud,
+        "build_wait_timeout = 1\nidle_action = \"stop\"\nmax_stopped = 1",
+        &format!("ami = \"{IMAGE}\""),
+    );
+    let first = master.force("job");
+    let r = master.wait_request(first, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    let name = r["builds"][0]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_owned();
+    let parked = |master: &MasterProcess| {
+        master.wait_for("/api/latent", LONG, "the idle instance kept stopped", |v| {
+            v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["name"] == name.as_str() && i["phase"] == "parked")
+            })
+        });
+    };
+    parked(&master);
+    let cloud_id = instance_named(&master, &name)["cloud_id"]
+        .as_str()
+        .expect("cloud id")
+        .to_owned();
+    assert_eq!(cloud.moto.alive()[0].state, "stopped");
+    let old_password = password_of(&dir, &cloud_id);
+
+    // The next build starts it again rather than launching another.
+    let second = master.force("job");
+    let r = master.wait_request(second, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(r["builds"][0]["worker"], name.as_str(), "{r}");
+    assert_eq!(cloud.moto.instances().len(), 1, "no new instance");
+    assert!(cloud.proxy.calls("StartInstances") >= 1);
+    assert!(cloud.proxy.calls("ModifyInstanceAttribute") >= 1);
+    let new_password = password_of(&dir, &cloud_id);
+    assert_ne!(new_password, old_password, "fresh one-time credentials");
+    eprintln!(
+        "force to build start: new instance {:.2} s, stopped one started again {:.2} s",
+        time_to_build(&master, first),
+        time_to_build(&master, second)
+    );
+
+    // A crash while it is kept: the restarted master knows it and keeps it.
+    parked(&master);
+    master.kill();
+    master.restart();
+    parked(&master);
+    let r = master.wait_request(master.force("job"), LONG);
+    assert_eq!(r["builds"][0]["worker"], name.as_str(), "{r}");
+    assert_eq!(cloud.moto.instances().len(), 1, "still no new instance");
+
+    // Stopping the master ends it for good.
+    parked(&master);
+    assert!(master.terminate(LONG).success());
+    cloud.wait_none_alive("cloud");
+}
+
+#[test]
+fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() {
+    let dir = test_dir("ec2-interrupt");
+    let cloud = Cloud::start(&dir, BootPolicy::default());
+    let marker = dir.join("interrupted-once");
+    let more = format!(
+        "\n[[builder]]\nname = \"long\"\nworkers = [\"cloud\"]\n\n[[builder.step]]\ncommand = \"test -e {m} || {{ touch {m}; sleep 120; }}\"\n",
+        m = marker.display()
+    );
+    // A loss would end the request at once: the interruption must not count as one.
+    let master = start_master_with(
+        &dir,
+        &cloud,
+        "build_wait_timeout = 0\nlost_build_retries = 0",
+        &format!("ami = \"{IMAGE}\"\nmarket = \"spot\""),
+        &more,
+    );
+    let request = master.force("long");
+    let running = master.wait_for(
+        &format!("/api/buildrequests/{request}"),
+        LONG,
+        "the build running",
+        |r| r["builds"][0]["started_at"].is_number() && marker.exists(),
+    );
+    let name = running["builds"][0]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_owned();
+    let cloud_id = instance_named(&master, &name)["cloud_id"]
+        .as_str()
+        .expect("cloud id")
+        .to_owned();
+    cloud.proxy.interrupt(&cloud_id);
+    let r = master.wait_request(request, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    let builds = r["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 2, "{r}");
+    assert_eq!(builds[0]["result"], "retry", "{r}");
+    let reason = builds[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("interrupted by the cloud")
+            && reason.contains("Server.SpotInstanceTermination"),
+        "{r}"
+    );
+    assert_ne!(
+        builds[1]["worker"],
+        name.as_str(),
+        "ran on another instance"
+    );
+    wait_all_ended(&master);
+    cloud.wait_none_alive("cloud");
+    let metrics = metrics_of(&master);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "pbmaster_latent_failures_total{pool=\"cloud\",reason=\"interrupted\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_copied_data_folder_takes_a_new_id_and_leaves_the_first_masters_instances_alone() {
+    let dir = test_dir("ec2-copied");
+    // The instance never boots: it stays, waiting for its worker.
+    let cloud = Cloud::start(
+        &dir,
+        BootPolicy {
+            never: HashSet::from([1]),
+        },
+    );
+    let (pool, ec2) = (
+        "missing_timeout = 600\nsweep_interval = 1",
+        format!("ami = \"{IMAGE}\""),
+    );
+    let mut first = start_master(&dir, &cloud, pool, &ec2);
+    let request = first.force("job");
+    let connecting = first.wait_for("/api/latent", LONG, "an instance", |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|i| i["phase"] == "connecting"))
+    });
+    let cloud_id = connecting[0]["cloud_id"]
+        .as_str()
+        .expect("cloud id")
+        .to_owned();
+    let first_id = cloud.moto.alive()[0].tags["pbmaster:master"].clone();
+    // The first master stops (crashes); its data folder is copied and started
+    // elsewhere, as a backup restored on another machine would be.
+    first.kill();
+    let copy = dir.join("copy");
+    copy_tree(&dir.join("master").join("data"), &copy.join("data"));
+    let second = MasterProcess::start(&copy, "", &config(&cloud, "127.0.0.1:9", pool, &ec2));
+    // Its reconciliation and a sweep have looked at the cloud, under its new id.
+    support::wait::until("the copy to reconcile and sweep", LONG, || {
+        cloud_calls(&second, "DescribeInstances") >= 2
+    });
+    let left = instance_named(&second, connecting[0]["name"].as_str().expect("name"));
+    assert_eq!(left["phase"], "failed", "{left}");
+    assert!(
+        left["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&first_id)),
+        "{left}"
+    );
+    // The copy may launch for the copied queue, under its own id only.
+    let alive = cloud.moto.alive();
+    let kept = alive.iter().find(|i| i.id == cloud_id);
+    assert!(kept.is_some(), "{alive:?}");
+    for i in alive.iter().filter(|i| i.id != cloud_id) {
+        assert_ne!(i.tags["pbmaster:master"], first_id, "{alive:?}");
+    }
+    drop(second);
+    cloud.wait_alive_exactly(&[&cloud_id]);
+
+    // The first master, back, still knows its instance, and ends it once its worker
+    // comes.
+    first.restart();
+    cloud.sim.release(1);
+    let r = first.wait_request(request, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    assert!(first.terminate(LONG).success());
+    cloud.wait_none_alive("cloud");
+}
