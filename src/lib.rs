@@ -29,6 +29,7 @@ mod changes;
 pub mod cli;
 mod config;
 mod conn;
+mod importer;
 mod latent;
 mod master;
 mod metrics;
