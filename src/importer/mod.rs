@@ -9,9 +9,11 @@ mod latent;
 mod py;
 mod render;
 mod schedule;
+mod schedulers;
 mod steps;
 mod translate;
 mod venv;
+mod workers;
 
 pub use translate::{translate, Translation};
 pub use venv::{default_venv, ready as venv_ready, setup_venv};

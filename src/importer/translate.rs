@@ -2,7 +2,7 @@
 //! object and argument is either translated or reported as a TODO at its place.
 
 use super::doc::Doc;
-use super::py::{class, dict, is_buildbot, kwargs, show, tag, truthy};
+use super::py::{class, dict, is_buildbot, kwargs, show, tag};
 use super::steps;
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, HashSet};
@@ -26,7 +26,7 @@ pub struct Translation {
 }
 
 impl Translation {
-    fn todo(&mut self, location: &str, what: impl Into<String>) -> String {
+    pub(super) fn todo(&mut self, location: &str, what: impl Into<String>) -> String {
         let what = what.into();
         self.todos.push(Todo {
             location: location.to_string(),
@@ -58,11 +58,12 @@ pub fn translate(c: &Map<String, Json>) -> Translation {
     handled.insert("secretsProviders");
     changes(&mut t, c.get("change_source"));
     handled.insert("change_source");
-    let workers = workers(&mut t, c.get("workers"), &master, secrets_dir.as_deref());
+    let workers =
+        super::workers::workers(&mut t, c.get("workers"), &master, secrets_dir.as_deref());
     handled.insert("workers");
     let builders = builders(&mut t, c.get("builders"), &workers, &global_props);
     handled.insert("builders");
-    schedulers(&mut t, c.get("schedulers"), &builders);
+    super::schedulers::schedulers(&mut t, c.get("schedulers"), &builders);
     handled.insert("schedulers");
     for (k, v) in c {
         if !handled.contains(k.as_str()) && !empty(v) {
@@ -77,9 +78,9 @@ pub fn translate(c: &Map<String, Json>) -> Translation {
 }
 
 /// What other parts need of `[master]`.
-struct Master {
-    pb_port: u16,
-    url_host: Option<String>,
+pub(super) struct Master {
+    pub pb_port: u16,
+    pub url_host: Option<String>,
 }
 
 fn master(t: &mut Translation, c: &Map<String, Json>, handled: &mut HashSet<&str>) -> Master {
@@ -225,7 +226,7 @@ pub(super) fn empty(v: &Json) -> bool {
 }
 
 /// A value that may be one object or a list of them.
-fn list(v: Option<&Json>) -> Vec<Json> {
+pub(super) fn list(v: Option<&Json>) -> Vec<Json> {
     match v {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::Array(items)) => items.clone(),
@@ -287,122 +288,6 @@ fn changes(t: &mut Translation, sources: Option<&Json>) {
         };
         let line = t.todo(&location, what);
         t.doc.comment(vec![format!("TODO(import): {line}")]);
-    }
-}
-
-/// Worker names a builder may use (workers and pools that were translated).
-fn workers(
-    t: &mut Translation,
-    workers: Option<&Json>,
-    master: &Master,
-    secrets_dir: Option<&str>,
-) -> HashSet<String> {
-    let mut names = HashSet::new();
-    for (i, w) in list(workers).iter().enumerate() {
-        let mut kw = kwargs(w);
-        let name = kw
-            .remove("name")
-            .and_then(|n| n.as_str().map(str::to_string));
-        let Some(name) = name else {
-            let line = t.todo(
-                &format!("worker {}", i + 1),
-                format!("{} without a literal name", show(w)),
-            );
-            t.doc.comment(vec![format!("TODO(import): {line}")]);
-            continue;
-        };
-        let location = format!("worker {name:?}");
-        let password = kw.remove("password");
-        match class(w) {
-            "Worker" | "BuildSlave" if is_buildbot(w) => {
-                let mut entries = vec![("name".to_string(), Toml::String(name.clone()))];
-                let mut todos = Vec::new();
-                password_entry(
-                    t,
-                    &name,
-                    password.as_ref(),
-                    secrets_dir,
-                    &location,
-                    &mut entries,
-                    &mut todos,
-                );
-                if let Some(n) = kw.remove("max_builds").and_then(|v| v.as_i64()) {
-                    entries.push(("max_builds".into(), Toml::Integer(n.max(1))));
-                }
-                for (k, v) in kw.iter().filter(|(_, v)| !v.is_null()) {
-                    todos.push(t.todo(&location, format!("{k} = {} is not translated", show(v))));
-                }
-                t.doc.table("[[worker]]", todos, entries);
-                t.translated += 1;
-                names.insert(name);
-            }
-            "EC2LatentWorker" if is_buildbot(w) => {
-                super::latent::ec2(t, &name, kw, master.pb_port, master.url_host.as_deref());
-                names.insert(name);
-            }
-            other => {
-                let what = if other == "DockerLatentWorker" {
-                    format!(
-                        "DockerLatentWorker(image {}): pbmaster has no docker latent driver in this version",
-                        kw.get("image").map_or("?".into(), show)
-                    )
-                } else {
-                    format!("{other}(...) is not translated")
-                };
-                let line = t.todo(&location, what);
-                t.doc.comment(vec![format!("TODO(import): {line}")]);
-            }
-        }
-    }
-    names
-}
-
-/// A worker's password: a literal goes to a file written next to the output, a
-/// `Secret` to the secrets folder's file; never into the TOML itself.
-fn password_entry(
-    t: &mut Translation,
-    name: &str,
-    password: Option<&Json>,
-    secrets_dir: Option<&str>,
-    location: &str,
-    entries: &mut Vec<(String, Toml)>,
-    todos: &mut Vec<String>,
-) {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match password {
-        Some(Json::String(p)) => {
-            let file = format!("secrets/worker-{safe}");
-            t.secret_files.insert(file.clone(), p.clone());
-            entries.push(("password_file".into(), Toml::String(file)));
-        }
-        Some(s) if tag(s) == Some("secret") && secrets_dir.is_some() => {
-            let secret = s.get("name").and_then(Json::as_str).unwrap_or("?");
-            let dir = secrets_dir.unwrap_or_default().trim_end_matches('/');
-            entries.push((
-                "password_file".into(),
-                Toml::String(format!("{dir}/{secret}")),
-            ));
-        }
-        other => {
-            let var = format!("WORKER_PASSWORD_{}", safe.to_uppercase().replace('-', "_"));
-            todos.push(t.todo(
-                location,
-                format!(
-                    "password {}: set the environment variable {var}",
-                    other.map_or("None".into(), show)
-                ),
-            ));
-            entries.push(("password_env".into(), Toml::String(var)));
-        }
     }
 }
 
@@ -582,7 +467,7 @@ fn factory_steps(
 }
 
 /// A literal property value as TOML.
-fn literal_value(v: &Json) -> Option<Toml> {
+pub(super) fn literal_value(v: &Json) -> Option<Toml> {
     match v {
         Json::String(s) => Some(Toml::String(s.clone())),
         Json::Bool(b) => Some(Toml::Boolean(*b)),
@@ -596,119 +481,6 @@ fn literal_value(v: &Json) -> Option<Toml> {
             .collect::<Option<_>>()
             .map(Toml::Array),
         _ => None,
-    }
-}
-
-fn schedulers(t: &mut Translation, schedulers: Option<&Json>, builders: &HashSet<String>) {
-    for (i, s) in list(schedulers).iter().enumerate() {
-        let mut kw = kwargs(s);
-        let name = match kw.remove("name") {
-            Some(Json::String(n)) => n,
-            _ => format!("scheduler-{}", i + 1),
-        };
-        let location = format!("scheduler {name:?}");
-        let mut todos = Vec::new();
-        let mut entries = vec![("name".to_string(), Toml::String(name.clone()))];
-        let kind = match class(s) {
-            "SingleBranchScheduler" | "AnyBranchScheduler" | "Scheduler" => "changes",
-            "Periodic" => "periodic",
-            "Nightly" => "nightly",
-            "ForceScheduler" => "force",
-            other => {
-                let what = if other == "Triggerable" {
-                    "Triggerable: pbmaster has no Trigger step; builds start from other schedulers or the API".to_string()
-                } else {
-                    format!("{other}(...) is not translated")
-                };
-                let line = t.todo(&location, what);
-                t.doc.comment(vec![format!("TODO(import): {line}")]);
-                continue;
-            }
-        };
-        entries.push(("kind".into(), Toml::String(kind.into())));
-        let mut kept = Vec::new();
-        let names: Vec<String> = match kw.remove("builderNames") {
-            Some(Json::Array(b)) => b
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect(),
-            Some(other) => {
-                todos.push(t.todo(
-                    &location,
-                    format!("builderNames = {} (computed)", show(&other)),
-                ));
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-        for b in names {
-            if builders.contains(&b) {
-                kept.push(Toml::String(b));
-            } else {
-                todos.push(t.todo(&location, format!("builder {b:?} was not translated")));
-            }
-        }
-        if kept.is_empty() && kind != "force" {
-            let line = t.todo(
-                &location,
-                "the scheduler is left out: none of its builders was translated",
-            );
-            let mut lines = vec![format!("TODO(import): {line}")];
-            lines.extend(todos.iter().map(|l| format!("TODO(import): {l}")));
-            t.doc.comment(lines);
-            continue;
-        }
-        entries.push(("builders".into(), Toml::Array(kept)));
-        if let Some(p) = kw.remove("properties").as_ref().and_then(dict) {
-            let mut props = toml::Table::new();
-            for (k, v) in p {
-                match literal_value(&v) {
-                    Some(v) => {
-                        props.insert(k, v);
-                    }
-                    None => todos.push(t.todo(
-                        &location,
-                        format!("property {k} = {} is not translated", show(&v)),
-                    )),
-                }
-            }
-            if !props.is_empty() {
-                entries.push(("properties".into(), Toml::Table(props)));
-            }
-        }
-        match kind {
-            "changes" => super::schedule::changes(t, &location, &mut kw, &mut entries, &mut todos),
-            "periodic" => match kw.remove("periodicBuildTimer").and_then(|v| v.as_i64()) {
-                Some(n) if n > 0 => entries.push(("interval".into(), Toml::Integer(n))),
-                _ => todos.push(t.todo(&location, "periodicBuildTimer is not a number of seconds")),
-            },
-            "nightly" => super::schedule::nightly(t, &location, &mut kw, &mut entries, &mut todos),
-            _ => {
-                // The force form's fields: pbmaster's force takes properties as given.
-                for k in [
-                    "reason",
-                    "username",
-                    "buttonName",
-                    "label",
-                    "priority",
-                    "codebases",
-                    "properties",
-                ] {
-                    kw.remove(k);
-                }
-            }
-        }
-        for k in ["reason"] {
-            kw.remove(k);
-        }
-        for (k, v) in kw.iter() {
-            if empty(v) || (k == "onlyIfChanged" && truthy(v) == Some(false)) {
-                continue;
-            }
-            todos.push(t.todo(&location, format!("{k} = {} is not translated", show(v))));
-        }
-        t.doc.table("[[scheduler]]", todos, entries);
-        t.translated += 1;
     }
 }
 
