@@ -140,6 +140,40 @@ fn many_builders() {
     assert_todos(&todos, &want.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(text.matches("[[builder]]").count(), 12, "{text}");
     assert_eq!(text.matches("[[builder.step]]").count(), 60);
+    assert!(text.contains("pb_password_file = \"secrets/changes\""));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("secrets/changes")).unwrap(),
+        "s3cret-changes"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("secrets/worker-linux-1"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "a password file others can read");
+
+    // To stdout: the TOML, and no password anywhere in what is printed.
+    let venv = require_peer("buildbot-master");
+    let o = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .arg("import-buildbot")
+        .arg(fixture("many"))
+        .arg("--venv")
+        .arg(venv)
+        .output()
+        .expect("pbmaster runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("[[builder]]"));
+    for secret in ["s3cret-changes", "pw-linux-1", "pw-macos-2"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} printed"
+        );
+    }
+    assert!(stderr.contains("passwords were not written"), "{stderr}");
 }
 
 #[test]
@@ -567,4 +601,27 @@ fn imported_builds_match_the_buildbot_master() {
         want.iter().any(|w| w.2.contains("color=blue size=small")),
         "{want:#?}"
     );
+}
+
+#[test]
+fn a_config_buildbot_cannot_load_is_refused_with_its_error() {
+    let dir = test_dir("import-broken");
+    for (body, expect) in [
+        (
+            "raise ValueError('no such platform: plan9')\n",
+            "no such platform: plan9",
+        ),
+        ("c = {}\n", "does not define 'BuildmasterConfig'"),
+        ("c = BuildmasterConfig = {\n", "SyntaxError"),
+    ] {
+        std::fs::write(dir.join("master.cfg"), body).unwrap();
+        let o = import(&dir, &dir.join("out.toml"), &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{body:?} imported");
+        assert!(stderr.contains(expect), "{body:?}: {stderr}");
+        assert!(
+            !dir.join("out.toml").exists(),
+            "output written for {body:?}"
+        );
+    }
 }

@@ -150,3 +150,23 @@ fn cron_field(v: &Json, weekday: bool) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn buildbot_weekdays_become_cron_weekdays() {
+        assert_eq!(cron_field(&json!(0), true).as_deref(), Some("1"));
+        assert_eq!(cron_field(&json!(6), true).as_deref(), Some("0"));
+        assert_eq!(
+            cron_field(&json!([4, 5, 6]), true).as_deref(),
+            Some("5,6,0")
+        );
+        assert_eq!(cron_field(&json!(7), true), None);
+        assert_eq!(cron_field(&json!([1, 13]), false).as_deref(), Some("1,13"));
+        assert_eq!(cron_field(&json!("*"), false).as_deref(), Some("*"));
+        assert_eq!(cron_field(&json!("*/5"), false), None);
+    }
+}

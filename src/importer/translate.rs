@@ -487,3 +487,20 @@ pub(super) fn literal_value(v: &Json) -> Option<Toml> {
 pub(super) fn todo_line(t: &mut Translation, location: &str, what: String) -> String {
     t.todo(location, what)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pb_ports_and_endpoints_become_addresses() {
+        assert_eq!(listen(&json!(9989)), Some(("0.0.0.0:9989".into(), 9989)));
+        assert_eq!(
+            listen(&json!("tcp:9990:interface=127.0.0.1:backlog=50")),
+            Some(("127.0.0.1:9990".into(), 9990))
+        );
+        assert_eq!(listen(&json!("ssl:9989:privateKey=k")), None);
+        assert_eq!(listen(&json!("tcp:99999")), None);
+    }
+}
