@@ -195,7 +195,7 @@ pub fn step(s: &Json, workdir: &str, env: &toml::Table) -> Result<Vec<StepOut>, 
             let v = a.take("value").ok_or("SetProperty without a value")?;
             a.put("value", value(&v)?);
         }
-        "SetProperties" => return set_properties(a, &name),
+        "SetProperties" => return set_properties(a, s, &name),
         "MakeDirectory" | "RemoveDirectory" => {
             let kind = if cls == "MakeDirectory" {
                 "mkdir"
@@ -481,7 +481,7 @@ fn shell_sequence(
 }
 
 /// `SetProperties` with a literal dict: one `set_property` step per property.
-fn set_properties(mut a: Args, name: &str) -> Result<Vec<StepOut>, String> {
+fn set_properties(mut a: Args, s: &Json, name: &str) -> Result<Vec<StepOut>, String> {
     let props = a
         .take("properties")
         .ok_or("SetProperties without properties")?;
@@ -490,22 +490,17 @@ fn set_properties(mut a: Args, name: &str) -> Result<Vec<StepOut>, String> {
     for (prop, v) in props {
         let mut one = Args {
             kw: a.kw.clone(),
-            used: vec!["properties".into()],
+            used: vec!["properties".into(), "name".into()],
             out: StepOut::default(),
         };
         one.put("name", Toml::String(format!("{name} {prop}")));
         one.put("kind", Toml::String("set_property".into()));
         one.put("property", Toml::String(prop));
         one.put("value", value(&v)?);
-        out.push(one);
+        common(&mut one, s);
+        out.push(one.finish());
     }
-    let mut done = Vec::new();
-    for mut one in out {
-        common_flags(&mut one, &Json::Null);
-        done.push(one.finish());
-    }
-    a.used.extend(["properties".to_string()]);
-    Ok(done)
+    Ok(out)
 }
 
 /// A property value: a string (interpolated), number, bool or list of them.
@@ -528,10 +523,6 @@ fn value(v: &Json) -> Result<Toml, String> {
 
 /// The keys every step takes: result flags, `alwaysRun`, `doStepIf`.
 fn common(a: &mut Args, s: &Json) {
-    common_flags(a, s);
-}
-
-fn common_flags(a: &mut Args, s: &Json) {
     let defaults = s.get("defaults");
     let default_of = |flag: &str| {
         defaults
