@@ -32,6 +32,7 @@ pub mod cli;
 mod config;
 mod conn;
 mod events;
+mod importer;
 mod latent;
 mod master;
 mod metrics;

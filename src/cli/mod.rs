@@ -36,6 +36,27 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Translate a buildbot master.cfg (a master directory or the file) into pbmaster
+    /// TOML, running the config with the real buildbot package from a venv.
+    ImportBuildbot {
+        /// The buildbot master directory, or its config file.
+        #[arg(required_unless_present = "setup")]
+        path: Option<PathBuf>,
+        /// Write the TOML here (and the passwords it refers to under secrets/ next to
+        /// it) instead of to stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The venv with buildbot (default: pbmaster/buildbot-venv in the user's data
+        /// folder, created on first use).
+        #[arg(long)]
+        venv: Option<PathBuf>,
+        /// Only create the venv.
+        #[arg(long)]
+        setup: bool,
+        /// The Python that creates the venv.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Read a password (one line) from standard input and print its Argon2id hash,
     /// for an `[[api_user]]`'s `password_hash`.
     HashPassword,
@@ -111,6 +132,25 @@ impl Cli {
                     return Ok(ExitCode::FAILURE);
                 }
                 println!("{}", crate::config::hash_password(password)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::ImportBuildbot {
+                path,
+                output,
+                venv,
+                setup,
+                python,
+            } => {
+                let venv = venv
+                    .or_else(crate::importer::default_venv)
+                    .ok_or("no venv: pass --venv DIR (no HOME to put one under)")?;
+                if setup || !crate::importer::venv_ready(&venv) {
+                    crate::importer::setup_venv(&venv, &python)?;
+                }
+                let Some(path) = path else {
+                    return Ok(ExitCode::SUCCESS);
+                };
+                crate::importer::run(&path, output.as_deref(), &venv)?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Client(c) => c.run(),
