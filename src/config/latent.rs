@@ -111,6 +111,8 @@ impl LatentDriver {
                 let kind = placed.rsplit('/').next().unwrap_or(placed);
                 s.prices.get(kind).copied()
             }
+            #[cfg(feature = "docker")]
+            LatentDriver::Docker(_) => None,
         }
     }
 
