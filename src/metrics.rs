@@ -354,6 +354,8 @@ mod tests {
         m.connection_ended();
         m.login_failed();
         m.latent.ready("c", 3.0);
+        m.latent.phase_left("c", "booting", 2.0);
+        m.latent.phase_left("c", "booting", 4.0);
         m.latent.failed("c", "InsufficientInstanceCapacity");
         m.latent.ended("c", 1.5);
         m.latent.ended("c", 1.0);
@@ -368,6 +370,8 @@ mod tests {
             "pbmaster_build_duration_seconds_count{builder=\"b<1>\"} 1",
             "pbmaster_steps_finished_total{result=\"failure\"} 1",
             "pbmaster_log_bytes_total 10",
+            "pbmaster_latent_phase_seconds_count{pool=\"c\",phase=\"booting\"} 2",
+            "pbmaster_latent_phase_seconds_sum{pool=\"c\",phase=\"booting\"} 6.0",
             "pbmaster_pb_connections_total 1",
             "pbmaster_pb_connections_open 0",
             "pbmaster_pb_protocol_violations_total 1",

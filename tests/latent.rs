@@ -58,7 +58,7 @@ fn on_demand_instances_build_idle_out_are_reused_and_capped() {
     let master = MasterProcess::start(
         &dir.join("master"),
         "",
-        &config("max_instances = 3\nbuild_wait_timeout = 4"),
+        &config("max_instances = 3\nbuild_wait_timeout = 4\nprice_per_hour = 3.6"),
     );
 
     // One request: one instance, through every phase, stopped after its idle time.
@@ -74,6 +74,32 @@ fn on_demand_instances_build_idle_out_are_reused_and_capped() {
     let ended = wait_all_ended(&master);
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(phases(&ended[0]), TWO_BUILDS_THEN_IDLE_OUT, "{}", ended[0]);
+    // Its accounting, in the API and on the latent page: two builds, a cost at
+    // 3.6 per hour (a thousandth per second), the cost per build with idle time shared.
+    let accounting = &ended[0]["accounting"];
+    assert_eq!(accounting["builds_run"], 2, "{accounting}");
+    let cost = accounting["cost"].as_f64().expect("a cost");
+    let seconds = accounting["instance_seconds"].as_f64().expect("seconds");
+    assert!((cost - seconds / 1000.0).abs() < 1e-9, "{accounting}");
+    let page = String::from_utf8(master.get_bytes("/latent")).expect("UTF-8 page");
+    assert!(page.contains("Time to ready"), "{page}");
+    let per_build = accounting["cost_per_build"].as_f64().expect("per build");
+    let row = format!("{cost:.4} ({per_build:.4} per build)");
+    assert!(page.contains(&row), "{row} in {page}");
+    assert!(page.contains("2 (busy "), "{page}");
+    // Each phase on its way to ready was timed once, for this one instance.
+    let metrics = String::from_utf8(master.get_bytes("/metrics")).expect("UTF-8");
+    for phase in [
+        "requested",
+        "launching",
+        "booting",
+        "connecting",
+        "attaching",
+    ] {
+        let line =
+            format!("pbmaster_latent_phase_seconds_count{{pool=\"pool\",phase=\"{phase}\"}} 1\n");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 
     // A flood of five with a cap of three: exactly three at the peak, all succeed.
     let requests: Vec<i64> = (0..5).map(|_| master.force("job")).collect();
@@ -212,12 +238,17 @@ fn stale_and_impostor_logins_are_refused() {
         .to_owned();
     let boot = std::fs::read_to_string(dir.join(format!("master/data/latent/pool/{name}/boot.sh")))
         .expect("boot script");
-    // create-worker ... "MASTER" "NAME" "PASSWORD": the password is the 4th quoted word.
+    // The script writes `passwd = 'PASSWORD'` into buildbot.tac.
     let password = boot
-        .split('"')
-        .nth(7)
+        .split("passwd = '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
         .expect("password in the boot script")
         .to_owned();
+    assert!(
+        !boot.contains(&format!("\"{password}\"")),
+        "the password is no command's argument: {boot}"
+    );
     assert_eq!(password.len(), 24, "{boot}");
     // While the instance lives (idle), a wrong password is refused.
     let refused = try_login(master.pb, &name, "guessed").expect_err("a wrong password");

@@ -20,6 +20,12 @@ struct PoolReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolPhase {
+    pool: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolAction {
     pool: String,
     action: String,
@@ -33,6 +39,7 @@ fn boot_seconds() -> Histogram {
 #[derive(Debug)]
 pub struct LatentMetrics {
     time_to_ready: Family<Pool, Histogram, fn() -> Histogram>,
+    phase_seconds: Family<PoolPhase, Histogram, fn() -> Histogram>,
     failures: Family<PoolReason, Counter>,
     instance_seconds: Family<Pool, Counter<f64, AtomicU64>>,
     calls: Family<PoolAction, Counter>,
@@ -43,6 +50,7 @@ impl LatentMetrics {
     pub(super) fn new(r: &mut Registry) -> LatentMetrics {
         let m = LatentMetrics {
             time_to_ready: Family::new_with_constructor(boot_seconds),
+            phase_seconds: Family::new_with_constructor(boot_seconds),
             failures: Family::default(),
             instance_seconds: Family::default(),
             calls: Family::default(),
@@ -52,6 +60,11 @@ impl LatentMetrics {
             "latent_time_to_ready_seconds",
             "Time from asking for a latent instance to its worker attached, by pool",
             m.time_to_ready.clone(),
+        );
+        r.register(
+            "latent_phase_seconds",
+            "Time latent instances spent in each phase on their way to ready (requested, launching, booting, connecting, attaching), by pool and phase",
+            m.phase_seconds.clone(),
         );
         r.register(
             "latent_failures",
@@ -80,6 +93,16 @@ impl LatentMetrics {
         self.time_to_ready
             .get_or_create(&Pool {
                 pool: pool.to_owned(),
+            })
+            .observe(seconds.max(0.0));
+    }
+
+    /// An instance left `phase`, one of those before ready, after `seconds`.
+    pub fn phase_left(&self, pool: &str, phase: &str, seconds: f64) {
+        self.phase_seconds
+            .get_or_create(&PoolPhase {
+                pool: pool.to_owned(),
+                phase: phase.to_owned(),
             })
             .observe(seconds.max(0.0));
     }

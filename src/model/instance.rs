@@ -57,6 +57,19 @@ impl Phase {
         Phase::Parked,
     ];
 
+    /// A phase of the way to ready: requested, launching, booting, connecting,
+    /// attaching.
+    pub fn before_ready(self) -> bool {
+        matches!(
+            self,
+            Phase::Requested
+                | Phase::Launching
+                | Phase::Booting
+                | Phase::Connecting
+                | Phase::Attaching
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Requested => "requested",

@@ -167,6 +167,28 @@ fn pool_table(pools: &[Value]) -> maud::Markup {
     }
 }
 
+/// An instance's time to ready, builds run with the seconds they used of its time,
+/// and (with a price) its cost and the cost per build, idle time shared.
+fn accounting_cells(a: &Value) -> maud::Markup {
+    let seconds = |v: &Value| v.as_f64().map(|s| format!("{s:.1} s"));
+    let money = |v: &Value| v.as_f64().map(|c| format!("{c:.4}"));
+    html! {
+        td { @if let Some(t) = seconds(&a["time_to_ready"]) { (t) } }
+        td {
+            (a["builds_run"].as_u64().unwrap_or(0))
+            @if let (Some(busy), Some(all)) = (seconds(&a["busy_seconds"]), seconds(&a["instance_seconds"])) {
+                " (busy " (busy) " of " (all) ")"
+            }
+        }
+        td {
+            @if let Some(cost) = money(&a["cost"]) {
+                (cost)
+                @if let Some(per) = money(&a["cost_per_build"]) { " (" (per) " per build)" }
+            }
+        }
+    }
+}
+
 pub async fn latent(State(s): State<ApiState>, caller: Option<Extension<Caller>>) -> PageResult {
     let pools = crate::api::ask_master(&s, |reply| Msg::Pools { reply })
         .await
@@ -183,7 +205,7 @@ pub async fn latent(State(s): State<ApiState>, caller: Option<Extension<Caller>>
             (pool_table(pools.as_array().map(Vec::as_slice).unwrap_or_default()))
             h2 { "Instances" }
             table {
-                thead { tr { th { "Instance" } th { "Pool" } th { "Phase" } th { "Since" } th { "Cloud id" } th { "Failure" } th { "Transitions" } } }
+                thead { tr { th { "Instance" } th { "Pool" } th { "Phase" } th { "Since" } th { "Cloud id" } th { "Time to ready" } th { "Builds" } th { "Cost" } th { "Failure" } th { "Transitions" } } }
                 tbody {
                     @for i in &instances {
                         tr {
@@ -192,6 +214,7 @@ pub async fn latent(State(s): State<ApiState>, caller: Option<Extension<Caller>>
                             td { span class=(format!("phase {}", i["phase"].as_str().unwrap_or_default())) { (i["phase"].as_str().unwrap_or_default()) } }
                             td { (time(i["since"].as_f64())) }
                             td { (i["cloud_id"].as_str().unwrap_or_default()) }
+                            (accounting_cells(&i["accounting"]))
                             td {
                                 @if let Some(why) = i["failure_reason"].as_str() {
                                     span.result.failure { (i["failure_phase"].as_str().unwrap_or_default()) } " " (why)

@@ -28,8 +28,14 @@ impl Master {
         if i.phase == to && to != Phase::Building {
             return;
         }
+        let (left, entered) = (i.phase, i.since);
         if let Err(e) = i.advance(to, self.now) {
             return warn!(pool, instance = %i.name, "{e}");
+        }
+        if left.before_ready() {
+            crate::metrics::metrics()
+                .latent
+                .phase_left(pool, left.name(), self.now - entered);
         }
         if let Err(e) = self.store.record_phase(i, detail) {
             warn!(pool, instance = %i.name, "cannot record the transition: {e}");
