@@ -75,85 +75,94 @@ pub struct BootScript {
     pieces: Vec<Piece>,
 }
 
-/// The local driver's default: create a buildbot-worker in the instance's folder and
-/// run it in the foreground, from the venv the pool names.
-///
-/// Every default writes the one-time password into `buildbot.tac` from a here-document
-/// rather than passing it to `create-worker`: a command's arguments show in every
+/// Shell lines that write the one-time password into `buildbot.tac` with `$python`,
+/// from a here-document rather than `create-worker`'s arguments: those show in every
 /// process listing of the host, and containers' and local instances' processes are
 /// the host's.
-pub const LOCAL_DEFAULT: &str = r#"#!/bin/sh
-set -e
-"{{venv}}/bin/buildbot-worker" create-worker --keepalive=60 worker "{{master}}" "{{name}}" pending
-"{{venv}}/bin/python" - worker/buildbot.tac <<'EOF'
+macro_rules! write_password {
+    ($python:literal) => {
+        concat!(
+            $python,
+            r#" - worker/buildbot.tac <<'EOF'
 import re, sys
 path = sys.argv[1]
 tac = open(path).read()
 tac = re.sub(r"(?m)^passwd = .*$", "passwd = '{{password}}'", tac, count=1)
 open(path, "w").write(tac)
 EOF
-cd worker
+"#
+        )
+    };
+}
+
+/// Shell lines for a stock image (ec2, docker): python3-venv if missing, an
+/// unprivileged `buildbot` user, buildbot-worker in a venv, the worker created with
+/// the instance's name and one-time password.
+macro_rules! install_worker {
+    () => {
+        concat!(
+            r#"if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  apt-get update -q
+  apt-get install -y -q python3-venv
+fi
+id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/buildbot buildbot
+cd /var/lib/buildbot
+runuser -u buildbot -- python3 -m venv venv
+runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
+runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' pending
+"#,
+            write_password!("runuser -u buildbot -- venv/bin/python")
+        )
+    };
+}
+
+/// The local driver's default: create a buildbot-worker in the instance's folder and
+/// run it in the foreground, from the venv the pool names.
+pub const LOCAL_DEFAULT: &str = concat!(
+    r#"#!/bin/sh
+set -e
+"{{venv}}/bin/buildbot-worker" create-worker --keepalive=60 worker "{{master}}" "{{name}}" pending
+"#,
+    write_password!(r#""{{venv}}/bin/python""#),
+    r#"cd worker
 exec "{{venv}}/bin/twistd" --nodaemon --no_save --pidfile= -y buildbot.tac
-"#;
+"#
+);
 
 /// The ec2 driver's default: user data for a stock Ubuntu or Debian image. cloud-init
 /// runs it once as root at first boot; it installs buildbot-worker in a venv, runs the
 /// worker as an unprivileged user, and powers the machine off when the worker ends (the
 /// instance is launched to terminate on shutdown, so nothing lingers). A pre-baked image
 /// needs only its last lines as `boot_script`.
-pub const EC2_DEFAULT: &str = r#"#!/bin/sh
+pub const EC2_DEFAULT: &str = concat!(
+    r#"#!/bin/sh
 # pbmaster latent instance {{name}} of pool {{pool}}
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 trap 'poweroff' EXIT
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  apt-get update -q
-  apt-get install -y -q python3-venv
-fi
-id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/buildbot buildbot
-cd /var/lib/buildbot
-runuser -u buildbot -- python3 -m venv venv
-runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
-runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' pending
-runuser -u buildbot -- venv/bin/python - worker/buildbot.tac <<'EOF'
-import re, sys
-path = sys.argv[1]
-tac = open(path).read()
-tac = re.sub(r"(?m)^passwd = .*$", "passwd = '{{password}}'", tac, count=1)
-open(path, "w").write(tac)
-EOF
-cd worker
+"#,
+    install_worker!(),
+    r#"cd worker
 runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
-"#;
+"#
+);
 
 /// The docker driver's default: user data for a stock image with python3 and
 /// cloud-init (Debian, Ubuntu). It installs buildbot-worker in a venv (pip honours the
 /// container's `PIP_*` variables, e.g. a wheel folder mounted into the container) and
 /// runs the worker as an unprivileged user in the foreground: the container ends when
 /// the worker does.
-pub const DOCKER_DEFAULT: &str = r#"#!/bin/sh
+pub const DOCKER_DEFAULT: &str = concat!(
+    r#"#!/bin/sh
 # pbmaster latent instance {{name}} of pool {{pool}}
 set -eu
 export DEBIAN_FRONTEND=noninteractive
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  apt-get update -q
-  apt-get install -y -q python3-venv
-fi
-id buildbot >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/buildbot buildbot
-cd /var/lib/buildbot
-runuser -u buildbot -- python3 -m venv venv
-runuser -u buildbot -- venv/bin/pip install -q buildbot-worker
-runuser -u buildbot -- venv/bin/buildbot-worker create-worker --keepalive=60 worker '{{master}}' '{{name}}' pending
-runuser -u buildbot -- venv/bin/python - worker/buildbot.tac <<'EOF'
-import re, sys
-path = sys.argv[1]
-tac = open(path).read()
-tac = re.sub(r"(?m)^passwd = .*$", "passwd = '{{password}}'", tac, count=1)
-open(path, "w").write(tac)
-EOF
-cd worker
+"#,
+    install_worker!(),
+    r#"cd worker
 exec runuser -u buildbot -- ../venv/bin/twistd --nodaemon --no_save --pidfile= -y buildbot.tac
-"#;
+"#
+);
 
 impl BootScript {
     /// Parses `{{var}}` placeholders; an unknown or unterminated one is an error.
