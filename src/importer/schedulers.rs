@@ -1,7 +1,7 @@
 //! `c['schedulers']` to `[[scheduler]]`: change-driven, periodic, nightly and force.
 
 use super::py::{class, dict, kwargs, show, truthy};
-use super::translate::{empty, list, literal_value, Translation};
+use super::translate::{empty, list, literal_properties, Translation};
 use serde_json::Value as Json;
 use std::collections::HashSet;
 use toml::Value as Toml;
@@ -71,20 +71,8 @@ pub(super) fn schedulers(
         }
         entries.push(("builders".into(), Toml::Array(kept)));
         if let Some(p) = kw.remove("properties").as_ref().and_then(dict) {
-            let mut props = toml::Table::new();
-            for (k, v) in p {
-                match literal_value(&v) {
-                    Some(v) => {
-                        props.insert(k, v);
-                    }
-                    None => todos.push(t.todo(
-                        &location,
-                        format!("property {k} = {} is not translated", show(&v)),
-                    )),
-                }
-            }
-            if !props.is_empty() {
-                entries.push(("properties".into(), Toml::Table(props)));
+            if let Some(props) = literal_properties(t, &location, p, &mut todos) {
+                entries.push(("properties".into(), props));
             }
         }
         match kind {

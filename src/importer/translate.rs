@@ -336,24 +336,12 @@ fn builders(
         if let Some(Json::String(d)) = kw.remove("builddir") {
             entries.push(("builddir".into(), Toml::String(d)));
         }
-        let mut props = toml::Table::new();
         let mut all_props = global_props.clone();
         if let Some(p) = kw.remove("properties").as_ref().and_then(dict) {
             all_props.extend(p);
         }
-        for (k, v) in all_props {
-            match literal_value(&v) {
-                Some(v) => {
-                    props.insert(k, v);
-                }
-                None => todos.push(t.todo(
-                    &location,
-                    format!("property {k} = {} is not translated", show(&v)),
-                )),
-            }
-        }
-        if !props.is_empty() {
-            entries.push(("properties".into(), Toml::Table(props)));
+        if let Some(props) = literal_properties(t, &location, all_props, &mut todos) {
+            entries.push(("properties".into(), props));
         }
         let env = match kw.remove("env") {
             Some(v) => super::render::string_map(&v).unwrap_or_else(|why| {
@@ -464,6 +452,29 @@ fn factory_steps(
         return Vec::new();
     }
     out
+}
+
+/// Properties with literal values as a TOML table (`None` if none is left); any other
+/// value is a TODO at `location`.
+pub(super) fn literal_properties(
+    t: &mut Translation,
+    location: &str,
+    properties: Map<String, Json>,
+    todos: &mut Vec<String>,
+) -> Option<Toml> {
+    let mut table = toml::Table::new();
+    for (k, v) in properties {
+        match literal_value(&v) {
+            Some(v) => {
+                table.insert(k, v);
+            }
+            None => todos.push(t.todo(
+                location,
+                format!("property {k} = {} is not translated", show(&v)),
+            )),
+        }
+    }
+    (!table.is_empty()).then_some(Toml::Table(table))
 }
 
 /// A literal property value as TOML.
