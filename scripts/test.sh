@@ -8,7 +8,8 @@
 #      driver's tests start on loopback, and aiosmtpd 1.4.6, the SMTP server (STARTTLS,
 #      AUTH) the email reporter's tests start on loopback;
 #      Debian's chromium, which tests/browser.rs drives headless; and Debian's
-#      docker.io and debootstrap with the stock image tests/docker.rs boots (a
+#      docker.io and debootstrap with the stock image tests/docker.rs and
+#      tests/ec2_stock.rs boot (a
 #      minimal Debian with python3 and cloud-init, and buildbot-worker's wheels);
 #   2. cargo test for the whole workspace, all features (so the ec2 and docker drivers
 #      too): unit, property, fixture and CLI tests, and the master end to end against

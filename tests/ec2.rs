@@ -117,6 +117,7 @@ fn instances_that_never_connect_or_vanish_while_booting_are_replaced() {
         &dir,
         BootPolicy {
             never: HashSet::from([1, 2]),
+            ..BootPolicy::default()
         },
     );
     let master = start_master(
@@ -313,6 +314,7 @@ fn after_a_crash_known_instances_are_adopted_and_unknown_ones_terminated() {
         &dir,
         BootPolicy {
             never: HashSet::from([1]),
+            ..BootPolicy::default()
         },
     );
     let mut master = start_master(

@@ -277,6 +277,7 @@ fn a_copied_data_folder_takes_a_new_id_and_leaves_the_first_masters_instances_al
         &dir,
         BootPolicy {
             never: HashSet::from([1]),
+            ..BootPolicy::default()
         },
     );
     let (pool, ec2) = (

@@ -569,6 +569,9 @@ fn interrupted(text: String, ids: &HashSet<String>) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct BootPolicy {
     pub never: HashSet<usize>,
+    /// Boot the stock image through its cloud-init in a chroot, instead of running
+    /// the user data on the host.
+    pub stock: Option<super::chroot::StockBoot>,
 }
 
 #[derive(Default)]
@@ -756,6 +759,13 @@ fn step(
         let home: PathBuf = dir.join(&i.id);
         let _ = std::fs::create_dir_all(&home);
         let _ = std::fs::write(home.join("user-data.sh"), &script);
+        if let Some(stock) = &policy.stock {
+            match stock.boot(&home, &i.id, &script) {
+                Ok(child) => drop(s.booted.insert(i.id.clone(), child)),
+                Err(e) => eprintln!("booting {} failed: {e}", i.id),
+            }
+            continue;
+        }
         let Ok(log) = std::fs::File::create(home.join("boot.log")) else {
             continue;
         };

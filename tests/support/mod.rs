@@ -6,6 +6,7 @@
 
 pub mod cargo_build;
 pub mod changes;
+pub mod chroot;
 pub mod docker;
 pub mod ec2;
 pub mod ec2_cloud;
