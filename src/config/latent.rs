@@ -4,6 +4,7 @@
 use super::error::Problems;
 use super::file::{FileTable, PoolTable};
 pub use super::latent_docker::DockerSettings;
+pub use super::latent_ec2::Ec2Volume;
 use crate::model::boot_script::{self, BootScript};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -188,8 +189,27 @@ pub struct Ec2Settings {
     pub key_name: Option<String>,
     /// An instance profile name, or its ARN.
     pub instance_profile: Option<String>,
+    /// Seconds between lookups of `ami_name` (a newly published image is used by
+    /// new instances); 0: found once. Default: an hour.
+    pub ami_refresh: Option<u64>,
+    /// Only images of this architecture (`x86_64`, `arm64`, ...) match `ami_name`.
+    pub architecture: Option<String>,
     /// Size of the root volume, GiB; default: the image's.
     pub volume_size: Option<i32>,
+    /// The root volume's EBS type (`gp3`, ...); default: the image's.
+    pub volume_type: Option<String>,
+    /// Encrypt the root volume (with `volume_kms_key_id`, or the account's EBS key).
+    #[serde(default)]
+    pub volume_encrypted: bool,
+    pub volume_kms_key_id: Option<String>,
+    /// Volumes beside the root one, deleted with the instance.
+    #[serde(default)]
+    pub volumes: Vec<Ec2Volume>,
+    /// `true` or `false` asks for a public address or none; default: the subnet's
+    /// setting.
+    pub public_ip: Option<bool>,
+    /// A placement group to launch into.
+    pub placement_group: Option<String>,
     /// Extra tags on the instance and its volumes.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -399,6 +419,7 @@ fn ec2(p: &PoolTable, fail: &mut impl FnMut(&str)) -> Option<LatentDriver> {
     if ec2.tags.keys().any(|k| k.starts_with("pbmaster:")) {
         wrong("tags starting with `pbmaster:` are the master's own");
     }
+    super::latent_ec2::check(ec2, &mut wrong);
     right.then(|| ec2_driver(ec2)).flatten()
 }
 

@@ -12,6 +12,7 @@ mod file;
 mod hooks;
 mod latent;
 mod latent_docker;
+mod latent_ec2;
 mod limits;
 mod load;
 mod master;
@@ -28,7 +29,9 @@ pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
 pub use hooks::{HookAuth, HooksConfig};
-pub use latent::{DockerSettings, Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
+pub use latent::{
+    DockerSettings, Ec2Settings, Ec2Volume, IdleStop, LatentDriver, LatentPoolConfig,
+};
 pub use limits::Limits;
 pub use load::{load, parse};
 pub use master::{LogFormat, MasterConfig, PbTls};

@@ -8,6 +8,9 @@
 //! tokens). Every call goes through one retry loop with backoff under the pool's call
 //! budget; the SDK's own retries are off so the budget counts every request.
 
+mod image;
+mod request;
+
 use super::budget::CallBudget;
 use super::driver::{
     CloudState, Driver, DriverError, DriverFuture, LaunchSpec, Launched, OwnedInstance,
@@ -20,19 +23,21 @@ use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
-    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceStateName, InstanceType,
-    MarketType, ResourceType, SecureBlobAttributeValue, ShutdownBehavior, SpotInstanceType,
-    SpotMarketOptions, Tag, TagSpecification,
+    Filter, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceStateName, InstanceType, MarketType, ResourceType,
+    SecureBlobAttributeValue, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
+    TagSpecification,
 };
 use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
 };
 use aws_sdk_ec2::Client;
 use base64::Engine;
+use image::{Image, ImageCache};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
@@ -95,8 +100,8 @@ pub struct Ec2Driver {
     master_id: String,
     pool: String,
     client: OnceCell<Client>,
-    /// The resolved image and its root device, found once.
-    image: OnceCell<(String, Option<String>)>,
+    /// The image to launch, found again now and then when found by name.
+    images: ImageCache,
     budget: CallBudget,
     /// Launches so far, for `spread`.
     launches: AtomicUsize,
@@ -153,12 +158,13 @@ fn choices(s: &Ec2Settings, turn: usize) -> Vec<Choice> {
 impl Ec2Driver {
     pub fn new(settings: Ec2Settings, master_id: &str, pool: &str) -> Ec2Driver {
         let budget = CallBudget::per_minute(settings.calls_per_minute);
+        let images = ImageCache::new(settings.image_refresh().map(Duration::from_secs));
         Ec2Driver {
             settings,
             master_id: master_id.to_owned(),
             pool: pool.to_owned(),
             client: OnceCell::new(),
-            image: OnceCell::new(),
+            images,
             budget,
             launches: AtomicUsize::new(0),
         }
@@ -239,48 +245,94 @@ impl Ec2Driver {
     }
 
     /// The image to launch: the configured id, or the newest image matching the name
-    /// pattern among the configured owners; with its root device when the volume size
-    /// is set. An id alone needs no call (RunInstances says if it is wrong).
-    async fn image(&self) -> Result<&(String, Option<String>), DriverError> {
-        self.image
-            .get_or_try_init(|| async {
-                if let (Some(id), None) = (&self.settings.ami, self.settings.volume_size) {
-                    return Ok((id.clone(), None));
+    /// pattern (and architecture) among the configured owners, looked up again once
+    /// its refresh time has passed; with its root device when the root volume is
+    /// shaped here. An id alone needs no call (RunInstances says if it is wrong).
+    async fn image(&self) -> Result<Arc<Image>, DriverError> {
+        let now = Instant::now();
+        if let Some(image) = self.images.fresh(now) {
+            return Ok(image);
+        }
+        if let (Some(id), false) = (&self.settings.ami, self.settings.shapes_root_volume()) {
+            let image = Image {
+                id: id.clone(),
+                root_device: None,
+                root_size: None,
+            };
+            return Ok(self.images.store(image, now).0);
+        }
+        match self.look_up_image().await {
+            Ok(found) => {
+                let (image, replaced) = self.images.store(found, now);
+                if let Some(old) = replaced {
+                    info!(pool = %self.pool, image = %image.id, previous = %old.id, "a newer image matches: new instances use it");
                 }
-                let client = self.client().await;
-                let images = self
-                    .call("DescribeImages", || {
-                        let mut req = client.describe_images();
-                        if let Some(id) = &self.settings.ami {
-                            req = req.image_ids(id);
-                        }
-                        if let Some(pattern) = &self.settings.ami_name {
-                            req = req
-                                .filters(Filter::builder().name("name").values(pattern).build())
-                                .set_owners(Some(self.settings.ami_owners.clone()));
-                        }
-                        req.send()
-                    })
-                    .await?;
-                let newest = images.images().iter().max_by(|a, b| {
-                    (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name()))
-                });
-                let wanted = self
-                    .settings
-                    .ami
-                    .as_deref()
-                    .or(self.settings.ami_name.as_deref())
-                    .unwrap_or_default();
-                let image = newest.ok_or_else(|| {
-                    DriverError::permanent(format!("no image matches {wanted:?}"))
-                })?;
-                let id = image.image_id().unwrap_or(wanted).to_owned();
-                if self.settings.ami_name.is_some() {
-                    info!(pool = %self.pool, image = %id, name = image.name().unwrap_or(""), "chose the newest matching image");
+                Ok(image)
+            }
+            Err(e) => match self.images.keep(now) {
+                Some(image) => {
+                    warn!(pool = %self.pool, image = %image.id, "looking the image up again failed ({e}); keeping the one found before");
+                    Ok(image)
                 }
-                Ok((id, image.root_device_name().map(str::to_owned)))
+                None => Err(e),
+            },
+        }
+    }
+
+    /// One DescribeImages: the configured id, or the newest image matching the name.
+    async fn look_up_image(&self) -> Result<Image, DriverError> {
+        let client = self.client().await;
+        let s = &self.settings;
+        let images = self
+            .call("DescribeImages", || {
+                let mut req = client.describe_images();
+                if let Some(id) = &s.ami {
+                    req = req.image_ids(id);
+                }
+                if let Some(pattern) = &s.ami_name {
+                    req = req
+                        .filters(Filter::builder().name("name").values(pattern).build())
+                        .set_owners(Some(s.ami_owners.clone()));
+                    if let Some(arch) = &s.architecture {
+                        req = req
+                            .filters(Filter::builder().name("architecture").values(arch).build());
+                    }
+                }
+                req.send()
             })
-            .await
+            .await?;
+        let newest = images
+            .images()
+            .iter()
+            .max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())));
+        let wanted = s
+            .ami
+            .as_deref()
+            .or(s.ami_name.as_deref())
+            .unwrap_or_default();
+        let image = newest.ok_or_else(|| {
+            let arch = s
+                .architecture
+                .as_deref()
+                .map(|a| format!(" for {a}"))
+                .unwrap_or_default();
+            DriverError::permanent(format!("no image matches {wanted:?}{arch}"))
+        })?;
+        let id = image.image_id().unwrap_or(wanted).to_owned();
+        if s.ami_name.is_some() {
+            info!(pool = %self.pool, image = %id, name = image.name().unwrap_or(""), "chose the newest matching image");
+        }
+        let root_device = image.root_device_name().map(str::to_owned);
+        let root_size = image
+            .block_device_mappings()
+            .iter()
+            .find(|m| m.device_name().is_some() && m.device_name() == root_device.as_deref())
+            .and_then(|m| m.ebs()?.volume_size());
+        Ok(Image {
+            id,
+            root_device,
+            root_size,
+        })
     }
 
     fn tags(&self, spec: &LaunchSpec) -> Vec<Tag> {
@@ -309,7 +361,9 @@ impl Ec2Driver {
         spot: bool,
         token: &str,
     ) -> Result<String, DriverError> {
-        let (image, root_device) = self.image().await?.clone();
+        let image = self.image().await?;
+        let devices = request::block_devices(&self.settings, &image);
+        let interface = request::network_interface(&self.settings, choice.subnet.as_deref());
         let client = self.client().await;
         let s = &self.settings;
         let tags = self.tags(spec);
@@ -319,7 +373,7 @@ impl Ec2Driver {
             .call_tries("RunInstances", 1, || {
                 let mut req = client
                     .run_instances()
-                    .image_id(&image)
+                    .image_id(&image.id)
                     .instance_type(InstanceType::from(choice.kind.as_str()))
                     .min_count(1)
                     .max_count(1)
@@ -327,10 +381,17 @@ impl Ec2Driver {
                     .user_data(&user_data)
                     .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
                     .metadata_options(imdsv2_only())
-                    .set_subnet_id(choice.subnet.clone())
+                    .set_placement(request::placement(s))
+                    .set_block_device_mappings((!devices.is_empty()).then(|| devices.clone()))
                     .set_key_name(s.key_name.clone());
-                if !s.security_group_ids.is_empty() {
-                    req = req.set_security_group_ids(Some(s.security_group_ids.clone()));
+                // An interface carries the subnet and groups itself.
+                if let Some(nic) = &interface {
+                    req = req.network_interfaces(nic.clone());
+                } else {
+                    req = req.set_subnet_id(choice.subnet.clone());
+                    if !s.security_group_ids.is_empty() {
+                        req = req.set_security_group_ids(Some(s.security_group_ids.clone()));
+                    }
                 }
                 if let Some(profile) = &s.instance_profile {
                     let p = IamInstanceProfileSpecification::builder();
@@ -340,18 +401,6 @@ impl Ec2Driver {
                         p.name(profile)
                     };
                     req = req.iam_instance_profile(p.build());
-                }
-                if let (Some(size), Some(device)) = (s.volume_size, &root_device) {
-                    let ebs = EbsBlockDevice::builder()
-                        .volume_size(size)
-                        .delete_on_termination(true)
-                        .build();
-                    req = req.block_device_mappings(
-                        BlockDeviceMapping::builder()
-                            .device_name(device)
-                            .ebs(ebs)
-                            .build(),
-                    );
                 }
                 for resource in [ResourceType::Instance, ResourceType::Volume] {
                     req = req.tag_specifications(

@@ -252,6 +252,8 @@ struct ProxyState {
     faults: Vec<Fault>,
     /// Calls seen, by action.
     calls: HashMap<String, usize>,
+    /// The bodies of the RunInstances calls seen, in order.
+    launches: Vec<String>,
     /// Faults injected, by action.
     injected: HashMap<String, usize>,
     /// Instances are shown as pending until this long after the proxy first saw them.
@@ -316,6 +318,11 @@ impl FaultProxy {
 
     pub fn calls(&self, action: &str) -> usize {
         self.lock().calls.get(action).copied().unwrap_or(0)
+    }
+
+    /// The RunInstances requests seen (form-encoded bodies), in order.
+    pub fn launch_requests(&self) -> Vec<String> {
+        self.lock().launches.clone()
     }
 
     pub fn injected(&self, action: &str) -> usize {
@@ -384,6 +391,9 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
         let fault = {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             *s.calls.entry(action.clone()).or_default() += 1;
+            if action == "RunInstances" {
+                s.launches.push(body.clone());
+            }
             let found = s.faults.iter_mut().position(|f| {
                 f.times > 0
                     && f.action == action
