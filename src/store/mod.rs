@@ -11,6 +11,7 @@
 
 mod builds;
 mod changes;
+mod checkpoint;
 mod columns;
 mod error;
 mod health;
@@ -59,6 +60,9 @@ pub struct Store {
     logs_dir: Arc<PathBuf>,
     /// The database file, for more connections.
     path: Arc<PathBuf>,
+    /// Checkpoints the log for every connection (see [`checkpoint`]); stops with
+    /// the last handle.
+    checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 /// A log's bytes from one point on, with the sequence to ask from next time.
@@ -76,6 +80,9 @@ fn writer(path: &Path) -> StoreResult<Connection> {
     let db = Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
+    // Checkpoints are the checkpointer thread's, not a commit's.
+    db.pragma_update(None, "wal_autocheckpoint", 0)?;
+    db.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
     db.pragma_update(None, "foreign_keys", "ON")?;
     db.busy_timeout(std::time::Duration::from_secs(10))?;
     db.set_prepared_statement_cache_capacity(64);
@@ -153,11 +160,13 @@ impl Store {
         let reader = Connection::open(dir.join("pbmaster.sqlite"))?;
         reader.pragma_update(None, "query_only", "ON")?;
         reader.set_prepared_statement_cache_capacity(64);
+        let checkpointer = checkpoint::Checkpointer::start(&dir.join("pbmaster.sqlite"))?;
         Ok(Store {
             db: Arc::new(Mutex::new(db)),
             reader: Arc::new(Mutex::new(reader)),
             logs_dir: Arc::new(dir.join("logs")),
             path: Arc::new(dir.join("pbmaster.sqlite")),
+            checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -170,6 +179,7 @@ impl Store {
             reader: self.reader.clone(),
             logs_dir: self.logs_dir.clone(),
             path: self.path.clone(),
+            checkpointer: self.checkpointer.clone(),
         })
     }
 
@@ -233,6 +243,7 @@ impl Store {
             reader: self.reader.clone(),
             logs_dir: self.logs_dir.clone(),
             path: self.path.clone(),
+            checkpointer: self.checkpointer.clone(),
         };
         tokio::task::spawn_blocking(move || f(&reading))
             .await
