@@ -156,14 +156,17 @@ impl StepOutcome {
 /// build's end.
 pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
     let conn = job.worker.conn.clone();
-    if let Err(e) = conn.print(job.worker.mind, "ping", job.rpc_timeout).await {
+    // Both calls go out at once: one round trip to the worker instead of two (the
+    // worker answers in order, and a dead one answers neither).
+    let (ping, start) = tokio::join!(
+        conn.print(job.worker.mind, "ping", job.rpc_timeout),
+        conn.call_timeout(job.rpc_timeout, job.wfb, "startBuild", vec![], vec![]),
+    );
+    if let Err(e) = ping {
         let why = format!("worker did not answer the ping: {e}");
         return BuildOutcome::new(BuildResult::Retry, Some(why), Vec::new());
     }
-    if let Err(e) = conn
-        .call_timeout(job.rpc_timeout, job.wfb, "startBuild", vec![], vec![])
-        .await
-    {
+    if let Err(e) = start {
         let why = format!("startBuild failed: {e}");
         return BuildOutcome::new(BuildResult::Retry, Some(why), Vec::new());
     }
