@@ -97,6 +97,7 @@ fn a_launch_records_where_it_was_placed_and_its_price() {
             id,
             cloud_id: "i-1".into(),
             placement: Some("subnet-b/t3.small".into()),
+            market: Some("spot".into()),
         },
     );
     let r = row(&f, &name);

@@ -79,6 +79,7 @@ fn an_idle_instance_is_parked_and_started_again_with_a_new_password() {
             id,
             cloud_id: "i-1".into(),
             placement: None,
+            market: None,
         },
     );
     latent(&mut f, LatentMsg::Running { pool, id });
