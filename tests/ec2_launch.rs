@@ -112,7 +112,7 @@ fn images_volumes_address_and_placement_are_asked_for_and_images_found_again() {
     assert_ne!(first_image, arm);
 
     // Asked as configured (the emulator does not keep all of it: the request is read).
-    let requests = cloud.proxy.launch_requests();
+    let requests = cloud.proxy.bodies("RunInstances");
     assert_eq!(requests.len(), 1, "{requests:?}");
     let asked = &requests[0];
     for part in [

@@ -15,7 +15,7 @@ use support::ec2_cloud::{
     config, password_of, start_master, start_master_with, wait_all_ended, Cloud, LONG,
 };
 use support::latent::instances;
-use support::master::{test_dir, MasterProcess};
+use support::master::{test_dir, MasterProcess, API_TOKEN};
 
 fn instance_named(master: &MasterProcess, name: &str) -> Value {
     instances(master)
@@ -267,6 +267,158 @@ fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() 
             .any(|l| l == "pbmaster_latent_failures_total{pool=\"cloud\",reason=\"interrupted\"} 1"),
         "{metrics}"
     );
+}
+
+/// `pbmaster instances` against the master's API.
+fn instances_command(master: &MasterProcess) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .args(["instances", "--api", &master.api])
+        .env("PBMASTER_TOKEN", API_TOKEN)
+        .output()
+        .expect("pbmaster runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn a_spot_interruption_notice_ends_the_build_which_runs_again_on_demand_and_builds_carry_their_cost(
+) {
+    let dir = test_dir("ec2-notice");
+    let cloud = Cloud::start(&dir, BootPolicy::default());
+    let marker = dir.join("noticed-once");
+    let more = format!(
+        "\n[[builder]]\nname = \"long\"\nworkers = [\"cloud\"]\n\n[[builder.step]]\ncommand = \"test -e {m} || {{ touch {m}; sleep 120; }}\"\n",
+        m = marker.display()
+    );
+    // The replacement runs the retried build, then one more: its second use ends it.
+    let master = start_master_with(
+        &dir,
+        &cloud,
+        "build_wait_timeout = 600\nmax_uses = 2\nlost_build_retries = 0\nprice_per_hour = 0.36",
+        &format!("ami = \"{IMAGE}\"\nmarket = \"spot\""),
+        &more,
+    );
+    let request = master.force("long");
+    let running = master.wait_for(
+        &format!("/api/buildrequests/{request}"),
+        LONG,
+        "the build running",
+        |r| r["builds"][0]["started_at"].is_number() && marker.exists(),
+    );
+    let spot = running["builds"][0]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_owned();
+    let cloud_id = instance_named(&master, &spot)["cloud_id"]
+        .as_str()
+        .expect("cloud id")
+        .to_owned();
+    // The two-minute notice: the instance still runs, its build too.
+    cloud.proxy.mark_for_termination(&cloud_id);
+    let r = master.wait_request(request, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    let builds = r["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 2, "{r}");
+    assert_eq!(builds[0]["result"], "retry", "{r}");
+    let reason = builds[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("interrupted by the cloud")
+            && reason.contains("interruption notice: marked-for-termination"),
+        "{r}"
+    );
+    let on_demand = builds[1]["worker"].as_str().expect("worker").to_owned();
+    assert_ne!(on_demand, spot, "ran on another instance");
+    // Stopped at the notice, and why.
+    let first = instance_named(&master, &spot);
+    assert_eq!(first["market"], "spot", "{first}");
+    assert!(
+        first["stop_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("marked-for-termination")),
+        "{first}"
+    );
+    assert!(cloud.proxy.calls("DescribeSpotInstanceRequests") >= 1);
+    // The replacement is on demand: its launch asked for no spot market.
+    assert_eq!(instance_named(&master, &on_demand)["market"], "on-demand");
+    let launches = cloud.proxy.bodies("RunInstances");
+    assert_eq!(launches.len(), 2, "{launches:?}");
+    assert!(launches[0].contains("InstanceMarketOptions.MarketType=spot"));
+    assert!(
+        !launches[1].contains("InstanceMarketOptions"),
+        "{}",
+        launches[1]
+    );
+
+    // One more build on the replacement, its last use.
+    let second = master.wait_request(master.force("job"), LONG);
+    assert_eq!(second["result"], "success", "{second}");
+    assert_eq!(
+        second["builds"][0]["worker"],
+        on_demand.as_str(),
+        "{second}"
+    );
+    let ended = wait_all_ended(&master);
+    cloud.wait_none_alive("cloud");
+
+    // Each build's record carries its share of its instance's cost, idle time
+    // included: the shares add up to the instance's cost.
+    let build_ids = [
+        builds[0]["id"].as_i64().expect("id"),
+        builds[1]["id"].as_i64().expect("id"),
+        second["builds"][0]["id"].as_i64().expect("id"),
+    ];
+    let records: Vec<Value> = build_ids
+        .iter()
+        .map(|id| master.get(&format!("/api/builds/{id}")))
+        .collect();
+    let mut figures = Vec::new();
+    for name in [&spot, &on_demand] {
+        let i = ended
+            .iter()
+            .find(|i| i["name"] == name.as_str())
+            .expect("the instance");
+        let acc = &i["accounting"];
+        let cost = acc["cost"].as_f64().expect("instance cost");
+        assert!(cost > 0.0, "{acc}");
+        let mine: Vec<f64> = records
+            .iter()
+            .filter(|b| b["worker"] == name.as_str())
+            .map(|b| b["cost"].as_f64().unwrap_or_else(|| panic!("no cost: {b}")))
+            .collect();
+        assert_eq!(mine.len() as u64, acc["builds_run"].as_u64().unwrap_or(0));
+        let sum: f64 = mine.iter().sum();
+        assert!((sum - cost).abs() < 1e-9, "{mine:?} vs {acc}");
+        figures.push(format!(
+            "{name} ({}) {:.1} s, cost {cost:.6}, builds {mine:.6?}",
+            i["market"].as_str().unwrap_or("-"),
+            acc["instance_seconds"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    eprintln!("cost per build: {}", figures.join("; "));
+
+    // `pbmaster instances` lists both, with market, type, builds and cost.
+    let listing = instances_command(&master);
+    eprintln!("{listing}");
+    for (name, market, builds) in [(&spot, "spot", "1"), (&on_demand, "on-demand", "2")] {
+        let line = listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} in:\n{listing}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            &cols[1..5],
+            ["cloud", "stopped", "t3.micro", market],
+            "{line}"
+        );
+        assert_eq!(cols[6], builds, "{line}");
+        let cost = ended
+            .iter()
+            .find(|i| i["name"] == name.as_str())
+            .and_then(|i| i["accounting"]["cost"].as_f64())
+            .expect("cost");
+        assert_eq!(cols[7], format!("{cost:.6}"), "{line}");
+    }
+    assert!(listing.contains("marked-for-termination"), "{listing}");
 }
 
 #[test]

@@ -87,6 +87,20 @@ fn on_demand_instances_build_idle_out_are_reused_and_capped() {
     let row = format!("{cost:.4} ({per_build:.4} per build)");
     assert!(page.contains(&row), "{row} in {page}");
     assert!(page.contains("2 (busy "), "{page}");
+    // The two build records carry their shares of it, idle time included.
+    let shares: Vec<f64> = [&first, &second]
+        .iter()
+        .map(|r| {
+            let id = r["builds"][0]["id"].as_i64().expect("build id");
+            let b = master.get(&format!("/api/builds/{id}"));
+            b["cost"].as_f64().unwrap_or_else(|| panic!("no cost: {b}"))
+        })
+        .collect();
+    assert!(shares.iter().all(|s| *s > 0.0), "{shares:?}");
+    assert!(
+        (shares.iter().sum::<f64>() - cost).abs() < 1e-9,
+        "{shares:?} vs {accounting}"
+    );
     // Each phase on its way to ready was timed once, for this one instance.
     let metrics = String::from_utf8(master.get_bytes("/metrics")).expect("UTF-8");
     for phase in [

@@ -120,7 +120,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         api: Api,
     },
-    /// List latent instances with their phase (and, when failed, where and why).
+    /// List latent instances: pool, phase, type, market, uptime, builds run, cost,
+    /// and why one failed or was stopped.
     Instances {
         #[arg(long, default_value_t = 20)]
         limit: i64,
@@ -337,19 +338,12 @@ impl ClientCommand {
                     }
                 }
                 let list = api.get(&format!("/api/latent?limit={limit}"))?;
-                println!("{:<20} {:<16} {:<11} failure", "instance", "pool", "phase");
+                println!(
+                    "{:<20} {:<16} {:<10} {:<12} {:<9} {:>8} {:>6} {:>10}  why",
+                    "instance", "pool", "phase", "type", "market", "uptime", "builds", "cost"
+                );
                 for i in list.as_array().into_iter().flatten() {
-                    let failure = match (i["failure_phase"].as_str(), i["failure_reason"].as_str())
-                    {
-                        (Some(p), Some(r)) => format!("in {p}: {r}"),
-                        _ => String::new(),
-                    };
-                    println!(
-                        "{:<20} {:<16} {:<11} {failure}",
-                        s(&i["name"]),
-                        s(&i["pool"]),
-                        s(&i["phase"])
-                    );
+                    print_instance(i);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -368,6 +362,45 @@ impl ClientCommand {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+/// One line of `pbmaster instances`: what it is, how long it ran, what it did and
+/// cost, and why it failed or was stopped.
+fn print_instance(i: &Value) {
+    let acc = &i["accounting"];
+    // The type is the end of the placement (`subnet/type`).
+    let kind = i["placement"]
+        .as_str()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned())
+        .unwrap_or_else(|| "-".into());
+    let cost = acc["cost"]
+        .as_f64()
+        .map_or_else(|| "-".into(), |c| format!("{c:.6}"));
+    let why = match (i["failure_phase"].as_str(), i["failure_reason"].as_str()) {
+        (Some(p), Some(r)) => format!("failed in {p}: {r}"),
+        _ => i["stop_reason"].as_str().unwrap_or("").to_owned(),
+    };
+    println!(
+        "{:<20} {:<16} {:<10} {:<12} {:<9} {:>8} {:>6} {:>10}  {why}",
+        s(&i["name"]),
+        s(&i["pool"]),
+        s(&i["phase"]),
+        kind,
+        s(&i["market"]),
+        duration(acc["instance_seconds"].as_f64().unwrap_or(0.0)),
+        s(&acc["builds_run"]),
+        cost,
+    );
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+fn duration(seconds: f64) -> String {
+    let t = seconds.max(0.0).round() as u64;
+    match t {
+        0..60 => format!("{t}s"),
+        60..3600 => format!("{}m{:02}s", t / 60, t % 60),
+        _ => format!("{}h{:02}m", t / 3600, t % 3600 / 60),
     }
 }
 
@@ -390,4 +423,18 @@ fn utf8_boundary(b: &[u8]) -> usize {
         }
     }
     b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_are_short_and_readable() {
+        assert_eq!(duration(0.4), "0s");
+        assert_eq!(duration(59.0), "59s");
+        assert_eq!(duration(185.0), "3m05s");
+        assert_eq!(duration(7620.0), "2h07m");
+        assert_eq!(duration(-1.0), "0s");
+    }
 }

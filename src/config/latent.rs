@@ -55,6 +55,9 @@ pub struct LatentPoolConfig {
     /// Stopped instances kept for the next demand (`idle_action = "stop"`); 0 when
     /// idle instances are terminated.
     pub max_stopped: usize,
+    /// A build that an interruption ended runs again on an on-demand instance
+    /// (`on_interruption = "on-demand"`, the default), not on the spot market.
+    pub on_demand_after_interruption: bool,
 }
 
 impl LatentPoolConfig {
@@ -318,6 +321,16 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
             None
         }
     };
+    let on_demand_after_interruption = match p.on_interruption.as_deref() {
+        None | Some("on-demand") => true,
+        Some("spot") => false,
+        Some(other) => {
+            fail(&format!(
+                "on_interruption is \"on-demand\" or \"spot\", not {other:?}"
+            ));
+            true
+        }
+    };
     let boot_script = BootScript::parse(p.boot_script.as_deref().unwrap_or(default_script))
         .map_err(|e| fail(&e))
         .ok();
@@ -342,6 +355,7 @@ pub(super) fn pool(p: &PoolTable, problems: &mut Problems) -> Option<LatentPoolC
         lost_build_retries: p.lost_build_retries,
         price_per_hour: p.price_per_hour,
         max_stopped: keep_stopped?,
+        on_demand_after_interruption,
     })
 }
 

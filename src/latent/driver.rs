@@ -18,6 +18,10 @@ pub struct LaunchSpec {
     pub user_data: String,
     /// Idempotency token: a retried launch with the same token makes no second instance.
     pub client_token: String,
+    /// Launch on the on-demand market even if the pool asks for spot (the build
+    /// it is for was ended by a spot interruption).
+    #[cfg_attr(not(feature = "ec2"), allow(dead_code))]
+    pub on_demand: bool,
 }
 
 /// A launched instance: the cloud's id, and where the driver put it when it had
@@ -26,6 +30,8 @@ pub struct LaunchSpec {
 pub struct Launched {
     pub cloud_id: String,
     pub placement: Option<String>,
+    /// The market it runs on (`spot`, `on-demand`), for clouds that have markets.
+    pub market: Option<String>,
 }
 
 /// The cloud's view of an instance.
@@ -35,6 +41,10 @@ pub enum CloudState {
     #[cfg_attr(not(feature = "ec2"), allow(dead_code))]
     Starting,
     Running,
+    /// Running, but the cloud has announced it will end it (a spot interruption
+    /// notice), with the cloud's words.
+    #[cfg_attr(not(feature = "ec2"), allow(dead_code))]
+    Ending(String),
     /// Stopped, terminated or vanished, with the cloud's words.
     Gone(String),
 }
@@ -85,6 +95,7 @@ pub trait Driver: Send + Sync + fmt::Debug {
             Ok(Launched {
                 cloud_id,
                 placement: None,
+                market: None,
             })
         })
     }

@@ -24,9 +24,9 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     Filter, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceStateName, InstanceType, MarketType, ResourceType,
-    SecureBlobAttributeValue, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
-    TagSpecification,
+    InstanceLifecycleType, InstanceMarketOptionsRequest, InstanceStateName, InstanceType,
+    MarketType, ResourceType, SecureBlobAttributeValue, ShutdownBehavior, SpotInstanceType,
+    SpotMarketOptions, Tag, TagSpecification,
 };
 use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
@@ -88,6 +88,9 @@ const TRANSIENT_CODES: [&str; 9] = [
     "ServiceUnavailable",
     "Unavailable",
 ];
+
+/// The most of a spot notice's text kept.
+const NOTICE_MAX_CHARS: usize = 300;
 
 /// How long a stopping instance may take to be stopped.
 const STOP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -566,15 +569,12 @@ impl Ec2Driver {
     /// whether waiting may help: it does if one of them lacked capacity.
     async fn launch_once(&self, spec: &LaunchSpec, turn: usize) -> Result<Launched, DriverError> {
         let choices = choices(&self.settings, turn);
-        let markets: &[bool] = if self.spot() {
-            &[true, false]
-        } else {
-            &[false]
-        };
+        let spot_first = self.spot() && !spec.on_demand;
+        let markets: &[bool] = if spot_first { &[true, false] } else { &[false] };
         let mut waitable = None;
         let mut last = None;
         for &spot in markets {
-            if self.spot() && !spot {
+            if spot_first && !spot {
                 if let Some(e) = &waitable {
                     warn!(pool = %self.pool, "no spot capacity ({e}); launching on demand");
                 }
@@ -594,6 +594,7 @@ impl Ec2Driver {
                         return Ok(Launched {
                             cloud_id,
                             placement: Some(choice.placement()),
+                            market: Some(if spot { "spot" } else { "on-demand" }.to_owned()),
                         })
                     }
                     Err(e) if is_capacity_error(&e) || next_choice(&e) => {
@@ -664,9 +665,56 @@ impl Ec2Driver {
         }
     }
 
+    /// The interruption notice on a spot instance's request, if the cloud has given
+    /// one: its status code and message (`marked-for-termination: ...`).
+    async fn spot_notice(&self, cloud_id: &str) -> Result<Option<String>, DriverError> {
+        let client = self.client().await;
+        let out = self
+            .call("DescribeSpotInstanceRequests", || {
+                client
+                    .describe_spot_instance_requests()
+                    .filters(
+                        Filter::builder()
+                            .name("instance-id")
+                            .values(cloud_id)
+                            .build(),
+                    )
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .spot_instance_requests()
+            .iter()
+            .filter_map(|r| r.status())
+            .find_map(|st| {
+                let code = st.code()?;
+                is_interruption_notice(code).then(|| {
+                    let text = match st.message() {
+                        Some(m) if !m.is_empty() => format!("{code}: {m}"),
+                        _ => code.to_owned(),
+                    };
+                    // The cloud's words go to the log, the API and build reasons.
+                    text.chars().take(NOTICE_MAX_CHARS).collect()
+                })
+            }))
+    }
+
     fn spot(&self) -> bool {
         self.settings.spot || self.settings.market.as_deref() == Some("spot")
     }
+}
+
+/// Whether a spot request's status code says the cloud is taking the instance back
+/// (`marked-for-termination`, `marked-for-stop`, `instance-terminated-by-price`, ...).
+fn is_interruption_notice(code: &str) -> bool {
+    [
+        "marked-for-",
+        "instance-terminated-",
+        "instance-stopped-",
+        "instance-hibernated-",
+    ]
+    .iter()
+    .any(|p| code.starts_with(p))
 }
 
 fn next_choice(e: &DriverError) -> bool {
@@ -693,6 +741,7 @@ impl Driver for Ec2Driver {
                         return Ok(Launched {
                             cloud_id: found.cloud_id,
                             placement: None,
+                            market: None,
                         });
                     }
                 }
@@ -736,7 +785,19 @@ impl Driver for Ec2Driver {
                 return Ok(CloudState::Starting);
             };
             let state = instance.state().and_then(|s| s.name());
+            let spot = instance.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
             Ok(match state {
+                Some(InstanceStateName::Running) if spot => {
+                    match self.spot_notice(cloud_id).await {
+                        Ok(Some(notice)) => CloudState::Ending(notice),
+                        Ok(None) => CloudState::Running,
+                        // The instance runs; the notice is looked for again next time.
+                        Err(e) => {
+                            warn!(pool = %self.pool, "looking for a spot notice on {cloud_id}: {e}");
+                            CloudState::Running
+                        }
+                    }
+                }
                 Some(InstanceStateName::Running) => CloudState::Running,
                 Some(InstanceStateName::Pending) | None => CloudState::Starting,
                 Some(other) => {
@@ -840,6 +901,25 @@ mod tests {
         assert!(backoff(1) <= Duration::from_millis(750));
         assert!(backoff(3) >= Duration::from_secs(2));
         assert!(backoff(30) <= Duration::from_secs(24));
+    }
+
+    #[test]
+    fn spot_notices_are_told_from_other_request_states() {
+        for code in [
+            "marked-for-termination",
+            "marked-for-stop",
+            "instance-terminated-by-price",
+            "instance-terminated-no-capacity",
+        ] {
+            assert!(is_interruption_notice(code), "{code}");
+        }
+        for code in [
+            "fulfilled",
+            "pending-fulfillment",
+            "request-canceled-and-instance-running",
+        ] {
+            assert!(!is_interruption_notice(code), "{code}");
+        }
     }
 
     #[test]

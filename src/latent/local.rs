@@ -302,6 +302,7 @@ mod tests {
             pool: "pool".into(),
             user_data: "sleep 30 & sleep 30\n".into(),
             client_token: "pool-1-unrecorded".into(),
+            on_demand: false,
         };
         let pgid = first.launch(&spec).await.expect("launch");
         let started = std::time::Instant::now();
@@ -344,6 +345,7 @@ mod tests {
             pool: "pool".into(),
             user_data: "sleep 30\n".into(),
             client_token: "pool-1-abc".into(),
+            on_demand: false,
         };
         let pgid = first.launch(&spec).await.expect("launch");
         let started = std::time::Instant::now();

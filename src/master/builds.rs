@@ -84,7 +84,7 @@ impl Master {
         builder: &str,
         mut outcome: BuildOutcome,
     ) {
-        self.mark_interrupted(worker, &mut outcome);
+        let interrupted = self.mark_interrupted(worker, &mut outcome);
         if self.draining && outcome.result == BuildResult::Cancelled {
             // Interrupted by the shutdown, not by a user: run it again later.
             outcome.result = BuildResult::Retry;
@@ -113,6 +113,9 @@ impl Master {
             Ok(()) if outcome.result == BuildResult::Retry => {
                 if let Some(r) = running {
                     if self.may_retry(&r.request, worker, outcome.reason.as_deref()) {
+                        if let Some(pool) = &interrupted {
+                            self.prefer_on_demand(pool, r.request.id);
+                        }
                         self.queue.push(r.request);
                     }
                 }
@@ -312,6 +315,7 @@ impl Master {
         // never started.
         self.instance_build_started(&worker);
         self.queue.take(&request.builder, request.id);
+        self.request_started(request.id);
         let Some(slot) = self.workers.get_mut(&worker) else {
             return true;
         };

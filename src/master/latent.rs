@@ -55,6 +55,9 @@ pub struct Pool {
     /// Why the cloud ended instances under their builds, by worker name, until
     /// those builds have ended.
     interrupted: HashMap<String, String>,
+    /// Build requests requeued after an interruption ended their build, waiting for
+    /// the on-demand instance started for them (`on_interruption = "on-demand"`).
+    on_demand_for: HashSet<i64>,
 }
 
 /// Events from instance tasks and timers.
@@ -66,6 +69,8 @@ pub enum LatentMsg {
         cloud_id: String,
         /// Where the driver put it, when it had choices.
         placement: Option<String>,
+        /// The market it runs on, for clouds that have markets.
+        market: Option<String>,
     },
     LaunchFailed {
         pool: String,
@@ -81,6 +86,13 @@ pub enum LatentMsg {
         id: i64,
     },
     Gone {
+        pool: String,
+        id: i64,
+        why: String,
+    },
+    /// The cloud has announced it will end the instance (a spot interruption
+    /// notice); it still runs.
+    Ending {
         pool: String,
         id: i64,
         why: String,
@@ -162,6 +174,7 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
                 terminate_failures: HashMap::new(),
                 launching: HashSet::new(),
                 interrupted: HashMap::new(),
+                on_demand_for: HashSet::new(),
             };
             (p.name.clone(), pool)
         })
@@ -412,6 +425,14 @@ impl Master {
         };
         let mut instance = Instance::new(id, pool, &name, self.now);
         instance.price_per_hour = p.config.price_for(None);
+        // One request an interruption sent back gets this instance, on demand (one
+        // that ended meanwhile, cancelled or failed, no longer asks for it).
+        let queue = &self.queue;
+        p.on_demand_for.retain(|r| queue.contains(*r));
+        let on_demand = match p.on_demand_for.iter().next().copied() {
+            Some(request) => p.on_demand_for.remove(&request),
+            None => false,
+        };
         p.instances.insert(id, instance);
         p.passwords.insert(id, password);
         p.launching.insert(id);
@@ -426,6 +447,7 @@ impl Master {
             pool: pool.to_owned(),
             user_data,
             client_token: token,
+            on_demand,
         };
         let watch = self.instance_watch(pool, id, WatchStart::Launch(spec), phase_rx);
         self.effect(Effect::Watch(Box::new(watch)));
@@ -489,6 +511,7 @@ impl Master {
                 id,
                 cloud_id,
                 placement,
+                market,
             } => {
                 let Some(p) = self.pools.get_mut(&pool) else {
                     return;
@@ -499,6 +522,9 @@ impl Master {
                     return;
                 };
                 i.cloud_id = Some(cloud_id.clone());
+                if market.is_some() {
+                    i.market = market;
+                }
                 if placement.is_some() {
                     i.price_per_hour = price;
                     i.placement = placement;
@@ -568,6 +594,14 @@ impl Master {
             LatentMsg::Gone { pool, id, why } => {
                 if self.phase_of(&pool, id).is_some_and(|p| p.is_starting()) {
                     self.fail_instance(&pool, id, &format!("the instance went away: {why}"));
+                } else {
+                    self.interrupted(&pool, id, &why);
+                }
+            }
+            LatentMsg::Ending { pool, id, why } => {
+                let why = format!("has an interruption notice: {why}");
+                if self.phase_of(&pool, id).is_some_and(|p| p.is_starting()) {
+                    self.fail_instance(&pool, id, &format!("the instance {why}"));
                 } else {
                     self.interrupted(&pool, id, &why);
                 }

@@ -48,6 +48,11 @@ impl Queue {
         Some(taken)
     }
 
+    /// Whether request `id` is queued.
+    pub fn contains(&self, id: i64) -> bool {
+        self.builders.values().any(|r| r.contains_key(&id))
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -413,6 +413,7 @@ fn each_phase_is_timed_and_a_late_one_fails_the_instance_and_ends_it() {
             id,
             cloud_id: "i-1".into(),
             placement: None,
+            market: None,
         },
     );
     assert_eq!(f.instance_phase(&name), Some(Phase::Booting));
@@ -498,6 +499,7 @@ fn an_instance_that_attaches_takes_the_build_and_stops_after_its_idle_time() {
             id,
             cloud_id,
             placement: None,
+            market: None,
         },
     );
     latent(
@@ -560,6 +562,7 @@ fn a_restart_adopts_what_both_know_and_ends_what_only_the_cloud_has() {
                 id,
                 cloud_id: "i-known".into(),
                 placement: None,
+                market: None,
             },
         );
         assert_eq!(f.instance_phase(&name), Some(Phase::Booting));
@@ -602,6 +605,7 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
                 id,
                 cloud_id: "i-1".into(),
                 placement: None,
+                market: None,
             },
         );
         let dir = f.dir.clone();
@@ -640,6 +644,7 @@ fn a_restart_whose_cloud_cannot_list_stops_the_recorded_instances_before_forgett
             id: second[0].0,
             cloud_id: "i-2".into(),
             placement: None,
+            market: None,
         },
     );
     assert_eq!(terminated(&effects), ["i-2"]);

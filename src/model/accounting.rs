@@ -16,6 +16,9 @@ pub struct BuildTime {
     pub seconds: f64,
     /// Its share of the instance's price (its own seconds; idle time is apart).
     pub cost: Option<f64>,
+    /// Its share of the instance's whole cost, idle time included: what the build
+    /// record keeps (see [`shares`]).
+    pub share: Option<f64>,
 }
 
 /// An instance's times and cost.
@@ -76,12 +79,20 @@ pub fn account(
                 number: *number,
                 seconds,
                 cost: money(seconds),
+                share: None,
             }
         })
         .collect();
     let busy_seconds: f64 = builds.iter().map(|b| b.seconds).sum();
     let idle_seconds = (instance_seconds - busy_seconds).max(0.0);
     let cost = money(instance_seconds);
+    let mut builds = builds;
+    if let Some(cost) = cost {
+        let seconds: Vec<f64> = builds.iter().map(|b| b.seconds).collect();
+        for (b, share) in builds.iter_mut().zip(shares(cost, &seconds)) {
+            b.share = Some(share);
+        }
+    }
     Accounting {
         launched_at,
         ready_at,
@@ -98,6 +109,20 @@ pub fn account(
             .filter(|_| !builds.is_empty())
             .map(|c| c / builds.len() as f64),
         builds,
+    }
+}
+
+/// An instance's whole `cost` shared over its builds, each by the `seconds` it held
+/// the instance: the idle time (booting, waiting for builds, shutting down) is paid by
+/// the builds in the same proportion as the busy time, so the shares add up to the
+/// cost. Builds that took no time at all share it equally.
+pub fn shares(cost: f64, seconds: &[f64]) -> Vec<f64> {
+    let total: f64 = seconds.iter().sum();
+    if total > 0.0 {
+        seconds.iter().map(|s| cost * s / total).collect()
+    } else {
+        let n = seconds.len().max(1) as f64;
+        seconds.iter().map(|_| cost / n).collect()
     }
 }
 
@@ -139,6 +164,24 @@ mod tests {
         assert!(close(a.builds[0].cost, 0.05), "{a:?}");
         assert!(close(a.idle_cost, 0.26), "{a:?}");
         assert!(close(a.cost_per_build, 0.18), "{a:?}");
+        // Equal builds share the whole 0.36 equally, idle time included.
+        assert!(close(a.builds[0].share, 0.18), "{a:?}");
+        assert!(close(a.builds[1].share, 0.18), "{a:?}");
+    }
+
+    #[test]
+    fn shares_follow_the_build_time_and_add_up_to_the_cost() {
+        let s = shares(1.2, &[10.0, 30.0, 0.0]);
+        assert_eq!(s.len(), 3);
+        assert!(
+            (s[0] - 0.3).abs() < 1e-12 && (s[1] - 0.9).abs() < 1e-12,
+            "{s:?}"
+        );
+        assert_eq!(s[2], 0.0);
+        assert!((s.iter().sum::<f64>() - 1.2).abs() < 1e-12);
+        let s = shares(1.0, &[0.0, 0.0]);
+        assert_eq!(s, vec![0.5, 0.5]);
+        assert!(shares(1.0, &[]).is_empty());
     }
 
     #[test]

@@ -190,6 +190,8 @@ pub struct Instance {
     pub placement: Option<String>,
     /// What it costs per hour, if the pool says.
     pub price_per_hour: Option<f64>,
+    /// The market it runs on (`spot`, `on-demand`), for clouds that have markets.
+    pub market: Option<String>,
 }
 
 impl Instance {
@@ -207,6 +209,7 @@ impl Instance {
             failure: None,
             placement: None,
             price_per_hour: None,
+            market: None,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct BuildRow {
     pub reason: Option<String>,
     /// `{name: [value, source]}`.
     pub properties: serde_json::Value,
+    /// Its share of its latent instance's cost, idle time included, once the
+    /// instance has ended (and if its pool has a price).
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +94,7 @@ fn insert_build(
         result: None,
         reason: None,
         properties: serde_json::json!({}),
+        cost: None,
     })
 }
 
@@ -274,7 +278,7 @@ impl Store {
     pub fn builds(&self, builder: Option<&str>, limit: i64) -> StoreResult<Vec<BuildRow>> {
         let db = self.db();
         let mut q = db.prepare(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds
              WHERE (?1 IS NULL OR builder = ?1) ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q.query_map(params![builder, limit.clamp(1, 10_000)], build_row)?;
@@ -290,7 +294,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<BuildRow>> {
         let limit = limit.clamp(1, 1000);
-        let cols = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds";
+        let cols = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds";
         if at == Keyset::Newest {
             return self.builds(builder, limit);
         }
@@ -321,7 +325,7 @@ impl Store {
         let db = self.db();
         Ok(db
             .query_row(
-                "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds WHERE id = ?1",
+                "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds WHERE id = ?1",
                 params![id],
                 build_row,
             )
@@ -331,7 +335,7 @@ impl Store {
     pub fn builds_of_request(&self, request_id: i64) -> StoreResult<Vec<BuildRow>> {
         let db = self.db();
         let mut q = db.prepare(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties FROM builds
+            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds
              WHERE request_id = ?1 ORDER BY id",
         )?;
         let rows = q.query_map(params![request_id], build_row)?;
@@ -381,6 +385,7 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
         result: r.get(7)?,
         reason: r.get(8)?,
         properties: json(r, 9)?,
+        cost: r.get(10)?,
     })
 }
 

@@ -65,10 +65,49 @@ pub struct InstanceRow {
     pub uses: u32,
     /// Where the cloud put it (`subnet/type`), when the pool offers choices.
     pub placement: Option<String>,
+    /// The market it runs on (`spot`, `on-demand`), for clouds that have markets.
+    pub market: Option<String>,
+    /// Why it was stopped (the detail of its move to `stopping`): idle, drained, an
+    /// interruption notice...
+    pub stop_reason: Option<String>,
     /// `[[phase, at, detail], ...]`, oldest first.
     pub transitions: Vec<(Phase, f64, Option<String>)>,
     /// Its times, builds and cost.
     pub accounting: Accounting,
+}
+
+/// An instance has ended: its cost is known, and each of its builds' records gets
+/// its share (idle time included, see [`crate::model::accounting::shares`]). Nothing
+/// without a price.
+fn charge_builds(tx: &rusqlite::Connection, id: i64, name: &str) -> StoreResult<()> {
+    let price: Option<f64> = tx.query_row(
+        "SELECT price_per_hour FROM latent_instances WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    if price.is_none() {
+        return Ok(());
+    }
+    let transitions: Vec<(Phase, f64, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
+        )?
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let builds: Vec<_> = tx
+        .prepare_cached(
+            "SELECT id, builder, number, started_at, finished_at FROM builds WHERE worker = ?1 ORDER BY id",
+        )?
+        .query_map(params![name], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let accounting = account(&transitions, &builds, price, now());
+    let mut set = tx.prepare_cached("UPDATE builds SET cost = ?2 WHERE id = ?1")?;
+    for b in &accounting.builds {
+        set.execute(params![b.id, b.share])?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -109,10 +148,11 @@ impl Store {
         let n = tx.execute(
             "UPDATE latent_instances SET phase = ?2, since = ?3, cloud_id = ?4, failure_phase = ?5, failure_reason = ?6,
              password = CASE WHEN ?7 THEN password END, uses = ?8,
-             placement = COALESCE(?9, placement), price_per_hour = COALESCE(?10, price_per_hour)
+             placement = COALESCE(?9, placement), price_per_hour = COALESCE(?10, price_per_hour),
+             market = COALESCE(?11, market)
              WHERE id = ?1",
             params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason, instance.phase.is_live(),
-                instance.uses, instance.placement, instance.price_per_hour],
+                instance.uses, instance.placement, instance.price_per_hour, instance.market],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
@@ -124,6 +164,9 @@ impl Store {
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
             params![instance.id, instance.phase, instance.since, detail.or(freason)],
         )?;
+        if matches!(instance.phase, Phase::Stopped | Phase::Failed) {
+            charge_builds(&tx, instance.id, &instance.name)?;
+        }
         tx.commit()
     }
 
@@ -152,7 +195,7 @@ impl Store {
         let db = self.db();
         let mut q = db.prepare(&format!(
             "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password,
-             client_token, uses, placement, price_per_hour
+             client_token, uses, placement, price_per_hour, market
              FROM latent_instances
              WHERE {condition} ORDER BY id DESC LIMIT {limit}"
         ))?;
@@ -171,6 +214,8 @@ impl Store {
                     client_token: r.get(9)?,
                     uses: r.get(10)?,
                     placement: r.get(11)?,
+                    market: r.get(13)?,
+                    stop_reason: None,
                     transitions: Vec::new(),
                     accounting: Accounting {
                         price_per_hour: r.get(12)?,
@@ -195,6 +240,11 @@ impl Store {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect::<Result<_, _>>()?;
+            row.stop_reason = row
+                .transitions
+                .iter()
+                .find(|(p, _, _)| *p == Phase::Stopping)
+                .and_then(|(_, _, d)| d.clone());
             row.accounting = account(&row.transitions, &builds, row.accounting.price_per_hour, at);
         }
         Ok(rows)

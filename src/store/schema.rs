@@ -75,4 +75,8 @@ pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("latent_instances", "uses", "INTEGER NOT NULL DEFAULT 0"),
     ("latent_instances", "placement", "TEXT"),
     ("latent_instances", "price_per_hour", "REAL"),
+    // The market an instance runs on, and each build's share of its instance's cost
+    // (set once the instance has ended).
+    ("latent_instances", "market", "TEXT"),
+    ("builds", "cost", "REAL"),
 ];

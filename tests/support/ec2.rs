@@ -252,8 +252,6 @@ struct ProxyState {
     faults: Vec<Fault>,
     /// Calls seen, by action.
     calls: HashMap<String, usize>,
-    /// The bodies of the RunInstances calls seen, in order.
-    launches: Vec<String>,
     /// Faults injected, by action.
     injected: HashMap<String, usize>,
     /// Instances are shown as pending until this long after the proxy first saw them.
@@ -262,6 +260,11 @@ struct ProxyState {
     /// Instances shown to the master as ended by a spot interruption, while the
     /// emulator (and the simulator) still run them.
     interrupted: HashSet<String>,
+    /// Spot instances whose request the proxy shows as marked for termination (the
+    /// two-minute notice); they still run.
+    marked: HashSet<String>,
+    /// Request bodies, by action.
+    bodies: HashMap<String, Vec<String>>,
 }
 
 /// An HTTP/1.1 proxy in front of moto that injects faults. Runs until dropped.
@@ -316,13 +319,20 @@ impl FaultProxy {
         self.lock().interrupted.insert(id.to_owned());
     }
 
-    pub fn calls(&self, action: &str) -> usize {
-        self.lock().calls.get(action).copied().unwrap_or(0)
+    /// Gives spot instance `id` an interruption notice: DescribeSpotInstanceRequests
+    /// shows its request `marked-for-termination` (moto keeps no spot request for an
+    /// instance RunInstances launched on the spot market, so the proxy answers).
+    pub fn mark_for_termination(&self, id: &str) {
+        self.lock().marked.insert(id.to_owned());
     }
 
-    /// The RunInstances requests seen (form-encoded bodies), in order.
-    pub fn launch_requests(&self) -> Vec<String> {
-        self.lock().launches.clone()
+    /// The bodies of the requests of `action` seen so far, oldest first.
+    pub fn bodies(&self, action: &str) -> Vec<String> {
+        self.lock().bodies.get(action).cloned().unwrap_or_default()
+    }
+
+    pub fn calls(&self, action: &str) -> usize {
+        self.lock().calls.get(action).copied().unwrap_or(0)
     }
 
     pub fn injected(&self, action: &str) -> usize {
@@ -391,9 +401,10 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
         let fault = {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             *s.calls.entry(action.clone()).or_default() += 1;
-            if action == "RunInstances" {
-                s.launches.push(body.clone());
-            }
+            s.bodies
+                .entry(action.clone())
+                .or_default()
+                .push(body.clone());
             let found = s.faults.iter_mut().position(|f| {
                 f.times > 0
                     && f.action == action
@@ -438,6 +449,9 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
                     error_xml("InternalError", "An internal error has occurred."),
                 )
             }
+            None if action == "DescribeSpotInstanceRequests" && notice(&body, state).is_some() => {
+                (200, notice(&body, state).unwrap_or_default())
+            }
             None => match forward(&req, upstream) {
                 Some((status, text)) => (status, rewrite(&action, text, state)),
                 None => (502, error_xml("InternalError", "proxy: upstream failed")),
@@ -460,6 +474,21 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
             return;
         }
     }
+}
+
+/// The answer to a DescribeSpotInstanceRequests call filtered on the instance id of
+/// an instance marked for termination: its request, with the notice as its status.
+fn notice(body: &str, state: &Mutex<ProxyState>) -> Option<String> {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let id = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Filter.1.Value.1="))?;
+    if !body.contains("Filter.1.Name=instance-id") || !s.marked.contains(id) {
+        return None;
+    }
+    Some(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeSpotInstanceRequestsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>fault-proxy</requestId><spotInstanceRequestSet><item><spotInstanceRequestId>sir-{id}</spotInstanceRequestId><state>active</state><type>one-time</type><instanceId>{id}</instanceId><status><code>marked-for-termination</code><updateTime>2026-01-01T00:00:00.000Z</updateTime><message>Your Spot Instance is marked for termination because of a lack of capacity.</message></status></item></spotInstanceRequestSet></DescribeSpotInstanceRequestsResponse>"
+    ))
 }
 
 fn error_xml(code: &str, message: &str) -> String {

@@ -79,6 +79,10 @@ pub struct PoolTable {
     /// What an instance costs per hour (any currency), for the cost of each build;
     /// `ec2.prices` may set it per instance type.
     pub price_per_hour: Option<f64>,
+    /// The market of the instance started again for a build that a spot
+    /// interruption ended: `on-demand` (the default: the build is not interrupted
+    /// twice) or `spot` (the pool's usual market).
+    pub on_interruption: Option<String>,
     /// The `ec2` driver's settings.
     pub ec2: Option<Ec2Settings>,
     /// The `docker` driver's settings.

@@ -82,6 +82,7 @@ mod tests {
             pool: "pool".into(),
             user_data: "#!/bin/sh\necho 'it is $HOME'\n".into(),
             client_token: "pool-1-\"x\ny: 1".into(),
+            on_demand: false,
         }
     }
 

@@ -108,6 +108,7 @@ mod tests {
             pool: "pool".into(),
             user_data: String::new(),
             client_token: format!("{name}-tok"),
+            on_demand: false,
         }
     }
 

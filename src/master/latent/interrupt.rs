@@ -43,17 +43,22 @@ impl Master {
     }
 
     /// A build on `worker` that its instance's interruption ended: `retry`, with the
-    /// interruption as its reason.
-    pub(in crate::master) fn mark_interrupted(&mut self, worker: &str, outcome: &mut BuildOutcome) {
-        let why = self
+    /// interruption as its reason. Returns the instance's pool if it was so.
+    pub(in crate::master) fn mark_interrupted(
+        &mut self,
+        worker: &str,
+        outcome: &mut BuildOutcome,
+    ) -> Option<String> {
+        let found = self
             .pools
-            .values()
-            .find_map(|p| p.interrupted.get(worker))
-            .cloned();
-        if let Some(why) = why {
+            .iter()
+            .find_map(|(name, p)| Some((name.clone(), p.interrupted.get(worker)?.clone())));
+        let mut pool = None;
+        if let Some((name, why)) = found {
             if matches!(outcome.result, BuildResult::Retry | BuildResult::Cancelled) {
                 outcome.result = BuildResult::Retry;
                 outcome.reason = Some(why);
+                pool = Some(name);
             }
         }
         // Its last build: the interruption is told.
@@ -61,6 +66,25 @@ impl Master {
             for p in self.pools.values_mut() {
                 p.interrupted.remove(worker);
             }
+        }
+        pool
+    }
+
+    /// The request of a build an interruption of `pool`'s instance ended is queued
+    /// again: with `on_interruption = "on-demand"`, the next instance the pool starts
+    /// is on demand, for it.
+    pub(in crate::master) fn prefer_on_demand(&mut self, pool: &str, request: i64) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            if p.config.on_demand_after_interruption {
+                p.on_demand_for.insert(request);
+            }
+        }
+    }
+
+    /// A request's build started: it needs no instance started for it any more.
+    pub(in crate::master) fn request_started(&mut self, request: i64) {
+        for p in self.pools.values_mut() {
+            p.on_demand_for.remove(&request);
         }
     }
 }

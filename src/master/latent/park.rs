@@ -158,6 +158,7 @@ impl Master {
         i.born = row.transitions.first().map_or(row.since, |t| t.1);
         i.uses = row.uses;
         i.placement = row.placement.clone();
+        i.market = row.market.clone();
         i.price_per_hour = row.accounting.price_per_hour;
         info!(pool, instance = %row.name, cloud_id, "kept a stopped instance from before the restart");
         p.instances.insert(row.id, i);

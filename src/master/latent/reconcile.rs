@@ -191,6 +191,7 @@ impl Master {
         // Builds it ran count toward `max_uses` after the restart too.
         i.uses = row.uses;
         i.placement = row.placement.clone();
+        i.market = row.market.clone();
         i.price_per_hour = row.accounting.price_per_hour;
         if let Err(e) = self
             .store

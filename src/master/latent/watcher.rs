@@ -62,6 +62,7 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
                 id,
                 cloud_id: cloud_id.clone(),
                 placement: None,
+                market: None,
             })
             .await;
             cloud_id
@@ -98,6 +99,7 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
                 id,
                 cloud_id: launched.cloud_id,
                 placement: launched.placement,
+                market: launched.market,
             })
             .await;
             cloud_id
@@ -129,6 +131,8 @@ pub async fn run(w: InstanceWatch, tx: mpsc::Sender<Msg>) {
                 .await;
             }
             Ok(CloudState::Gone(why)) => return send(LatentMsg::Gone { pool, id, why }).await,
+            // The instance is stopped at once; its end is the master's doing then.
+            Ok(CloudState::Ending(why)) => return send(LatentMsg::Ending { pool, id, why }).await,
             Ok(_) => {}
             Err(e) => warn!(pool = %pool, "looking at {cloud_id}: {e}"),
         }

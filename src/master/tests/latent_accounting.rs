@@ -97,10 +97,12 @@ fn a_launch_records_where_it_was_placed_and_its_price() {
             id,
             cloud_id: "i-1".into(),
             placement: Some("subnet-b/t3.small".into()),
+            market: Some("spot".into()),
         },
     );
     let r = row(&f, &name);
     assert_eq!(r.placement.as_deref(), Some("subnet-b/t3.small"));
+    assert_eq!(r.market.as_deref(), Some("spot"));
     assert_eq!(r.accounting.price_per_hour, Some(0.36));
     assert!(r.accounting.launched_at.is_some());
     assert!(r.accounting.cost.is_some_and(|c| c >= 0.0), "{r:?}");

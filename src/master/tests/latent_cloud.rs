@@ -79,6 +79,7 @@ fn an_idle_instance_is_parked_and_started_again_with_a_new_password() {
             id,
             cloud_id: "i-1".into(),
             placement: None,
+            market: None,
         },
     );
     latent(&mut f, LatentMsg::Running { pool, id });
@@ -166,4 +167,77 @@ fn an_instance_the_cloud_ends_under_a_build_retries_it_without_counting_a_loss()
     // lost_build_retries = 0 would end a lost build's request: this one runs again.
     assert_eq!(launches(&effects).len(), 1, "{effects:?}");
     assert!(!f.store.request(request).unwrap().unwrap().complete);
+}
+
+/// The market the launches among `effects` ask for: whether each is forced on demand.
+fn on_demand(effects: &[Effect]) -> Vec<bool> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Watch(w) => match &w.start {
+                WatchStart::Launch(spec) => Some(spec.on_demand),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_interruption_notice_stops_the_instance_and_its_build_runs_again_on_demand() {
+    for (setting, want) in [("", true), ("on_interruption = \"spot\"", false)] {
+        let mut f = Fixture::with(&[
+            (
+                "driver = \"local\"\nvenv = \"/nonexistent\"",
+                &format!("driver = \"ec2\"\nmaster_address = \"127.0.0.1:1\"\n{setting}"),
+            ),
+            (
+                "attach_timeout = 50\n",
+                "attach_timeout = 50\n[latent_pool.ec2]\nregion = \"us-east-1\"\nami = \"ami-1\"\ninstance_type = \"t3.micro\"\nmarket = \"spot\"\n",
+            ),
+        ]);
+        let (id, name) = launch_one(&mut f);
+        let effects = bring_up(&mut f, id, &name, "i-1");
+        let request = builds_started(&effects)[0].0;
+        // The notice: the instance still runs, but takes nothing more and is stopped.
+        let effects = latent(
+            &mut f,
+            LatentMsg::Ending {
+                pool: "pool".into(),
+                id,
+                why: "marked-for-termination: Your Spot Instance is marked".into(),
+            },
+        );
+        assert_eq!(f.instance_phase(&name), Some(Phase::Stopping));
+        assert_eq!(terminated(&effects), vec!["i-1".to_owned()], "{effects:?}");
+        let build = f.store.builds_of_request(request).unwrap()[0].id;
+        let effects = f.handle(Msg::BuildDone {
+            build_id: build,
+            worker: name.clone(),
+            builder: "cloudy".into(),
+            outcome: BuildOutcome {
+                result: BuildResult::Retry,
+                reason: Some("worker lost".into()),
+                writes: Vec::new(),
+            },
+        });
+        let row = f.store.builds_of_request(request).unwrap()[0].clone();
+        assert_eq!(row.result, Some(BuildResult::Retry));
+        let reason = row.reason.unwrap_or_default();
+        assert!(
+            reason.contains("has an interruption notice: marked-for-termination"),
+            "{reason}"
+        );
+        let all = f.store.instances(10).unwrap();
+        let stopping = all.iter().find(|i| i.name == name).expect("the instance");
+        assert!(
+            stopping
+                .stop_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("marked-for-termination")),
+            "{stopping:?}"
+        );
+        // The replacement for the retried request: on demand unless told otherwise.
+        assert_eq!(on_demand(&effects), vec![want], "{setting}: {effects:?}");
+    }
 }

@@ -29,6 +29,7 @@ fn the_sweep_ends_only_instances_it_has_evidence_are_its_own_and_unused() {
             id,
             cloud_id: "i-1".into(),
             placement: None,
+            market: None,
         },
     );
     latent(
@@ -98,6 +99,7 @@ fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
             id,
             cloud_id: "i-1".into(),
             placement: None,
+            market: None,
         },
     );
     // Its boot times out: failed, and its termination fails.
@@ -164,6 +166,7 @@ fn an_instance_whose_termination_fails_stays_counted_and_is_tried_again() {
                 id: *id,
                 cloud_id: format!("i-{}", n + 2),
                 placement: None,
+                market: None,
             },
         );
         assert_eq!(terminated(&effects).len(), 1, "{effects:?}");
@@ -223,6 +226,7 @@ fn an_instance_stopped_while_launching_is_ended_once_its_launch_answers() {
             id,
             cloud_id: "i-late".into(),
             placement: None,
+            market: None,
         },
     );
     assert_eq!(terminated(&effects), ["i-late"]);
@@ -266,6 +270,7 @@ pub(super) fn bring_up(f: &mut Fixture, id: i64, name: &str, cloud_id: &str) -> 
             id,
             cloud_id: cloud_id.into(),
             placement: None,
+            market: None,
         },
     );
     latent(f, LatentMsg::Running { pool, id });
