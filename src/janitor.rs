@@ -73,7 +73,12 @@ impl Janitor {
                 match self.store.off_thread(move |st| st.pack_logs(id)).await {
                     Ok(p) => {
                         metrics().retention.packed(&p);
-                        tracing::debug!(build = id, raw = p.raw, stored = p.stored, "logs compressed");
+                        tracing::debug!(
+                            build = id,
+                            raw = p.raw,
+                            stored = p.stored,
+                            "logs compressed"
+                        );
                     }
                     // Left for the next round rather than tried in a loop.
                     Err(e) => return self.failed("compress", e),

@@ -136,7 +136,17 @@ mod tests {
 
     #[test]
     fn rejects_durations_without_a_number_or_unit_or_that_overflow() {
-        for bad in ["", "30", "d", "-3d", "3 days", "3D", "1.5h", "0d", "99999999999999w"] {
+        for bad in [
+            "",
+            "30",
+            "d",
+            "-3d",
+            "3 days",
+            "3D",
+            "1.5h",
+            "0d",
+            "99999999999999w",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -158,8 +168,10 @@ mod tests {
         assert_eq!(c.retention.interval, DEFAULT_INTERVAL);
         let c = parse(&config("logs = \"2s\"")).expect("config");
         assert_eq!(c.retention.interval, Duration::from_secs(1));
-        let c = parse(&config("logs = \"2s\"\ninterval = \"10m\"\ncompress_logs = false"))
-            .expect("config");
+        let c = parse(&config(
+            "logs = \"2s\"\ninterval = \"10m\"\ncompress_logs = false",
+        ))
+        .expect("config");
         assert_eq!(c.retention.interval, Duration::from_secs(600));
         assert!(!c.retention.compress_logs);
     }
@@ -171,7 +183,10 @@ mod tests {
         assert_eq!(errors[0].location, Some((6, 8)));
         assert!(errors[0].message.contains("retention logs"), "{errors:?}");
         let errors = parse(&config("builds = \"7d\"\nlogs = \"30d\"")).expect_err("longer");
-        assert!(errors[0].message.contains("longer than builds"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("longer than builds"),
+            "{errors:?}"
+        );
         let errors = parse(&config("keep = \"7d\"")).expect_err("unknown key");
         assert!(errors[0].message.contains("keep"), "{errors:?}");
     }

@@ -36,13 +36,41 @@ impl RetentionMetrics {
             errors: Family::default(),
         };
         let counters = [
-            ("logs_compressed", "Finished builds whose logs were compressed", &m.packed),
-            ("logs_compressed_raw_bytes", "Log bytes compressed, before", &m.packed_raw),
-            ("logs_compressed_stored_bytes", "Log bytes compressed, after", &m.packed_stored),
-            ("logs_expired", "Builds whose logs were deleted by the retention policy", &m.logs_expired),
-            ("builds_expired", "Builds deleted by the retention policy", &m.builds_deleted),
-            ("requests_expired", "Finished build requests deleted with their builds", &m.requests_deleted),
-            ("log_file_bytes_expired", "Bytes of log files deleted by the retention policy", &m.bytes_deleted),
+            (
+                "logs_compressed",
+                "Finished builds whose logs were compressed",
+                &m.packed,
+            ),
+            (
+                "logs_compressed_raw_bytes",
+                "Log bytes compressed, before",
+                &m.packed_raw,
+            ),
+            (
+                "logs_compressed_stored_bytes",
+                "Log bytes compressed, after",
+                &m.packed_stored,
+            ),
+            (
+                "logs_expired",
+                "Builds whose logs were deleted by the retention policy",
+                &m.logs_expired,
+            ),
+            (
+                "builds_expired",
+                "Builds deleted by the retention policy",
+                &m.builds_deleted,
+            ),
+            (
+                "requests_expired",
+                "Finished build requests deleted with their builds",
+                &m.requests_deleted,
+            ),
+            (
+                "log_file_bytes_expired",
+                "Bytes of log files deleted by the retention policy",
+                &m.bytes_deleted,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());

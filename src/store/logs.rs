@@ -79,7 +79,11 @@ impl Store {
             }
         };
         try_packed()
-            .or_else(|| File::open(self.log_file(build_id)).ok().map(LogSource::Plain))
+            .or_else(|| {
+                File::open(self.log_file(build_id))
+                    .ok()
+                    .map(LogSource::Plain)
+            })
             .or_else(try_packed)
     }
 

@@ -94,7 +94,10 @@ pub struct PackedLog {
 }
 
 fn corrupt(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("compressed log: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("compressed log: {what}"),
+    )
 }
 
 impl PackedLog {
@@ -156,15 +159,21 @@ impl PackedLog {
     pub fn read_at(&mut self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
         let end = offset.saturating_add(len).min(self.len());
         let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(offset)).unwrap_or(0));
-        let mut i = self.frames.partition_point(|f| f.raw_at + u64::from(f.raw_len) <= offset);
+        let mut i = self
+            .frames
+            .partition_point(|f| f.raw_at + u64::from(f.raw_len) <= offset);
         let mut at = offset;
         while at < end {
             let Some(frame) = self.frames.get(i).copied() else {
                 break;
             };
             let data = self.frame(i)?;
-            let from = usize::try_from(at - frame.raw_at).unwrap_or(usize::MAX).min(data.len());
-            let to = usize::try_from(end - frame.raw_at).unwrap_or(usize::MAX).min(data.len());
+            let from = usize::try_from(at - frame.raw_at)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let to = usize::try_from(end - frame.raw_at)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             out.extend_from_slice(&data[from..to]);
             at = frame.raw_at + u64::from(frame.raw_len);
             i += 1;
@@ -204,8 +213,15 @@ mod tests {
         let mut src = File::open(dir.join("raw")).expect("open");
         let mut out = File::create(dir.join("packed")).expect("create");
         let size = pack(&mut src, &mut out).expect("pack");
-        assert_eq!(std::fs::metadata(dir.join("packed")).expect("meta").len(), size);
-        (PackedLog::open(&dir.join("packed")).expect("reopen"), dir, size)
+        assert_eq!(
+            std::fs::metadata(dir.join("packed")).expect("meta").len(),
+            size
+        );
+        (
+            PackedLog::open(&dir.join("packed")).expect("reopen"),
+            dir,
+            size,
+        )
     }
 
     #[test]
@@ -227,7 +243,11 @@ mod tests {
         for (offset, len) in ranges {
             let o = (offset as usize).min(raw.len());
             let e = ((offset + len) as usize).min(raw.len());
-            assert_eq!(log.read_at(offset, len).expect("read"), raw[o..e], "{offset}+{len}");
+            assert_eq!(
+                log.read_at(offset, len).expect("read"),
+                raw[o..e],
+                "{offset}+{len}"
+            );
         }
         std::fs::remove_dir_all(dir).ok();
     }

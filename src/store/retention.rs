@@ -121,7 +121,13 @@ impl Store {
                 "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (step, log) in logs {
-                note.execute(params![id, step, log, Channel::Header, EXPIRED_NOTE.as_bytes()])?;
+                note.execute(params![
+                    id,
+                    step,
+                    log,
+                    Channel::Header,
+                    EXPIRED_NOTE.as_bytes()
+                ])?;
             }
             tx.prepare_cached("UPDATE steps SET logs_expired_at = ?2 WHERE build_id = ?1")?
                 .execute(params![id, t])?;

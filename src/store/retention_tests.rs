@@ -31,7 +31,9 @@ fn read_all(store: &Store, build: i64, step: i64, log: &str) -> Vec<(i64, Channe
 /// A build of `builder` with two steps of logs (one larger than several frames),
 /// finished unless `running`; its id and request.
 fn build(store: &Store, builder: &str, running: bool) -> (i64, i64) {
-    let request = store.add_request(builder, "test", &json!({})).expect("request");
+    let request = store
+        .add_request(builder, "test", &json!({}))
+        .expect("request");
     let b = store.start_build(request, builder, "w1").expect("build");
     for step in 1..=2 {
         store
@@ -45,10 +47,15 @@ fn build(store: &Store, builder: &str, running: bool) -> (i64, i64) {
             )
             .expect("step");
         let mut w = LogWriter::new(store, b.id, step);
-        w.append("stdio", Channel::Header, b"$ make\n").expect("write");
+        w.append("stdio", Channel::Header, b"$ make\n")
+            .expect("write");
         for i in 0..(step * 300) {
             let line = format!("line {i} of step {step}: compiling module_{}\n", i % 17);
-            let channel = if i % 5 == 0 { Channel::Stderr } else { Channel::Stdout };
+            let channel = if i % 5 == 0 {
+                Channel::Stderr
+            } else {
+                Channel::Stdout
+            };
             w.append("stdio", channel, line.as_bytes()).expect("write");
         }
         if step == 2 {
@@ -141,21 +148,36 @@ fn compression_interrupted_at_any_step_leaves_a_readable_log() {
         let (id, _) = build(&store, state, false);
         let before = all_logs(&store, id);
         crash(&store, id);
-        assert_eq!(all_logs(&store, id), before, "{state}: read after the crash");
+        assert_eq!(
+            all_logs(&store, id),
+            before,
+            "{state}: read after the crash"
+        );
         // A restarted master: a new handle on the same folder.
         let store = Store::open(&dir).expect("reopen");
-        assert!(store.builds_to_pack(100).expect("to pack").contains(&id), "{state}");
+        assert!(
+            store.builds_to_pack(100).expect("to pack").contains(&id),
+            "{state}"
+        );
         store.pack_logs(id).expect("pack again");
         assert_eq!(all_logs(&store, id), before, "{state}: read once finished");
         assert!(!store.log_file(id).exists(), "{state}");
-        assert!(!store.packed_file(id).with_extension("zst.tmp").exists(), "{state}");
-        assert!(!store.builds_to_pack(100).expect("to pack").contains(&id), "{state}");
+        assert!(
+            !store.packed_file(id).with_extension("zst.tmp").exists(),
+            "{state}"
+        );
+        assert!(
+            !store.builds_to_pack(100).expect("to pack").contains(&id),
+            "{state}"
+        );
     }
     std::fs::remove_dir_all(dir).ok();
 }
 
 fn finished_at(store: &Store, id: i64, t: f64) {
-    store.execute_for_test(&format!("UPDATE builds SET finished_at = {t} WHERE id = {id}"));
+    store.execute_for_test(&format!(
+        "UPDATE builds SET finished_at = {t} WHERE id = {id}"
+    ));
 }
 
 #[test]
@@ -189,11 +211,16 @@ fn logs_past_the_horizon_expire_in_batches_and_say_so() {
         assert_eq!(note[0].1, Channel::Header);
         assert_eq!(note[0].2, EXPIRED_NOTE.as_bytes());
         let steps = store.steps(id).expect("steps");
-        assert!(steps.iter().all(|s| s.logs_expired_at.is_some()), "{steps:?}");
+        assert!(
+            steps.iter().all(|s| s.logs_expired_at.is_some()),
+            "{steps:?}"
+        );
     }
     assert_eq!(all_logs(&store, recent), recent_logs);
     assert_eq!(all_logs(&store, running), running_logs);
-    assert!(store.steps(recent).expect("steps")[0].logs_expired_at.is_none());
+    assert!(store.steps(recent).expect("steps")[0]
+        .logs_expired_at
+        .is_none());
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -214,7 +241,11 @@ fn old_builds_go_with_their_requests_but_never_running_queued_or_newest_ones() {
         .add_report("mail", reporting, "finished", &json!({}), t)
         .expect("report");
     let (running, _) = build(&store, "b1", true);
-    for id in old.iter().map(|b| b.0).chain([newest_of_b2, retried, reporting, running]) {
+    for id in old
+        .iter()
+        .map(|b| b.0)
+        .chain([newest_of_b2, retried, reporting, running])
+    {
         finished_at(&store, id, t - 1000.0);
     }
     store.execute_for_test(&format!(
@@ -242,6 +273,9 @@ fn old_builds_go_with_their_requests_but_never_running_queued_or_newest_ones() {
         assert!(store.build(kept).expect("build").is_some(), "build {kept}");
     }
     assert!(store.request(queued).expect("request").is_some());
-    assert_eq!(all_logs(&store, running).len(), all_logs(&store, reporting).len());
+    assert_eq!(
+        all_logs(&store, running).len(),
+        all_logs(&store, reporting).len()
+    );
     std::fs::remove_dir_all(dir).ok();
 }
