@@ -56,20 +56,25 @@ impl Janitor {
         }
     }
 
-    /// Compresses the logs of every finished build not yet compressed.
+    /// Compresses the logs of every finished build not yet compressed. One that
+    /// fails is passed over until the next round, so it holds up no other.
     async fn compress(&self, stop: &CancellationToken) {
+        let mut after = 0;
         loop {
-            let batch = match self.store.off_thread(|st| st.builds_to_pack(BATCH)).await {
+            let batch = self
+                .store
+                .off_thread(move |st| st.builds_to_pack(after, BATCH))
+                .await;
+            let batch = match batch {
+                Ok(ids) if ids.is_empty() => return,
                 Ok(ids) => ids,
-                Err(e) => return self.failed("compress", e),
+                Err(e) => return self.failed("compress", &e),
             };
-            if batch.is_empty() {
-                return;
-            }
             for id in batch {
                 if stop.is_cancelled() {
                     return;
                 }
+                after = id;
                 match self.store.off_thread(move |st| st.pack_logs(id)).await {
                     Ok(p) => {
                         metrics().retention.packed(&p);
@@ -80,8 +85,7 @@ impl Janitor {
                             "logs compressed"
                         );
                     }
-                    // Left for the next round rather than tried in a loop.
-                    Err(e) => return self.failed("compress", e),
+                    Err(e) => self.failed("compress", &e),
                 }
             }
         }
@@ -127,13 +131,54 @@ impl Janitor {
                     total.requests += s.requests;
                     total.bytes += s.bytes;
                 }
-                Err(e) => return self.failed("expire", e),
+                Err(e) => return self.failed("expire", &e),
             }
         }
     }
 
-    fn failed(&self, task: &str, e: crate::store::StoreError) {
+    fn failed(&self, task: &str, e: &crate::store::StoreError) {
         metrics().retention.failed(task);
         warn!("retention ({task}): {e}; tried again later");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::BuildResult;
+    use crate::store::{Channel, LogWriter};
+
+    #[tokio::test]
+    async fn a_build_that_cannot_be_compressed_holds_up_no_other() {
+        let dir =
+            std::env::temp_dir().join(format!("pbmaster-janitor-{}-{}", std::process::id(), now()));
+        let store = Store::open(&dir).expect("store");
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let request = store
+                .add_request("b1", "test", &serde_json::json!({}))
+                .expect("request");
+            let b = store.start_build(request, "b1", "w1").expect("build");
+            LogWriter::new(&store, b.id, 1)
+                .append("stdio", Channel::Stdout, b"output\n")
+                .expect("write");
+            store
+                .finish_build(b.id, &[], BuildResult::Success, None)
+                .expect("finish");
+            ids.push(b.id);
+        }
+        // The first build's log cannot be read: a folder where its file should be.
+        let plain = |id: i64| dir.join("logs/0").join(format!("{id}.log"));
+        std::fs::remove_file(plain(ids[0])).expect("remove");
+        std::fs::create_dir(plain(ids[0])).expect("folder");
+        let janitor = Janitor::new(&store, Retention::default(), &Events::default());
+        janitor.compress(&CancellationToken::new()).await;
+        assert_eq!(store.builds_to_pack(0, 10).expect("left"), [ids[0]]);
+        for &id in &ids[1..] {
+            assert!(!plain(id).exists());
+            let log = store.log_chunks(id, 1, "stdio", 0).expect("read");
+            assert_eq!(log[0].data, b"output\n");
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -37,14 +37,15 @@ pub const EXPIRED_NOTE: &str =
     "[pbmaster: this log was deleted: the retention policy keeps logs for a limited time]\n";
 
 impl Store {
-    /// Finished builds whose logs are not compressed yet, oldest first.
-    pub fn builds_to_pack(&self, limit: i64) -> StoreResult<Vec<i64>> {
+    /// Finished builds after `after` whose logs are not compressed yet, oldest
+    /// first.
+    pub fn builds_to_pack(&self, after: i64, limit: i64) -> StoreResult<Vec<i64>> {
         let db = self.db();
         let mut q = db.prepare_cached(
             "SELECT id FROM builds WHERE logs_packed_at IS NULL AND logs_expired_at IS NULL
-             AND finished_at IS NOT NULL ORDER BY id LIMIT ?1",
+             AND finished_at IS NOT NULL AND id > ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = q.query_map(params![limit], |r| r.get(0))?;
+        let rows = q.query_map(params![after, limit], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -84,7 +84,7 @@ fn a_compressed_log_reads_back_the_same_chunks_and_the_plain_file_goes() {
     let (id, _) = build(&store, "b1", false);
     let before = all_logs(&store, id);
     assert!(before.len() > 100);
-    assert_eq!(store.builds_to_pack(10).expect("to pack"), [id]);
+    assert_eq!(store.builds_to_pack(0, 10).expect("to pack"), [id]);
     let p = store.pack_logs(id).expect("pack");
     assert!(p.raw > FRAME as u64 * 2 && p.stored * 4 < p.raw, "{p:?}");
     assert!(!store.log_file(id).exists());
@@ -102,7 +102,7 @@ fn a_compressed_log_reads_back_the_same_chunks_and_the_plain_file_goes() {
     }
     again.sort_by_key(|c| c.0);
     assert_eq!(again[..], tail[..again.len()]);
-    assert!(store.builds_to_pack(10).expect("to pack").is_empty());
+    assert!(store.builds_to_pack(0, 10).expect("to pack").is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -110,7 +110,7 @@ fn a_compressed_log_reads_back_the_same_chunks_and_the_plain_file_goes() {
 fn a_running_build_is_not_compressed() {
     let (store, dir) = temp();
     let (id, _) = build(&store, "b1", true);
-    assert!(store.builds_to_pack(10).expect("to pack").is_empty());
+    assert!(store.builds_to_pack(0, 10).expect("to pack").is_empty());
     assert!(store.log_file(id).exists());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -156,7 +156,7 @@ fn compression_interrupted_at_any_step_leaves_a_readable_log() {
         // A restarted master: a new handle on the same folder.
         let store = Store::open(&dir).expect("reopen");
         assert!(
-            store.builds_to_pack(100).expect("to pack").contains(&id),
+            store.builds_to_pack(0, 100).expect("to pack").contains(&id),
             "{state}"
         );
         store.pack_logs(id).expect("pack again");
@@ -167,7 +167,7 @@ fn compression_interrupted_at_any_step_leaves_a_readable_log() {
             "{state}"
         );
         assert!(
-            !store.builds_to_pack(100).expect("to pack").contains(&id),
+            !store.builds_to_pack(0, 100).expect("to pack").contains(&id),
             "{state}"
         );
     }
