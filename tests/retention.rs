@@ -8,7 +8,7 @@ mod support;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::http::request;
+use support::http::{request, EventStream};
 use support::master::{bearer, test_dir, MasterProcess};
 use support::wait;
 use support::workers::{Generation, RunningWorker, WorkerOptions};
@@ -65,8 +65,30 @@ fn log_files(master: &MasterProcess, build: i64) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The live log stream of a finished log to its end, from its start or after the
+/// event `last` (as a reconnecting browser asks); each event and its first event's id.
+fn live(master: &MasterProcess, path: &str, last: Option<&str>) -> (Vec<u8>, Option<String>) {
+    let auth = bearer();
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if let Some(id) = last {
+        headers.push(("Last-Event-ID", id));
+    }
+    let mut stream = EventStream::open(&master.api, path, &headers);
+    assert_eq!(stream.status, 200, "{path}");
+    let (mut out, mut first) = (Vec::new(), None);
+    loop {
+        let e = stream.until("the end of the log", |_| true);
+        first.get_or_insert(e.id.clone().unwrap_or_default());
+        out.extend_from_slice(format!("{} {:?} {}\n", e.event, e.id, e.data).as_bytes());
+        if e.event == "end" {
+            return (out, first);
+        }
+    }
+}
+
 /// Everything a reader can get of a finished build's logs: raw downloads (whole and
-/// by channel) and the web log pages, the second page through its link.
+/// by channel), the web log pages (the second through its link) and the live
+/// stream (whole, and from its first event on).
 fn every_view(master: &MasterProcess, build: i64) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for step in [1, 2] {
@@ -90,6 +112,11 @@ fn every_view(master: &MasterProcess, build: i64) -> Vec<(String, Vec<u8>)> {
             assert_eq!(page.status, 200, "{next}");
             out.push((next, page.text.into_bytes()));
         }
+        let path = format!("/api/builds/{build}/steps/{step}/logs/stdio/live");
+        let (whole, first) = live(master, &path, None);
+        out.push((path.clone(), whole));
+        let (rest, _) = live(master, &path, first.as_deref());
+        out.push((format!("{path} after {first:?}"), rest));
     }
     out
 }
