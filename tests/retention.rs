@@ -250,16 +250,20 @@ fn old_logs_and_builds_expire_while_a_running_build_is_untouched() {
     assert!(build["steps"][0]["logs_expired_at"].is_null(), "{build}");
     assert_eq!(master.output(running, 1, "stdout"), "started\n");
     assert!(log_files(&master, running).0.exists());
-    let metrics = get(&master, "/metrics").text;
+    // Counted and logged once the round's transactions are committed.
     for counter in [
         "pbmaster_builds_expired_total 1",
         "pbmaster_requests_expired_total 1",
     ] {
-        assert!(metrics.contains(counter), "{counter}:\n{metrics}");
+        wait::until(counter, LONG, || {
+            get(&master, "/metrics").text.contains(counter)
+        });
     }
-    assert!(master
-        .log()
-        .contains("retention: expired builds and logs deleted"));
+    wait::until("the round's log line", LONG, || {
+        master
+            .log()
+            .contains("retention: expired builds and logs deleted")
+    });
     master.post(
         &format!("/api/builds/{running}/stop"),
         serde_json::json!({}),
