@@ -222,6 +222,14 @@ impl LogWriter {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
+                // Readers take the compressed file over a plain one: bytes written
+                // beside it would be read from the wrong place. Only a build that
+                // has ended is compressed, so nothing should write any more.
+                if self.store.packed_file(self.build_id).exists() {
+                    return Err(std::io::Error::other(
+                        "the build's logs are compressed: it has ended",
+                    ));
+                }
                 let file = OpenOptions::new().create(true).append(true).open(path)?;
                 let end = file.metadata()?.len();
                 self.file.insert((file, end))
@@ -421,6 +429,20 @@ mod tests {
             [(Channel::Stdout, b"ok\n".to_vec())]
         );
         assert_eq!(store.log_names(7, 1).expect("names"), ["stdio", "test.log"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn nothing_is_appended_to_a_build_whose_logs_are_compressed() {
+        let (store, dir) = temp();
+        let mut w = LogWriter::new(&store, 5, 1);
+        w.append("stdio", Channel::Stdout, b"before\n")
+            .expect("write");
+        drop(w);
+        std::fs::rename(store.log_file(5), store.packed_file(5)).expect("rename");
+        let mut late = LogWriter::new(&store, 5, 2);
+        assert!(late.append("stdio", Channel::Stdout, b"late\n").is_err());
+        assert!(!store.log_file(5).exists());
         std::fs::remove_dir_all(dir).ok();
     }
 
