@@ -38,6 +38,8 @@ LOADGEN = os.path.join(TARGET, "release", "pbmaster-loadgen")
 PBFUZZ = os.path.join(TARGET, "release", "pbfuzz")
 BUILDBOT = os.path.join(PEERS, "buildbot-master", "bin", "buildbot")
 WORKER_VENV = os.path.join(PEERS, "buildbot-worker-4")
+# More pbmaster config (--pbmaster-config), e.g. "[retention]\ncompress_logs = false".
+PBMASTER_EXTRA = ""
 MASTER_CFG = os.path.join(ROOT, "bench", "buildbot", "master.cfg")
 PASSWORD = "bench"
 # The bench master's API token: pbmaster reads it from the environment (token_env), and
@@ -133,7 +135,7 @@ class PbMaster:
             'data_dir = "data"',
             f"max_connections = {len(spec.workers) + 100}",
             "",
-        ] + TOKEN_CONFIG
+        ] + TOKEN_CONFIG + [PBMASTER_EXTRA, ""]
         for w in spec.workers:
             lines += ["[[worker]]", f'name = "{w}"', f'password = "{PASSWORD}"', ""]
         for name, workers, command in spec.builders:
@@ -371,14 +373,37 @@ def ingest(kind, work, mb):
         c0, g0, t0 = cpu_seconds(m.pid), cpu_seconds(gen.pid), time.monotonic()
         r = wait_result(m, m.force("ingest"), 1800, poll=0.05)
         t1, c1, g1 = time.monotonic(), cpu_seconds(m.pid), cpu_seconds(gen.pid)
+        store = store_sizes(m) if kind == "pbmaster" else {}
     finally:
         if gen:
             gen.send_signal(signal.SIGTERM)
             gen.wait(60)
         m.stop()
-    res = {"mb": mb, "wall": t1 - t0, "cpu": c1 - c0, "loadgen_cpu": g1 - g0, "result": r}
+    res = {"mb": mb, "wall": t1 - t0, "cpu": c1 - c0, "loadgen_cpu": g1 - g0, "result": r,
+           **store}
     log(f"  {kind}: ingest {mb} MB from a simulated worker: {res}")
     return res
+
+
+def du(path):
+    """Bytes of the files under `path`."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def store_sizes(m):
+    """pbmaster's data folder as the build ended and once its logs are compressed (the
+    janitor does it in the background; bounded wait, none when compression is off)."""
+    data = os.path.join(m.dir, "data")
+    sizes = {"store_bytes_at_end": du(data)}
+    if "compress_logs = false" not in PBMASTER_EXTRA:
+        def packed():
+            return not any(f.endswith(".log") for _, _, fs in os.walk(data) for f in fs)
+        t = time.monotonic()
+        wait_until("logs compressed", 600, packed, 0.05)
+        sizes["compress_s"] = time.monotonic() - t
+    sizes["store_bytes"] = du(data)
+    sizes["log_file_bytes"] = du(os.path.join(data, "logs"))
+    return sizes
 
 
 # ---- c: memory and attach ----------------------------------------------------------
@@ -699,6 +724,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3, help="runs per cheap measurement")
     ap.add_argument("--stdout-runs", type=int, default=1)
+    ap.add_argument("--pbmaster-config", default="",
+                    help='more pbmaster TOML, e.g. "[retention]\\ncompress_logs = false"')
     ap.add_argument("--only", default="a,b,c,d,m",
                     help="a: real worker builds and 100 MB; b: simulated ingest; c; d; m")
     ap.add_argument("--ingest-mb", type=int, default=200)
@@ -713,6 +740,8 @@ def main():
     ap.add_argument("--out", default=None, help="write raw results as JSON here")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    global PBMASTER_EXTRA
+    PBMASTER_EXTRA = args.pbmaster_config
     work = tempfile.mkdtemp(prefix="pbm-compare-")
     res = {}
 

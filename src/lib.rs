@@ -12,7 +12,8 @@
 //! - `master`: the coordinator: attached workers, the queue, dispatch, draining.
 //! - `runner`: runs a build's steps as remote commands.
 //! - `latent`: on-demand instances: planning, drivers, credentials.
-//! - `store`: durable state in SQLite.
+//! - `store`: durable state in SQLite; `janitor`: compresses finished logs and
+//!   deletes what outlived the `[retention]` horizons.
 //! - `api`: the HTTP JSON API; `cli`: the command line (including the wire inspector).
 //! - `reporters`: GitHub and GitLab commit statuses, mail, JSON pushes, delivered from
 //!   the store's outbox with retries.
@@ -33,6 +34,7 @@ mod config;
 mod conn;
 mod events;
 mod importer;
+mod janitor;
 mod latent;
 mod master;
 mod metrics;

@@ -14,6 +14,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
 mod latent;
+mod retention;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Builder {
@@ -86,6 +87,8 @@ pub struct Metrics {
     reports: Family<ReporterOutcome, Counter>,
     /// Latent instances and cloud calls.
     pub latent: latent::LatentMetrics,
+    /// Log compression and expiry.
+    pub retention: retention::RetentionMetrics,
     /// When each running build started, for its duration.
     running: Mutex<HashMap<i64, Instant>>,
     /// One scrape at a time sets the scrape-time gauges and encodes.
@@ -116,6 +119,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut r = Registry::with_prefix("pbmaster");
         let latent = latent::LatentMetrics::new(&mut r);
+        let retention = retention::RetentionMetrics::new(&mut r);
         let m = Metrics {
             registry: Registry::default(),
             builds_started: Family::default(),
@@ -134,6 +138,7 @@ impl Metrics {
             latent_waiting: Family::default(),
             reports: Family::default(),
             latent,
+            retention,
             running: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
         };

@@ -107,6 +107,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         );
         tasks.spawn(outbox.run(reports_stop.clone()));
     }
+    // Finished logs compressed, expired logs and builds deleted.
+    let janitor = crate::janitor::Janitor::new(&store, config.retention, &events);
+    let janitor_stop = CancellationToken::new();
+    tasks.spawn(janitor.run(janitor_stop.clone()));
     tasks.spawn(coordinator.spawn(rx, idle_tx));
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
@@ -178,6 +182,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     // they started is waited for, within a bound.
     shutdown.cancel();
     reports_stop.cancel();
+    janitor_stop.cancel();
     let _ = tx.send(Msg::Exit).await;
     tasks.close();
     master_tasks.close();

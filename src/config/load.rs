@@ -11,6 +11,7 @@ use super::latent::{instance_name_clashes, pool, LatentDriver};
 use super::limits::limits;
 use super::master::master;
 use super::reporters::reporters;
+use super::retention::retention;
 use super::schedulers::scheduler;
 use super::secrets::secrets;
 use super::workers::worker;
@@ -150,6 +151,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
     );
     let secrets = secrets(file.secrets.as_ref(), problems);
     let limits = limits(file.limits.as_ref(), problems);
+    let retention = retention(file.retention.as_ref(), problems);
     let reporters = reporters(&file.reporters, &builder_names, problems);
     let mut builders: Vec<_> = builders.into_iter().collect::<Option<_>>()?;
     limits.fill_step_defaults(&mut builders);
@@ -164,6 +166,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         api,
         secrets,
         limits,
+        retention,
         reporters,
     })
 }

@@ -19,6 +19,7 @@ mod master;
 mod password;
 mod properties;
 mod reporters;
+mod retention;
 mod schedulers;
 mod secrets;
 mod steps;
@@ -36,6 +37,7 @@ pub use limits::Limits;
 pub use load::{load, parse};
 pub use master::{LogFormat, MasterConfig, PbTls};
 pub use reporters::{EmailSettings, ReportEvent, ReporterConfig, ReporterKind, SmtpSecurity};
+pub use retention::Retention;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;
@@ -60,6 +62,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[retention]`.
+    pub retention: Retention,
     /// `[[reporter]]`.
     pub reporters: Vec<ReporterConfig>,
 }

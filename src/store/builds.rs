@@ -46,6 +46,8 @@ pub struct StepRow {
     pub result: Option<BuildResult>,
     pub rc: Option<i64>,
     pub reason: Option<String>,
+    /// When the step's logs were deleted by the retention policy, if they were.
+    pub logs_expired_at: Option<f64>,
 }
 
 /// One change to a build's record. The runner collects the ones that happen together
@@ -345,7 +347,7 @@ impl Store {
     pub fn steps(&self, build_id: i64) -> StoreResult<Vec<StepRow>> {
         let db = self.db();
         let mut q = db.prepare(
-            "SELECT build_id, number, name, started_at, finished_at, result, rc, reason FROM steps
+            "SELECT build_id, number, name, started_at, finished_at, result, rc, reason, logs_expired_at FROM steps
              WHERE build_id = ?1 ORDER BY number",
         )?;
         let rows = q.query_map(params![build_id], |r| {
@@ -358,6 +360,7 @@ impl Store {
                 result: r.get(5)?,
                 rc: r.get(6)?,
                 reason: r.get(7)?,
+                logs_expired_at: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -8,7 +8,10 @@
 //! pieces of one log and channel become one row) and when its command ends, before
 //! the step is recorded as finished. Readers see what is recorded; a crash loses at
 //! most the last interval's pieces. Rows of older databases keep their bytes inline.
+//! Once the build ends the file may be compressed (see [`super::retention`]): the
+//! rows' offsets are into the uncompressed bytes either way.
 
+use super::packed::PackedLog;
 use super::{write, Channel, LogChunk, Store, StoreResult};
 use rusqlite::params;
 use std::fs::{File, OpenOptions};
@@ -49,11 +52,39 @@ pub struct LogWriter {
 }
 
 impl Store {
-    fn log_file(&self, build_id: i64) -> PathBuf {
+    pub(super) fn log_file(&self, build_id: i64) -> PathBuf {
         // A thousand builds per folder keeps folders small.
         self.logs_dir
             .join((build_id / 1000).to_string())
             .join(format!("{build_id}.log"))
+    }
+
+    /// The build's log file once compressed (see [`super::packed`]).
+    pub(super) fn packed_file(&self, build_id: i64) -> PathBuf {
+        self.log_file(build_id).with_extension("log.zst")
+    }
+
+    /// The build's log bytes, compressed or not; `None` when there are none. The
+    /// compressed file is looked for first and again last: it appears (renamed
+    /// whole) before the plain file goes, so one of the two is always found, and an
+    /// open plain file stays readable after it is removed.
+    fn open_log(&self, build_id: i64) -> Option<LogSource> {
+        let packed = self.packed_file(build_id);
+        let try_packed = || match PackedLog::open(&packed) {
+            Ok(p) => Some(LogSource::Packed(p)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(build = build_id, "cannot read {}: {e}", packed.display());
+                None
+            }
+        };
+        try_packed()
+            .or_else(|| {
+                File::open(self.log_file(build_id))
+                    .ok()
+                    .map(LogSource::Plain)
+            })
+            .or_else(try_packed)
     }
 
     /// Chunks of a log after sequence `after` (0 for the start), in order; about
@@ -97,7 +128,7 @@ impl Store {
             out
         };
         // The file is read without holding the database.
-        let mut file: Option<Option<File>> = None;
+        let mut file: Option<Option<LogSource>> = None;
         let mut chunks = Vec::with_capacity(rows.len());
         for (seq, channel, inline, offset, len) in rows {
             let (Some(offset), Some(len)) = (offset, len) else {
@@ -108,10 +139,12 @@ impl Store {
                 });
                 continue;
             };
-            let f = file.get_or_insert_with(|| File::open(self.log_file(build_id)).ok());
+            let f = file.get_or_insert_with(|| self.open_log(build_id));
             let len = u64::try_from(len).unwrap_or(0);
+            let offset = offset.max(0) as u64;
             let data = match f {
-                Some(f) => read_piece(f, offset.max(0) as u64, len)?,
+                Some(LogSource::Plain(f)) => read_piece(f, offset, len)?,
+                Some(LogSource::Packed(p)) => p.read_at(offset, len)?,
                 None => Vec::new(),
             };
             let lost = len - data.len() as u64;
@@ -139,6 +172,13 @@ impl Store {
         let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Where a build's log bytes are read from.
+#[derive(Debug)]
+enum LogSource {
+    Plain(File),
+    Packed(PackedLog),
 }
 
 /// Up to `len` bytes at `offset`: fewer if the file ends first.
@@ -181,6 +221,14 @@ impl LogWriter {
                 let path = self.store.log_file(self.build_id);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
+                }
+                // Readers take the compressed file over a plain one: bytes written
+                // beside it would be read from the wrong place. Only a build that
+                // has ended is compressed, so nothing should write any more.
+                if self.store.packed_file(self.build_id).exists() {
+                    return Err(std::io::Error::other(
+                        "the build's logs are compressed: it has ended",
+                    ));
                 }
                 let file = OpenOptions::new().create(true).append(true).open(path)?;
                 let end = file.metadata()?.len();
@@ -381,6 +429,20 @@ mod tests {
             [(Channel::Stdout, b"ok\n".to_vec())]
         );
         assert_eq!(store.log_names(7, 1).expect("names"), ["stdio", "test.log"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn nothing_is_appended_to_a_build_whose_logs_are_compressed() {
+        let (store, dir) = temp();
+        let mut w = LogWriter::new(&store, 5, 1);
+        w.append("stdio", Channel::Stdout, b"before\n")
+            .expect("write");
+        drop(w);
+        std::fs::rename(store.log_file(5), store.packed_file(5)).expect("rename");
+        let mut late = LogWriter::new(&store, 5, 2);
+        assert!(late.append("stdio", Channel::Stdout, b"late\n").is_err());
+        assert!(!store.log_file(5).exists());
         std::fs::remove_dir_all(dir).ok();
     }
 

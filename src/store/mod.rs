@@ -18,6 +18,8 @@ mod health;
 pub mod latent;
 mod logs;
 mod outbox;
+mod packed;
+mod retention;
 mod schema;
 mod workers;
 
@@ -26,6 +28,7 @@ use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
 pub use outbox::{OutboxRow, Settled};
+pub use retention::{Packed, Swept};
 
 use crate::model::WorkerState;
 use rusqlite::{params, Connection, Savepoint, Transaction, TransactionBehavior};
@@ -157,6 +160,7 @@ impl Store {
                 ))?;
             }
         }
+        db.execute_batch(schema::RETENTION_INDEXES)?;
         let reader = Connection::open(dir.join("pbmaster.sqlite"))?;
         reader.pragma_update(None, "query_only", "ON")?;
         reader.set_prepared_statement_cache_capacity(64);

@@ -79,4 +79,17 @@ pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // (set once the instance has ended).
     ("latent_instances", "market", "TEXT"),
     ("builds", "cost", "REAL"),
+    // Retention (see store::retention): when a finished build's logs were compressed
+    // and when they were deleted, and each step's mark that its logs are gone.
+    ("builds", "logs_packed_at", "REAL"),
+    ("builds", "logs_expired_at", "REAL"),
+    ("steps", "logs_expired_at", "REAL"),
 ];
+
+/// Indexes on added columns, created once they exist: the janitor's queries.
+pub const RETENTION_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS builds_unpacked ON builds(id)
+    WHERE logs_packed_at IS NULL AND logs_expired_at IS NULL;
+CREATE INDEX IF NOT EXISTS builds_logs_kept ON builds(finished_at) WHERE logs_expired_at IS NULL;
+CREATE INDEX IF NOT EXISTS builds_finished ON builds(finished_at);
+";

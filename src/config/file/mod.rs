@@ -48,6 +48,8 @@ pub struct FileTable {
     pub secrets: Option<SecretsTable>,
     /// `[limits]`: log, upload, time and disk bounds.
     pub limits: Option<LimitsTable>,
+    /// `[retention]`: how long builds and logs are kept.
+    pub retention: Option<RetentionTable>,
     /// `[[reporter]]`: services told about builds (commit statuses, mail, pushes).
     #[serde(default, rename = "reporter")]
     pub reporters: Vec<ReporterTable>,
@@ -62,6 +64,16 @@ pub struct LimitsTable {
     pub upload_max_size: Option<Spanned<u64>>,
     pub max_time: Option<Spanned<u64>>,
     pub min_free_disk: Option<Spanned<u64>>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionTable {
+    pub builds: Option<Spanned<String>>,
+    pub logs: Option<Spanned<String>>,
+    pub compress_logs: Option<bool>,
+    pub interval: Option<Spanned<String>>,
 }
 
 /// `[[api_user]]`.
