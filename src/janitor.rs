@@ -153,6 +153,8 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("pbmaster-janitor-{}-{}", std::process::id(), now()));
         let store = Store::open(&dir).expect("store");
+        // Large enough to be compressed.
+        let output = b"output\n".repeat(1000);
         let mut ids = Vec::new();
         for _ in 0..3 {
             let request = store
@@ -160,7 +162,7 @@ mod tests {
                 .expect("request");
             let b = store.start_build(request, "b1", "w1").expect("build");
             LogWriter::new(&store, b.id, 1)
-                .append("stdio", Channel::Stdout, b"output\n")
+                .append("stdio", Channel::Stdout, &output)
                 .expect("write");
             store
                 .finish_build(b.id, &[], BuildResult::Success, None)
@@ -177,7 +179,7 @@ mod tests {
         for &id in &ids[1..] {
             assert!(!plain(id).exists());
             let log = store.log_chunks(id, 1, "stdio", 0).expect("read");
-            assert_eq!(log[0].data, b"output\n");
+            assert_eq!(log[0].data, output);
         }
         std::fs::remove_dir_all(dir).ok();
     }

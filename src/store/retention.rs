@@ -11,6 +11,11 @@ use rusqlite::params;
 use std::fs::File;
 use std::path::Path;
 
+/// Log files smaller than this stay as they are: a file system gives them one block
+/// whatever their size, so compressing them would cost a zstd context and three
+/// syncs for no space at all (most logs of short builds are this small).
+pub const PACK_AT_LEAST: u64 = 4096;
+
 /// What compressing one build's logs did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Packed {
@@ -49,7 +54,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Compresses a finished build's log file. Each step leaves a readable log if
+    /// Compresses a finished build's log file (one under [`PACK_AT_LEAST`] bytes is
+    /// only marked, and read plain from then on). Each step leaves a readable log if
     /// the master stops there: the compressed file is written beside, synced and
     /// renamed into place (readers prefer it from then on), then the plain file is
     /// removed, then the build is marked. Done again after a crash, it starts over
@@ -58,6 +64,10 @@ impl Store {
         let (plain, packed) = (self.log_file(build_id), self.packed_file(build_id));
         let mut done = Packed::default();
         match File::open(&plain) {
+            Ok(src) if src.metadata()?.len() < PACK_AT_LEAST => {
+                done.raw = src.metadata()?.len();
+                done.stored = done.raw;
+            }
             Ok(mut src) => {
                 done.raw = src.metadata()?.len();
                 let tmp = packed.with_extension("zst.tmp");

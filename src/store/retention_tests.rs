@@ -107,6 +107,31 @@ fn a_compressed_log_reads_back_the_same_chunks_and_the_plain_file_goes() {
 }
 
 #[test]
+fn a_log_smaller_than_a_block_stays_plain_but_is_done_with() {
+    let (store, dir) = temp();
+    let request = store
+        .add_request("b1", "test", &serde_json::json!({}))
+        .expect("request");
+    let b = store.start_build(request, "b1", "w1").expect("build");
+    LogWriter::new(&store, b.id, 1)
+        .append("stdio", Channel::Stdout, b"short\n")
+        .expect("write");
+    store
+        .finish_build(b.id, &[], crate::model::BuildResult::Success, None)
+        .expect("finish");
+    let before = all_logs(&store, b.id);
+    let p = store.pack_logs(b.id).expect("pack");
+    assert!(
+        p.raw > 0 && p.raw < PACK_AT_LEAST && p.stored == p.raw,
+        "{p:?}"
+    );
+    assert!(store.log_file(b.id).exists() && !store.packed_file(b.id).exists());
+    assert_eq!(all_logs(&store, b.id), before);
+    assert!(store.builds_to_pack(0, 10).expect("to pack").is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn a_running_build_is_not_compressed() {
     let (store, dir) = temp();
     let (id, _) = build(&store, "b1", true);
