@@ -98,11 +98,7 @@ fn check_options_belong(s: &SchedulerTable, kind: &str, problems: &mut Problems)
             "periodic",
         ),
         ("cron", s.cron.as_ref().map(|v| v.span()), "nightly"),
-        (
-            "timezone",
-            s.timezone.as_ref().map(|v| v.span()),
-            "nightly",
-        ),
+        ("timezone", s.timezone.as_ref().map(|v| v.span()), "nightly"),
         ("branch", s.branch.as_ref().map(|v| v.span()), "changes"),
         (
             "branch_regex",
@@ -416,11 +412,15 @@ builders = ["b1"]
         let e = errors(extra);
         let base_lines = BASE.lines().count();
         assert!(
-            e.iter().any(|e| e.starts_with(&format!("line {}", base_lines + 6))
-                && e.contains("not an IANA time zone")),
+            e.iter()
+                .any(|e| e.starts_with(&format!("line {}", base_lines + 6))
+                    && e.contains("not an IANA time zone")),
             "{e:?}"
         );
-        assert!(e.iter().any(|e| e.contains("timezone is for kind")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.contains("timezone is for kind")),
+            "{e:?}"
+        );
     }
 
     #[test]
