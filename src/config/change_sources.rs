@@ -123,7 +123,7 @@ fn git(t: &ChangeSourceTable, problems: &mut Problems) -> Option<GitPollerConfig
 }
 
 /// The name is a folder name under the data folder.
-fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with(['.', '-'])
@@ -139,7 +139,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// A URL or path: not an option, no control characters, no transport that runs a
 /// program.
-fn check_repo(repo: &str) -> Result<(), String> {
+pub fn check_repo(repo: &str) -> Result<(), String> {
     if repo.is_empty() || repo.len() > MAX_REPO {
         return Err(format!("must have 1 to {MAX_REPO} bytes"));
     }

@@ -29,7 +29,7 @@ mod workers;
 
 pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
-pub use change_sources::GitPollerConfig;
+pub use change_sources::{check_name as check_change_source_name, check_repo, GitPollerConfig};
 pub use changes::ChangeLogin;
 pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{
