@@ -25,7 +25,8 @@ use std::fmt;
 /// A parsed expression with the zone its wall-clock times are read in.
 #[derive(Debug, Clone)]
 pub struct Cron {
-    cron: croner::Cron,
+    /// Boxed: croner's pattern is a few hundred bytes, and schedulers are enums.
+    cron: Box<croner::Cron>,
     zone: Tz,
     text: String,
 }
@@ -83,7 +84,11 @@ impl Cron {
             .build()
             .parse(&text)
             .map_err(|e| format!("{text:?}: {e}"))?;
-        let cron = Cron { cron, zone, text };
+        let cron = Cron {
+            cron: Box::new(cron),
+            zone,
+            text,
+        };
         // 2000 is a leap year, so anything that ever matches does so soon after.
         if cron.next_after(946_684_800).is_none() {
             return Err(format!("{:?} matches no date", cron.text));
