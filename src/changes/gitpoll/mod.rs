@@ -74,7 +74,12 @@ impl GitPoller {
                 }
             }
             if let Some(seen) = &last {
-                match self.poll(seen.as_ref()).await {
+                // Stopping abandons a poll; its git processes go with it.
+                let polled = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    polled = self.poll(seen.as_ref()) => polled,
+                };
+                match polled {
                     Ok(polled) => {
                         if let Some(heads) = self.deliver(&master, polled).await {
                             last = Some(Some(heads));
