@@ -80,6 +80,9 @@ impl GitPoller {
                     polled = self.poll(seen.as_ref()) => polled,
                 };
                 match polled {
+                    // Nothing moved: nothing to store.
+                    Ok((heads, changes)) if changes.is_empty() && seen.as_ref() == Some(&heads) => {
+                    }
                     Ok(polled) => {
                         if let Some(heads) = self.deliver(&master, polled).await {
                             last = Some(Some(heads));
