@@ -3,6 +3,7 @@
 
 use crate::accept::HttpListener;
 use crate::api::{self, ApiState};
+use crate::changes::gitpoll::GitPoller;
 use crate::config::{self, Config};
 use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
@@ -112,6 +113,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     let janitor_stop = CancellationToken::new();
     tasks.spawn(janitor.run(janitor_stop.clone()));
     tasks.spawn(coordinator.spawn(rx, idle_tx));
+    // Pollers stop when draining starts: no new work is taken then.
+    let pollers_stop = CancellationToken::new();
+    for source in &config.change_sources {
+        let poller = GitPoller::new(source.clone(), &config.master.data_dir);
+        tasks.spawn(poller.run(store.clone(), tx.clone(), pollers_stop.clone()));
+    }
     let shutdown = CancellationToken::new();
     let conn_config = Arc::new(ConnConfig {
         keepalive_interval: Duration::from_secs(config.master.keepalive_interval.max(1)),
@@ -163,6 +170,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     info!("stop requested: draining (a second signal stops at once)");
     health.set_draining();
+    pollers_stop.cancel();
     let _ = tx.send(Msg::Drain { grace }).await;
     tokio::select! {
         _ = idle_rx => info!("no build running; stopping"),

@@ -69,16 +69,18 @@ fn import_checked(path: &Path, dir: &Path, env: &[(&str, String)]) -> (Vec<Strin
         .output()
         .expect("check runs");
     let errors = String::from_utf8_lossy(&check.stderr).into_owned();
-    if cfg!(feature = "ec2") || !text.contains("driver = \"ec2\"") {
+    let needs = |driver: &str| text.contains(&format!("driver = \"{driver}\""));
+    if (cfg!(feature = "ec2") || !needs("ec2")) && (cfg!(feature = "docker") || !needs("docker")) {
         assert!(
             check.status.success(),
             "pbmaster check refuses the import:\n{errors}\n{text}"
         );
     } else {
-        // Without the ec2 feature, ec2 pools are all `check` may refuse.
+        // Without the ec2 or docker feature, their pools are all `check` may refuse.
         for line in errors.lines().filter(|l| !l.contains(": warning: ")) {
             assert!(
-                line.contains("built without the `ec2` feature"),
+                line.contains("built without the `ec2` feature")
+                    || line.contains("built without the `docker` feature"),
                 "pbmaster check refuses the import:\n{errors}\n{text}"
             );
         }
@@ -104,9 +106,17 @@ fn buildbot_sample_config() {
             r#"c["title"]: "Hello World CI" has no pbmaster setting"#,
             r#"c["titleURL"]: "https://buildbot.github.io/hello-world/" has no pbmaster setting"#,
             r#"c["buildbotURL"]: "http://localhost:8010/" has no pbmaster setting"#,
-            r#"change source 1 (GitPoller): GitPoller("https://github.com/buildbot/hello-world.git", branches "master"): pbmaster has no git poller yet; send changes with a push webhook ([hooks]) or `buildbot sendchange`"#,
         ],
     );
+    // The sample's GitPoller follows its one branch.
+    for line in [
+        "[[change_source]]",
+        r#"repo = "https://github.com/buildbot/hello-world.git""#,
+        r#"branches = ["master"]"#,
+        "interval = 300",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
     assert!(text.contains("pb_listen = \"0.0.0.0:9989\""), "{text}");
     assert!(text.contains("http_listen = \"127.0.0.1:8010\""), "{text}");
     assert!(text.contains("repo_url = \"https://github.com/buildbot/hello-world.git\""));
@@ -179,7 +189,12 @@ fn many_builders() {
 #[test]
 fn latent_workers_and_nightly_schedules() {
     let dir = test_dir("import-latent");
-    let (todos, text) = import_checked(&fixture("latent"), &dir, &[]);
+    // buildbot reads nightly times in the master's zone: the importer writes it out.
+    let (todos, text) = import_checked(
+        &fixture("latent"),
+        &dir,
+        &[("TZ", "Europe/Berlin".to_string())],
+    );
     assert_todos(
         &todos,
         &[
@@ -188,25 +203,49 @@ fn latent_workers_and_nightly_schedules() {
             r#"worker "ec2-small": ec2.ami_name = "*" picks the newest image of the owners: narrow it"#,
             r#"worker "ec2-small": security_name = "ci" is not translated"#,
             r##"worker "ec2-small": user_data = "#!/bin/sh\necho custom\n" is not translated"##,
-            r#"worker "docker-1": DockerLatentWorker(image "debian:bookworm"): pbmaster has no docker latent driver in this version"#,
-            r#"builder "container": worker "docker-1" was not translated"#,
-            r#"builder "container": the builder is left out: none of its workers was translated"#,
+            r#"worker "docker-1": the container starts through the pool's boot script with /bin/sh (cloud_init = false), which installs buildbot-worker with python3; the image's own start command is not used"#,
+            r#"worker "docker-1": volume "scratch:/scratch" is not an absolute HOST:CONTAINER[:ro|rw] bind mount"#,
+            r#"worker "docker-1": hostconfig shm_size = "1g" is not translated"#,
+            r#"worker "docker-1": followStartupLogs = true is not translated"#,
+            r#"worker "docker-build": image None: set docker.image to an image present on the daemon"#,
+            r#"worker "docker-build": docker_host "tcp://docker.example.org:2376": pbmaster reaches the daemon over a unix socket only (docker.host = "unix:///...")"#,
+            r#"worker "docker-build": the container starts through the pool's boot script with /bin/sh (cloud_init = false), which installs buildbot-worker with python3; the image's own start command is not used"#,
+            r#"worker "docker-build": dockerfile = "FROM debian\n": pbmaster neither builds nor pulls images; the image must be on the daemon"#,
             r#"scheduler "sunday": onlyIfChanged = true is not translated"#,
-            r#"scheduler "containers": builder "container" was not translated"#,
-            r#"scheduler "containers": the scheduler is left out: none of its builders was translated"#,
         ],
     );
-    assert!(text.contains("cron = \"15 3 * * 1,2,3,4,5\""), "{text}");
-    // buildbot's Sunday is 6, cron's 0.
-    assert!(text.contains("cron = \"0 1,13 * * 0\""), "{text}");
+    // Day and month names; buildbot's Sunday is 6, cron's 0; the zone is written out.
+    for line in [
+        r#"cron = "15 3 * * MON-FRI""#,
+        r#"cron = "0 1,13 * * SUN""#,
+        r#"cron = "0 2 * JAN-MAR,DEC *""#,
+        r#"timezone = "Europe/Berlin""#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // The docker pool: image, socket, mounts, network and limits carry over.
+    for line in [
+        r#"driver = "docker""#,
+        r#"image = "debian:bookworm""#,
+        r#"host = "unix:///var/run/docker.sock""#,
+        r#"volumes = ["/srv/cache:/cache:ro"]"#,
+        r#"network = "ci-net""#,
+        "memory_mb = 2048",
+        "cpus = 1.5",
+        "cloud_init = false",
+        r#"master_address = "10.0.0.5:9989""#,
+        "build_wait_timeout = 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert!(
+        text.contains("name = \"container\""),
+        "the docker builder is kept"
+    );
     assert!(text.contains("ami = \"ami-0123456789abcdef0\""));
     assert!(text.contains("master_address = \"ci.example.org:9989\""));
     assert!(text.contains("ami_owners = [\"123456789012\"]"));
     assert!(text.contains("password_file = ") && text.contains("secrets/static-1-password\""));
-    assert!(
-        !text.contains("name = \"container\""),
-        "a builder without workers is left out"
-    );
 }
 
 #[test]
@@ -246,11 +285,23 @@ fn git_poller_and_checkouts() {
     assert_todos(
         &todos,
         &[
-            r#"change source 1 (GitPoller): GitPoller("https://git.example.org/app.git", branches ["main", "next"]): pbmaster has no git poller yet; send changes with a push webhook ([hooks]) or `buildbot sendchange`"#,
+            r#"change source 2 (GitPoller): only_tags = true is not translated"#,
+            r#"change source 3 (GitPoller): branch "-oops" is refused: it is not a plain branch name"#,
             r#"builder "app" step 3 (copy): mode = "full", method = "copy": pbmaster's git modes are incremental and full (a fresh clone)"#,
         ],
     );
     assert!(text.contains("branch_regex = \"main|next\""), "{text}");
+    for block in [
+        "[[change_source]]\nname = \"app\"\nkind = \"git\"\nrepo = \"https://git.example.org/app.git\"\nbranches = [\"main\", \"next\"]\ninterval = 120\nproject = \"app\"\n",
+        // Every branch: no list. The name is kept unique.
+        "[[change_source]]\nname = \"app-2\"\nkind = \"git\"\nrepo = \"git@git.example.org:tools/app.git\"\ninterval = 600\n",
+    ] {
+        assert!(text.contains(block), "{block} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("lib.git\"\n"),
+        "a poller of nothing is left out:\n{text}"
+    );
     assert!(text.contains("git_mode = \"full\""), "{text}");
 }
 

@@ -1,11 +1,12 @@
 //! Changes: what a version-control system tells the master about a new revision.
 //!
-//! A [`NewChange`] arrives from one of four places, each with its own constructor:
-//! `buildbot sendchange` over PB ([`pb`]), a JSON body ([`json`]), and GitHub or GitLab
+//! A [`NewChange`] arrives from one of five places, each with its own constructor:
+//! `buildbot sendchange` over PB ([`pb`]), a JSON body ([`json`]), GitHub or GitLab
 //! push payloads ([`hooks`], taken only when [`verify`] finds them signed or carrying
-//! the configured token). Every field comes from the network, so [`NewChange::check`]
+//! the configured token), and the master's own polls of git repositories ([`gitpoll`]). Every field comes from the network, so [`NewChange::check`]
 //! bounds each one before anything is stored.
 
+pub mod gitpoll;
 pub mod hooks;
 pub mod json;
 pub mod pb;
@@ -53,6 +54,7 @@ pub enum Source {
     Http,
     GitHub,
     GitLab,
+    GitPoller,
 }
 
 impl Source {
@@ -62,6 +64,7 @@ impl Source {
             Source::Http => "http",
             Source::GitHub => "github",
             Source::GitLab => "gitlab",
+            Source::GitPoller => "gitpoller",
         }
     }
 }

@@ -36,6 +36,11 @@ impl<'t> Problems<'t> {
         }
     }
 
+    /// How many problems are recorded so far.
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
     /// Records a problem at a byte span of the text.
     pub fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.found.push(ConfigError {

@@ -3,6 +3,7 @@
 
 use super::api::api;
 use super::builders::builder;
+use super::change_sources::change_sources;
 use super::changes::login;
 use super::error::{position, ConfigError, Problems};
 use super::file::FileTable;
@@ -58,6 +59,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     if let Some(c) = &mut config.changes {
         c.password.resolve_paths(base);
+    }
+    for c in &mut config.change_sources {
+        c.resolve_paths(base);
     }
     config.hooks.resolve_paths(base);
     for t in &mut config.api.tokens {
@@ -137,6 +141,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         .changes
         .as_ref()
         .and_then(|c| login(c, &names, problems));
+    let change_sources = change_sources(&file.change_sources, problems);
     let hooks = file
         .hooks
         .as_ref()
@@ -161,6 +166,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         builders,
         schedulers: schedulers.into_iter().collect::<Option<_>>()?,
         changes,
+        change_sources: change_sources?,
         latent_pools: pools.into_iter().collect::<Option<_>>()?,
         hooks,
         api,

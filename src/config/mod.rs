@@ -6,6 +6,7 @@
 
 mod api;
 mod builders;
+mod change_sources;
 mod changes;
 mod error;
 mod file;
@@ -28,6 +29,7 @@ mod workers;
 
 pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
+pub use change_sources::{check_name as check_change_source_name, check_repo, GitPollerConfig};
 pub use changes::ChangeLogin;
 pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{
@@ -53,6 +55,8 @@ pub struct Config {
     pub schedulers: Vec<SchedulerConfig>,
     /// The change source's PB login, if `[changes]` names a user.
     pub changes: Option<ChangeLogin>,
+    /// `[[change_source]]`: git repositories polled for new commits.
+    pub change_sources: Vec<GitPollerConfig>,
     pub latent_pools: Vec<LatentPoolConfig>,
     /// The GitHub and GitLab push webhooks; each is off unless configured.
     pub hooks: HooksConfig,

@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::file::SchedulerTable;
 use super::properties;
-use crate::model::cron::Cron;
+use crate::model::cron::{zone, Cron};
 use crate::model::filter::{whole_regex, BranchFilter, ChangeFilter, Glob};
 use serde_json::{Map, Value as Json};
 use std::collections::HashSet;
@@ -31,7 +31,7 @@ pub enum SchedulerKind {
     Force,
     /// Every `interval` seconds (at least 1).
     Periodic { interval: u64 },
-    /// At the times of a cron expression, UTC.
+    /// At the times of a cron expression, in its time zone (UTC by default).
     Nightly { cron: Cron },
     /// For changes that pass `filter`; with a `tree_stable_timer` (seconds, 0 for
     /// none), the changes of that window make one request.
@@ -91,13 +91,14 @@ pub(super) fn scheduler(
 
 /// Each option belongs to one kind; elsewhere it would be silently ignored.
 fn check_options_belong(s: &SchedulerTable, kind: &str, problems: &mut Problems) {
-    let options: [(&str, Option<Range<usize>>, &str); 6] = [
+    let options: [(&str, Option<Range<usize>>, &str); 7] = [
         (
             "interval",
             s.interval.as_ref().map(|v| v.span()),
             "periodic",
         ),
         ("cron", s.cron.as_ref().map(|v| v.span()), "nightly"),
+        ("timezone", s.timezone.as_ref().map(|v| v.span()), "nightly"),
         ("branch", s.branch.as_ref().map(|v| v.span()), "changes"),
         (
             "branch_regex",
@@ -158,7 +159,17 @@ fn nightly(s: &SchedulerTable, problems: &mut Problems) -> Option<SchedulerKind>
         );
         return None;
     };
-    match Cron::parse(c.get_ref()) {
+    let tz = match &s.timezone {
+        None => chrono_tz::Tz::UTC,
+        Some(t) => match zone(t.get_ref()) {
+            Ok(tz) => tz,
+            Err(e) => {
+                problems.at(t.span(), format!("scheduler {name:?}: timezone: {e}"));
+                return None;
+            }
+        },
+    };
+    match Cron::parse_in(c.get_ref(), tz) {
         Ok(cron) => Some(SchedulerKind::Nightly { cron }),
         Err(e) => {
             problems.at(c.span(), format!("scheduler {name:?}: cron: {e}"));
@@ -256,6 +267,13 @@ cron = "30 2 * * 1-5"
 builders = ["b1"]
 
 [[scheduler]]
+name = "n2"
+kind = "nightly"
+cron = "0 22 * JAN-MAR MON-FRI"
+timezone = "Europe/Berlin"
+builders = ["b1"]
+
+[[scheduler]]
 name = "c"
 kind = "changes"
 branch_regex = "release/.*"
@@ -265,7 +283,7 @@ builders = ["b1"]
 "#;
         assert_eq!(errors(extra), Vec::<String>::new());
         let c = parse(&format!("{BASE}{extra}")).unwrap();
-        assert_eq!(c.schedulers.len(), 3);
+        assert_eq!(c.schedulers.len(), 4);
     }
 
     #[test]
@@ -370,6 +388,37 @@ builders = ["b1"]
         assert!(e.iter().any(|e| e.contains("defined twice")), "{e:?}");
         assert!(
             e.iter().any(|e| e.contains("\"hourly\" is not known")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_time_zones_and_misplaced_ones() {
+        let extra = r#"
+[[scheduler]]
+name = "n"
+kind = "nightly"
+cron = "0 3 * * *"
+timezone = "Europe/Atlantis"
+builders = ["b1"]
+
+[[scheduler]]
+name = "p"
+kind = "periodic"
+interval = 60
+timezone = "UTC"
+builders = ["b1"]
+"#;
+        let e = errors(extra);
+        let base_lines = BASE.lines().count();
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with(&format!("line {}", base_lines + 6))
+                    && e.contains("not an IANA time zone")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.contains("timezone is for kind")),
             "{e:?}"
         );
     }

@@ -5,7 +5,9 @@
 //! place and left in the output as `# TODO(import): ...`.
 
 mod doc;
+mod docker;
 mod latent;
+mod poller;
 mod py;
 mod render;
 mod schedule;

@@ -236,6 +236,7 @@ pub(super) fn list(v: Option<&Json>) -> Vec<Json> {
 
 fn changes(t: &mut Translation, sources: Option<&Json>) {
     let mut pb_done = false;
+    let mut poller_names = HashSet::new();
     for (i, s) in list(sources).iter().enumerate() {
         let location = format!("change source {} ({})", i + 1, class(s));
         if class(s) == "PBChangeSource" && is_buildbot(s) && !pb_done {
@@ -276,17 +277,11 @@ fn changes(t: &mut Translation, sources: Option<&Json>) {
             t.translated += 1;
             continue;
         }
-        let what = if class(s) == "GitPoller" {
-            let kw = kwargs(s);
-            format!(
-                "GitPoller({}, branches {}): pbmaster has no git poller yet; send changes with a push webhook ([hooks]) or `buildbot sendchange`",
-                kw.get("repourl").map_or("?".into(), show),
-                kw.get("branches").or(kw.get("branch")).map_or("default".into(), show)
-            )
-        } else {
-            format!("{} is not translated", show(s))
-        };
-        let line = t.todo(&location, what);
+        if class(s) == "GitPoller" && is_buildbot(s) {
+            super::poller::git(t, &location, kwargs(s), &mut poller_names);
+            continue;
+        }
+        let line = t.todo(&location, format!("{} is not translated", show(s)));
         t.doc.comment(vec![format!("TODO(import): {line}")]);
     }
 }

@@ -1,4 +1,5 @@
-//! `c['workers']`: plain workers to `[[worker]]`, EC2 latent workers to pools.
+//! `c['workers']`: plain workers to `[[worker]]`, EC2 and Docker latent workers to
+//! pools.
 
 use super::py::{class, is_buildbot, kwargs, show, tag};
 use super::translate::{list, Master, Translation};
@@ -56,15 +57,12 @@ pub(super) fn workers(
                 super::latent::ec2(t, &name, kw, master.pb_port, master.url_host.as_deref());
                 names.insert(name);
             }
+            "DockerLatentWorker" if is_buildbot(w) => {
+                super::docker::docker(t, &name, kw, master.pb_port, master.url_host.as_deref());
+                names.insert(name);
+            }
             other => {
-                let what = if other == "DockerLatentWorker" {
-                    format!(
-                        "DockerLatentWorker(image {}): pbmaster has no docker latent driver in this version",
-                        kw.get("image").map_or("?".into(), show)
-                    )
-                } else {
-                    format!("{other}(...) is not translated")
-                };
+                let what = format!("{other}(...) is not translated");
                 let line = t.todo(&location, what);
                 t.doc.comment(vec![format!("TODO(import): {line}")]);
             }

@@ -7,6 +7,7 @@ use super::{Master, Refusal};
 use crate::changes::{pb::from_pb, NewChange, Source};
 use crate::conn::{pb_error, ConnHandle};
 use pbwire::jelly::Value;
+use std::collections::BTreeMap;
 use tracing::{info, warn};
 
 impl Master {
@@ -103,5 +104,43 @@ impl Master {
             self.dispatch();
         }
         Ok(stored.id)
+    }
+
+    /// Stores what a git poller found, its changes with what the schedulers make of
+    /// them and the heads it saw, in one transaction; returns how many changes.
+    pub(super) fn accept_poll(
+        &mut self,
+        poller: &str,
+        heads: &BTreeMap<String, String>,
+        changes: &[NewChange],
+    ) -> Result<usize, Refusal> {
+        for c in changes {
+            c.check().map_err(Refusal::Invalid)?;
+        }
+        let source = Source::GitPoller.name();
+        let schedulers = &self.schedulers;
+        let added = self
+            .store
+            .record_poll(poller, heads, changes, source, self.now, |c| {
+                schedulers.plan_change(c)
+            })
+            .map_err(Refusal::Store)?;
+        let mut all = Vec::new();
+        for (stored, plan, requests) in &added {
+            info!(change = stored.id, source, poller, branch = ?stored.change.branch,
+                  revision = ?stored.change.revision, held_by = ?plan.hold, requests = ?requests, "change received");
+            self.schedulers.hold(&plan.hold, stored);
+            all.extend_from_slice(requests);
+        }
+        // The heads are durable before the poller moves on.
+        self.acknowledges = true;
+        if !added.is_empty() {
+            self.effect(Effect::WakeAt(self.schedulers.wake_at()));
+        }
+        if !all.is_empty() {
+            self.enqueue_stored(&all);
+            self.dispatch();
+        }
+        Ok(added.len())
     }
 }

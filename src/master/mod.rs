@@ -96,6 +96,14 @@ pub enum Msg {
         source: Source,
         reply: oneshot::Sender<Result<i64, Refusal>>,
     },
+    /// What a git poller found: its changes (oldest first) and the heads it saw, to
+    /// store together; answered with the number of changes stored.
+    Polled {
+        poller: String,
+        heads: BTreeMap<String, String>,
+        changes: Vec<NewChange>,
+        reply: oneshot::Sender<Result<usize, Refusal>>,
+    },
     /// The scheduler timer: something may be due.
     SchedulerWake,
     /// The data folder's file system has less free space than `[limits]
@@ -254,6 +262,17 @@ impl Master {
                 reply,
             } => {
                 let result = self.accept_change(*change, source);
+                self.reply(move || {
+                    let _ = reply.send(result);
+                });
+            }
+            Msg::Polled {
+                poller,
+                heads,
+                changes,
+                reply,
+            } => {
+                let result = self.accept_poll(&poller, &heads, &changes);
                 self.reply(move || {
                     let _ = reply.send(result);
                 });

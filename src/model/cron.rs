@@ -1,31 +1,43 @@
-//! Five-field cron expressions ("minute hour day-of-month month day-of-week"), in UTC,
-//! and the first matching minute after a given time.
+//! Five-field cron expressions ("minute hour day-of-month month day-of-week") in an IANA
+//! time zone (UTC unless one is named), and the first matching minute after a given
+//! time. Parsing and matching are the `croner` crate's; this module fixes the dialect
+//! and turns times into seconds since the epoch.
 //!
 //! Each field is `*`, a number, a range `a-b`, any of these with a step (`*/15`,
-//! `1-30/2`, `5/10` meaning `5-max/10`), or a comma-separated list of them. Day of week
-//! 0 and 7 are both Sunday. As in Vixie cron, when both day fields are restricted
-//! (neither starts with `*`) a day matches if either does.
+//! `1-30/2`, `5/10` meaning `5-max/10`), or a comma-separated list of them. Months may
+//! be written `JAN`-`DEC` and days of the week `SUN`-`SAT` (any case); day of week 0
+//! and 7 are both Sunday. As in Vixie cron, when both day fields are restricted
+//! (neither is `*`) a day matches if either does. `@daily`, `@weekly` and the other
+//! nicknames are accepted, and croner's `L`, `W` and `#` day modifiers too.
+//!
+//! Daylight saving time, as croner defines it:
+//! - a wall-clock time skipped when clocks go forward (02:30 on the night Berlin moves
+//!   from 02:00 to 03:00) fires at the first instant after the gap (03:00), once;
+//! - a wall-clock time that happens twice when clocks go back fires once, at its first
+//!   occurrence, for an expression with fixed minute and hour; an expression with
+//!   wildcard or stepped minutes or hours (`*/15 * * * *`) fires on both passes.
 
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
 use std::fmt;
 
-const MINUTE: i64 = 60;
-const HOUR: i64 = 3600;
-const DAY: i64 = 86_400;
-/// How far ahead a match is looked for: Feb 29 can be 8 years away (2096 → 2104).
-const HORIZON: i64 = 9 * 366 * DAY;
-
-/// A parsed expression: one bit per allowed value of each field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed expression with the zone its wall-clock times are read in.
+#[derive(Debug, Clone)]
 pub struct Cron {
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    days_any: bool,
-    weekdays_any: bool,
+    /// Boxed: croner's pattern is a few hundred bytes, and schedulers are enums.
+    cron: Box<croner::Cron>,
+    zone: Tz,
     text: String,
 }
+
+impl PartialEq for Cron {
+    fn eq(&self, other: &Cron) -> bool {
+        self.text == other.text && self.zone == other.zone
+    }
+}
+
+impl Eq for Cron {}
 
 impl fmt::Display for Cron {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,155 +45,71 @@ impl fmt::Display for Cron {
     }
 }
 
+/// An IANA zone name such as `Europe/Berlin`, checked against the built-in database.
+pub fn zone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>()
+        .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. \"Europe/Berlin\")"))
+}
+
 impl Cron {
+    /// An expression read in UTC.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Result<Cron, String> {
+        Cron::parse_in(text, Tz::UTC)
+    }
+
+    /// An expression whose times are wall-clock times in `zone`.
+    pub fn parse_in(text: &str, zone: Tz) -> Result<Cron, String> {
         let fields: Vec<&str> = text.split_whitespace().collect();
-        let [minute, hour, day, month, weekday] = fields[..] else {
+        let nickname = fields.len() == 1 && fields[0].starts_with('@');
+        if !nickname && fields.len() != 5 {
             return Err(format!(
                 "{text:?} has {} fields; expected 5: minute hour day-of-month month day-of-week",
                 fields.len()
             ));
-        };
-        let mut weekdays = field(weekday, "day of week", 0, 7)?;
-        if weekdays & (1 << 7) != 0 {
-            weekdays = (weekdays & !(1 << 7)) | 1;
         }
+        // croner takes an empty list item as nothing; here it is a typo.
+        if fields
+            .iter()
+            .any(|f| f.split(',').any(|item| item.is_empty()))
+        {
+            return Err(format!("{text:?} has an empty list item"));
+        }
+        let text = fields.join(" ");
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            // `5/10` has always meant `5-59/10` here.
+            .sloppy_ranges(true)
+            .build()
+            .parse(&text)
+            .map_err(|e| format!("{text:?}: {e}"))?;
         let cron = Cron {
-            minutes: field(minute, "minute", 0, 59)?,
-            hours: field(hour, "hour", 0, 23)?,
-            days: field(day, "day of month", 1, 31)?,
-            months: field(month, "month", 1, 12)?,
-            weekdays,
-            days_any: day.starts_with('*'),
-            weekdays_any: weekday.starts_with('*'),
-            text: fields.join(" "),
+            cron: Box::new(cron),
+            zone,
+            text,
         };
-        // 2000 is a leap year, so anything that ever matches does so within the horizon.
+        // 2000 is a leap year, so anything that ever matches does so soon after.
         if cron.next_after(946_684_800).is_none() {
-            return Err(format!("{text:?} matches no date"));
+            return Err(format!("{:?} matches no date", cron.text));
         }
         Ok(cron)
     }
 
-    fn day_matches(&self, day: u32, weekday: u32) -> bool {
-        let d = self.days & (1 << day) != 0;
-        let w = self.weekdays & (1 << weekday) != 0;
-        match (self.days_any, self.weekdays_any) {
-            (false, false) => d || w,
-            _ => d && w,
-        }
+    /// The zone its times are read in.
+    pub fn zone(&self) -> Tz {
+        self.zone
     }
 
-    /// The first whole minute strictly after `t` (seconds since the epoch) that matches;
-    /// `None` if none does within nine years.
+    /// The first whole minute strictly after `t` (seconds since the epoch) that
+    /// matches; `None` if none does within croner's search horizon.
     pub fn next_after(&self, t: i64) -> Option<i64> {
-        let mut t = t
-            .checked_div_euclid(MINUTE)?
-            .checked_add(1)?
-            .checked_mul(MINUTE)?;
-        let limit = t.checked_add(HORIZON)?;
-        while t <= limit {
-            let days = t.div_euclid(DAY);
-            let secs = t.rem_euclid(DAY);
-            let (y, m, d) = civil_from_days(days);
-            if self.months & (1 << m) == 0 {
-                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                t = days_from_civil(ny, nm, 1) * DAY;
-                continue;
-            }
-            if !self.day_matches(d, weekday(days)) {
-                t = (days + 1) * DAY;
-                continue;
-            }
-            let h = secs / HOUR;
-            if self.hours & (1 << h) == 0 {
-                t = days * DAY + (h + 1) * HOUR;
-                continue;
-            }
-            if self.minutes & (1 << ((secs % HOUR) / MINUTE)) == 0 {
-                t += MINUTE;
-                continue;
-            }
-            return Some(t);
-        }
-        None
+        let from: DateTime<Tz> = Utc.timestamp_opt(t, 0).single()?.with_timezone(&self.zone);
+        self.cron
+            .find_next_occurrence(&from, false)
+            .ok()
+            .map(|next| next.timestamp())
     }
-}
-
-/// One field's allowed values as bits.
-fn field(text: &str, what: &str, min: u32, max: u32) -> Result<u64, String> {
-    let mut bits = 0u64;
-    for item in text.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (r, Some(number(s, what)?)),
-            None => (item, None),
-        };
-        let (lo, hi) = if range == "*" {
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (number(a, what)?, number(b, what)?)
-        } else {
-            let n = number(range, what)?;
-            (n, if step.is_some() { max } else { n })
-        };
-        if lo < min || hi > max || lo > hi {
-            return Err(format!("{what} {item:?} is outside {min}-{max}"));
-        }
-        let step = step.unwrap_or(1);
-        if step == 0 {
-            return Err(format!("{what} {item:?}: a step must be at least 1"));
-        }
-        let mut v = lo;
-        while v <= hi {
-            bits |= 1 << v;
-            v += step;
-        }
-    }
-    Ok(bits)
-}
-
-fn number(s: &str, what: &str) -> Result<u32, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 4 {
-        return Err(format!("{what} {s:?} is not a number"));
-    }
-    s.parse()
-        .map_err(|_| format!("{what} {s:?} is not a number"))
-}
-
-/// 0 = Sunday. Day 0 (1970-01-01) was a Thursday.
-fn weekday(days: i64) -> u32 {
-    (days + 4).rem_euclid(7) as u32
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian).
-/// Counts in 400-year eras starting on March 1st, so the leap day ends a year.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// The inverse of [`civil_from_days`].
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = year - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -189,24 +117,22 @@ mod tests {
     use super::*;
 
     /// Seconds since the epoch of a UTC time.
-    fn at(y: i64, mo: u32, d: u32, h: i64, mi: i64) -> i64 {
-        days_from_civil(y, mo, d) * DAY + h * HOUR + mi * MINUTE
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .map(|t| t.timestamp())
+            .unwrap_or_default()
     }
 
     fn next(expr: &str, from: i64) -> i64 {
         Cron::parse(expr).unwrap().next_after(from).unwrap()
     }
 
-    #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for days in (-800_000..800_000).step_by(97) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(weekday(0), 4, "1970-01-01 was a Thursday");
+    fn next_in(expr: &str, zone: &str, from: i64) -> i64 {
+        Cron::parse_in(expr, super::zone(zone).unwrap())
+            .unwrap()
+            .next_after(from)
+            .unwrap()
     }
 
     #[test]
@@ -269,6 +195,17 @@ mod tests {
     }
 
     #[test]
+    fn accepts_day_and_month_names() {
+        // Saturday 2024-06-01: the next weekday is Monday the 3rd.
+        let from = at(2024, 6, 1, 0, 0);
+        assert_eq!(next("0 9 * * MON-FRI", from), at(2024, 6, 3, 9, 0));
+        assert_eq!(next("0 9 * * sat,sun", from), at(2024, 6, 1, 9, 0));
+        assert_eq!(next("0 0 1 JAN,Jul *", from), at(2024, 7, 1, 0, 0));
+        assert_eq!(next("0 0 1 OCT-DEC *", from), at(2024, 10, 1, 0, 0));
+        assert_eq!(next("@daily", from), at(2024, 6, 2, 0, 0));
+    }
+
+    #[test]
     fn restricted_day_fields_are_alternatives() {
         // The 15th, or any Monday: from Friday 2024-06-07 that is Monday the 10th.
         assert_eq!(
@@ -295,7 +232,61 @@ mod tests {
     }
 
     #[test]
-    fn bad_expressions_are_refused() {
+    fn wall_clock_times_are_read_in_the_zone() {
+        // 02:00 in Berlin is 01:00 UTC in winter and 00:00 UTC in summer.
+        let winter = at(2024, 1, 10, 12, 0);
+        assert_eq!(
+            next_in("0 2 * * *", "Europe/Berlin", winter),
+            at(2024, 1, 11, 1, 0)
+        );
+        let summer = at(2024, 7, 10, 12, 0);
+        assert_eq!(
+            next_in("0 2 * * *", "Europe/Berlin", summer),
+            at(2024, 7, 11, 0, 0)
+        );
+        // A weekday is the zone's: Monday 00:30 in Tokyo is Sunday 15:30 UTC.
+        assert_eq!(
+            next_in("30 0 * * MON", "Asia/Tokyo", at(2024, 6, 1, 0, 0)),
+            at(2024, 6, 2, 15, 30)
+        );
+    }
+
+    #[test]
+    fn a_skipped_hour_fires_once_right_after_the_gap() {
+        // Berlin, 2024-03-31: 02:00 CET becomes 03:00 CEST (01:00 UTC).
+        let before = at(2024, 3, 30, 12, 0);
+        let fired = next_in("30 2 * * *", "Europe/Berlin", before);
+        assert_eq!(fired, at(2024, 3, 31, 1, 0), "02:30 does not exist: 03:00");
+        // The following night is 02:30 CEST again, with nothing in between.
+        assert_eq!(
+            next_in("30 2 * * *", "Europe/Berlin", fired),
+            at(2024, 4, 1, 0, 30)
+        );
+    }
+
+    #[test]
+    fn a_repeated_hour_fires_a_fixed_time_once() {
+        // Berlin, 2024-10-27: 03:00 CEST becomes 02:00 CET, so 02:30 happens at
+        // 00:30 UTC and again at 01:30 UTC.
+        let before = at(2024, 10, 26, 12, 0);
+        let fired = next_in("30 2 * * *", "Europe/Berlin", before);
+        assert_eq!(fired, at(2024, 10, 27, 0, 30), "the first 02:30");
+        assert_eq!(
+            next_in("30 2 * * *", "Europe/Berlin", fired),
+            at(2024, 10, 28, 1, 30),
+            "not again at the second 02:30"
+        );
+        // A stepped expression runs on both passes through the hour.
+        let first = next_in("30 */1 * * *", "Europe/Berlin", at(2024, 10, 27, 0, 0));
+        assert_eq!(first, at(2024, 10, 27, 0, 30));
+        assert_eq!(
+            next_in("30 */1 * * *", "Europe/Berlin", first),
+            at(2024, 10, 27, 1, 30)
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_zones_are_refused() {
         for bad in [
             "",
             "* * * *",
@@ -311,8 +302,15 @@ mod tests {
             "1,,2 * * * *",
             "0 0 30 2 *",
             "-1 * * * *",
+            "0 0 * FOO *",
+            "@sometimes",
         ] {
             assert!(Cron::parse(bad).is_err(), "{bad:?} accepted");
         }
+        for bad in ["Europe/Berlinn", "", "../etc/passwd", "CET5"] {
+            assert!(zone(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(zone("America/New_York").is_ok());
+        assert!(zone("UTC").is_ok());
     }
 }

@@ -26,7 +26,7 @@ impl Rule {
     pub fn describe(&self) -> String {
         match self {
             Rule::Every(interval) => format!("periodic, every {interval} s"),
-            Rule::Cron(cron) => format!("nightly, cron \"{cron}\""),
+            Rule::Cron(cron) => format!("nightly, cron \"{cron}\" in {}", cron.zone()),
         }
     }
 }
@@ -79,10 +79,13 @@ impl Timed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::cron::days_from_civil;
+    use crate::model::cron::zone;
+    use chrono::{TimeZone, Utc};
 
-    fn utc(y: i64, mo: u32, d: u32, h: i64, mi: i64) -> f64 {
-        (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60) as f64
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> f64 {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .map_or(0.0, |t| t.timestamp() as f64)
     }
 
     #[test]
@@ -142,5 +145,20 @@ mod tests {
         n.arm(fired, utc(2024, 2, 29, 2, 31));
         assert!(!n.fire_if_due(utc(2024, 2, 29, 23, 59)));
         assert!(n.fire_if_due(utc(2024, 3, 1, 2, 0)));
+    }
+
+    #[test]
+    fn nightly_in_a_zone_fires_once_across_the_autumn_change() {
+        // Berlin, 2024-10-27: 02:30 happens twice (00:30 and 01:30 UTC).
+        let berlin = zone("Europe/Berlin").unwrap();
+        let rule = || Rule::Cron(Cron::parse_in("30 2 * * *", berlin).unwrap());
+        let mut n = Timed::new(rule());
+        n.arm(None, utc(2024, 10, 26, 12, 0));
+        assert!(n.fire_if_due(utc(2024, 10, 27, 0, 30)));
+        // Restarted during the repeated hour: the second 02:30 does not fire.
+        let mut n = Timed::new(rule());
+        n.arm(Some(utc(2024, 10, 27, 0, 30)), utc(2024, 10, 27, 1, 0));
+        assert!(!n.fire_if_due(utc(2024, 10, 27, 1, 45)));
+        assert_eq!(n.next_fire(), Some(utc(2024, 10, 28, 1, 30)));
     }
 }

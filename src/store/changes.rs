@@ -86,6 +86,60 @@ fn insert_fire(tx: &Connection, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> 
     Ok(ids)
 }
 
+/// Inserts a change and what `plan` decides it causes; returns the stored change,
+/// the plan and the new request ids.
+pub(super) fn insert_change(
+    tx: &Connection,
+    change: &NewChange,
+    source: &str,
+    now: f64,
+    plan: impl FnOnce(&Change) -> ChangePlan,
+) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
+    let when = change.when.unwrap_or(now);
+    tx.execute(
+        "INSERT INTO changes (author, files, comments, branch, revision, properties, repository,
+             project, category, when_timestamp, revlink, codebase, source, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            change.author,
+            serde_json::to_string(&change.files).unwrap_or_else(|_| "[]".into()),
+            change.comments,
+            change.branch,
+            change.revision,
+            serde_json::Value::Object(change.properties.clone()).to_string(),
+            change.repository,
+            change.project,
+            change.category,
+            when,
+            change.revlink,
+            change.codebase,
+            source,
+            now
+        ],
+    )?;
+    let stored = Change {
+        id: tx.last_insert_rowid(),
+        received_at: now,
+        source: source.to_owned(),
+        change: NewChange {
+            when: Some(when),
+            ..change.clone()
+        },
+    };
+    let plan = plan(&stored);
+    for scheduler in &plan.hold {
+        tx.execute(
+            "INSERT OR IGNORE INTO scheduler_held (scheduler, change_id) VALUES (?1, ?2)",
+            params![scheduler, stored.id],
+        )?;
+    }
+    let mut requests = Vec::new();
+    for fire in &plan.fires {
+        requests.extend(insert_fire(tx, fire, now)?);
+    }
+    Ok((stored, plan, requests))
+}
+
 fn set_since(db: &rusqlite::Connection, scheduler: &str, since: f64) -> StoreResult<()> {
     db.execute(
         "INSERT INTO scheduler_since (scheduler, since) VALUES (?1, ?2)
@@ -107,50 +161,9 @@ impl Store {
     ) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
         let mut db = self.db();
         let tx = write(&mut db)?;
-        let when = change.when.unwrap_or(now);
-        tx.execute(
-            "INSERT INTO changes (author, files, comments, branch, revision, properties, repository,
-                 project, category, when_timestamp, revlink, codebase, source, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
-                change.author,
-                serde_json::to_string(&change.files).unwrap_or_else(|_| "[]".into()),
-                change.comments,
-                change.branch,
-                change.revision,
-                serde_json::Value::Object(change.properties.clone()).to_string(),
-                change.repository,
-                change.project,
-                change.category,
-                when,
-                change.revlink,
-                change.codebase,
-                source,
-                now
-            ],
-        )?;
-        let stored = Change {
-            id: tx.last_insert_rowid(),
-            received_at: now,
-            source: source.to_owned(),
-            change: NewChange {
-                when: Some(when),
-                ..change.clone()
-            },
-        };
-        let plan = plan(&stored);
-        for scheduler in &plan.hold {
-            tx.execute(
-                "INSERT OR IGNORE INTO scheduler_held (scheduler, change_id) VALUES (?1, ?2)",
-                params![scheduler, stored.id],
-            )?;
-        }
-        let mut requests = Vec::new();
-        for fire in &plan.fires {
-            requests.extend(insert_fire(&tx, fire, now)?);
-        }
+        let added = insert_change(&tx, change, source, now, plan)?;
         tx.commit()?;
-        Ok((stored, plan, requests))
+        Ok(added)
     }
 
     /// Makes the requests of scheduler firings, all in one transaction.

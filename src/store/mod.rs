@@ -19,6 +19,7 @@ pub mod latent;
 mod logs;
 mod outbox;
 mod packed;
+mod pollers;
 mod retention;
 mod schema;
 mod workers;
@@ -148,6 +149,7 @@ impl Store {
         db.execute_batch(changes::SCHEMA)?;
         db.execute_batch(latent::SCHEMA)?;
         db.execute_batch(outbox::SCHEMA)?;
+        db.execute_batch(pollers::SCHEMA)?;
         for (table, column, definition) in schema::ADDED_COLUMNS {
             let has: bool = db
                 .prepare(&format!(

@@ -2,12 +2,14 @@
 //! find wrong, so errors name their line and column. Only `config` sees these tables;
 //! it turns them into the types the master runs on.
 
+mod change_source;
 mod hooks;
 mod latent;
 mod reporter;
 mod scheduler;
 mod step;
 
+pub use change_source::ChangeSourceTable;
 pub use hooks::HooksTable;
 pub use latent::PoolTable;
 pub use reporter::ReporterTable;
@@ -30,6 +32,9 @@ pub struct FileTable {
     pub builders: Vec<BuilderTable>,
     #[serde(default, rename = "scheduler")]
     pub schedulers: Vec<SchedulerTable>,
+    /// `[[change_source]]`: repositories polled for new commits.
+    #[serde(default, rename = "change_source")]
+    pub change_sources: Vec<ChangeSourceTable>,
     /// `[changes]`: who may send changes over PB.
     pub changes: Option<ChangesTable>,
     #[serde(default, rename = "latent_pool")]

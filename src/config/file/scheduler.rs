@@ -17,6 +17,8 @@ pub struct SchedulerTable {
     pub properties: BTreeMap<String, toml::Value>,
     pub interval: Option<Spanned<u64>>,
     pub cron: Option<Spanned<String>>,
+    /// The IANA zone a nightly cron's times are read in; UTC without it.
+    pub timezone: Option<Spanned<String>>,
     pub branch: Option<Spanned<String>>,
     pub branch_regex: Option<Spanned<String>>,
     #[serde(default)]
