@@ -212,26 +212,30 @@ impl fmt::Debug for Secret {
 /// has taken.
 #[derive(Debug, Default)]
 pub struct Gate {
-    secret: Mutex<Option<Secret>>,
+    /// The secret, with the generation of the config it was read under.
+    secret: Mutex<Option<(u64, Secret)>>,
     replays: Mutex<Replays>,
 }
 
 impl Gate {
     /// The secret of `auth` (`None` when insecure), read at the first delivery and
-    /// kept; a failed read is tried again at the next one.
-    pub fn secret(&self, auth: &HookAuth) -> Result<Option<Secret>, String> {
+    /// kept while the config's `generation` stays; a failed read is tried again at
+    /// the next one.
+    pub fn secret(&self, auth: &HookAuth, generation: u64) -> Result<Option<Secret>, String> {
         if matches!(auth, HookAuth::Insecure) {
             return Ok(None);
         }
         let mut cached = self.secret.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(secret) = &*cached {
-            return Ok(Some(secret.clone()));
+        if let Some((read_under, secret)) = &*cached {
+            if *read_under == generation {
+                return Ok(Some(secret.clone()));
+            }
         }
         let Some(text) = auth.secret()? else {
             return Ok(None);
         };
         let secret = Secret(Arc::from(text.into_bytes()));
-        *cached = Some(secret.clone());
+        *cached = Some((generation, secret.clone()));
         Ok(Some(secret))
     }
 

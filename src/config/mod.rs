@@ -7,6 +7,7 @@
 mod api;
 mod builders;
 mod changes;
+mod current;
 mod error;
 mod file;
 mod hooks;
@@ -29,6 +30,7 @@ mod workers;
 pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
 pub use changes::ChangeLogin;
+pub use current::Current;
 pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{
     DockerSettings, Ec2Settings, Ec2Volume, IdleStop, LatentDriver, LatentPoolConfig,
