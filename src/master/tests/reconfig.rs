@@ -51,8 +51,11 @@ fn reconfigure_from(
     (answer.try_recv().expect("answered"), rest)
 }
 
+/// A builder list sent to a worker again: worker, (builder, directory)s, generation.
+type Listed = (String, Vec<(String, String)>, u64);
+
 /// The builder lists sent to workers again.
-fn lists(effects: &[Effect]) -> Vec<(String, Vec<(String, String)>, u64)> {
+fn lists(effects: &[Effect]) -> Vec<Listed> {
     effects
         .iter()
         .filter_map(|e| match e {
