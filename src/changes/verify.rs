@@ -267,6 +267,29 @@ mod tests {
         b"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     #[test]
+    fn a_kept_secret_is_read_again_under_a_new_config() {
+        let file = std::env::temp_dir().join(format!("pbmaster-gate-{}", std::process::id()));
+        std::fs::write(&file, "first").unwrap();
+        let text = format!(
+            "[master]\ndata_dir = 'd'\n[hooks.github]\nsecret_file = '{}'\n",
+            file.display()
+        );
+        let config = crate::config::parse(&text).unwrap();
+        let auth = config.hooks.github.expect("hook");
+        let gate = Gate::default();
+        let read = |generation| gate.secret(&auth, generation).unwrap().unwrap();
+        assert_eq!(read(0).bytes(), b"first");
+        std::fs::write(&file, "second").unwrap();
+        assert_eq!(read(0).bytes(), b"first", "kept while the config stays");
+        assert_eq!(
+            read(1).bytes(),
+            b"second",
+            "read again after a reconfiguration"
+        );
+        std::fs::remove_file(&file).ok();
+    }
+
+    #[test]
     fn github_signature_matches_the_known_vector() {
         let mac = github_signature(SECRET, BODY, Some(SIGNATURE)).unwrap();
         assert_eq!(mac[..4], [0x75, 0x71, 0x07, 0xea]);
