@@ -119,3 +119,6 @@ fn prepare(config: &Config, secrets: &Secrets) -> Result<(ConfigAuth, GuardSetti
         _ => Err(errors),
     }
 }
+
+#[cfg(test)]
+mod tests;

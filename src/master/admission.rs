@@ -122,6 +122,8 @@ impl Master {
         slot.graceful = false;
         self.conn_op(&conn, ConnOp::AcceptLogin { style });
         self.instance_attached(&name);
+        // A reconfiguration during the handshake changed what it should have.
+        self.relist(&name);
         self.notify(crate::events::Event::WorkerAttached { worker: name });
         self.dispatch();
     }
