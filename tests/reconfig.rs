@@ -232,3 +232,51 @@ fn sighup_swaps_builders_and_schedulers_under_a_running_build_and_a_bad_config_i
     );
     assert_eq!(connection(&master), before, "still the same connection");
 }
+
+#[test]
+fn an_added_worker_attaches_and_a_changed_password_counts_from_the_next_login() {
+    let dir = test_dir("reconfig-workers");
+    let mut master = MasterProcess::start(&dir.join("master"), "", NEW_BODY);
+    let opts = WorkerOptions::new("w1", "pass", master.pb);
+    let mut w1 = RunningWorker::start(Generation::Worker4, &dir.join("w1"), &opts).expect("worker");
+    master.wait_attached("w1", LONG);
+    let before = connection(&master);
+
+    let added = format!(
+        "{}\n[[worker]]\nname = \"w2\"\npassword = \"pass2\"\n\n\
+         [[builder]]\nname = \"d\"\nworkers = [\"w2\"]\n[[builder.step]]\ncommand = \"echo d-ran\"\n",
+        NEW_BODY.replacen("password = \"pass\"", "password = \"changed\"", 1)
+    );
+    master.rewrite_config("", &added);
+    let out = pbmaster(&master.api, Some(API_TOKEN), &["reconfig"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("workers added: w2") && text.contains("workers changed: w1"),
+        "{text}"
+    );
+    assert_eq!(
+        connection(&master),
+        before,
+        "w1 stays attached with its old password"
+    );
+
+    let w2_opts = WorkerOptions::new("w2", "pass2", master.pb);
+    let _w2 = RunningWorker::start(Generation::Worker4, &dir.join("w2"), &w2_opts).expect("w2");
+    master.wait_attached("w2", LONG);
+    let d = master.force("d");
+    assert_eq!(result_of(&master, d), "success");
+
+    // w1 comes back: the new password lets it in.
+    w1.kill();
+    let changed = WorkerOptions::new("w1", "changed", master.pb);
+    let _w1 = RunningWorker::start(Generation::Worker4, &dir.join("w1"), &changed).expect("w1");
+    master.wait_for("/api/workers", LONG, "w1 to attach again", |v| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .any(|w| w["name"] == "w1" && w["state"] == "attached" && w["connected_at"] != before.1)
+    });
+    let c = master.force("c");
+    assert_eq!(result_of(&master, c), "success");
+}
