@@ -237,16 +237,17 @@ impl Master {
         }
     }
 
-    /// After a build ended on `worker`: a removed builder leaves its list, and a
-    /// removed worker with nothing left running is disconnected.
-    pub(super) fn after_reconfigured_build(&mut self, worker: &str) {
+    /// After a build ended on `worker`: a builder removed or moved meanwhile
+    /// (`listed_as_now` false) gets its list updated, and a removed worker with
+    /// nothing left running is disconnected.
+    pub(super) fn after_reconfigured_build(&mut self, worker: &str, listed_as_now: bool) {
         let idle_removed = self
             .workers
             .get(worker)
             .is_some_and(|s| s.removed && s.busy == 0);
         if idle_removed {
             self.drop_worker(worker);
-        } else {
+        } else if !listed_as_now {
             self.relist(worker);
         }
     }

@@ -90,6 +90,12 @@ impl Master {
             outcome.result = BuildResult::Retry;
         }
         let running = self.running.remove(&build_id);
+        // Whether the worker's list still names the builder as this build had it.
+        let listed_as_now = running.as_ref().is_none_or(|r| {
+            self.builders
+                .get(builder)
+                .is_some_and(|b| b.builddir == r.builder.builddir)
+        });
         let finished = self.store.finish_build(
             build_id,
             &outcome.writes,
@@ -146,7 +152,7 @@ impl Master {
         if let Some(id) = conn_id {
             self.maybe_shut_down(id);
         }
-        self.after_reconfigured_build(worker);
+        self.after_reconfigured_build(worker, listed_as_now);
         self.dispatch();
     }
 

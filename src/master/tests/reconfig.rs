@@ -372,3 +372,34 @@ fn a_new_periodic_scheduler_is_armed_and_fires() {
     answer.expect("applied");
     assert!(effects.is_empty(), "{effects:?}");
 }
+
+#[test]
+fn a_builder_moved_under_a_running_build_moves_on_the_worker_once_it_ends() {
+    let mut f = Fixture::new();
+    f.start(vec![]);
+    f.attach("w1", &["hello"]);
+    let (effects, _) = f.force("hello");
+    let request = builds_started(&effects)[0].0;
+    let moved = [(
+        "workers = [\"w1\"]",
+        "workers = [\"w1\"]\nbuilddir = \"moved\"",
+    )];
+    let (answer, effects) = reconfigure(&mut f, &moved);
+    answer.expect("applied");
+    assert!(
+        lists(&effects).is_empty(),
+        "not while it builds: {effects:?}"
+    );
+    let build_id = f.store.builds_of_request(request).unwrap()[0].id;
+    let effects = f.handle(Msg::BuildDone {
+        build_id,
+        worker: "w1".into(),
+        builder: "hello".into(),
+        outcome: outcome(BuildResult::Success),
+    });
+    let moved = vec![("hello".to_owned(), "moved".to_owned())];
+    assert_eq!(lists(&effects), [("w1".into(), moved, 1)]);
+    // Until the worker answers, `hello` takes no build in either folder.
+    let (effects, _) = f.force("hello");
+    assert!(builds_started(&effects).is_empty(), "{effects:?}");
+}
