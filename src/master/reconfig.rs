@@ -2,7 +2,7 @@
 //! with a newly loaded one. Named items (workers, builders, schedulers, latent pools,
 //! reporters) are added, removed or changed; the `[api]`, `[hooks]` and `[changes]`
 //! logins are swapped whole; settings that are bound at start (listen addresses, the
-//! data folder, TLS files, `[secrets]`, the log and disk `[limits]`) are only
+//! data folder, TLS files, `[secrets]`, `[retention]`, the log and disk `[limits]`) are only
 //! reported as needing a restart, and [`Diff::effective`] keeps their running values so nothing is applied
 //! half-way.
 
@@ -132,6 +132,9 @@ impl Diff {
             needs_restart.push("[secrets]".into());
         }
         needs_restart.extend(limit_keys(&old.limits, &new.limits));
+        if old.retention != new.retention {
+            needs_restart.push("[retention]".into());
+        }
         let latent_pools = Changes::between(
             &old.latent_pools,
             &new.latent_pools,
@@ -168,6 +171,7 @@ impl Diff {
         let mut config = new.clone();
         config.master = old.master.clone();
         config.secrets = old.secrets.clone();
+        config.retention = old.retention;
         config.limits = Limits {
             max_time: new.limits.max_time,
             upload_max_size: new.limits.upload_max_size,

@@ -111,7 +111,7 @@ fn settings_bound_at_start_need_a_restart_and_keep_their_running_values() {
         ),
         (
             "[[worker]]",
-            "[limits]\nlog_max_size = 2000000\nmax_time = 100\n\n[[worker]]",
+            "[limits]\nlog_max_size = 2000000\nmax_time = 100\n\n[retention]\nlogs = \"30d\"\n\n[[worker]]",
         ),
     ]);
     let d = Diff::between(&old, &new);
@@ -121,7 +121,8 @@ fn settings_bound_at_start_need_a_restart_and_keep_their_running_values() {
             "[master] pb_listen",
             "[master] data_dir",
             "[master] shutdown_grace",
-            "[limits] log_max_size"
+            "[limits] log_max_size",
+            "[retention]"
         ]
     );
     // A step's default max_time is the step's: it applies to new builds.
@@ -132,6 +133,7 @@ fn settings_bound_at_start_need_a_restart_and_keep_their_running_values() {
     assert_eq!(applied.master.data_dir, old.master.data_dir);
     assert_eq!(applied.limits.log_max_size, old.limits.log_max_size);
     assert_eq!(applied.limits.max_time, 100);
+    assert_eq!(applied.retention, old.retention);
     assert!(Diff::between(&old, &applied).needs_restart.is_empty());
     let summary = d.summary().join("\n");
     assert!(
