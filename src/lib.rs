@@ -19,7 +19,8 @@
 //!   the store's outbox with retries.
 //! - `changes`: changes from sendchange, JSON and push hooks; `scheduler`: what turns
 //!   time and changes into build requests.
-//! - `config`: the TOML configuration, checked and turned into the types the rest uses.
+//! - `config`: the TOML configuration, checked and turned into the types the rest uses;
+//!   `reload`: reading it again into a running master (SIGHUP, `pbmaster reconfig`).
 //! - `testing`: the in-process harness.
 //! - `model`: types shared by config, store, scheduler, runner and latent, so that none
 //!   of them depends on another both ways.
@@ -40,6 +41,7 @@ mod master;
 mod metrics;
 mod model;
 mod nofile;
+mod reload;
 mod reporters;
 mod run;
 mod runner;

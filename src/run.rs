@@ -1,20 +1,21 @@
 //! `pbmaster start`: raises the open-file limit, wires the store, the coordinator, the
-//! PB listener and the API, and drains on SIGTERM.
+//! PB listener and the API, reconfigures on SIGHUP, and drains on SIGTERM.
 
 use crate::accept::HttpListener;
 use crate::api::{self, ApiState};
 use crate::changes::gitpoll::GitPoller;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Current};
 use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
 use crate::master::{BuildSettings, ConfigAuth, Coordinator, Master, Msg};
 use crate::nofile;
+use crate::reload::Reloader;
 use crate::reporters::Outbox;
 use crate::secrets::Secrets;
 use crate::server::{self, PbListener};
 use crate::store::Store;
 use crate::tls;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,10 +33,11 @@ pub async fn start(path: &Path) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    run(config).await
+    run(config, path.to_owned()).await
 }
 
-pub async fn run(config: Config) -> Result<(), String> {
+/// Runs the master on `config`, read from `path` (read again on SIGHUP).
+pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
@@ -50,6 +52,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let credentials = Arc::new(Credentials::default());
     let auth = Arc::new(ConfigAuth::from_config(&config)?.with_latent(credentials.clone()));
+    let pb_auth: Arc<dyn crate::conn::Auth> = auth.clone();
     let api_guard = Arc::new(api::Guard::from_config(&config.api)?);
     let pb_tls = config
         .master
@@ -98,16 +101,15 @@ pub async fn run(config: Config) -> Result<(), String> {
     let tasks = TaskTracker::new();
     let master_tasks = coordinator.tasks();
     // Reports left from before a restart go out now; new ones as builds queue them.
+    // It runs without reporters too: a reconfiguration may add some.
     let reports_stop = CancellationToken::new();
-    if !config.reporters.is_empty() {
-        let outbox = Outbox::new(
-            store.clone(),
-            &config.reporters,
-            secrets,
-            coordinator.reports_wake(),
-        );
-        tasks.spawn(outbox.run(reports_stop.clone()));
-    }
+    let outbox = Outbox::new(
+        store.clone(),
+        &config.reporters,
+        secrets.clone(),
+        coordinator.reports_wake(),
+    );
+    tasks.spawn(outbox.clone().run(reports_stop.clone()));
     // Finished logs compressed, expired logs and builds deleted.
     let janitor = crate::janitor::Janitor::new(&store, config.retention, &events);
     let janitor_stop = CancellationToken::new();
@@ -135,7 +137,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let pb_serve = server::serve(
         pb,
         conn_config,
-        auth,
+        pb_auth,
         tx.clone(),
         tasks.clone(),
         shutdown.clone(),
@@ -147,13 +149,35 @@ pub async fn run(config: Config) -> Result<(), String> {
         pb_health.set_pb_listening(false);
     });
     let grace = Duration::from_secs(config.master.shutdown_grace);
+    let current = Arc::new(Current::new(Arc::new(config)));
+    let reloader = Arc::new(Reloader {
+        path,
+        current: current.clone(),
+        auth,
+        guard: api_guard.clone(),
+        outbox,
+        secrets,
+        master: tx.clone(),
+        serial: Default::default(),
+    });
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let (hup_reloader, hup_stop) = (reloader.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => hup_reloader.on_signal().await,
+                _ = hup_stop.cancelled() => break,
+            }
+        }
+    });
     let state = ApiState {
         store,
         master: tx.clone(),
-        config: Arc::new(config),
+        config: current,
         guard: api_guard,
         health: health.clone(),
         events,
+        reloader: Some(reloader),
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {

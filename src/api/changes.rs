@@ -94,11 +94,14 @@ impl Which {
         }
     }
 
-    fn auth(self, s: &ApiState) -> Option<&HookAuth> {
-        match self {
-            Which::GitHub => s.config.hooks.github.as_ref(),
-            Which::GitLab => s.config.hooks.gitlab.as_ref(),
-        }
+    /// The hook's settings in force, with the config's generation.
+    fn auth(self, s: &ApiState) -> (u64, Option<HookAuth>) {
+        let (generation, config) = s.config.snapshot();
+        let auth = match self {
+            Which::GitHub => config.hooks.github.clone(),
+            Which::GitLab => config.hooks.gitlab.clone(),
+        };
+        (generation, auth)
     }
 
     fn gate(self, gates: &Gates) -> &Gate {
@@ -146,7 +149,8 @@ async fn admit(
     request: Request,
 ) -> Result<(HeaderMap, Bytes, Vec<DeliveryKey>), ApiError> {
     let name = which.name();
-    let Some(auth) = which.auth(s) else {
+    let (generation, auth) = which.auth(s);
+    let Some(auth) = auth else {
         return Err(not_found(&format!(
             "{name} hook: it is off unless [hooks.{}] is configured",
             name.to_lowercase()
@@ -157,7 +161,7 @@ async fn admit(
         .extensions()
         .get::<ConnectInfo<super::ClientAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0 .0.to_string());
-    let secret = gate.secret(auth).map_err(|e| {
+    let secret = gate.secret(&auth, generation).map_err(|e| {
         error!("{name} hook: its secret cannot be read: {e}");
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,

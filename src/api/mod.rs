@@ -10,9 +10,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{Caller, ClientAddr, Guard};
+pub use auth::{Caller, ClientAddr, Guard, GuardSettings};
 
-use crate::config::Config;
+use crate::config::Current;
 use crate::master::{Msg, Refusal};
 use crate::store::{Store, StoreError};
 use axum::body::Bytes;
@@ -32,13 +32,17 @@ use tracing::warn;
 pub struct ApiState {
     pub store: Store,
     pub master: mpsc::Sender<Msg>,
-    pub config: Arc<Config>,
+    /// The config in force (a reconfiguration replaces it).
+    pub config: Arc<Current>,
     /// The tokens and the rules for using them.
     pub guard: Arc<Guard>,
     /// What `/readyz` answers from beside the store.
     pub health: Arc<health::Health>,
     /// What changed, for the pages' event streams.
     pub events: crate::events::Events,
+    /// Reads the config file again (`POST /api/reconfig`); `None` where the master
+    /// was not started from a file.
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// The API as `axum::serve` takes it: each request knows its peer's address.
@@ -62,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/latent/pools", get(pools))
         .route("/api/buildrequests", get(requests))
         .route("/api/buildrequests/{id}", get(request))
+        .route("/api/reconfig", post(reconfig))
         .merge(changes::routes())
         .merge(session::routes())
         .merge(crate::web::pages())
@@ -121,6 +126,7 @@ type ApiResult = Result<Json<serde_json::Value>, ApiError>;
 async fn builders(State(s): State<ApiState>) -> ApiResult {
     let list: Vec<_> = s
         .config
+        .get()
         .builders
         .iter()
         .map(|b| {
@@ -255,6 +261,7 @@ async fn workers(State(s): State<ApiState>, caller: Option<Extension<Caller>>) -
     }
     let list: Vec<_> = s
         .config
+        .get()
         .workers
         .iter()
         .map(|w| {
@@ -294,6 +301,41 @@ async fn request(State(s): State<ApiState>, Path(id): Path<i64>) -> ApiResult {
         })
         .await?;
     Ok(Json(found.ok_or_else(|| not_found("such build request"))?))
+}
+
+/// Reads the config file again and applies it (an admin's write): what changed
+/// and what needs a restart; or, with 422, every error, the running config staying.
+async fn reconfig(State(s): State<ApiState>) -> Response {
+    let Some(reloader) = &s.reloader else {
+        let why = "this master cannot read its config again".into();
+        return ApiError(StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    };
+    match reloader.reconfigure().await {
+        Ok(applied) => {
+            for line in applied.diff.summary() {
+                tracing::info!("reconfig (API): {line}");
+            }
+            Json(json!({
+                "applied": true,
+                "changes": applied.diff.summary(),
+                "diff": applied.diff,
+                "needs_restart": applied.diff.needs_restart,
+                "warnings": applied.warnings,
+            }))
+            .into_response()
+        }
+        Err(errors) => {
+            for e in &errors {
+                warn!("reconfig (API) refused: {e}");
+            }
+            let body = json!({
+                "applied": false,
+                "error": "the configuration was refused; the running one stays",
+                "errors": errors,
+            });
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
 }
 
 /// Latent pools: live instances by phase, why requests wait, the newest failure.

@@ -59,6 +59,7 @@ async fn login(
         return ApiError(StatusCode::TOO_MANY_REQUESTS, why.into()).into_response();
     }
     let user = guard
+        .settings()
         .api
         .users
         .iter()
@@ -88,7 +89,7 @@ async fn login(
         Err(e) => return ApiError(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     };
     tracing::info!("api: {:?} logged in", user.name);
-    let cookie = set_cookie(&id, guard.api.secure_cookie);
+    let cookie = set_cookie(&id, guard.settings().api.secure_cookie);
     let body = json!({
         "user": session.user,
         "roles": role_names(session.roles),
@@ -109,7 +110,7 @@ async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(id) = session_id(&headers) {
         s.guard.sessions.close(id);
     }
-    let cookie = set_cookie("", s.guard.api.secure_cookie);
+    let cookie = set_cookie("", s.guard.settings().api.secure_cookie);
     (
         [(header::SET_COOKIE, cookie)],
         Json(json!({ "logged_out": true })),

@@ -19,9 +19,10 @@ fn state(name: &str) -> (ApiState, std::path::PathBuf) {
         store: Store::open(&dir).expect("store"),
         master,
         guard: Arc::new(Guard::from_config(&config.api).expect("guard")),
-        config: Arc::new(config),
+        config: Arc::new(crate::config::Current::new(Arc::new(config))),
         health: Arc::default(),
         events: Default::default(),
+        reloader: None,
     };
     (state, dir)
 }

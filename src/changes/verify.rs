@@ -212,26 +212,30 @@ impl fmt::Debug for Secret {
 /// has taken.
 #[derive(Debug, Default)]
 pub struct Gate {
-    secret: Mutex<Option<Secret>>,
+    /// The secret, with the generation of the config it was read under.
+    secret: Mutex<Option<(u64, Secret)>>,
     replays: Mutex<Replays>,
 }
 
 impl Gate {
     /// The secret of `auth` (`None` when insecure), read at the first delivery and
-    /// kept; a failed read is tried again at the next one.
-    pub fn secret(&self, auth: &HookAuth) -> Result<Option<Secret>, String> {
+    /// kept while the config's `generation` stays; a failed read is tried again at
+    /// the next one.
+    pub fn secret(&self, auth: &HookAuth, generation: u64) -> Result<Option<Secret>, String> {
         if matches!(auth, HookAuth::Insecure) {
             return Ok(None);
         }
         let mut cached = self.secret.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(secret) = &*cached {
-            return Ok(Some(secret.clone()));
+        if let Some((read_under, secret)) = &*cached {
+            if *read_under == generation {
+                return Ok(Some(secret.clone()));
+            }
         }
         let Some(text) = auth.secret()? else {
             return Ok(None);
         };
         let secret = Secret(Arc::from(text.into_bytes()));
-        *cached = Some(secret.clone());
+        *cached = Some((generation, secret.clone()));
         Ok(Some(secret))
     }
 
@@ -261,6 +265,29 @@ mod tests {
     /// GitHub's documented example, also computed with Python's hmac module.
     const SIGNATURE: &[u8] =
         b"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    #[test]
+    fn a_kept_secret_is_read_again_under_a_new_config() {
+        let file = std::env::temp_dir().join(format!("pbmaster-gate-{}", std::process::id()));
+        std::fs::write(&file, "first").unwrap();
+        let text = format!(
+            "[master]\ndata_dir = 'd'\n[hooks.github]\nsecret_file = '{}'\n",
+            file.display()
+        );
+        let config = crate::config::parse(&text).unwrap();
+        let auth = config.hooks.github.expect("hook");
+        let gate = Gate::default();
+        let read = |generation| gate.secret(&auth, generation).unwrap().unwrap();
+        assert_eq!(read(0).bytes(), b"first");
+        std::fs::write(&file, "second").unwrap();
+        assert_eq!(read(0).bytes(), b"first", "kept while the config stays");
+        assert_eq!(
+            read(1).bytes(),
+            b"second",
+            "read again after a reconfiguration"
+        );
+        std::fs::remove_file(&file).ok();
+    }
 
     #[test]
     fn github_signature_matches_the_known_vector() {

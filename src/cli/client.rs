@@ -120,6 +120,12 @@ pub enum ClientCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// Make the master read its config file again and apply it without a restart
+    /// (exit 1, with every error, if it refused it).
+    Reconfig {
+        #[command(flatten)]
+        api: Api,
+    },
     /// List latent instances: pool, phase, type, market, uptime, builds run, cost,
     /// and why one failed or was stopped.
     Instances {
@@ -312,6 +318,7 @@ impl ClientCommand {
                 out.write_all(String::from_utf8_lossy(&pending).as_bytes())?;
                 Ok(ExitCode::SUCCESS)
             }
+            ClientCommand::Reconfig { api } => reconfig(&api.client()?),
             ClientCommand::Stop { build, api } => {
                 api.client()?
                     .post(&format!("/api/builds/{build}/stop"), json!({}))?;
@@ -401,6 +408,46 @@ fn duration(seconds: f64) -> String {
         0..60 => format!("{t}s"),
         60..3600 => format!("{}m{:02}s", t / 60, t % 60),
         _ => format!("{}h{:02}m", t / 3600, t % 3600 / 60),
+    }
+}
+
+/// `POST /api/reconfig`: prints what changed, or why the config was refused.
+fn reconfig(api: &Client) -> CliResult {
+    let req = api.request(ureq::post(&format!("{}/api/reconfig", api.base)));
+    let mut resp = req.send_json(json!({}))?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.body_mut().read_json().unwrap_or_default();
+    let lines = |key: &str| -> Vec<String> {
+        body[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    match status {
+        200 => {
+            for w in lines("warnings") {
+                eprintln!("warning: {w}");
+            }
+            println!("reconfigured:");
+            for line in lines("changes") {
+                println!("  {line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        422 => {
+            eprintln!("{}", s(&body["error"]));
+            for e in lines("errors") {
+                eprintln!("  {e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            let error = body["error"].as_str().unwrap_or("request failed");
+            eprintln!("{}", api.refusal(status, error));
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

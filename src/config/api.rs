@@ -100,7 +100,7 @@ fn token_problem(token: &str) -> Option<String> {
 }
 
 /// Where a token comes from. A literal is held only as its digest.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum TokenSecret {
     Digest([u8; 32]),
     /// The name of an environment variable.

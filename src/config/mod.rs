@@ -8,6 +8,7 @@ mod api;
 mod builders;
 mod change_sources;
 mod changes;
+mod current;
 mod error;
 mod file;
 mod hooks;
@@ -31,6 +32,7 @@ pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
 pub use change_sources::{check_name as check_change_source_name, check_repo, GitPollerConfig};
 pub use changes::ChangeLogin;
+pub use current::Current;
 pub use hooks::{HookAuth, HooksConfig};
 pub use latent::{
     DockerSettings, Ec2Settings, Ec2Volume, IdleStop, LatentDriver, LatentPoolConfig,

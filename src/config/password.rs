@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Exactly one of a login's three password keys.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PasswordSource {
     Value(String),
     /// The name of an environment variable.

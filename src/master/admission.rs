@@ -28,7 +28,7 @@ pub enum Outcome {
 impl Master {
     /// A login whose password checked out: admit it, or refuse an unknown name.
     pub(super) fn logged_in(&mut self, conn: ConnHandle, name: String, mind: Option<i64>) {
-        let Some(slot) = self.workers.get(&name) else {
+        let Some(slot) = self.workers.get(&name).filter(|s| !s.removed) else {
             return self.conn_op(&conn, ConnOp::RefuseLogin(unauthorized("unknown worker")));
         };
         self.conns.insert(conn.id, name.clone());
@@ -38,6 +38,9 @@ impl Master {
             let _ = self.store.worker_attaching(&name, &conn.peer.to_string());
         }
         let builders = self.builders_of(&name);
+        if let Some(slot) = self.workers.get_mut(&name) {
+            slot.listed = builders.clone();
+        }
         self.effect(Effect::Admit(Box::new(Admission {
             name,
             conn,
@@ -76,7 +79,7 @@ impl Master {
 
     /// (builder, directory) of every builder the worker may run: those that name it,
     /// or, for a latent instance, its pool.
-    fn builders_of(&self, name: &str) -> Vec<(String, String)> {
+    pub(super) fn builders_of(&self, name: &str) -> Vec<(String, String)> {
         let pool = self.instance_named(name).map(|(pool, _)| pool);
         self.builders
             .values()
@@ -119,6 +122,8 @@ impl Master {
         slot.graceful = false;
         self.conn_op(&conn, ConnOp::AcceptLogin { style });
         self.instance_attached(&name);
+        // A reconfiguration during the handshake changed what it should have.
+        self.relist(&name);
         self.notify(crate::events::Event::WorkerAttached { worker: name });
         self.dispatch();
     }

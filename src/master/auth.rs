@@ -1,22 +1,24 @@
-//! Worker and change-source passwords from the configuration, resolved once at start.
+//! Worker and change-source passwords from the configuration, resolved at start and
+//! again at each reconfiguration (a changed password counts from the next login).
 
 use crate::config::Config;
 use crate::conn::{Auth, Role};
 use crate::latent::credentials::Credentials;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+type Passwords = HashMap<String, (Vec<u8>, Role)>;
 
 /// Name → password, read from the config's values, environment variables or files.
-#[derive(Clone)]
 pub struct ConfigAuth {
-    passwords: HashMap<String, (Vec<u8>, Role)>,
+    passwords: RwLock<Arc<Passwords>>,
     /// One-time credentials of latent instances, checked after the configured names.
     latent: Option<Arc<Credentials>>,
 }
 
 impl std::fmt::Debug for ConfigAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ConfigAuth({} workers)", self.passwords.len())
+        write!(f, "ConfigAuth({} logins)", self.current().len())
     }
 }
 
@@ -42,9 +44,23 @@ impl ConfigAuth {
             );
         }
         Ok(ConfigAuth {
-            passwords,
+            passwords: RwLock::new(Arc::new(passwords)),
             latent: None,
         })
+    }
+
+    /// Takes the passwords of `other` (resolved from a new config): logins from now
+    /// on are checked against them; attached workers stay.
+    pub fn replace(&self, other: ConfigAuth) {
+        let new = other.current();
+        *self.passwords.write().unwrap_or_else(|p| p.into_inner()) = new;
+    }
+
+    fn current(&self) -> Arc<Passwords> {
+        self.passwords
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Also accepts the latent instances' one-time credentials.
@@ -56,7 +72,7 @@ impl ConfigAuth {
 
 impl Auth for ConfigAuth {
     fn lookup(&self, name: &str) -> Option<(Vec<u8>, Role)> {
-        self.passwords.get(name).cloned().or_else(|| {
+        self.current().get(name).cloned().or_else(|| {
             let pw = self.latent.as_ref()?.password(name)?;
             Some((pw, Role::Worker))
         })
@@ -88,5 +104,8 @@ mod tests {
         assert_eq!(auth.lookup("nobody"), None);
         let missing = text.replace("PBMASTER_TEST_PW", "PBMASTER_TEST_UNSET");
         assert!(ConfigAuth::from_config(&crate::config::parse(&missing).unwrap()).is_err());
+        let changed = text.replace("password='plain'", "password='changed'");
+        auth.replace(ConfigAuth::from_config(&crate::config::parse(&changed).unwrap()).unwrap());
+        assert_eq!(auth.lookup("a"), Some((b"changed".to_vec(), Role::Worker)));
     }
 }

@@ -90,6 +90,12 @@ impl Master {
             outcome.result = BuildResult::Retry;
         }
         let running = self.running.remove(&build_id);
+        // Whether the worker's list still names the builder as this build had it.
+        let listed_as_now = running.as_ref().is_none_or(|r| {
+            self.builders
+                .get(builder)
+                .is_some_and(|b| b.builddir == r.builder.builddir)
+        });
         let finished = self.store.finish_build(
             build_id,
             &outcome.writes,
@@ -112,7 +118,11 @@ impl Master {
         match finished {
             Ok(()) if outcome.result == BuildResult::Retry => {
                 if let Some(r) = running {
-                    if self.may_retry(&r.request, worker, outcome.reason.as_deref()) {
+                    if !self.builders.contains_key(builder) {
+                        let reason =
+                            format!("builder {builder:?} was removed from the configuration");
+                        self.cancel_request(&r.request, &reason);
+                    } else if self.may_retry(&r.request, worker, outcome.reason.as_deref()) {
                         if let Some(pool) = &interrupted {
                             self.prefer_on_demand(pool, r.request.id);
                         }
@@ -142,6 +152,7 @@ impl Master {
         if let Some(id) = conn_id {
             self.maybe_shut_down(id);
         }
+        self.after_reconfigured_build(worker, listed_as_now);
         self.dispatch();
     }
 
@@ -285,7 +296,8 @@ impl Master {
                 let free =
                     slot.busy < slot.max_builds && !slot.busy_builders.contains(&builder.name);
                 let open = self.instance_takes_builds(&name);
-                (free && open && !slot.graceful && !attached.conn.is_closed())
+                let taking = !slot.graceful && !slot.removed;
+                (free && open && taking && !attached.conn.is_closed())
                     .then_some((slot.busy, name, wfb))
             })
             .min()
@@ -331,6 +343,8 @@ impl Master {
                 stop,
                 request: request.clone(),
                 number: build.number,
+                worker: worker.clone(),
+                builder: builder.clone(),
             },
         );
         let facts = BuildFacts {
@@ -386,9 +400,8 @@ impl Master {
         }
     }
 
-    /// Reports a request that ended without running (its build made and ended at
-    /// once, as an exception).
-    pub(super) fn report_failed_request(
+    /// Reports a request that ended without running, with its build's result.
+    pub(super) fn report_ended_request(
         &mut self,
         build: &crate::store::BuildRow,
         properties: &serde_json::Value,
@@ -400,7 +413,7 @@ impl Master {
             builder: &build.builder,
             number: build.number,
             worker: &build.worker,
-            result: Some(BuildResult::Exception),
+            result: Some(build.result.unwrap_or(BuildResult::Exception)),
             reason: Some(reason),
             properties,
         };

@@ -64,6 +64,16 @@ pub enum Effect {
         driver: Arc<dyn Driver>,
         pool: String,
         every: Duration,
+        /// Cancelled when the pool is removed or its driver replaced.
+        stop: tokio_util::sync::CancellationToken,
+    },
+    /// Send an attached worker its builder list again (builders were added, removed
+    /// or moved); reported back as [`Msg::BuildersListed`].
+    SetBuilders {
+        worker: String,
+        attached: Attached,
+        builders: Vec<(String, String)>,
+        generation: u64,
     },
     /// A latent instance's one-time credentials may now log in.
     ActivateCredentials { name: String, password: String },

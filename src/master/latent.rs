@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 mod interrupt;
@@ -58,6 +59,8 @@ pub struct Pool {
     /// Build requests requeued after an interruption ended their build, waiting for
     /// the on-demand instance started for them (`on_interruption = "on-demand"`).
     on_demand_for: HashSet<i64>,
+    /// Ends the pool's sweep task when the pool goes away with a reconfiguration.
+    sweep_stop: CancellationToken,
 }
 
 /// Events from instance tasks and timers.
@@ -159,26 +162,46 @@ pub fn pools(config: &Config, master_id: &str) -> BTreeMap<String, Pool> {
     config
         .latent_pools
         .iter()
-        .map(|p| {
-            let pool = Pool {
-                config: p.clone(),
-                driver: driver_for(config, p, master_id),
-                instances: BTreeMap::new(),
-                passwords: HashMap::new(),
-                phases: HashMap::new(),
-                failures: 0,
-                quarantine_until: 0.0,
-                waiting: None,
-                charged: HashMap::new(),
-                last_failure: None,
-                terminate_failures: HashMap::new(),
-                launching: HashSet::new(),
-                interrupted: HashMap::new(),
-                on_demand_for: HashSet::new(),
-            };
-            (p.name.clone(), pool)
-        })
+        .map(|p| (p.name.clone(), Pool::new(config, p, master_id)))
         .collect()
+}
+
+impl Pool {
+    /// A pool without instances, with the driver its config names.
+    pub(super) fn new(config: &Config, p: &LatentPoolConfig, master_id: &str) -> Pool {
+        Pool {
+            config: p.clone(),
+            driver: driver_for(config, p, master_id),
+            instances: BTreeMap::new(),
+            passwords: HashMap::new(),
+            phases: HashMap::new(),
+            failures: 0,
+            quarantine_until: 0.0,
+            waiting: None,
+            charged: HashMap::new(),
+            last_failure: None,
+            terminate_failures: HashMap::new(),
+            launching: HashSet::new(),
+            interrupted: HashMap::new(),
+            on_demand_for: HashSet::new(),
+            sweep_stop: CancellationToken::new(),
+        }
+    }
+
+    /// Takes a changed config (same driver): new launches and decisions follow it.
+    pub(super) fn set_config(&mut self, config: LatentPoolConfig) {
+        self.config = config;
+    }
+
+    /// Whether the pool has instances in memory (live, stopping or parked).
+    pub(super) fn has_instances(&self) -> bool {
+        !self.instances.is_empty()
+    }
+
+    /// Ends the pool's periodic sweep (the pool is removed or replaced).
+    pub(super) fn stop_sweep(&self) {
+        self.sweep_stop.cancel();
+    }
 }
 
 /// The driver a pool names (the config check has refused unknown ones).

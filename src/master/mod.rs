@@ -10,18 +10,21 @@
 //! on that a restart would forget).
 
 mod admission;
+mod apply;
 mod auth;
 mod builds;
 mod changes;
 pub mod effect;
 mod latent;
 mod queue;
+pub mod reconfig;
 mod runtime;
 #[cfg(test)]
 mod tests;
 
 pub use auth::ConfigAuth;
 pub use effect::Effect;
+pub use reconfig::Diff;
 pub use runtime::{BuildSettings, Coordinator};
 
 use crate::changes::{NewChange, Source};
@@ -109,6 +112,21 @@ pub enum Msg {
     /// The data folder's file system has less free space than `[limits]
     /// min_free_disk` (`Some`, why), or has enough again (`None`).
     DiskLow(Option<String>),
+    /// A new config, checked, with what it changes: applied at once (answered with
+    /// what was done), or refused as a whole (answered with why) with nothing changed.
+    Reconfig {
+        config: Arc<Config>,
+        diff: Arc<Diff>,
+        reply: oneshot::Sender<Result<(), Vec<String>>>,
+    },
+    /// A worker's objects for the builder list it was sent again (see
+    /// [`Effect::SetBuilders`]).
+    BuildersListed {
+        worker: String,
+        conn_id: u64,
+        generation: u64,
+        listed: Result<BTreeMap<String, i64>, String>,
+    },
     /// The master is stopping: the coordinator returns (its tasks are waited for
     /// by whoever started it).
     Exit,
@@ -124,6 +142,13 @@ struct WorkerSlot {
     busy_builders: BTreeSet<String>,
     /// The worker asked to shut down; it gets no new builds.
     graceful: bool,
+    /// Removed from the config while building: no new builds, and disconnected
+    /// once its last one ends.
+    removed: bool,
+    /// The (builder, directory) list the worker was last sent.
+    listed: Vec<(String, String)>,
+    /// Counts lists sent, so that only the answer to the newest is taken.
+    generation: u64,
 }
 
 impl WorkerSlot {
@@ -135,6 +160,9 @@ impl WorkerSlot {
             busy: 0,
             busy_builders: BTreeSet::new(),
             graceful: false,
+            removed: false,
+            listed: Vec::new(),
+            generation: 0,
         }
     }
 }
@@ -146,6 +174,10 @@ struct Running {
     request: Arc<RequestRow>,
     /// The build's number, for reports of its end.
     number: i64,
+    /// Its worker, and its builder as it was when it started (a reconfiguration
+    /// may have changed or removed it since).
+    worker: String,
+    builder: Arc<BuilderConfig>,
 }
 
 /// The coordinator's state.
@@ -170,6 +202,8 @@ pub struct Master {
     pools: BTreeMap<String, latent::Pool>,
     /// Where latent instances reach the master unless their pool says otherwise.
     master_address: String,
+    /// The store's id, which tags cloud instances (drivers of new pools need it).
+    master_id: String,
     /// Answered once no latent instance is left, when the master stops.
     stopped_reply: Option<oneshot::Sender<()>>,
     /// `[[reporter]]`: told of builds through the store's outbox.
@@ -205,6 +239,7 @@ impl Master {
             queue,
             pools: latent::pools(config, master_id),
             master_address: config.master.pb_listen.replace("0.0.0.0", "127.0.0.1"),
+            master_id: master_id.to_owned(),
             stopped_reply: None,
             store,
             builders: config
@@ -323,6 +358,22 @@ impl Master {
                 });
             }
             Msg::Drain { grace } => self.drain(grace),
+            Msg::Reconfig {
+                config,
+                diff,
+                reply,
+            } => {
+                let result = self.reconfigure(&config, &diff);
+                self.reply(move || {
+                    let _ = reply.send(result);
+                });
+            }
+            Msg::BuildersListed {
+                worker,
+                conn_id,
+                generation,
+                listed,
+            } => self.builders_listed(&worker, conn_id, generation, listed),
             Msg::StopAll { why } => {
                 let ids: Vec<i64> = self.running.keys().copied().collect();
                 for id in ids {

@@ -53,6 +53,17 @@ impl Queue {
         self.builders.values().any(|r| r.contains_key(&id))
     }
 
+    /// Removes every request of `builder` (it was removed), oldest first.
+    pub fn take_builder(&mut self, builder: &str) -> Vec<Arc<RequestRow>> {
+        let taken: Vec<_> = self
+            .builders
+            .remove(builder)
+            .map(|r| r.into_values().collect())
+            .unwrap_or_default();
+        self.len -= taken.len();
+        taken
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -203,6 +214,16 @@ mod tests {
         assert!(q.take("a", 1).is_some());
         assert_eq!(q.len(), 0);
         assert!(q.pass().next(&q).is_none());
+    }
+
+    #[test]
+    fn taking_a_builder_takes_all_its_requests_and_no_other() {
+        let mut q = queue(&[(1, "a"), (2, "b"), (3, "a")]);
+        let taken: Vec<i64> = q.take_builder("a").iter().map(|r| r.id).collect();
+        assert_eq!(taken, [1, 3]);
+        assert_eq!(q.len(), 1);
+        assert!(q.take_builder("a").is_empty());
+        assert_eq!(ids(&q, |_, _| {}), [2]);
     }
 
     #[test]

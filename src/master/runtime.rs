@@ -17,6 +17,7 @@ use crate::runner::{run_build, BuildJob};
 use crate::scheduler::timer;
 use crate::secrets::Secrets;
 use crate::store::{now, Store};
+use crate::worker::{set_builder_list, Attached};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -360,7 +361,14 @@ impl Executor {
                 driver,
                 pool,
                 every,
-            } => self.sweep(driver, pool, every),
+                stop,
+            } => self.sweep(driver, pool, every, stop),
+            Effect::SetBuilders {
+                worker,
+                attached,
+                builders,
+                generation,
+            } => self.set_builders(worker, attached, builders, generation),
             Effect::ActivateCredentials { name, password } => {
                 self.credentials.activate(&name, &password)
             }
@@ -465,13 +473,43 @@ impl Executor {
         self.tasks.spawn(watcher::run(watch, self.tx.clone()));
     }
 
-    fn sweep(&self, driver: Arc<dyn Driver>, pool: String, every: Duration) {
+    /// Sends the list and reports the worker's objects for its builders.
+    fn set_builders(
+        &self,
+        worker: String,
+        attached: Attached,
+        builders: Vec<(String, String)>,
+        generation: u64,
+    ) {
+        let (tx, timeout) = (self.tx.clone(), self.rpc_timeout);
+        self.tasks.spawn(async move {
+            let listed = set_builder_list(&attached.conn, attached.mind, &builders, timeout)
+                .await
+                .map_err(|e| e.to_string());
+            let msg = Msg::BuildersListed {
+                worker,
+                conn_id: attached.conn.id,
+                generation,
+                listed,
+            };
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn sweep(
+        &self,
+        driver: Arc<dyn Driver>,
+        pool: String,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = tx.closed() => return,
+                    _ = stop.cancelled() => return,
                 }
                 match driver.owned().await {
                     Ok(Some(owned)) => {

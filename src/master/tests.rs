@@ -6,6 +6,7 @@ mod latent_accounting;
 #[cfg(feature = "ec2")]
 mod latent_cloud;
 mod latent_pools;
+mod reconfig;
 
 use super::admission::Outcome;
 use super::effect::{ConnOp, Effect, WatchStart};

@@ -13,7 +13,7 @@ use crate::config::{ReporterConfig, ReporterKind};
 use crate::secrets::Secrets;
 use crate::store::{now, OutboxRow, Settled, Store};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -61,11 +61,23 @@ impl Failure {
     }
 }
 
+type Reporters = BTreeMap<String, ReporterConfig>;
+
+fn by_name(reporters: &[ReporterConfig]) -> Arc<Reporters> {
+    Arc::new(
+        reporters
+            .iter()
+            .map(|r| (r.name.clone(), r.clone()))
+            .collect(),
+    )
+}
+
 /// The outbox's sender.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     store: Store,
-    reporters: Arc<BTreeMap<String, ReporterConfig>>,
+    /// By name; a reconfiguration replaces them ([`Outbox::set_reporters`]).
+    reporters: Arc<RwLock<Arc<Reporters>>>,
     secrets: Arc<Secrets>,
     wake: Arc<Notify>,
     limit: Arc<Semaphore>,
@@ -89,18 +101,24 @@ impl Outbox {
             .into();
         Outbox {
             store,
-            reporters: Arc::new(
-                reporters
-                    .iter()
-                    .map(|r| (r.name.clone(), r.clone()))
-                    .collect(),
-            ),
+            reporters: Arc::new(RwLock::new(by_name(reporters))),
             secrets,
             wake,
             limit: Arc::new(Semaphore::new(CONCURRENCY)),
             in_flight: Arc::default(),
             agent,
         }
+    }
+
+    /// Puts a new config's reporters in force: rows queued for a reporter removed
+    /// meanwhile are given up when their turn comes.
+    pub fn set_reporters(&self, reporters: &[ReporterConfig]) {
+        *self.reporters.write().unwrap_or_else(|p| p.into_inner()) = by_name(reporters);
+    }
+
+    fn reporter(&self, name: &str) -> Option<ReporterConfig> {
+        let all = self.reporters.read().unwrap_or_else(|p| p.into_inner());
+        all.get(name).cloned()
     }
 
     /// Every secret a reporter names must exist: checked at start.
@@ -197,7 +215,7 @@ impl Outbox {
                 return;
             }
         }
-        let Some(r) = self.reporters.get(&row.reporter).cloned() else {
+        let Some(r) = self.reporter(&row.reporter) else {
             warn!(reporter = %row.reporter, report = row.id, "reporters: no reporter of this name any more; report given up");
             metrics.report(&row.reporter, "given_up");
             self.settle(row.id, Settled::GivenUp, Some("no such reporter"))

@@ -126,13 +126,13 @@ pub async fn builder(
     caller: Option<Extension<Caller>>,
 ) -> PageResult {
     let who = viewer(caller);
-    let Some(config) = s.config.builders.iter().find(|b| b.name == name).cloned() else {
+    let current = s.config.get();
+    let Some(config) = current.builders.iter().find(|b| b.name == name).cloned() else {
         return Err(not_found("such builder"));
     };
     let page_of = q.read(&s, Some(name.clone())).await?;
     let live = q.before.is_none() && q.after.is_none();
-    let schedulers: Vec<_> = s
-        .config
+    let schedulers: Vec<_> = current
         .schedulers
         .iter()
         .filter(|sc| sc.builders.contains(&name))

@@ -14,7 +14,13 @@ use maud::html;
 const LAST: i64 = 5;
 
 pub async fn home(State(s): State<ApiState>, caller: Option<Extension<Caller>>) -> PageResult {
-    let names: Vec<String> = s.config.builders.iter().map(|b| b.name.clone()).collect();
+    let names: Vec<String> = s
+        .config
+        .get()
+        .builders
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
     let (recent, queued, workers) = s
         .store
         .read(move |st| {
@@ -57,7 +63,7 @@ pub async fn home(State(s): State<ApiState>, caller: Option<Extension<Caller>>) 
             p {
                 a href="/buildrequests" { (queued.len()) " request(s) queued" }
                 " · "
-                a href="/workers" { (attached.len()) " worker(s) attached (" (s.config.workers.len()) " configured)" }
+                a href="/workers" { (attached.len()) " worker(s) attached (" (s.config.get().workers.len()) " configured)" }
             }
             @if let Some(pools) = pools.as_array().filter(|p| !p.is_empty()) {
                 h2 { "Latent pools" }

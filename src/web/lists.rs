@@ -88,7 +88,7 @@ pub async fn requests(State(s): State<ApiState>, caller: Option<Extension<Caller
                                 @else if builds.iter().any(|b| b.finished_at.is_none()) { (result(None, false)) }
                                 @else {
                                     span.result.waiting { "waiting" }
-                                    " " span.why { (why_waiting(&s.config, &r.builder, &attached, pools.as_array().map(Vec::as_slice).unwrap_or_default())) }
+                                    " " span.why { (why_waiting(&s.config.get(), &r.builder, &attached, pools.as_array().map(Vec::as_slice).unwrap_or_default())) }
                                 }
                             }
                             td { @for b in builds { a href=(format!("/builds/{}", b.id)) { "#" (b.number) } " " } }
@@ -122,7 +122,7 @@ pub async fn workers(State(s): State<ApiState>, caller: Option<Extension<Caller>
             table {
                 thead { tr { th { "Worker" } th { "State" } th { "Version" } th { "Connected" } th { "Peer" } th { "Builds" } } }
                 tbody {
-                    @for w in &s.config.workers {
+                    @for w in &s.config.get().workers {
                         @let row = workers.iter().find(|r| r.name == w.name);
                         tr {
                             td { (w.name) }

@@ -78,6 +78,30 @@ pub async fn attach(
             .map(|s| s.into_owned())
     });
 
+    let attached_builders = set_builder_list(conn, mind, builders, timeout).await?;
+    for _ in &attached_builders {
+        conn.print(mind, "attached", timeout).await?;
+    }
+    Ok(Attached {
+        conn: conn.clone(),
+        mind,
+        builders: attached_builders,
+        commands,
+        version,
+        info: value_to_json(&info),
+        python2,
+    })
+}
+
+/// Sends the worker its (builder, directory) list: it creates the builders it lacks,
+/// moves those whose directory changed, and drops those not listed. Returns the
+/// worker's object for each builder listed.
+pub async fn set_builder_list(
+    conn: &ConnHandle,
+    mind: i64,
+    builders: &[(String, String)],
+    timeout: Duration,
+) -> Result<BTreeMap<String, i64>, CallError> {
     let list = builders
         .iter()
         .map(|(name, dir)| {
@@ -93,26 +117,15 @@ pub async fn attach(
             vec![],
         )
         .await?;
-    let mut attached_builders = BTreeMap::new();
+    let mut objects = BTreeMap::new();
     if let Value::Dict(pairs) = &refs {
         for (k, v) in pairs {
             if let (Some(name), Value::Remote(id)) = (k.as_str_lossy(), v) {
-                attached_builders.insert(name.into_owned(), *id);
+                objects.insert(name.into_owned(), *id);
             }
         }
     }
-    for _ in &attached_builders {
-        conn.print(mind, "attached", timeout).await?;
-    }
-    Ok(Attached {
-        conn: conn.clone(),
-        mind,
-        builders: attached_builders,
-        commands,
-        version,
-        info: value_to_json(&info),
-        python2,
-    })
+    Ok(objects)
 }
 
 /// The distinct command tables of attached workers, so that workers reporting the

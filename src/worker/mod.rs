@@ -5,5 +5,5 @@ mod attach;
 mod values;
 mod versions;
 
-pub use attach::{attach, Attached, CommandTables};
+pub use attach::{attach, set_builder_list, Attached, CommandTables};
 pub use versions::CommandVersion;

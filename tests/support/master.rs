@@ -122,6 +122,23 @@ impl MasterProcess {
         self.body = body.to_owned();
     }
 
+    /// Rewrites the config file with `extra_master` and `body`, leaving the running
+    /// master alone (for a reconfiguration).
+    pub fn rewrite_config(&mut self, extra_master: &str, body: &str) {
+        self.extra_master = extra_master.to_owned();
+        self.body = body.to_owned();
+        self.write_config();
+    }
+
+    /// Sends SIGHUP (read the config again) without waiting.
+    pub fn signal_hup(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-HUP", &c.id().to_string()])
+                .status();
+        }
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -27,6 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sessions::Sessions;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use throttle::Throttle;
 use tokens::Tokens;
@@ -48,10 +49,27 @@ impl
 /// The tokens, the settings and the failures seen: what [`guard`] decides with.
 #[derive(Debug)]
 pub struct Guard {
-    tokens: Tokens,
-    pub(super) api: ApiConfig,
+    /// Replaced whole by a reconfiguration.
+    settings: RwLock<Arc<GuardSettings>>,
     pub(super) throttle: Throttle,
     pub(super) sessions: Sessions,
+}
+
+/// `[api]` with its tokens read: what one config gives the guard.
+#[derive(Debug)]
+pub struct GuardSettings {
+    tokens: Tokens,
+    pub(super) api: ApiConfig,
+}
+
+impl GuardSettings {
+    /// Reads every token; an unreadable one is an error.
+    pub fn from_config(api: &ApiConfig) -> Result<GuardSettings, String> {
+        Ok(GuardSettings {
+            tokens: Tokens::from_config(api)?,
+            api: api.clone(),
+        })
+    }
 }
 
 impl Guard {
@@ -59,11 +77,30 @@ impl Guard {
     /// logged with the others at start.
     pub fn from_config(api: &ApiConfig) -> Result<Guard, String> {
         Ok(Guard {
-            tokens: Tokens::from_config(api)?,
-            api: api.clone(),
+            settings: RwLock::new(Arc::new(GuardSettings::from_config(api)?)),
             throttle: Throttle::default(),
             sessions: Sessions::default(),
         })
+    }
+
+    /// The settings in force.
+    pub(super) fn settings(&self) -> Arc<GuardSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a new config's tokens and settings in force. Browser sessions stay only
+    /// for users whose entry (roles, password) is unchanged.
+    pub fn install(&self, new: GuardSettings) {
+        let users = new.api.users.clone();
+        let old = self.settings().api.users.clone();
+        self.sessions.retain(|s| {
+            let was = old.iter().find(|u| u.name == s.user);
+            was.is_some() && users.iter().find(|u| u.name == s.user) == was
+        });
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 }
 
@@ -239,10 +276,11 @@ fn admit(
 ) -> Result<(Option<String>, Option<Roles>), Refusal> {
     let forbidden = StatusCode::FORBIDDEN;
     let writes = method != Method::GET && method != Method::HEAD;
-    if !browser::host_ok(headers, &guard.api) {
+    let settings = guard.settings();
+    if !browser::host_ok(headers, &settings.api) {
         return Err((forbidden, "the Host header does not name this API"));
     }
-    if writes && !browser::origin_ok(headers, &guard.api) {
+    if writes && !browser::origin_ok(headers, &settings.api) {
         return Err((forbidden, "writes from another origin are refused"));
     }
     if need == Need::Login {
@@ -271,7 +309,7 @@ fn admit(
             return Err((StatusCode::UNAUTHORIZED, "no session: log in first"))
         }
         Need::Credential => {}
-        Need::Read if public_to(&guard.api, ip) => {}
+        Need::Read if public_to(&settings.api, ip) => {}
         Need::Read => require(roles, Role::Read)?,
         Need::Write(role) => {
             require(roles, role)?;
@@ -330,7 +368,7 @@ fn verify(
             "too many failed authentications from this address; retry later",
         ));
     }
-    match guard.tokens.check(token) {
+    match guard.settings().tokens.check(token) {
         Some((name, roles)) => Ok((name.to_owned(), roles)),
         None => {
             if let Some(ip) = ip {

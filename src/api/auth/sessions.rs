@@ -71,6 +71,12 @@ impl Sessions {
         }
     }
 
+    /// Keeps only the sessions `keep` accepts (a reconfiguration removed or changed
+    /// the others' users).
+    pub fn retain(&self, keep: impl Fn(&Session) -> bool) {
+        self.lock().retain(|_, s| keep(s));
+    }
+
     /// Ends a session (logout).
     pub fn close(&self, id: &str) {
         self.lock().remove(&token_digest(id.as_bytes()));

@@ -57,7 +57,7 @@ impl Master {
             &reason,
         ) {
             Ok(build) => {
-                self.report_failed_request(&build, &request.properties, &reason);
+                self.report_ended_request(&build, &request.properties, &reason);
                 false
             }
             Err(e) => {

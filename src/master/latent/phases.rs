@@ -164,7 +164,7 @@ impl Master {
         match ended {
             Ok(build) => {
                 self.queue.take(&request.builder, request.id);
-                self.report_failed_request(&build, &request.properties, reason);
+                self.report_ended_request(&build, &request.properties, reason);
             }
             Err(e) => warn!(request = request.id, "cannot record the failed build: {e}"),
         }

@@ -84,13 +84,21 @@ impl Master {
 
     /// Starts each pool's periodic sweep (a no-op for drivers that cannot list).
     pub(in crate::master) fn start_sweeps(&mut self) {
+        let all: Vec<String> = self.pools.keys().cloned().collect();
+        self.start_sweeps_of(&all);
+    }
+
+    /// Starts the sweeps of the named pools (new ones, after a reconfiguration).
+    pub(in crate::master) fn start_sweeps_of(&mut self, names: &[String]) {
         let sweeps: Vec<Effect> = self
             .pools
             .iter()
+            .filter(|(name, _)| names.contains(name))
             .map(|(name, p)| Effect::Sweep {
                 driver: p.driver.clone(),
                 pool: name.clone(),
                 every: Duration::from_secs(p.config.sweep_interval.max(1)),
+                stop: p.sweep_stop.clone(),
             })
             .collect();
         self.out.extend(sweeps);
