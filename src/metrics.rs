@@ -295,6 +295,7 @@ impl Metrics {
     }
 
     /// A cloud API call of `pool` answered (`throttled`: with a throttling error).
+    #[cfg_attr(not(feature = "ec2"), allow(dead_code))]
     pub fn cloud_call(&self, pool: &str, action: &str, throttled: bool) {
         self.latent.call(pool, action, throttled);
     }

@@ -51,6 +51,7 @@ fn yes() -> bool {
     true
 }
 
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 impl DockerSettings {
     /// The socket's path.
     pub fn socket_path(&self) -> &str {

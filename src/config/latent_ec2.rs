@@ -14,6 +14,7 @@ const VOLUME_TYPES: [&str; 7] = ["gp2", "gp3", "io1", "io2", "st1", "sc1", "stan
 
 /// Seconds between lookups of `ami_name` when not configured: a newly published
 /// image reaches new instances within the hour.
+#[cfg_attr(not(feature = "ec2"), allow(dead_code))]
 pub const DEFAULT_AMI_REFRESH: u64 = 3600;
 
 /// `[[latent_pool.ec2.volumes]]`: a volume beside the root one. It is always
@@ -37,6 +38,7 @@ pub struct Ec2Volume {
     pub kms_key_id: Option<String>,
 }
 
+#[cfg_attr(not(feature = "ec2"), allow(dead_code))]
 impl Ec2Settings {
     /// Seconds between lookups of the image by name; `None` for a fixed image id or
     /// `ami_refresh = 0` (found once).

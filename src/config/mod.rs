@@ -34,9 +34,9 @@ pub use change_sources::{check_name as check_change_source_name, check_repo, Git
 pub use changes::ChangeLogin;
 pub use current::Current;
 pub use hooks::{HookAuth, HooksConfig};
-pub use latent::{
-    DockerSettings, Ec2Settings, Ec2Volume, IdleStop, LatentDriver, LatentPoolConfig,
-};
+#[cfg(feature = "ec2")]
+pub use latent::Ec2Volume;
+pub use latent::{DockerSettings, Ec2Settings, IdleStop, LatentDriver, LatentPoolConfig};
 pub use limits::Limits;
 pub use load::{load, parse};
 pub use master::{LogFormat, MasterConfig, PbTls};

@@ -124,6 +124,7 @@ impl LatentMetrics {
             .inc_by(seconds.max(0.0));
     }
 
+    #[cfg_attr(not(feature = "ec2"), allow(dead_code))]
     pub fn call(&self, pool: &str, action: &str, throttled: bool) {
         let labels = PoolAction {
             pool: pool.to_owned(),
