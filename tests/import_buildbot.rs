@@ -129,6 +129,58 @@ fn buildbot_sample_config() {
     assert_eq!(pass, "pass");
 }
 
+/// `--setup` makes the importer's own venv from PyPI (buildbot pinned), and that
+/// venv imports exactly as the peer's does.
+#[test]
+fn setup_makes_a_venv_that_imports_the_same() {
+    let dir = test_dir("import-setup");
+    let peer = require_peer("buildbot-master");
+    let venv = dir.join("venv");
+    let setup = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .args(["import-buildbot", "--setup", "--venv"])
+        .arg(&venv)
+        .arg("--python")
+        .arg(peer.join("bin/python"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("pbmaster runs");
+    assert!(
+        setup.status.success(),
+        "setup failed:\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    assert!(venv.join("bin/python").exists());
+    let sample = peer.join("lib/python3.11/site-packages/buildbot/scripts/sample.cfg");
+    std::fs::copy(&sample, dir.join("master.cfg")).expect("buildbot's sample config");
+    let ours = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .arg("import-buildbot")
+        .arg(dir.join("master.cfg"))
+        .arg("--venv")
+        .arg(&venv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("pbmaster runs");
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let theirs = Command::new(env!("CARGO_BIN_EXE_pbmaster"))
+        .arg("import-buildbot")
+        .arg(dir.join("master.cfg"))
+        .arg("--venv")
+        .arg(&peer)
+        .stdin(Stdio::null())
+        .output()
+        .expect("pbmaster runs");
+    assert!(!ours.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&theirs.stdout)
+    );
+    std::fs::remove_dir_all(&venv).ok();
+}
+
 #[test]
 fn many_builders() {
     let dir = test_dir("import-many");
