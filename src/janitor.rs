@@ -8,7 +8,7 @@ use crate::config::Retention;
 use crate::events::{Event, Events};
 use crate::metrics::metrics;
 use crate::store::{now, Store, StoreResult, Swept};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -47,6 +47,8 @@ impl Janitor {
                     Err(RecvError::Closed) => return,
                 },
             };
+            // One round serves every build that finished meanwhile.
+            while matches!(finished.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
             if self.retention.compress_logs {
                 self.compress(&stop).await;
             }

@@ -248,10 +248,16 @@ impl Store {
         result: BuildResult,
         reason: Option<&str>,
     ) -> StoreResult<()> {
+        let plain = self.log_stays_plain(build_id);
         let mut db = self.db();
         let tx = write(&mut db)?;
         apply(&tx, build_id, writes)?;
-        end_build(&tx, build_id, now(), result, reason)?;
+        let t = now();
+        end_build(&tx, build_id, t, result, reason)?;
+        if plain {
+            tx.prepare_cached("UPDATE builds SET logs_packed_at = ?2 WHERE id = ?1")?
+                .execute(params![build_id, t])?;
+        }
         tx.commit()
     }
 

@@ -91,6 +91,16 @@ impl Store {
         Ok(done)
     }
 
+    /// Whether a build's log file is done with as it is (under [`PACK_AT_LEAST`]
+    /// bytes, or none): its end marks it so, in the same transaction, and the
+    /// janitor never looks at it (most builds of a busy master are short).
+    pub(super) fn log_stays_plain(&self, build_id: i64) -> bool {
+        match std::fs::metadata(self.log_file(build_id)) {
+            Ok(m) => m.len() < PACK_AT_LEAST,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
     fn mark_packed(&self, build_id: i64) -> StoreResult<()> {
         let mut db = self.db();
         let tx = write(&mut db)?;
