@@ -160,7 +160,7 @@ fn nightly(s: &SchedulerTable, problems: &mut Problems) -> Option<SchedulerKind>
         return None;
     };
     let tz = match &s.timezone {
-        None => chrono_tz::Tz::UTC,
+        None => crate::model::cron::utc(),
         Some(t) => match zone(t.get_ref()) {
             Ok(tz) => tz,
             Err(e) => {

@@ -17,9 +17,9 @@
 //!   occurrence, for an expression with fixed minute and hour; an expression with
 //!   wildcard or stepped minutes or hours (`*/15 * * * *`) fires on both passes.
 
-use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use std::fmt;
 
 /// A parsed expression with the zone its wall-clock times are read in.
@@ -27,13 +27,13 @@ use std::fmt;
 pub struct Cron {
     /// Boxed: croner's pattern is a few hundred bytes, and schedulers are enums.
     cron: Box<croner::Cron>,
-    zone: Tz,
+    zone: TimeZone,
     text: String,
 }
 
 impl PartialEq for Cron {
     fn eq(&self, other: &Cron) -> bool {
-        self.text == other.text && self.zone == other.zone
+        self.text == other.text && self.zone.iana_name() == other.zone.iana_name()
     }
 }
 
@@ -45,21 +45,27 @@ impl fmt::Display for Cron {
     }
 }
 
-/// An IANA zone name such as `Europe/Berlin`, checked against the built-in database.
-pub fn zone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
+/// An IANA zone name such as `Europe/Berlin`, looked up in the system's zone database
+/// (kept current by the system's updates), else in the one built in.
+pub fn zone(name: &str) -> Result<TimeZone, String> {
+    TimeZone::get(name)
         .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. \"Europe/Berlin\")"))
+}
+
+/// The zone of an expression that names none.
+pub fn utc() -> TimeZone {
+    TimeZone::UTC
 }
 
 impl Cron {
     /// An expression read in UTC.
     #[cfg(test)]
     pub fn parse(text: &str) -> Result<Cron, String> {
-        Cron::parse_in(text, Tz::UTC)
+        Cron::parse_in(text, utc())
     }
 
     /// An expression whose times are wall-clock times in `zone`.
-    pub fn parse_in(text: &str, zone: Tz) -> Result<Cron, String> {
+    pub fn parse_in(text: &str, zone: TimeZone) -> Result<Cron, String> {
         let fields: Vec<&str> = text.split_whitespace().collect();
         let nickname = fields.len() == 1 && fields[0].starts_with('@');
         if !nickname && fields.len() != 5 {
@@ -96,20 +102,30 @@ impl Cron {
         Ok(cron)
     }
 
-    /// The zone its times are read in.
-    pub fn zone(&self) -> Tz {
-        self.zone
+    /// The name of the zone its times are read in.
+    pub fn zone(&self) -> &str {
+        self.zone.iana_name().unwrap_or("UTC")
     }
 
     /// The first whole minute strictly after `t` (seconds since the epoch) that
     /// matches; `None` if none does within croner's search horizon.
     pub fn next_after(&self, t: i64) -> Option<i64> {
-        let from: DateTime<Tz> = Utc.timestamp_opt(t, 0).single()?.with_timezone(&self.zone);
+        let from = Timestamp::from_second(t).ok()?.to_zoned(self.zone.clone());
         self.cron
             .find_next_occurrence(&from, false)
             .ok()
-            .map(|next| next.timestamp())
+            .map(|next| next.timestamp().as_second())
     }
+}
+
+/// Seconds since the epoch of a UTC wall-clock time (for tests).
+#[cfg(test)]
+pub fn utc_seconds(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    let civil = jiff::civil::date(y as i16, mo as i8, d as i8).at(h as i8, mi as i8, 0, 0);
+    civil
+        .to_zoned(TimeZone::UTC)
+        .map(|z| z.timestamp().as_second())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -118,10 +134,7 @@ mod tests {
 
     /// Seconds since the epoch of a UTC time.
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
-            .single()
-            .map(|t| t.timestamp())
-            .unwrap_or_default()
+        crate::model::cron::utc_seconds(y, mo, d, h, mi)
     }
 
     fn next(expr: &str, from: i64) -> i64 {

@@ -80,12 +80,9 @@ impl Timed {
 mod tests {
     use super::*;
     use crate::model::cron::zone;
-    use chrono::{TimeZone, Utc};
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> f64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
-            .single()
-            .map_or(0.0, |t| t.timestamp() as f64)
+        crate::model::cron::utc_seconds(y, mo, d, h, mi) as f64
     }
 
     #[test]
@@ -151,7 +148,7 @@ mod tests {
     fn nightly_in_a_zone_fires_once_across_the_autumn_change() {
         // Berlin, 2024-10-27: 02:30 happens twice (00:30 and 01:30 UTC).
         let berlin = zone("Europe/Berlin").unwrap();
-        let rule = || Rule::Cron(Cron::parse_in("30 2 * * *", berlin).unwrap());
+        let rule = || Rule::Cron(Cron::parse_in("30 2 * * *", berlin.clone()).unwrap());
         let mut n = Timed::new(rule());
         n.arm(None, utc(2024, 10, 26, 12, 0));
         assert!(n.fire_if_due(utc(2024, 10, 27, 0, 30)));
