@@ -209,20 +209,24 @@ fn an_idle_instance_is_stopped_kept_and_started_again_with_new_credentials() {
     cloud.wait_none_alive("cloud");
 }
 
-#[test]
-fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() {
-    let dir = test_dir("ec2-interrupt");
-    let cloud = Cloud::start(&dir, BootPolicy::default());
-    let marker = dir.join("interrupted-once");
+/// A master with a spot pool (`pool_extra` added) and a builder `long` whose first
+/// build holds its instance (a marker tells the retry to end at once); forces it and
+/// waits until it runs. Returns the master, the request, and the instance's name and
+/// cloud id.
+fn long_build_on_spot(
+    dir: &Path,
+    cloud: &Cloud,
+    pool_extra: &str,
+) -> (MasterProcess, i64, String, String) {
+    let marker = dir.join("held-once");
     let more = format!(
         "\n[[builder]]\nname = \"long\"\nworkers = [\"cloud\"]\n\n[[builder.step]]\ncommand = \"test -e {m} || {{ touch {m}; sleep 120; }}\"\n",
         m = marker.display()
     );
-    // A loss would end the request at once: the interruption must not count as one.
     let master = start_master_with(
-        &dir,
-        &cloud,
-        "build_wait_timeout = 0\nlost_build_retries = 0",
+        dir,
+        cloud,
+        pool_extra,
         &format!("ami = \"{IMAGE}\"\nmarket = \"spot\""),
         &more,
     );
@@ -241,6 +245,19 @@ fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() 
         .as_str()
         .expect("cloud id")
         .to_owned();
+    (master, request, name, cloud_id)
+}
+
+#[test]
+fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() {
+    let dir = test_dir("ec2-interrupt");
+    let cloud = Cloud::start(&dir, BootPolicy::default());
+    // A loss would end the request at once: the interruption must not count as one.
+    let (master, request, name, cloud_id) = long_build_on_spot(
+        &dir,
+        &cloud,
+        "build_wait_timeout = 0\nlost_build_retries = 0",
+    );
     cloud.proxy.interrupt(&cloud_id);
     let r = master.wait_request(request, LONG);
     assert_eq!(r["result"], "success", "{r}");
@@ -285,34 +302,12 @@ fn a_spot_interruption_notice_ends_the_build_which_runs_again_on_demand_and_buil
 ) {
     let dir = test_dir("ec2-notice");
     let cloud = Cloud::start(&dir, BootPolicy::default());
-    let marker = dir.join("noticed-once");
-    let more = format!(
-        "\n[[builder]]\nname = \"long\"\nworkers = [\"cloud\"]\n\n[[builder.step]]\ncommand = \"test -e {m} || {{ touch {m}; sleep 120; }}\"\n",
-        m = marker.display()
-    );
     // The replacement runs the retried build, then one more: its second use ends it.
-    let master = start_master_with(
+    let (master, request, spot, cloud_id) = long_build_on_spot(
         &dir,
         &cloud,
         "build_wait_timeout = 600\nmax_uses = 2\nlost_build_retries = 0\nprice_per_hour = 0.36",
-        &format!("ami = \"{IMAGE}\"\nmarket = \"spot\""),
-        &more,
     );
-    let request = master.force("long");
-    let running = master.wait_for(
-        &format!("/api/buildrequests/{request}"),
-        LONG,
-        "the build running",
-        |r| r["builds"][0]["started_at"].is_number() && marker.exists(),
-    );
-    let spot = running["builds"][0]["worker"]
-        .as_str()
-        .expect("worker")
-        .to_owned();
-    let cloud_id = instance_named(&master, &spot)["cloud_id"]
-        .as_str()
-        .expect("cloud id")
-        .to_owned();
     // The two-minute notice: the instance still runs, its build too.
     cloud.proxy.mark_for_termination(&cloud_id);
     let r = master.wait_request(request, LONG);
