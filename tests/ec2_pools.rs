@@ -248,6 +248,24 @@ fn long_build_on_spot(
     (master, request, name, cloud_id)
 }
 
+/// Waits for `request` to succeed on its second build after a first that ended
+/// `retry` because the cloud took its instance back (`why` in the reason); returns
+/// the request and the second build's instance.
+fn retried_after_interruption(master: &MasterProcess, request: i64, why: &str) -> (Value, String) {
+    let r = master.wait_request(request, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    let builds = r["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 2, "{r}");
+    assert_eq!(builds[0]["result"], "retry", "{r}");
+    let reason = builds[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("interrupted by the cloud") && reason.contains(why),
+        "{r}"
+    );
+    let second = builds[1]["worker"].as_str().expect("worker").to_owned();
+    (r, second)
+}
+
 #[test]
 fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() {
     let dir = test_dir("ec2-interrupt");
@@ -259,22 +277,9 @@ fn a_spot_interruption_retries_the_build_elsewhere_without_counting_as_a_loss() 
         "build_wait_timeout = 0\nlost_build_retries = 0",
     );
     cloud.proxy.interrupt(&cloud_id);
-    let r = master.wait_request(request, LONG);
-    assert_eq!(r["result"], "success", "{r}");
-    let builds = r["builds"].as_array().expect("builds");
-    assert_eq!(builds.len(), 2, "{r}");
-    assert_eq!(builds[0]["result"], "retry", "{r}");
-    let reason = builds[0]["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("interrupted by the cloud")
-            && reason.contains("Server.SpotInstanceTermination"),
-        "{r}"
-    );
-    assert_ne!(
-        builds[1]["worker"],
-        name.as_str(),
-        "ran on another instance"
-    );
+    let (_, second) =
+        retried_after_interruption(&master, request, "Server.SpotInstanceTermination");
+    assert_ne!(second, name, "ran on another instance");
     wait_all_ended(&master);
     cloud.wait_none_alive("cloud");
     let metrics = metrics_of(&master);
@@ -310,18 +315,12 @@ fn a_spot_interruption_notice_ends_the_build_which_runs_again_on_demand_and_buil
     );
     // The two-minute notice: the instance still runs, its build too.
     cloud.proxy.mark_for_termination(&cloud_id);
-    let r = master.wait_request(request, LONG);
-    assert_eq!(r["result"], "success", "{r}");
-    let builds = r["builds"].as_array().expect("builds");
-    assert_eq!(builds.len(), 2, "{r}");
-    assert_eq!(builds[0]["result"], "retry", "{r}");
-    let reason = builds[0]["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("interrupted by the cloud")
-            && reason.contains("interruption notice: marked-for-termination"),
-        "{r}"
+    let (r, on_demand) = retried_after_interruption(
+        &master,
+        request,
+        "interruption notice: marked-for-termination",
     );
-    let on_demand = builds[1]["worker"].as_str().expect("worker").to_owned();
+    let builds = r["builds"].as_array().expect("builds");
     assert_ne!(on_demand, spot, "ran on another instance");
     // Stopped at the notice, and why.
     let first = instance_named(&master, &spot);
