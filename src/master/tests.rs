@@ -202,6 +202,17 @@ fn builds_started(effects: &[Effect]) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// Whether a login's only effect is its refusal.
+fn only_a_refusal(effects: &[Effect]) -> bool {
+    matches!(
+        effects,
+        [Effect::Conn {
+            op: ConnOp::RefuseLogin(_),
+            ..
+        }]
+    )
+}
+
 fn replies(effects: Vec<Effect>) {
     for e in effects {
         if let Effect::Reply(r) = e {
@@ -250,16 +261,7 @@ fn an_unknown_worker_is_refused_and_a_second_login_probes_the_first() {
         name: "stranger".into(),
         mind: Some(1),
     }));
-    assert!(
-        matches!(
-            &effects[..],
-            [Effect::Conn {
-                op: ConnOp::RefuseLogin(_),
-                ..
-            }]
-        ),
-        "{effects:?}"
-    );
+    assert!(only_a_refusal(&effects), "{effects:?}");
     let (first, _) = f.attach("w1", &["hello"]);
     let (second, _rx2) = f.conn();
     let effects = f.handle(Msg::Conn(ConnEvent::LoggedIn {

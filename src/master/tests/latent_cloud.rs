@@ -145,10 +145,24 @@ fn an_instance_the_cloud_ends_under_a_build_retries_it_without_counting_a_loss()
             ..
         }
     )));
+    let (effects, reason) = lose_first_build(&mut f, request, &name);
+    assert!(
+        reason.starts_with("interrupted by the cloud: instance pool-1 (i-1)")
+            && reason.contains("Server.SpotInstanceTermination"),
+        "{reason}"
+    );
+    // lost_build_retries = 0 would end a lost build's request: this one runs again.
+    assert_eq!(launches(&effects).len(), 1, "{effects:?}");
+    assert!(!f.store.request(request).unwrap().unwrap().complete);
+}
+
+/// The first build of `request`, on instance `name`, ends as a lost worker's does;
+/// returns the effects and the reason recorded (a `retry`, asserted).
+fn lose_first_build(f: &mut Fixture, request: i64, name: &str) -> (Vec<Effect>, String) {
     let build = f.store.builds_of_request(request).unwrap()[0].id;
     let effects = f.handle(Msg::BuildDone {
         build_id: build,
-        worker: name.clone(),
+        worker: name.to_owned(),
         builder: "cloudy".into(),
         outcome: BuildOutcome {
             result: BuildResult::Retry,
@@ -158,15 +172,7 @@ fn an_instance_the_cloud_ends_under_a_build_retries_it_without_counting_a_loss()
     });
     let row = f.store.builds_of_request(request).unwrap()[0].clone();
     assert_eq!(row.result, Some(BuildResult::Retry));
-    let reason = row.reason.unwrap_or_default();
-    assert!(
-        reason.starts_with("interrupted by the cloud: instance pool-1 (i-1)")
-            && reason.contains("Server.SpotInstanceTermination"),
-        "{reason}"
-    );
-    // lost_build_retries = 0 would end a lost build's request: this one runs again.
-    assert_eq!(launches(&effects).len(), 1, "{effects:?}");
-    assert!(!f.store.request(request).unwrap().unwrap().complete);
+    (effects, row.reason.unwrap_or_default())
 }
 
 /// The market the launches among `effects` ask for: whether each is forced on demand.
@@ -210,20 +216,7 @@ fn an_interruption_notice_stops_the_instance_and_its_build_runs_again_on_demand(
         );
         assert_eq!(f.instance_phase(&name), Some(Phase::Stopping));
         assert_eq!(terminated(&effects), vec!["i-1".to_owned()], "{effects:?}");
-        let build = f.store.builds_of_request(request).unwrap()[0].id;
-        let effects = f.handle(Msg::BuildDone {
-            build_id: build,
-            worker: name.clone(),
-            builder: "cloudy".into(),
-            outcome: BuildOutcome {
-                result: BuildResult::Retry,
-                reason: Some("worker lost".into()),
-                writes: Vec::new(),
-            },
-        });
-        let row = f.store.builds_of_request(request).unwrap()[0].clone();
-        assert_eq!(row.result, Some(BuildResult::Retry));
-        let reason = row.reason.unwrap_or_default();
+        let (effects, reason) = lose_first_build(&mut f, request, &name);
         assert!(
             reason.contains("has an interruption notice: marked-for-termination"),
             "{reason}"

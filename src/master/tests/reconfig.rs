@@ -255,16 +255,7 @@ fn a_removed_worker_is_disconnected_once_its_build_ends_and_may_not_log_in() {
         name: "w1".into(),
         mind: Some(1),
     }));
-    assert!(
-        matches!(
-            &effects[..],
-            [Effect::Conn {
-                op: ConnOp::RefuseLogin(_),
-                ..
-            }]
-        ),
-        "{effects:?}"
-    );
+    assert!(only_a_refusal(&effects), "{effects:?}");
 }
 
 #[test]
