@@ -62,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/builds/{id}/stop", post(stop))
         .route("/api/builds/{id}/steps/{step}/logs/{log}", get(logs::raw))
         .route("/api/workers", get(workers))
+        .route("/api/masters", get(masters))
         .route("/api/latent", get(latent))
         .route("/api/latent/pools", get(pools))
         .route("/api/buildrequests", get(requests))
@@ -273,6 +274,12 @@ async fn workers(State(s): State<ApiState>, caller: Option<Extension<Caller>>) -
         })
         .collect();
     Ok(Json(json!(list)))
+}
+
+/// The masters sharing this master's database, with their leases (empty for a
+/// master alone on SQLite).
+async fn masters(State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(json!(s.store.read(|st| st.masters()).await?)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@ use super::latent::{instance_name_clashes, pool, LatentDriver};
 use super::limits::limits;
 use super::master::master;
 use super::reporters::reporters;
+use super::cluster::cluster;
 use super::retention::retention;
 use super::schedulers::scheduler;
 use super::secrets::secrets;
@@ -157,6 +158,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
     let secrets = secrets(file.secrets.as_ref(), problems);
     let limits = limits(file.limits.as_ref(), problems);
     let retention = retention(file.retention.as_ref(), problems);
+    let cluster = cluster(file.cluster.as_ref(), problems);
     let reporters = reporters(&file.reporters, &builder_names, problems);
     let mut builders: Vec<_> = builders.into_iter().collect::<Option<_>>()?;
     limits.fill_step_defaults(&mut builders);
@@ -174,6 +176,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         limits,
         retention,
         reporters,
+        cluster,
     })
 }
 

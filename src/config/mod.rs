@@ -8,6 +8,7 @@ mod api;
 mod builders;
 mod change_sources;
 mod changes;
+mod cluster;
 mod current;
 mod error;
 mod file;
@@ -32,6 +33,7 @@ pub use api::{token_digest, ApiConfig, PublicRead, Role, Roles, TokenSecret};
 pub use builders::BuilderConfig;
 pub use change_sources::{check_name as check_change_source_name, check_repo, GitPollerConfig};
 pub use changes::ChangeLogin;
+pub use cluster::ClusterConfig;
 pub use current::Current;
 pub use hooks::{HookAuth, HooksConfig};
 #[cfg(feature = "ec2")]
@@ -72,6 +74,8 @@ pub struct Config {
     pub retention: Retention,
     /// `[[reporter]]`.
     pub reporters: Vec<ReporterConfig>,
+    /// `[cluster]`: set when masters share one PostgreSQL database.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {

@@ -106,6 +106,11 @@ pub trait Driver: Send + Sync + fmt::Debug {
         let _ = client_token;
         Box::pin(async { Ok(()) })
     }
+    /// Whether [`Driver::end_launch`] finds an instance another master launched
+    /// (then a master taking over ends them that way, not by cloud id).
+    fn ends_by_token(&self) -> bool {
+        false
+    }
     /// Whether the cloud may end an instance on its own (spot interruptions,
     /// maintenance): then a ready instance is still watched, and its end is told
     /// apart from a crash of its worker.

@@ -187,6 +187,11 @@ impl Driver for LocalDriver {
         })
     }
 
+    /// A group is found by the token in its environment, whoever launched it.
+    fn ends_by_token(&self) -> bool {
+        true
+    }
+
     /// A master that stopped between starting the boot script and recording its
     /// group leaves the group running: found again by the token in its environment.
     fn end_launch<'a>(&'a self, client_token: &'a str) -> DriverFuture<'a, ()> {

@@ -31,6 +31,11 @@ impl Master {
         let Some(slot) = self.workers.get(&name).filter(|s| !s.removed) else {
             return self.conn_op(&conn, ConnOp::RefuseLogin(unauthorized("unknown worker")));
         };
+        if let Some(master) = self.attached_elsewhere(&name) {
+            info!(worker = %name, peer = %conn.peer, %master, "refusing a login: the worker is attached to another master");
+            let failure = unauthorized("worker already attached to another master");
+            return self.conn_op(&conn, ConnOp::RefuseLogin(failure));
+        }
         self.conns.insert(conn.id, name.clone());
         let old = slot.attached.clone().filter(|old| !old.conn.is_closed());
         if old.is_none() {

@@ -39,6 +39,7 @@ impl Master {
             request: id,
             builder: builder.clone(),
         });
+        self.requests_queued();
         self.queue.push(Arc::new(RequestRow {
             id,
             builder,
@@ -126,6 +127,7 @@ impl Master {
                         if let Some(pool) = &interrupted {
                             self.prefer_on_demand(pool, r.request.id);
                         }
+                        self.requests_queued();
                         self.queue.push(r.request);
                     }
                 }
@@ -214,7 +216,10 @@ impl Master {
     pub(super) fn enqueue_stored(&mut self, ids: &[i64]) {
         for &id in ids {
             match self.store.request(id) {
-                Ok(Some(r)) => self.queue.push(Arc::new(r)),
+                Ok(Some(r)) => {
+                    self.requests_queued();
+                    self.queue.push(Arc::new(r));
+                }
                 Ok(None) => warn!(request = id, "a new request is not in the store"),
                 Err(e) => {
                     warn!(
@@ -317,7 +322,12 @@ impl Master {
             .store
             .start_build(request.id, &request.builder, &worker)
         {
-            Ok(b) => b,
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                // Another master started or ended it first.
+                self.queue.take(&request.builder, request.id);
+                return true;
+            }
             Err(e) => {
                 warn!("cannot record a build: {e}");
                 return false;

@@ -45,12 +45,21 @@ impl Master {
         let fires = self.schedulers.due(now);
         if !fires.is_empty() {
             match self.store.record_fires(&fires, now) {
-                Ok(ids) => {
-                    for f in &fires {
+                Ok(fired) => {
+                    for f in fired.made.iter().filter_map(|&i| fires.get(i)) {
                         info!(scheduler = %f.scheduler, changes = ?f.changes, "{}", f.reason);
                     }
-                    info!(requests = ?ids, "scheduled");
-                    self.enqueue_stored(&ids);
+                    if !fired.ids.is_empty() {
+                        info!(requests = ?fired.ids, "scheduled");
+                    }
+                    if fired.skipped > 0 {
+                        info!("{} firing(s) made by another master first", fired.skipped);
+                        match self.store.scheduler_since() {
+                            Ok(since) => self.schedulers.resync(&since, now),
+                            Err(e) => warn!("cannot read scheduler times: {e}"),
+                        }
+                    }
+                    self.enqueue_stored(&fired.ids);
                 }
                 // The held rows are still there: a restart schedules them again.
                 Err(e) => warn!("cannot record scheduled requests: {e}"),
@@ -106,25 +115,31 @@ impl Master {
         Ok(stored.id)
     }
 
-    /// Stores what a git poller found, its changes with what the schedulers make of
-    /// them and the heads it saw, in one transaction; returns how many changes.
+    /// Stores what a git poller found from the heads `seen`, its changes with what
+    /// the schedulers make of them and the heads it saw, in one transaction; returns
+    /// how many changes, or `None` if the stored heads are no longer `seen`.
     pub(super) fn accept_poll(
         &mut self,
         poller: &str,
+        seen: Option<&BTreeMap<String, String>>,
         heads: &BTreeMap<String, String>,
         changes: &[NewChange],
-    ) -> Result<usize, Refusal> {
+    ) -> Result<Option<usize>, Refusal> {
         for c in changes {
             c.check().map_err(Refusal::Invalid)?;
         }
         let source = Source::GitPoller.name();
         let schedulers = &self.schedulers;
-        let added = self
+        let Some(added) = self
             .store
-            .record_poll(poller, heads, changes, source, self.now, |c| {
+            .record_poll(poller, seen, heads, changes, source, self.now, |c| {
                 schedulers.plan_change(c)
             })
-            .map_err(Refusal::Store)?;
+            .map_err(Refusal::Store)?
+        else {
+            info!(poller, "another master stored this poll first");
+            return Ok(None);
+        };
         let mut all = Vec::new();
         for (stored, plan, requests) in &added {
             info!(change = stored.id, source, poller, branch = ?stored.change.branch,
@@ -141,6 +156,6 @@ impl Master {
             self.enqueue_stored(&all);
             self.dispatch();
         }
-        Ok(added.len())
+        Ok(Some(added.len()))
     }
 }

@@ -14,6 +14,7 @@ mod apply;
 mod auth;
 mod builds;
 mod changes;
+pub mod cluster;
 pub mod effect;
 mod latent;
 mod queue;
@@ -101,11 +102,15 @@ pub enum Msg {
     },
     /// What a git poller found: its changes (oldest first) and the heads it saw, to
     /// store together; answered with the number of changes stored.
+    /// `seen` is the heads the poll started from: the poll is stored only if the
+    /// database still has them (another master may poll the same repository);
+    /// answered `None` if it did not.
     Polled {
         poller: String,
+        seen: Option<BTreeMap<String, String>>,
         heads: BTreeMap<String, String>,
         changes: Vec<NewChange>,
-        reply: oneshot::Sender<Result<usize, Refusal>>,
+        reply: oneshot::Sender<Result<Option<usize>, Refusal>>,
     },
     /// The scheduler timer: something may be due.
     SchedulerWake,
@@ -127,6 +132,8 @@ pub enum Msg {
         generation: u64,
         listed: Result<BTreeMap<String, i64>, String>,
     },
+    /// From the other masters of the installation (see [`cluster`]).
+    Cluster(cluster::ClusterMsg),
     /// The master is stopping: the coordinator returns (its tasks are waited for
     /// by whoever started it).
     Exit,
@@ -218,6 +225,10 @@ pub struct Master {
     out: Vec<Effect>,
     /// What changed, for open pages: sent once the wake-up is committed.
     notices: Vec<crate::events::Event>,
+    /// This master's name when it shares its database with others.
+    membership: Option<cluster::Membership>,
+    /// Whether the wake-up queued requests the other masters should hear of.
+    notify_masters: bool,
 }
 
 impl Master {
@@ -264,7 +275,15 @@ impl Master {
             now: 0.0,
             out: Vec::new(),
             notices: Vec::new(),
+            membership: None,
+            notify_masters: false,
         })
+    }
+
+    /// A master that shares its database with others, as `membership`.
+    pub fn with_membership(mut self, membership: Option<cluster::Membership>) -> Master {
+        self.membership = membership;
+        self
     }
 
     /// The first wake-up: each pool reconciled with what its cloud runs (`clouds`,
@@ -303,11 +322,12 @@ impl Master {
             }
             Msg::Polled {
                 poller,
+                seen,
                 heads,
                 changes,
                 reply,
             } => {
-                let result = self.accept_poll(&poller, &heads, &changes);
+                let result = self.accept_poll(&poller, seen.as_ref(), &heads, &changes);
                 self.reply(move || {
                     let _ = reply.send(result);
                 });
@@ -315,6 +335,7 @@ impl Master {
             Msg::SchedulerWake => self.scheduler_wake(),
             Msg::DiskLow(why) => self.disk_low(why),
             // Handled by the runtime.
+            Msg::Cluster(m) => self.cluster(m),
             Msg::Exit => {}
             Msg::Admitted {
                 name,
@@ -352,7 +373,8 @@ impl Master {
                 why,
                 reply,
             } => {
-                let found = self.stop_build(build_id, why);
+                let found =
+                    self.stop_build(build_id, why.clone()) || self.stop_elsewhere(build_id, &why);
                 self.reply(move || {
                     let _ = reply.send(found);
                 });
@@ -381,6 +403,7 @@ impl Master {
                 }
             }
         }
+        self.notify_cluster();
         std::mem::take(&mut self.out)
     }
 

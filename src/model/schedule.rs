@@ -13,6 +13,13 @@ pub struct Fire {
     pub changes: Vec<i64>,
     /// For a timed scheduler, its new `since` to store.
     pub since: Option<f64>,
+    /// For a timed scheduler, the `since` it fired from: the firing is stored only
+    /// if the database still has that one, so of several masters running the same
+    /// scheduler only the first makes the requests.
+    pub fired_from: Option<f64>,
+    /// Its changes were held by a tree-stable timer: stored only if their held rows
+    /// are still there (no other master released them first).
+    pub held: bool,
 }
 
 /// What a new change causes, decided before it is stored so both commit together.

@@ -94,6 +94,16 @@ impl SchedulerSet {
         armed
     }
 
+    /// Timed schedulers take the stored `since` of another master that fired first
+    /// (their next firing is then the same as everyone's).
+    pub fn resync(&mut self, since: &HashMap<String, f64>, now: f64) {
+        for s in &mut self.items {
+            if let (Kind::Timed(t), Some(stored)) = (&mut s.kind, since.get(&s.name)) {
+                t.arm(Some(*stored), now);
+            }
+        }
+    }
+
     /// A held change whose scheduler no longer holds changes runs as if it had never
     /// been held, if the scheduler still takes changes; otherwise it is dropped.
     fn release_orphan(&mut self, name: &str, change: Change) {
@@ -162,24 +172,29 @@ impl SchedulerSet {
         let mut fires = Vec::new();
         for (name, change) in std::mem::take(&mut self.orphans) {
             if let Some(s) = self.items.iter().find(|s| s.name == name) {
-                fires.push(s.change_fire(std::slice::from_ref(&change), None));
+                let mut fire = s.change_fire(std::slice::from_ref(&change), None);
+                fire.held = true;
+                fires.push(fire);
             }
         }
         for s in &mut self.items {
             match &mut s.kind {
                 Kind::Force => {}
                 Kind::Timed(t) => {
+                    let from = t.since();
                     if t.fire_if_due(now) {
                         let reason = format!("scheduler {:?}: {}", s.name, t.rule.describe());
-                        let since = t.since();
-                        fires.push(s.fire(reason, Map::new(), Vec::new(), since));
+                        let mut fire = s.fire(reason, Map::new(), Vec::new(), t.since());
+                        fire.fired_from = from;
+                        fires.push(fire);
                     }
                 }
                 Kind::Changes { stable, .. } => {
                     let Some(st) = stable else { continue };
                     let timer = Some(st.timer());
                     for batch in st.take_stable(now) {
-                        let fire = s.change_fire(&batch, timer);
+                        let mut fire = s.change_fire(&batch, timer);
+                        fire.held = true;
                         fires.push(fire);
                     }
                 }
@@ -250,6 +265,8 @@ impl Scheduler {
             properties,
             changes,
             since,
+            fired_from: None,
+            held: false,
         }
     }
 

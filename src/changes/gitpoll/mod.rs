@@ -43,6 +43,16 @@ pub struct GitPoller {
     public: String,
 }
 
+/// What became of a poll handed to the coordinator.
+enum Delivered {
+    /// Stored: the next poll starts from these heads.
+    Stored(BTreeMap<String, String>),
+    /// The stored heads were not the ones the poll started from: another master
+    /// polling the same repository stored first.
+    Stale,
+    Failed,
+}
+
 impl GitPoller {
     /// A poller keeping its mirror under `data_dir`.
     pub fn new(config: GitPollerConfig, data_dir: &Path) -> GitPoller {
@@ -83,11 +93,12 @@ impl GitPoller {
                     // Nothing moved: nothing to store.
                     Ok((heads, changes)) if changes.is_empty() && seen.as_ref() == Some(&heads) => {
                     }
-                    Ok(polled) => {
-                        if let Some(heads) = self.deliver(&master, polled).await {
-                            last = Some(Some(heads));
-                        }
-                    }
+                    Ok(polled) => match self.deliver(&master, seen.clone(), polled).await {
+                        Delivered::Stored(heads) => last = Some(Some(heads)),
+                        // Another master stored a poll first: start from its heads.
+                        Delivered::Stale => last = None,
+                        Delivered::Failed => {}
+                    },
                     Err(e) => {
                         warn!(poller = %name, "poll failed: {}", e.replace(&self.config.repo, &self.public))
                     }
@@ -100,37 +111,43 @@ impl GitPoller {
         }
     }
 
-    /// Hands a poll to the coordinator; the heads once they are stored.
+    /// Hands a poll that started from the heads `seen` to the coordinator.
     async fn deliver(
         &self,
         master: &mpsc::Sender<Msg>,
+        seen: Option<BTreeMap<String, String>>,
         (heads, changes): Polled,
-    ) -> Option<BTreeMap<String, String>> {
+    ) -> Delivered {
         let name = &self.config.name;
         let count = changes.len();
         let (reply, answer) = oneshot::channel();
         let msg = Msg::Polled {
             poller: name.clone(),
+            seen,
             heads: heads.clone(),
             changes,
             reply,
         };
-        master.send(msg).await.ok()?;
-        match answer.await.ok()? {
-            Ok(n) => {
+        if master.send(msg).await.is_err() {
+            return Delivered::Failed;
+        }
+        match answer.await {
+            Ok(Ok(Some(n))) => {
                 if n > 0 {
                     info!(poller = %name, changes = count, "new commits");
                 }
-                Some(heads)
+                Delivered::Stored(heads)
             }
-            Err(Refusal::Invalid(e)) => {
+            Ok(Ok(None)) => Delivered::Stale,
+            Ok(Err(Refusal::Invalid(e))) => {
                 warn!(poller = %name, "changes refused: {e}");
-                None
+                Delivered::Failed
             }
-            Err(Refusal::Store(e)) => {
+            Ok(Err(Refusal::Store(e))) => {
                 warn!(poller = %name, "cannot store the poll: {e}");
-                None
+                Delivered::Failed
             }
+            Err(_) => Delivered::Failed,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct FileTable {
     pub limits: Option<LimitsTable>,
     /// `[retention]`: how long builds and logs are kept.
     pub retention: Option<RetentionTable>,
+    /// `[cluster]`: this master's name among masters sharing one database.
+    pub cluster: Option<ClusterTable>,
     /// `[[reporter]]`: services told about builds (commit statuses, mail, pushes).
     #[serde(default, rename = "reporter")]
     pub reporters: Vec<ReporterTable>,
@@ -69,6 +71,14 @@ pub struct LimitsTable {
     pub upload_max_size: Option<Spanned<u64>>,
     pub max_time: Option<Spanned<u64>>,
     pub min_free_disk: Option<Spanned<u64>>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTable {
+    pub name: Spanned<String>,
+    pub lease: Option<Spanned<String>>,
 }
 
 /// `[retention]`.

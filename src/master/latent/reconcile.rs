@@ -161,13 +161,32 @@ impl Master {
     /// A recorded instance that cannot be adopted: held as stopping until its
     /// termination is reported, like any instance being stopped.
     fn stop_recorded(&mut self, row: &InstanceRow, cloud_id: Option<&str>) {
+        self.stop_recorded_because(row, cloud_id, "terminated after a master restart");
+    }
+
+    /// Ends an instance another master launched and left when it was taken over:
+    /// by its launch token where the driver finds instances that way (a local
+    /// process group carries it), by its cloud id else.
+    pub(in crate::master) fn adopt_to_end(&mut self, row: &InstanceRow) {
+        let Some(p) = self.pools.get(&row.pool) else {
+            return;
+        };
+        let cloud_id = if p.driver.ends_by_token() {
+            None
+        } else {
+            row.cloud_id.clone()
+        };
+        let why = "terminated: its master was taken over";
+        self.stop_recorded_because(row, cloud_id.as_deref(), why);
+    }
+
+    fn stop_recorded_because(&mut self, row: &InstanceRow, cloud_id: Option<&str>, why: &str) {
         let Some(p) = self.pools.get_mut(&row.pool) else {
             return;
         };
         let mut i = Instance::new(row.id, &row.pool, &row.name, self.now);
         i.cloud_id = cloud_id.map(str::to_owned);
         i.phase = Phase::Stopping;
-        let why = "terminated after a master restart";
         if let Err(e) = self.store.record_phase(&i, Some(why)) {
             warn!(pool = %row.pool, instance = %row.name, "cannot record the stop: {e}");
         }

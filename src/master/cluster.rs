@@ -1,0 +1,177 @@
+//! The coordinator's part in an installation of several masters (see
+//! [`crate::cluster`]): the queue follows the shared database, a stop for a build that
+//! runs elsewhere is passed on, and the instances of a master taken over are ended.
+
+use super::{Master, Msg};
+use crate::store::latent::InstanceRow;
+use tracing::{info, warn};
+
+/// This master's name in the installation.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub name: String,
+}
+
+/// What the cluster tasks tell the coordinator.
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// Requests were queued, queued again or taken somewhere (or it is time to look):
+    /// the queue is read again from the database.
+    Requests,
+    /// Another master's API asked to stop a build running here.
+    Stop { build_id: i64, why: String },
+    /// This master took over `from`: its live instances are now this master's, to end.
+    TookOver {
+        from: String,
+        instances: Vec<InstanceRow>,
+    },
+}
+
+impl From<ClusterMsg> for Msg {
+    fn from(m: ClusterMsg) -> Msg {
+        Msg::Cluster(m)
+    }
+}
+
+/// The notification other masters get for new work, from master `me`.
+pub fn requests_notice(me: &str) -> String {
+    format!("requests {me}")
+}
+
+/// Whether a notice is this master's own (it hears what it sends).
+pub fn from_self(notice: &str, me: &str) -> bool {
+    notice.strip_prefix("requests ") == Some(me)
+}
+
+/// The notification asking the master running `build_id` to stop it.
+pub fn stop_notice(build_id: i64, why: &str) -> String {
+    format!("stop {build_id} {why}")
+}
+
+/// Reads a notification's payload; `None` for one this version does not know.
+pub fn parse_notice(payload: &str) -> Option<ClusterMsg> {
+    if payload.starts_with("requests ") {
+        return Some(ClusterMsg::Requests);
+    }
+    let rest = payload.strip_prefix("stop ")?;
+    let (id, why) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some(ClusterMsg::Stop {
+        build_id: id.parse().ok()?,
+        why: why.to_owned(),
+    })
+}
+
+impl Master {
+    pub(super) fn cluster(&mut self, msg: ClusterMsg) {
+        match msg {
+            ClusterMsg::Requests => {
+                self.reload_queue();
+                self.dispatch();
+            }
+            ClusterMsg::Stop { build_id, why } => {
+                self.stop_build(build_id, why);
+            }
+            ClusterMsg::TookOver { from, instances } => self.end_taken_over(&from, instances),
+        }
+    }
+
+    /// The queue as the database has it: requests queued elsewhere join it, requests
+    /// another master started leave it.
+    fn reload_queue(&mut self) {
+        match self.store.queued_requests() {
+            Ok(rows) => self.queue = super::queue::Queue::from_rows(rows),
+            Err(e) => warn!("cannot read the queue: {e}"),
+        }
+    }
+
+    /// Tells the other masters that requests were queued (sent at the wake-up's
+    /// commit).
+    pub(super) fn requests_queued(&mut self) {
+        if self.membership.is_some() {
+            self.notify_masters = true;
+        }
+    }
+
+    /// Asks the master that runs `build_id` to stop it; whether another master runs it.
+    pub(super) fn stop_elsewhere(&mut self, build_id: i64, why: &str) -> bool {
+        let Some(me) = &self.membership else {
+            return false;
+        };
+        match self.store.build_master(build_id) {
+            Ok(Some(master)) if master != me.name => {
+                info!(build = build_id, %master, "asking the master running the build to stop it");
+                if let Err(e) = self.store.notify(&stop_notice(build_id, why)) {
+                    warn!("cannot pass the stop on: {e}");
+                    return false;
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                warn!("cannot find the build's master: {e}");
+                false
+            }
+        }
+    }
+
+    /// The other live master `worker` is attached to, if any: a second login is
+    /// refused (retryably, as for a second login here) while that master lives.
+    pub(super) fn attached_elsewhere(&self, worker: &str) -> Option<String> {
+        let me = self.membership.as_ref()?;
+        match self.store.worker_home(worker) {
+            Ok(Some(home)) if home.alive && home.master != me.name => Some(home.master),
+            Ok(_) => None,
+            Err(e) => {
+                // Unknown: admitting could run the worker's builds twice.
+                warn!(worker, "cannot read where the worker is attached: {e}");
+                Some("unknown (the database did not answer)".into())
+            }
+        }
+    }
+
+    /// Sends what the wake-up owes the other masters, inside its transaction.
+    pub(super) fn notify_cluster(&mut self) {
+        let Some(me) = &self.membership else {
+            return;
+        };
+        if std::mem::take(&mut self.notify_masters) {
+            if let Err(e) = self.store.notify(&requests_notice(&me.name)) {
+                warn!("cannot tell the other masters of new requests: {e}");
+            }
+        }
+    }
+
+    /// The live instances of a master taken over: nobody can reach their workers
+    /// (they were told the dead master's address), so each is ended by this master's
+    /// pool of the same name, as if its launch had been this master's.
+    fn end_taken_over(&mut self, from: &str, instances: Vec<InstanceRow>) {
+        for row in instances {
+            if !self.pools.contains_key(&row.pool) {
+                warn!(pool = %row.pool, instance = %row.name, "an instance taken over from master {from} has no pool here: end it by hand");
+                continue;
+            }
+            info!(instance = %row.name, "ending an instance of master {from}");
+            self.adopt_to_end(&row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_read_back() {
+        let notice = requests_notice("m1");
+        assert!(matches!(parse_notice(&notice), Some(ClusterMsg::Requests)));
+        assert!(from_self(&notice, "m1") && !from_self(&notice, "m2"));
+        match parse_notice(&stop_notice(42, "stopped by alice: why")) {
+            Some(ClusterMsg::Stop { build_id, why }) => {
+                assert_eq!((build_id, why.as_str()), (42, "stopped by alice: why"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_notice("stop x y").is_none());
+        assert!(parse_notice("launch 1").is_none());
+    }
+}

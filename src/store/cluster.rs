@@ -1,0 +1,290 @@
+//! Several masters on one database: each master's row and lease, and taking over the
+//! work of one whose lease ran out.
+//!
+//! A master joins under its configured name with a fresh incarnation (a random id of
+//! this process) and renews its lease every few seconds. Renewing checks the
+//! incarnation, so a master that was taken over (or replaced by a second process of
+//! the same name) learns it at its next renewal and stops. A master whose lease is
+//! over is taken over by whichever live master locks its row first (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL): in one transaction its running builds end `retry` (their
+//! requests are queued again for everyone), its workers are marked disconnected, and
+//! its live latent instances pass to the taker, which ends them.
+
+use super::latent::InstanceRow;
+use super::sql::{args, write, Backend};
+use super::{now, Store, StoreResult};
+use crate::model::{BuildResult, WorkerState};
+use serde::Serialize;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS masters (
+    name TEXT PRIMARY KEY,
+    -- Tags this master's cloud instances (see Store::master_id).
+    master_id TEXT NOT NULL,
+    incarnation TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    lease_until REAL NOT NULL,
+    pb_listen TEXT NOT NULL,
+    http_listen TEXT NOT NULL,
+    taken_over_by TEXT,
+    taken_over_at REAL
+);
+";
+
+/// The notification channel of an installation.
+pub const CHANNEL: &str = "pbmaster";
+
+/// A master of the installation as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MasterRow {
+    pub name: String,
+    /// `alive` (renewing its lease), `stopped` (left cleanly) or `gone` (taken over).
+    pub state: String,
+    pub started_at: f64,
+    pub lease_until: f64,
+    pub pb_listen: String,
+    pub http_listen: String,
+    pub taken_over_by: Option<String>,
+}
+
+/// What joining found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Join {
+    /// Joined; the master's id for tagging cloud instances.
+    Joined { master_id: String },
+    /// Another process holds this name's lease for `left` seconds more.
+    Held { left: f64 },
+}
+
+/// The database's clock in seconds since the epoch: leases are written and compared
+/// on one clock, whatever the masters' clocks say.
+fn clock(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)",
+        Backend::Sqlite => "((julianday('now') - 2440587.5) * 86400.0)",
+    }
+}
+
+/// What a takeover did.
+#[derive(Debug, Clone, Default)]
+pub struct TakenOver {
+    /// Builds ended `retry`.
+    pub builds: usize,
+    /// Workers marked disconnected.
+    pub workers: usize,
+    /// Live instances now owned by the taker (to be ended by it).
+    pub instances: Vec<InstanceRow>,
+}
+
+/// Where a worker is attached, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerHome {
+    pub master: String,
+    /// Whether that master's lease still runs.
+    pub alive: bool,
+}
+
+impl Store {
+    /// Joins as `name` for `lease` seconds, unless a live process holds the name.
+    /// A previous incarnation whose lease ran out is this master restarted: its
+    /// builds are closed by [`Store::recover`], which the caller runs next.
+    pub fn join_cluster(
+        &self,
+        name: &str,
+        incarnation: &str,
+        lease: f64,
+        pb_listen: &str,
+        http_listen: &str,
+    ) -> StoreResult<Join> {
+        let db = self.db();
+        let tx = write(&db)?;
+        let t = now();
+        let clock = clock(tx.backend());
+        let held: Option<(String, f64, Option<String>)> = tx.query_opt(
+            &format!("SELECT state, lease_until - {clock}, master_id FROM masters WHERE name = ?1"),
+            args![name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if let Some((state, left, _)) = &held {
+            if state == "alive" && *left > 0.0 {
+                return Ok(Join::Held { left: *left });
+            }
+        }
+        let master_id = match held.and_then(|(_, _, id)| id) {
+            Some(id) => id,
+            None => super::latent::new_id()?,
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO masters (name, master_id, incarnation, state, started_at, lease_until, pb_listen, http_listen)
+                 VALUES (?1, ?2, ?3, 'alive', ?4, {clock} + ?5, ?6, ?7)
+                 ON CONFLICT(name) DO UPDATE SET incarnation = ?3, state = 'alive', started_at = ?4,
+                 lease_until = {clock} + ?5, pb_listen = ?6, http_listen = ?7, taken_over_by = NULL,
+                 taken_over_at = NULL"
+            ),
+            args![name, master_id, incarnation, t, lease, pb_listen, http_listen],
+        )?;
+        tx.commit()?;
+        Ok(Join::Joined { master_id })
+    }
+
+    /// Extends this incarnation's lease to `lease` seconds from now; false if the row
+    /// is no longer this incarnation's (taken over, or the name started elsewhere).
+    pub fn renew_lease(&self, name: &str, incarnation: &str, lease: f64) -> StoreResult<bool> {
+        let db = self.db();
+        let clock = clock(db.backend());
+        let n = db.execute(
+            &format!(
+                "UPDATE masters SET lease_until = {clock} + ?3
+                 WHERE name = ?1 AND incarnation = ?2 AND state = 'alive'"
+            ),
+            args![name, incarnation, lease],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Tells every master listening (see `crate::cluster::listen`); sent when the
+    /// transaction commits. Nothing to do on SQLite, which has one master.
+    pub fn notify(&self, notice: &str) -> StoreResult<()> {
+        let db = self.db();
+        if db.backend() == Backend::Postgres {
+            db.execute(&format!("SELECT pg_notify('{CHANNEL}', ?1)"), args![notice])?;
+        }
+        Ok(())
+    }
+
+    /// Leaves cleanly (the master stopped with nothing running).
+    pub fn leave_cluster(&self, name: &str, incarnation: &str) -> StoreResult<()> {
+        self.db().execute(
+            "UPDATE masters SET state = 'stopped', lease_until = ?3 WHERE name = ?1 AND incarnation = ?2",
+            args![name, incarnation, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Masters whose lease ran out and that nobody has taken over yet.
+    pub fn expired_masters(&self) -> StoreResult<Vec<String>> {
+        let db = self.db();
+        let clock = clock(db.backend());
+        db.query_map(
+            &format!(
+                "SELECT name FROM masters WHERE state = 'alive' AND lease_until < {clock} ORDER BY name"
+            ),
+            args![],
+            |r| r.get(0),
+        )
+    }
+
+    /// Takes over `dead` as `taker`, in one transaction; `None` if another master
+    /// has it (or it renewed meanwhile).
+    pub fn take_over(&self, dead: &str, taker: &str) -> StoreResult<Option<TakenOver>> {
+        let db = self.db();
+        let tx = write(&db)?;
+        let t = now();
+        // Two masters may see the same expired lease: the row lock decides, and the
+        // one that waits for it skips (SQLite writers are one at a time already).
+        let lock = match tx.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let clock = clock(tx.backend());
+        let locked = tx.exists(
+            &format!(
+                "SELECT name FROM masters WHERE name = ?1 AND state = 'alive' AND lease_until < {clock}{lock}"
+            ),
+            args![dead],
+        )?;
+        if !locked {
+            return Ok(None);
+        }
+        tx.execute(
+            "UPDATE masters SET state = 'gone', taken_over_by = ?2, taken_over_at = ?3 WHERE name = ?1",
+            args![dead, taker, t],
+        )?;
+        let why = format!("master {dead} stopped answering; its build runs again");
+        tx.execute(
+            "UPDATE steps SET finished_at = ?2, result = ?3, reason = ?4
+             WHERE finished_at IS NULL
+             AND build_id IN (SELECT id FROM builds WHERE finished_at IS NULL AND master = ?1)",
+            args![dead, t, BuildResult::Retry, why],
+        )?;
+        let builds = tx.execute(
+            "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4
+             WHERE finished_at IS NULL AND master = ?1",
+            args![dead, t, BuildResult::Retry, why],
+        )?;
+        let workers = tx.execute(
+            "UPDATE workers SET state = ?2, disconnected_at = ?3 WHERE master = ?1 AND state != ?2",
+            args![dead, WorkerState::Disconnected, t],
+        )?;
+        tx.execute(
+            "UPDATE latent_instances SET owner = ?2 WHERE owner = ?1 AND phase NOT IN ('stopped', 'failed')",
+            args![dead, taker],
+        )?;
+        tx.commit()?;
+        drop(db);
+        let instances = self
+            .live_instances()?
+            .into_iter()
+            .filter(|i| i.owner.as_deref() == Some(taker))
+            .collect();
+        Ok(Some(TakenOver {
+            builds,
+            workers,
+            instances,
+        }))
+    }
+
+    /// Every master that ever joined, by name.
+    pub fn masters(&self) -> StoreResult<Vec<MasterRow>> {
+        self.db().query_map(
+            "SELECT name, state, started_at, lease_until, pb_listen, http_listen, taken_over_by
+             FROM masters ORDER BY name",
+            args![],
+            |r| {
+            Ok(MasterRow {
+                name: r.get(0)?,
+                state: r.get(1)?,
+                started_at: r.get(2)?,
+                lease_until: r.get(3)?,
+                pb_listen: r.get(4)?,
+                http_listen: r.get(5)?,
+                taken_over_by: r.get(6)?,
+            })
+            },
+        )
+    }
+
+    /// The master a running build runs on; `None` if it is not running.
+    pub fn build_master(&self, build_id: i64) -> StoreResult<Option<String>> {
+        Ok(self
+            .db()
+            .query_opt(
+                "SELECT master FROM builds WHERE id = ?1 AND finished_at IS NULL",
+                args![build_id],
+                |r| r.get::<Option<String>>(0),
+            )?
+            .flatten())
+    }
+
+    /// Where `worker` is attached or attaching, if anywhere.
+    pub fn worker_home(&self, worker: &str) -> StoreResult<Option<WorkerHome>> {
+        let db = self.db();
+        let clock = clock(db.backend());
+        db.query_opt(
+            &format!(
+                "SELECT w.master, m.state = 'alive' AND m.lease_until >= {clock}
+                 FROM workers w JOIN masters m ON m.name = w.master
+                 WHERE w.name = ?1 AND w.state != ?2"
+            ),
+            args![worker, WorkerState::Disconnected],
+            |r| {
+                Ok(WorkerHome {
+                    master: r.get(0)?,
+                    alive: r.get(1)?,
+                })
+            },
+        )
+    }
+}
