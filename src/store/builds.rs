@@ -1,9 +1,8 @@
 //! Build requests, builds and steps.
 
-use super::columns::json;
-use super::{now, write, Store, StoreError, StoreResult};
+use super::sql::{args, write, Db, Row};
+use super::{now, Store, StoreError, StoreResult};
 use crate::model::BuildResult;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,19 +73,23 @@ pub enum BuildWrite {
 
 /// A new build of `builder` for a request: the builder's next number.
 fn insert_build(
-    tx: &Connection,
+    tx: &Db,
     request_id: i64,
     builder: &str,
     worker: &str,
     t: f64,
 ) -> StoreResult<BuildRow> {
-    let number: i64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builder = ?1")?
-        .query_row(params![builder], |r| r.get(0))?;
-    tx.prepare_cached("INSERT INTO builds (request_id, builder, number, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![request_id, builder, number, worker, t])?;
+    let number: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builder = ?1",
+        args![builder],
+        |r| r.get(0),
+    )?;
+    let id = tx.insert(
+        "INSERT INTO builds (request_id, builder, number, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        args![request_id, builder, number, worker, t],
+    )?;
     Ok(BuildRow {
-        id: tx.last_insert_rowid(),
+        id,
         request_id,
         builder: builder.to_owned(),
         number,
@@ -100,18 +103,20 @@ fn insert_build(
     })
 }
 
-fn apply(tx: &Connection, build_id: i64, writes: &[BuildWrite]) -> StoreResult<()> {
+fn apply(tx: &Db, build_id: i64, writes: &[BuildWrite]) -> StoreResult<()> {
     for write in writes {
         match write {
             BuildWrite::Properties(properties) => {
-                tx.prepare_cached("UPDATE builds SET properties = ?2 WHERE id = ?1")?
-                    .execute(params![build_id, properties.to_string()])?;
+                tx.execute(
+                    "UPDATE builds SET properties = ?2 WHERE id = ?1",
+                    args![build_id, properties.to_string()],
+                )?;
             }
             BuildWrite::StepStarted { number, name, at } => {
-                tx.prepare_cached(
+                tx.execute(
                     "INSERT INTO steps (build_id, number, name, started_at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![build_id, number, name, at])?;
+                    args![build_id, number, name, at],
+                )?;
             }
             BuildWrite::StepFinished {
                 number,
@@ -120,12 +125,11 @@ fn apply(tx: &Connection, build_id: i64, writes: &[BuildWrite]) -> StoreResult<(
                 rc,
                 reason,
             } => {
-                let n = tx
-                    .prepare_cached(
-                        "UPDATE steps SET finished_at = ?3, result = ?4, rc = ?5, reason = ?6
-                         WHERE build_id = ?1 AND number = ?2",
-                    )?
-                    .execute(params![build_id, number, at, result, rc, reason])?;
+                let n = tx.execute(
+                    "UPDATE steps SET finished_at = ?3, result = ?4, rc = ?5, reason = ?6
+                     WHERE build_id = ?1 AND number = ?2",
+                    args![build_id, number, at, result, rc, reason],
+                )?;
                 if n == 0 {
                     return Err(StoreError::NotFound(format!(
                         "step {number} of build {build_id}"
@@ -139,23 +143,24 @@ fn apply(tx: &Connection, build_id: i64, writes: &[BuildWrite]) -> StoreResult<(
 
 /// Ends a build; anything but `retry` completes its request.
 fn end_build(
-    tx: &Connection,
+    tx: &Db,
     build_id: i64,
     t: f64,
     result: BuildResult,
     reason: Option<&str>,
 ) -> StoreResult<()> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
-        )?
-        .execute(params![build_id, t, result, reason])?;
+    let n = tx.execute(
+        "UPDATE builds SET finished_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
+        args![build_id, t, result, reason],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("build {build_id}")));
     }
     if result != BuildResult::Retry {
-        tx.prepare_cached("UPDATE requests SET complete = 1, result = ?2 WHERE id = (SELECT request_id FROM builds WHERE id = ?1)")?
-            .execute(params![build_id, result])?;
+        tx.execute(
+            "UPDATE requests SET complete = 1, result = ?2 WHERE id = (SELECT request_id FROM builds WHERE id = ?1)",
+            args![build_id, result],
+        )?;
     }
     Ok(())
 }
@@ -167,51 +172,53 @@ impl Store {
         reason: &str,
         properties: &serde_json::Value,
     ) -> StoreResult<i64> {
-        let db = self.db();
-        db.prepare_cached("INSERT INTO requests (builder, reason, properties, submitted_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![builder, reason, properties.to_string(), now()])?;
-        Ok(db.last_insert_rowid())
+        self.db().insert(
+            "INSERT INTO requests (builder, reason, properties, submitted_at) VALUES (?1, ?2, ?3, ?4)",
+            args![builder, reason, properties.to_string(), now()],
+        )
     }
 
     /// Requests not complete and not being built, oldest first.
     pub fn queued_requests(&self) -> StoreResult<Vec<RequestRow>> {
         self.requests_where(
-            "complete = 0 AND id NOT IN (SELECT request_id FROM builds WHERE finished_at IS NULL)",
+            "complete = 0 AND id NOT IN (SELECT request_id FROM builds WHERE finished_at IS NULL) ORDER BY id",
+            args![],
         )
     }
 
     pub fn requests(&self, limit: i64) -> StoreResult<Vec<RequestRow>> {
-        self.requests_where(&format!(
-            "1 ORDER BY id DESC LIMIT {}",
-            limit.clamp(1, 10_000)
-        ))
+        self.requests_where(
+            "1 = 1 ORDER BY id DESC LIMIT ?1",
+            args![limit.clamp(1, 10_000)],
+        )
     }
 
     pub fn request(&self, id: i64) -> StoreResult<Option<RequestRow>> {
-        Ok(self.requests_where(&format!("id = {id}"))?.pop())
+        Ok(self.requests_where("id = ?1", args![id])?.pop())
     }
 
-    fn requests_where(&self, condition: &str) -> StoreResult<Vec<RequestRow>> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT id, builder, reason, properties, submitted_at, result, complete FROM requests WHERE {condition}"
-        ))?;
-        let rows = q.query_map([], |r| {
-            Ok(RequestRow {
-                id: r.get(0)?,
-                builder: r.get(1)?,
-                reason: r.get(2)?,
-                properties: json(r, 3)?,
-                submitted_at: r.get(4)?,
-                result: r.get(5)?,
-                complete: r.get::<_, i64>(6)? != 0,
-            })
-        })?;
-        let mut out: Vec<RequestRow> = rows.collect::<Result<_, _>>()?;
-        if !condition.contains("ORDER BY") {
-            out.sort_by_key(|r| r.id);
-        }
-        Ok(out)
+    fn requests_where(
+        &self,
+        condition: &str,
+        args: &[&dyn super::sql::Arg],
+    ) -> StoreResult<Vec<RequestRow>> {
+        self.db().query_map(
+            &format!(
+                "SELECT id, builder, reason, properties, submitted_at, result, complete FROM requests WHERE {condition}"
+            ),
+            args,
+            |r| {
+                Ok(RequestRow {
+                    id: r.get(0)?,
+                    builder: r.get(1)?,
+                    reason: r.get(2)?,
+                    properties: r.json(3)?,
+                    submitted_at: r.get(4)?,
+                    result: r.get(5)?,
+                    complete: r.get(6)?,
+                })
+            },
+        )
     }
 
     /// Starts a build for a request; its number is the next for the builder.
@@ -221,8 +228,8 @@ impl Store {
         builder: &str,
         worker: &str,
     ) -> StoreResult<BuildRow> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let build = insert_build(&tx, request_id, builder, worker, now())?;
         tx.commit()?;
         Ok(build)
@@ -233,8 +240,8 @@ impl Store {
         if writes.is_empty() {
             return Ok(());
         }
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         apply(&tx, build_id, writes)?;
         tx.commit()
     }
@@ -249,14 +256,16 @@ impl Store {
         reason: Option<&str>,
     ) -> StoreResult<()> {
         let plain = self.log_stays_plain(build_id);
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         apply(&tx, build_id, writes)?;
         let t = now();
         end_build(&tx, build_id, t, result, reason)?;
         if plain {
-            tx.prepare_cached("UPDATE builds SET logs_packed_at = ?2 WHERE id = ?1")?
-                .execute(params![build_id, t])?;
+            tx.execute(
+                "UPDATE builds SET logs_packed_at = ?2 WHERE id = ?1",
+                args![build_id, t],
+            )?;
         }
         tx.commit()
     }
@@ -271,8 +280,8 @@ impl Store {
         result: BuildResult,
         reason: &str,
     ) -> StoreResult<BuildRow> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let t = now();
         let mut build = insert_build(&tx, request_id, builder, worker, t)?;
         end_build(&tx, build.id, t, result, Some(reason))?;
@@ -284,13 +293,13 @@ impl Store {
     }
 
     pub fn builds(&self, builder: Option<&str>, limit: i64) -> StoreResult<Vec<BuildRow>> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds
-             WHERE (?1 IS NULL OR builder = ?1) ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = q.query_map(params![builder, limit.clamp(1, 10_000)], build_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_map(
+            &format!(
+                "{BUILD_COLUMNS} WHERE (CAST(?1 AS TEXT) IS NULL OR builder = ?1) ORDER BY id DESC LIMIT ?2"
+            ),
+            args![builder, limit.clamp(1, 10_000)],
+            build_row,
+        )
     }
 
     /// A page of builds (of one builder, or all), newest first, from where `at`
@@ -302,26 +311,27 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<BuildRow>> {
         let limit = limit.clamp(1, 1000);
-        let cols = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds";
-        if at == Keyset::Newest {
-            return self.builds(builder, limit);
-        }
         let db = self.db();
         let rows = match at {
-            Keyset::Newest => Vec::new(),
-            Keyset::Before(id) => {
-                let mut q = db.prepare_cached(&format!(
-                    "{cols} WHERE (?1 IS NULL OR builder = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3"
-                ))?;
-                let rows = q.query_map(params![builder, id, limit], build_row)?;
-                rows.collect::<Result<Vec<_>, _>>()?
+            Keyset::Newest => {
+                drop(db);
+                return self.builds(builder, limit);
             }
+            Keyset::Before(id) => db.query_map(
+                &format!(
+                    "{BUILD_COLUMNS} WHERE (CAST(?1 AS TEXT) IS NULL OR builder = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3"
+                ),
+                args![builder, id, limit],
+                build_row,
+            )?,
             Keyset::After(id) => {
-                let mut q = db.prepare_cached(&format!(
-                    "{cols} WHERE (?1 IS NULL OR builder = ?1) AND id > ?2 ORDER BY id ASC LIMIT ?3"
-                ))?;
-                let rows = q.query_map(params![builder, id, limit], build_row)?;
-                let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
+                let mut rows = db.query_map(
+                    &format!(
+                        "{BUILD_COLUMNS} WHERE (CAST(?1 AS TEXT) IS NULL OR builder = ?1) AND id > ?2 ORDER BY id ASC LIMIT ?3"
+                    ),
+                    args![builder, id, limit],
+                    build_row,
+                )?;
                 rows.reverse();
                 rows
             }
@@ -330,46 +340,40 @@ impl Store {
     }
 
     pub fn build(&self, id: i64) -> StoreResult<Option<BuildRow>> {
-        let db = self.db();
-        Ok(db
-            .query_row(
-                "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds WHERE id = ?1",
-                params![id],
-                build_row,
-            )
-            .optional()?)
+        self.db().query_opt(
+            &format!("{BUILD_COLUMNS} WHERE id = ?1"),
+            args![id],
+            build_row,
+        )
     }
 
     pub fn builds_of_request(&self, request_id: i64) -> StoreResult<Vec<BuildRow>> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds
-             WHERE request_id = ?1 ORDER BY id",
-        )?;
-        let rows = q.query_map(params![request_id], build_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_map(
+            &format!("{BUILD_COLUMNS} WHERE request_id = ?1 ORDER BY id"),
+            args![request_id],
+            build_row,
+        )
     }
 
     pub fn steps(&self, build_id: i64) -> StoreResult<Vec<StepRow>> {
-        let db = self.db();
-        let mut q = db.prepare(
+        self.db().query_map(
             "SELECT build_id, number, name, started_at, finished_at, result, rc, reason, logs_expired_at FROM steps
              WHERE build_id = ?1 ORDER BY number",
-        )?;
-        let rows = q.query_map(params![build_id], |r| {
-            Ok(StepRow {
-                build_id: r.get(0)?,
-                number: r.get(1)?,
-                name: r.get(2)?,
-                started_at: r.get(3)?,
-                finished_at: r.get(4)?,
-                result: r.get(5)?,
-                rc: r.get(6)?,
-                reason: r.get(7)?,
-                logs_expired_at: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![build_id],
+            |r| {
+                Ok(StepRow {
+                    build_id: r.get(0)?,
+                    number: r.get(1)?,
+                    name: r.get(2)?,
+                    started_at: r.get(3)?,
+                    finished_at: r.get(4)?,
+                    result: r.get(5)?,
+                    rc: r.get(6)?,
+                    reason: r.get(7)?,
+                    logs_expired_at: r.get(8)?,
+                })
+            },
+        )
     }
 }
 
@@ -382,7 +386,9 @@ pub enum Keyset {
     After(i64),
 }
 
-fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
+const BUILD_COLUMNS: &str = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds";
+
+fn build_row(r: &Row) -> StoreResult<BuildRow> {
     Ok(BuildRow {
         id: r.get(0)?,
         request_id: r.get(1)?,
@@ -393,7 +399,7 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
         finished_at: r.get(6)?,
         result: r.get(7)?,
         reason: r.get(8)?,
-        properties: json(r, 9)?,
+        properties: r.json(9)?,
         cost: r.get(10)?,
     })
 }

@@ -5,11 +5,10 @@
 //! before the sender is answered; a firing commits its requests, releases its held
 //! changes and records its time in one transaction.
 
-use super::columns::json;
-use super::{write, Store, StoreResult};
+use super::sql::{args, write, Db, Row};
+use super::{Store, StoreResult};
 use crate::changes::{Change, NewChange};
 use crate::model::{ChangePlan, Fire};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
 pub const SCHEMA: &str = "
@@ -51,25 +50,25 @@ const COLUMNS: &str =
     "id, author, files, comments, branch, revision, properties, repository, project,
      category, when_timestamp, revlink, codebase, source, received_at";
 
-fn change_row(r: &Row<'_>) -> rusqlite::Result<Change> {
+fn change_row(r: &Row) -> StoreResult<Change> {
     change_row_at(r, 0)
 }
 
 /// Inserts one request per builder of a firing, linked to its changes; releases the
 /// changes it held and records a timed scheduler's time.
-fn insert_fire(tx: &Connection, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> {
+fn insert_fire(tx: &Db, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> {
     let properties = serde_json::Value::Object(fire.properties.clone()).to_string();
     let mut ids = Vec::new();
     for builder in &fire.builders {
-        tx.execute(
+        let id = tx.insert(
             "INSERT INTO requests (builder, reason, properties, submitted_at) VALUES (?1, ?2, ?3, ?4)",
-            params![builder, fire.reason, properties, now],
+            args![builder, fire.reason, properties, now],
         )?;
-        let id = tx.last_insert_rowid();
         for change in &fire.changes {
             tx.execute(
-                "INSERT OR IGNORE INTO request_changes (request_id, change_id) VALUES (?1, ?2)",
-                params![id, change],
+                "INSERT INTO request_changes (request_id, change_id) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+                args![id, change],
             )?;
         }
         ids.push(id);
@@ -77,7 +76,7 @@ fn insert_fire(tx: &Connection, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> 
     for change in &fire.changes {
         tx.execute(
             "DELETE FROM scheduler_held WHERE scheduler = ?1 AND change_id = ?2",
-            params![fire.scheduler, change],
+            args![fire.scheduler, change],
         )?;
     }
     if let Some(since) = fire.since {
@@ -89,18 +88,18 @@ fn insert_fire(tx: &Connection, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> 
 /// Inserts a change and what `plan` decides it causes; returns the stored change,
 /// the plan and the new request ids.
 pub(super) fn insert_change(
-    tx: &Connection,
+    tx: &Db,
     change: &NewChange,
     source: &str,
     now: f64,
     plan: impl FnOnce(&Change) -> ChangePlan,
 ) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
     let when = change.when.unwrap_or(now);
-    tx.execute(
+    let id = tx.insert(
         "INSERT INTO changes (author, files, comments, branch, revision, properties, repository,
              project, category, when_timestamp, revlink, codebase, source, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
+        args![
             change.author,
             serde_json::to_string(&change.files).unwrap_or_else(|_| "[]".into()),
             change.comments,
@@ -118,7 +117,7 @@ pub(super) fn insert_change(
         ],
     )?;
     let stored = Change {
-        id: tx.last_insert_rowid(),
+        id,
         received_at: now,
         source: source.to_owned(),
         change: NewChange {
@@ -129,8 +128,9 @@ pub(super) fn insert_change(
     let plan = plan(&stored);
     for scheduler in &plan.hold {
         tx.execute(
-            "INSERT OR IGNORE INTO scheduler_held (scheduler, change_id) VALUES (?1, ?2)",
-            params![scheduler, stored.id],
+            "INSERT INTO scheduler_held (scheduler, change_id) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            args![scheduler, stored.id],
         )?;
     }
     let mut requests = Vec::new();
@@ -140,11 +140,11 @@ pub(super) fn insert_change(
     Ok((stored, plan, requests))
 }
 
-fn set_since(db: &rusqlite::Connection, scheduler: &str, since: f64) -> StoreResult<()> {
+fn set_since(db: &Db, scheduler: &str, since: f64) -> StoreResult<()> {
     db.execute(
         "INSERT INTO scheduler_since (scheduler, since) VALUES (?1, ?2)
          ON CONFLICT(scheduler) DO UPDATE SET since = ?2",
-        params![scheduler, since],
+        args![scheduler, since],
     )?;
     Ok(())
 }
@@ -159,8 +159,8 @@ impl Store {
         now: f64,
         plan: impl FnOnce(&Change) -> ChangePlan,
     ) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let added = insert_change(&tx, change, source, now, plan)?;
         tx.commit()?;
         Ok(added)
@@ -168,8 +168,8 @@ impl Store {
 
     /// Makes the requests of scheduler firings, all in one transaction.
     pub fn record_fires(&self, fires: &[Fire], now: f64) -> StoreResult<Vec<i64>> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let mut ids = Vec::new();
         for fire in fires {
             ids.extend(insert_fire(&tx, fire, now)?);
@@ -184,16 +184,17 @@ impl Store {
 
     /// Each timed scheduler's stored time.
     pub fn scheduler_since(&self) -> StoreResult<HashMap<String, f64>> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT scheduler, since FROM scheduler_since")?;
-        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.db().query_map(
+            "SELECT scheduler, since FROM scheduler_since",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The changes tree-stable timers hold, with the scheduler holding each.
     pub fn held_changes(&self) -> StoreResult<Vec<(String, Change)>> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
+        let sql = format!(
             "SELECT h.scheduler, {} FROM scheduler_held h JOIN changes c ON c.id = h.change_id
              ORDER BY c.id",
             COLUMNS
@@ -201,79 +202,71 @@ impl Store {
                 .map(|c| format!("c.{}", c.trim()))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))?;
-        let rows = q.query_map([], |r| {
+        );
+        self.db().query_map(&sql, args![], |r| {
             let scheduler: String = r.get(0)?;
             // The change's columns follow the scheduler's name.
             let change = change_row_at(r, 1)?;
             Ok((scheduler, change))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// The newest changes first.
     pub fn changes(&self, limit: i64) -> StoreResult<Vec<Change>> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT {COLUMNS} FROM changes ORDER BY id DESC LIMIT ?1"
-        ))?;
-        let rows = q.query_map(params![limit.clamp(1, 10_000)], change_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_map(
+            &format!("SELECT {COLUMNS} FROM changes ORDER BY id DESC LIMIT ?1"),
+            args![limit.clamp(1, 10_000)],
+            change_row,
+        )
     }
 
     pub fn change(&self, id: i64) -> StoreResult<Option<Change>> {
-        Ok(self
-            .db()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM changes WHERE id = ?1"),
-                params![id],
-                change_row,
-            )
-            .optional()?)
+        self.db().query_opt(
+            &format!("SELECT {COLUMNS} FROM changes WHERE id = ?1"),
+            args![id],
+            change_row,
+        )
     }
 
     /// Requests a change caused, oldest first.
     pub fn requests_of_change(&self, change_id: i64) -> StoreResult<Vec<i64>> {
-        let db = self.db();
-        let mut q = db.prepare(
+        self.db().query_map(
             "SELECT request_id FROM request_changes WHERE change_id = ?1 ORDER BY request_id",
-        )?;
-        let rows = q.query_map(params![change_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![change_id],
+            |r| r.get(0),
+        )
     }
 
     /// Changes behind a request, oldest first.
     pub fn changes_of_request(&self, request_id: i64) -> StoreResult<Vec<i64>> {
-        let db = self.db();
-        let mut q = db.prepare(
+        self.db().query_map(
             "SELECT change_id FROM request_changes WHERE request_id = ?1 ORDER BY change_id",
-        )?;
-        let rows = q.query_map(params![request_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![request_id],
+            |r| r.get(0),
+        )
     }
 
     /// Schedulers holding a change (waiting for a tree-stable timer).
     pub fn change_held_by(&self, change_id: i64) -> StoreResult<Vec<String>> {
-        let db = self.db();
-        let mut q = db.prepare(
+        self.db().query_map(
             "SELECT scheduler FROM scheduler_held WHERE change_id = ?1 ORDER BY scheduler",
-        )?;
-        let rows = q.query_map(params![change_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![change_id],
+            |r| r.get(0),
+        )
     }
 }
 
 /// [`change_row`] for columns starting at `offset`.
-fn change_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Change> {
+fn change_row_at(r: &Row, o: usize) -> StoreResult<Change> {
     Ok(Change {
         id: r.get(o)?,
         change: NewChange {
             author: r.get(o + 1)?,
-            files: json(r, o + 2)?,
+            files: r.json(o + 2)?,
             comments: r.get(o + 3)?,
             branch: r.get(o + 4)?,
             revision: r.get(o + 5)?,
-            properties: json(r, o + 6)?,
+            properties: r.json(o + 6)?,
             repository: r.get(o + 7)?,
             project: r.get(o + 8)?,
             category: r.get(o + 9)?,

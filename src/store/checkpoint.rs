@@ -87,6 +87,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pbmaster.sqlite");
         let db = super::super::writer(&path).expect("writer");
+        let db = db.as_sqlite().expect("SQLite");
         db.execute_batch(
             "CREATE TABLE filler (x BLOB); INSERT INTO filler VALUES (zeroblob(8000000));",
         )
@@ -101,9 +102,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(checkpointer);
-        let (log, copied) = checkpoint(&db).unwrap();
+        let (log, copied) = checkpoint(db).unwrap();
         assert_eq!(copied, log, "all copied");
-        drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,35 +3,30 @@
 //! integers, JSON as text. A stored value the master does not know is an error
 //! ([`StoreError::Corrupt`](super::StoreError::Corrupt)) when read, never a default.
 
+use super::sql::{Arg, Cell, FromCell, Value};
 use super::Channel;
 use crate::model::{BuildResult, Phase, WorkerState};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Type, ValueRef};
-use rusqlite::Row;
-use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 use std::str::FromStr;
 
 /// A value kept as its name.
-fn by_name<T: FromStr<Err = String>>(value: ValueRef<'_>) -> FromSqlResult<T> {
-    value
-        .as_str()?
-        .parse()
-        .map_err(|e: String| FromSqlError::Other(e.into()))
-}
-
-fn name(name: &'static str) -> rusqlite::Result<ToSqlOutput<'static>> {
-    Ok(ToSqlOutput::Borrowed(ValueRef::Text(name.as_bytes())))
+fn by_name<T: FromStr<Err = String>>(cell: &Cell) -> Result<T, String> {
+    match cell {
+        Cell::Text(name) => name.parse(),
+        other => Err(other.unexpected("a name")),
+    }
 }
 
 macro_rules! named_column {
     ($($t:ty),*) => {$(
-        impl FromSql for $t {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                by_name(value)
+        impl FromCell for $t {
+            fn from_cell(cell: &Cell) -> Result<Self, String> {
+                by_name(cell)
             }
         }
-        impl ToSql for $t {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                name(self.name())
+        impl Arg for $t {
+            fn value(&self) -> Value<'_> {
+                Value::Text(Cow::Borrowed(self.name()))
             }
         }
     )*};
@@ -39,46 +34,35 @@ macro_rules! named_column {
 
 named_column!(BuildResult, Phase, WorkerState);
 
-impl FromSql for Channel {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_i64()? {
+impl FromCell for Channel {
+    fn from_cell(cell: &Cell) -> Result<Channel, String> {
+        match i64::from_cell(cell)? {
             0 => Ok(Channel::Stdout),
             1 => Ok(Channel::Stderr),
             2 => Ok(Channel::Header),
-            other => Err(FromSqlError::Other(
-                format!("unknown log channel {other}").into(),
-            )),
+            other => Err(format!("unknown log channel {other}")),
         }
     }
 }
 
-impl ToSql for Channel {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let code: i64 = match self {
+impl Arg for Channel {
+    fn value(&self) -> Value<'_> {
+        Value::Int(match self {
             Channel::Stdout => 0,
             Channel::Stderr => 1,
             Channel::Header => 2,
-        };
-        Ok(code.into())
+        })
     }
-}
-
-/// A JSON column, read as `T`.
-pub(super) fn json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::{args, Db};
     use crate::store::StoreError;
-    use rusqlite::Connection;
 
-    fn read<T: FromSql>(sql: &str) -> Result<T, StoreError> {
-        let db = Connection::open_in_memory().expect("memory database");
-        Ok(db.query_row(sql, [], |r| r.get(0))?)
+    fn read<T: FromCell>(sql: &str) -> Result<T, StoreError> {
+        Db::memory().query_row(sql, args![], |r| r.get(0))
     }
 
     #[test]
@@ -93,15 +77,15 @@ mod tests {
         );
         assert_eq!(read::<Option<BuildResult>>("SELECT NULL").ok(), Some(None));
         assert_eq!(read::<Channel>("SELECT 1").ok(), Some(Channel::Stderr));
-        let db = Connection::open_in_memory().expect("memory database");
+        let db = Db::memory();
         let back: (String, String, i64) = db
             .query_row(
                 "SELECT ?1, ?2, ?3",
-                (
+                args![
                     WorkerState::Disconnected,
                     BuildResult::Retry,
-                    Channel::Header,
-                ),
+                    Channel::Header
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .expect("written");
@@ -129,13 +113,11 @@ mod tests {
 
     #[test]
     fn json_that_does_not_parse_is_corrupt() {
-        let db = Connection::open_in_memory().expect("memory database");
-        let e: StoreError = db
-            .query_row("SELECT '{not json'", [], |r| {
-                json::<serde_json::Value>(r, 0)
+        let e = Db::memory()
+            .query_row("SELECT '{not json'", args![], |r| {
+                r.json::<serde_json::Value>(0)
             })
-            .expect_err("not JSON")
-            .into();
+            .expect_err("not JSON");
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
     }
 }

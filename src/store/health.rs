@@ -20,7 +20,7 @@ impl Store {
             .reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        reader.query_row("SELECT 1", [], |_| Ok(()))?;
+        reader.query_row("SELECT 1", super::sql::args![], |_| Ok(()))?;
         Ok(())
     }
 }

@@ -1,10 +1,10 @@
 //! Latent instances and every transition they made, recorded before the master acts,
 //! so that after a crash it knows which instances it may have launched.
 
-use super::{now, write, Store, StoreError, StoreResult};
+use super::sql::{args, write, Db};
+use super::{now, Store, StoreError, StoreResult};
 use crate::model::accounting::{account, Accounting};
 use crate::model::{Instance, Phase};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use tracing::warn;
 
@@ -79,33 +79,31 @@ pub struct InstanceRow {
 /// An instance has ended: its cost is known, and each of its builds' records gets
 /// its share (idle time included, see [`crate::model::accounting::shares`]). Nothing
 /// without a price.
-fn charge_builds(tx: &rusqlite::Connection, id: i64, name: &str) -> StoreResult<()> {
+fn charge_builds(tx: &Db, id: i64, name: &str) -> StoreResult<()> {
     let price: Option<f64> = tx.query_row(
         "SELECT price_per_hour FROM latent_instances WHERE id = ?1",
-        params![id],
+        args![id],
         |r| r.get(0),
     )?;
     if price.is_none() {
         return Ok(());
     }
-    let transitions: Vec<(Phase, f64, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
-        )?
-        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let builds: Vec<_> = tx
-        .prepare_cached(
-            "SELECT id, builder, number, started_at, finished_at FROM builds WHERE worker = ?1 ORDER BY id",
-        )?
-        .query_map(params![name], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let transitions: Vec<(Phase, f64, Option<String>)> = tx.query_map(
+        "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
+        args![id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let builds: Vec<_> = tx.query_map(
+        "SELECT id, builder, number, started_at, finished_at FROM builds WHERE worker = ?1 ORDER BY id",
+        args![name],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
     let accounting = account(&transitions, &builds, price, now());
-    let mut set = tx.prepare_cached("UPDATE builds SET cost = ?2 WHERE id = ?1")?;
     for b in &accounting.builds {
-        set.execute(params![b.id, b.share])?;
+        tx.execute(
+            "UPDATE builds SET cost = ?2 WHERE id = ?1",
+            args![b.id, b.share],
+        )?;
     }
     Ok(())
 }
@@ -119,18 +117,17 @@ impl Store {
         client_token: &str,
         password: &str,
     ) -> StoreResult<i64> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let t = now();
-        tx.execute(
+        let id = tx.insert(
             "INSERT INTO latent_instances (pool, name, phase, since, client_token, password)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![pool, name, Phase::Requested, t, client_token, password],
+            args![pool, name, Phase::Requested, t, client_token, password],
         )?;
-        let id = tx.last_insert_rowid();
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, ?2, ?3)",
-            params![id, Phase::Requested, t],
+            args![id, Phase::Requested, t],
         )?;
         tx.commit()?;
         Ok(id)
@@ -139,8 +136,8 @@ impl Store {
     /// Records a transition (and the failure, for `failed`). An instance that has
     /// ended loses its one-time password: nothing may log in with it again.
     pub fn record_phase(&self, instance: &Instance, detail: Option<&str>) -> StoreResult<()> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let (fphase, freason) = match &instance.failure {
             Some((p, why)) => (Some(*p), Some(why.as_str())),
             None => (None, None),
@@ -151,7 +148,7 @@ impl Store {
              placement = COALESCE(?9, placement), price_per_hour = COALESCE(?10, price_per_hour),
              market = COALESCE(?11, market)
              WHERE id = ?1",
-            params![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason, instance.phase.is_live(),
+            args![instance.id, instance.phase, instance.since, instance.cloud_id, fphase, freason, instance.phase.is_live(),
                 instance.uses, instance.placement, instance.price_per_hour, instance.market],
         )?;
         if n == 0 {
@@ -162,7 +159,7 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![instance.id, instance.phase, instance.since, detail.or(freason)],
+            args![instance.id, instance.phase, instance.since, detail.or(freason)],
         )?;
         if matches!(instance.phase, Phase::Stopped | Phase::Failed) {
             charge_builds(&tx, instance.id, &instance.name)?;
@@ -172,11 +169,11 @@ impl Store {
 
     /// A new one-time password for a stopped instance started again.
     pub fn set_instance_password(&self, id: i64, password: &str) -> StoreResult<()> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         tx.execute(
             "UPDATE latent_instances SET password = ?2 WHERE id = ?1",
-            params![id, password],
+            args![id, password],
         )?;
         tx.commit()
     }
@@ -188,19 +185,20 @@ impl Store {
 
     /// The newest instances, with their transitions.
     pub fn instances(&self, limit: i64) -> StoreResult<Vec<InstanceRow>> {
-        self.instances_where("1", limit.clamp(1, 10_000))
+        self.instances_where("1 = 1", limit.clamp(1, 10_000))
     }
 
     fn instances_where(&self, condition: &str, limit: i64) -> StoreResult<Vec<InstanceRow>> {
         let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password,
-             client_token, uses, placement, price_per_hour, market
-             FROM latent_instances
-             WHERE {condition} ORDER BY id DESC LIMIT {limit}"
-        ))?;
-        let mut rows: Vec<InstanceRow> = q
-            .query_map([], |r| {
+        let mut rows: Vec<InstanceRow> = db.query_map(
+            &format!(
+                "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password,
+                 client_token, uses, placement, price_per_hour, market
+                 FROM latent_instances
+                 WHERE {condition} ORDER BY id DESC LIMIT ?1"
+            ),
+            args![limit],
+            |r| {
                 Ok(InstanceRow {
                     id: r.get(0)?,
                     pool: r.get(1)?,
@@ -222,24 +220,20 @@ impl Store {
                         ..Accounting::default()
                     },
                 })
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut t = db.prepare(
-            "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
-        )?;
-        let mut b = db.prepare(
-            "SELECT id, builder, number, started_at, finished_at FROM builds WHERE worker = ?1 ORDER BY id",
+            },
         )?;
         let at = now();
         for row in &mut rows {
-            row.transitions = t
-                .query_map(params![row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?;
-            let builds: Vec<_> = b
-                .query_map(params![row.name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<Result<_, _>>()?;
+            row.transitions = db.query_map(
+                "SELECT phase, at, detail FROM latent_transitions WHERE instance_id = ?1 ORDER BY seq",
+                args![row.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let builds: Vec<_> = db.query_map(
+                "SELECT id, builder, number, started_at, finished_at FROM builds WHERE worker = ?1 ORDER BY id",
+                args![row.name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
             row.stop_reason = row
                 .transitions
                 .iter()
@@ -328,39 +322,36 @@ impl Store {
     }
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
-        Ok(self
-            .db()
-            .query_row(
-                "SELECT value FROM master_meta WHERE key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.db().query_opt(
+            "SELECT value FROM master_meta WHERE key = ?1",
+            args![key],
+            |r| r.get(0),
+        )
     }
 
     fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
         self.db().execute(
             "INSERT INTO master_meta (key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
+            args![key, value],
         )?;
         Ok(())
     }
 
     /// Records every live instance as failed with `why`, without touching it; how many.
     fn leave_instances(&self, why: &str) -> StoreResult<usize> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let t = now();
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at, detail)
              SELECT id, 'failed', ?1, ?2 FROM latent_instances WHERE phase NOT IN ('stopped', 'failed')",
-            params![t, why],
+            args![t, why],
         )?;
         let n = tx.execute(
             "UPDATE latent_instances SET failure_phase = phase, failure_reason = ?2, phase = 'failed',
              since = ?1, password = NULL WHERE phase NOT IN ('stopped', 'failed')",
-            params![t, why],
+            args![t, why],
         )?;
         tx.commit()?;
         Ok(n)
@@ -368,23 +359,20 @@ impl Store {
 
     /// The pool of the instance named `name`, if this database ever recorded one.
     pub fn instance_pool(&self, name: &str) -> StoreResult<Option<String>> {
-        Ok(self
-            .db()
-            .query_row(
-                "SELECT pool FROM latent_instances WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.db().query_opt(
+            "SELECT pool FROM latent_instances WHERE name = ?1",
+            args![name],
+            |r| r.get(0),
+        )
     }
 
     /// The next serial number for a pool's instance names.
     pub fn instance_count(&self) -> StoreResult<i64> {
-        Ok(self.db().query_row(
+        self.db().query_row(
             "SELECT COALESCE(MAX(id), 0) FROM latent_instances",
-            [],
+            args![],
             |r| r.get(0),
-        )?)
+        )
     }
 }
 

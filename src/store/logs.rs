@@ -12,8 +12,8 @@
 //! rows' offsets are into the uncompressed bytes either way.
 
 use super::packed::PackedLog;
-use super::{write, Channel, LogChunk, Store, StoreResult};
-use rusqlite::params;
+use super::sql::{args, write};
+use super::{Channel, LogChunk, Store, StoreResult};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -112,19 +112,18 @@ impl Store {
         // seq, channel, inline bytes, file offset and length.
         type Row = (i64, Channel, Vec<u8>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = {
-            let db = self.db();
-            let mut q = db.prepare_cached(
+            let (mut out, mut bytes) = (Vec::new(), 0u64);
+            self.db().query_while(
                 "SELECT seq, channel, data, file_offset, file_len FROM log_chunks
                  WHERE build_id = ?1 AND step = ?2 AND log = ?3 AND seq > ?4 ORDER BY seq",
+                args![build_id, step, log, after],
+                |r| {
+                    let row: Row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                    bytes += row.4.map_or(row.2.len() as u64, |n| n.max(0) as u64);
+                    out.push(row);
+                    Ok(bytes < budget)
+                },
             )?;
-            let mut rows = q.query(params![build_id, step, log, after])?;
-            let (mut out, mut bytes) = (Vec::new(), 0u64);
-            while bytes < budget {
-                let Some(r) = rows.next()? else { break };
-                let row: Row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-                bytes += row.4.map_or(row.2.len() as u64, |n| n.max(0) as u64);
-                out.push(row);
-            }
             out
         };
         // The file is read without holding the database.
@@ -165,12 +164,11 @@ impl Store {
 
     /// Names of a step's logs.
     pub fn log_names(&self, build_id: i64, step: i64) -> StoreResult<Vec<String>> {
-        let db = self.db();
-        let mut q = db.prepare(
+        self.db().query_map(
             "SELECT DISTINCT log FROM log_chunks WHERE build_id = ?1 AND step = ?2 ORDER BY log",
-        )?;
-        let rows = q.query_map(params![build_id, step], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![build_id, step],
+            |r| r.get(0),
+        )
     }
 }
 
@@ -322,23 +320,23 @@ impl Store {
         if pieces.is_empty() {
             return Ok(());
         }
-        let mut db = self.db();
-        let tx = write(&mut db)?;
-        {
-            let mut insert = tx.prepare_cached(
+        let db = self.db();
+        let tx = write(&db)?;
+        let empty: &[u8] = &[];
+        for p in pieces {
+            tx.execute(
                 "INSERT INTO log_chunks (build_id, step, log, channel, data, file_offset, file_len)
-                 VALUES (?1, ?2, ?3, ?4, X'', ?5, ?6)",
-            )?;
-            for p in pieces {
-                insert.execute(params![
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                args![
                     build_id,
                     step,
                     p.log,
                     p.channel,
+                    empty,
                     p.offset as i64,
                     p.len as i64
-                ])?;
-            }
+                ],
+            )?;
         }
         tx.commit()
     }
@@ -381,7 +379,7 @@ mod tests {
     fn rows(store: &Store) -> i64 {
         store
             .db()
-            .query_row("SELECT COUNT(*) FROM log_chunks", [], |r| r.get(0))
+            .query_row("SELECT COUNT(*) FROM log_chunks", args![], |r| r.get(0))
             .expect("count")
     }
 
@@ -502,8 +500,8 @@ mod tests {
         store
             .db()
             .execute(
-                "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (9, 1, 'stdio', 1, X'00FF0A')",
-                [],
+                "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (9, 1, 'stdio', 1, ?1)",
+                args![vec![0u8, 0xff, b'\n']],
             )
             .expect("old row");
         let mut w = LogWriter::new(&store, 9, 1);

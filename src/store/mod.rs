@@ -22,6 +22,7 @@ mod packed;
 mod pollers;
 mod retention;
 mod schema;
+pub(crate) mod sql;
 mod workers;
 
 pub use builds::{BuildRow, BuildWrite, Keyset, RequestRow, StepRow};
@@ -32,9 +33,8 @@ pub use outbox::{OutboxRow, Settled};
 pub use retention::{Packed, Swept};
 
 use crate::model::WorkerState;
-use rusqlite::{params, Connection, Savepoint, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
-use std::ops::Deref;
+use sql::{args, write, Db};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,10 +56,10 @@ pub enum Channel {
 #[derive(Debug, Clone)]
 pub struct Store {
     /// The connection for writes (and the coordinator's reads).
-    db: Arc<Mutex<Connection>>,
+    db: Arc<Mutex<Db>>,
     /// A second, read-only connection for [`Store::read`]: in WAL mode it reads while
     /// the first writes, so a slow query from the API holds up no writer.
-    reader: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Db>>,
     /// Where log bytes are kept (see [`LogWriter`]).
     logs_dir: Arc<PathBuf>,
     /// The database file, for more connections.
@@ -80,8 +80,8 @@ pub struct LogChunk {
 /// A connection that writes: WAL, and statements cached (each build runs a handful;
 /// parsing them each time was about a tenth of the master's CPU with many short
 /// builds).
-fn writer(path: &Path) -> StoreResult<Connection> {
-    let db = Connection::open(path)?;
+fn writer(path: &Path) -> StoreResult<Db> {
+    let db = rusqlite::Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     // Checkpoints are the checkpointer thread's, not a commit's.
@@ -90,43 +90,7 @@ fn writer(path: &Path) -> StoreResult<Connection> {
     db.pragma_update(None, "foreign_keys", "ON")?;
     db.busy_timeout(std::time::Duration::from_secs(10))?;
     db.set_prepared_statement_cache_capacity(64);
-    Ok(db)
-}
-
-/// One store call's writes: a transaction of its own that takes the write lock at
-/// once (two connections write, and a deferred one could read a snapshot the other
-/// has moved past), or a savepoint inside the coordinator's wake-up transaction.
-enum Write<'a> {
-    Alone(Transaction<'a>),
-    Nested(Savepoint<'a>),
-}
-
-fn write(db: &mut Connection) -> StoreResult<Write<'_>> {
-    Ok(if db.is_autocommit() {
-        Write::Alone(db.transaction_with_behavior(TransactionBehavior::Immediate)?)
-    } else {
-        Write::Nested(db.savepoint()?)
-    })
-}
-
-impl Write<'_> {
-    fn commit(self) -> StoreResult<()> {
-        match self {
-            Write::Alone(tx) => tx.commit()?,
-            Write::Nested(sp) => sp.commit()?,
-        }
-        Ok(())
-    }
-}
-
-impl Deref for Write<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        match self {
-            Write::Alone(tx) => tx,
-            Write::Nested(sp) => sp,
-        }
-    }
+    Ok(Db::sqlite(db))
 }
 
 pub fn now() -> f64 {
@@ -145,27 +109,11 @@ impl Store {
             .mode(0o700)
             .create(dir)?;
         let db = writer(&dir.join("pbmaster.sqlite"))?;
-        db.execute_batch(schema::SCHEMA)?;
-        db.execute_batch(changes::SCHEMA)?;
-        db.execute_batch(latent::SCHEMA)?;
-        db.execute_batch(outbox::SCHEMA)?;
-        db.execute_batch(pollers::SCHEMA)?;
-        for (table, column, definition) in schema::ADDED_COLUMNS {
-            let has: bool = db
-                .prepare(&format!(
-                    "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
-                ))?
-                .exists([column])?;
-            if !has {
-                db.execute_batch(&format!(
-                    "ALTER TABLE {table} ADD COLUMN {column} {definition}"
-                ))?;
-            }
-        }
-        db.execute_batch(schema::RETENTION_INDEXES)?;
-        let reader = Connection::open(dir.join("pbmaster.sqlite"))?;
+        schema::migrate(&db)?;
+        let reader = rusqlite::Connection::open(dir.join("pbmaster.sqlite"))?;
         reader.pragma_update(None, "query_only", "ON")?;
         reader.set_prepared_statement_cache_capacity(64);
+        let reader = Db::sqlite(reader);
         let checkpointer = checkpoint::Checkpointer::start(&dir.join("pbmaster.sqlite"))?;
         Ok(Store {
             db: Arc::new(Mutex::new(db)),
@@ -194,8 +142,7 @@ impl Store {
     /// commit together. It takes the write lock at once, so nothing another
     /// connection commits meanwhile can invalidate what it reads.
     pub fn begin(&self) -> StoreResult<()> {
-        self.db().execute_batch("BEGIN IMMEDIATE")?;
-        Ok(())
+        self.db().begin()
     }
 
     /// Makes what is committed survive a power loss (commits in WAL mode with
@@ -217,19 +164,13 @@ impl Store {
     /// stays.
     pub fn commit(&self) -> StoreResult<()> {
         let db = self.db();
-        if db.is_autocommit() {
+        if !db.in_transaction() {
             return Ok(());
         }
-        if let Err(e) = db.execute_batch("COMMIT") {
-            if !db.is_autocommit() {
-                let _ = db.execute_batch("ROLLBACK");
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        db.commit()
     }
 
-    fn db(&self) -> MutexGuard<'_, Connection> {
+    fn db(&self) -> MutexGuard<'_, Db> {
         self.db
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -280,28 +221,28 @@ impl Store {
     /// After a restart: builds left running are closed as `retry` and their requests
     /// queued again; workers are all disconnected. Returns the builds closed.
     pub fn recover(&self) -> StoreResult<usize> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let t = now();
         tx.execute(
             "UPDATE steps SET finished_at = ?1, result = 'retry', reason = 'master restarted'
              WHERE finished_at IS NULL",
-            params![t],
+            args![t],
         )?;
         let n = tx.execute(
             "UPDATE builds SET finished_at = ?1, result = 'retry', reason = 'master stopped while the build ran'
              WHERE finished_at IS NULL",
-            params![t],
+            args![t],
         )?;
         tx.execute(
             "UPDATE workers SET state = ?2, disconnected_at = ?1 WHERE state != ?2",
-            params![t, WorkerState::Disconnected],
+            args![t, WorkerState::Disconnected],
         )?;
         // Databases from before passwords were wiped at the end.
         tx.execute(
             "UPDATE latent_instances SET password = NULL
              WHERE phase IN ('stopped', 'failed') AND password IS NOT NULL",
-            [],
+            args![],
         )?;
         tx.commit()?;
         Ok(n)

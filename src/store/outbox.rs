@@ -7,8 +7,8 @@
 //! reporter and build go out in order (a build's "started" never lands after its
 //! "finished").
 
-use super::{write, Store, StoreResult};
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, write};
+use super::{Store, StoreResult};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -58,14 +58,13 @@ impl Store {
         payload: &serde_json::Value,
         now: f64,
     ) -> StoreResult<i64> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
-        tx.prepare_cached(
+        let db = self.db();
+        let tx = write(&db)?;
+        let id = tx.insert(
             "INSERT INTO outbox (reporter, build_id, event, payload, created_at, next_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        )?
-        .execute(params![reporter, build_id, event, payload.to_string(), now])?;
-        let id = tx.last_insert_rowid();
+            args![reporter, build_id, event, payload.to_string(), now],
+        )?;
         tx.commit()?;
         Ok(id)
     }
@@ -73,47 +72,41 @@ impl Store {
     /// Up to `limit` undelivered rows due by `now` with no earlier undelivered row of
     /// the same reporter and build, oldest first.
     pub fn due_reports(&self, now: f64, limit: usize) -> StoreResult<Vec<OutboxRow>> {
-        let db = self.db();
-        let mut stmt = db.prepare_cached(
+        self.db().query_map(
             "SELECT id, reporter, build_id, event, payload, created_at, attempts FROM outbox o
              WHERE done = 0 AND next_at <= ?1 AND NOT EXISTS (
                  SELECT 1 FROM outbox p WHERE p.done = 0 AND p.reporter = o.reporter
                  AND p.build_id = o.build_id AND p.id < o.id)
              ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now, limit as i64], |r| {
-            let payload: String = r.get(4)?;
-            Ok(OutboxRow {
-                id: r.get(0)?,
-                reporter: r.get(1)?,
-                build_id: r.get(2)?,
-                event: r.get(3)?,
-                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                created_at: r.get(5)?,
-                attempts: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![now, limit as i64],
+            |r| {
+                let payload: String = r.get(4)?;
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    reporter: r.get(1)?,
+                    build_id: r.get(2)?,
+                    event: r.get(3)?,
+                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    created_at: r.get(5)?,
+                    attempts: r.get(6)?,
+                })
+            },
+        )
     }
 
     /// Whether a row is still to be delivered (not settled since it was read).
     pub fn report_waiting(&self, id: i64) -> StoreResult<bool> {
-        let db = self.db();
-        let waiting = db
-            .prepare_cached("SELECT 1 FROM outbox WHERE id = ?1 AND done = 0")?
-            .exists(params![id])?;
-        Ok(waiting)
+        self.db()
+            .exists("SELECT 1 FROM outbox WHERE id = ?1 AND done = 0", args![id])
     }
 
     /// When the next undelivered row falls due, if any.
     pub fn next_report_at(&self) -> StoreResult<Option<f64>> {
-        let db = self.db();
-        let at: Option<f64> = db
-            .prepare_cached("SELECT MIN(next_at) FROM outbox WHERE done = 0")?
-            .query_row([], |r| r.get(0))
-            .optional()?
-            .flatten();
-        Ok(at)
+        self.db().query_row(
+            "SELECT MIN(next_at) FROM outbox WHERE done = 0",
+            args![],
+            |r| r.get(0),
+        )
     }
 
     /// A row is done with: delivered or given up.
@@ -122,39 +115,37 @@ impl Store {
             Settled::Delivered => "delivered",
             Settled::GivenUp => "given up",
         };
-        let mut db = self.db();
-        let tx = write(&mut db)?;
-        tx.prepare_cached(
+        let db = self.db();
+        let tx = write(&db)?;
+        tx.execute(
             "UPDATE outbox SET done = 1, outcome = ?2, attempts = attempts + 1,
              last_error = COALESCE(?3, last_error) WHERE id = ?1",
-        )?
-        .execute(params![id, outcome, error])?;
+            args![id, outcome, error],
+        )?;
         tx.commit()
     }
 
     /// A row is tried again at `next_at`.
     pub fn retry_report(&self, id: i64, next_at: f64, error: &str) -> StoreResult<()> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
-        tx.prepare_cached(
+        let db = self.db();
+        let tx = write(&db)?;
+        tx.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3
              WHERE id = ?1",
-        )?
-        .execute(params![id, next_at, error])?;
+            args![id, next_at, error],
+        )?;
         tx.commit()
     }
 
     /// (delivered, given up, waiting) rows.
     #[cfg(test)]
     pub fn report_counts(&self) -> StoreResult<(i64, i64, i64)> {
-        let db = self.db();
-        let counts = db
-            .prepare_cached(
-                "SELECT COALESCE(SUM(outcome = 'delivered'), 0), COALESCE(SUM(outcome = 'given up'), 0),
-                 COALESCE(SUM(done = 0), 0) FROM outbox",
-            )?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(counts)
+        self.db().query_row(
+            "SELECT COUNT(*) FILTER (WHERE outcome = 'delivered'), COUNT(*) FILTER (WHERE outcome = 'given up'),
+             COUNT(*) FILTER (WHERE done = 0) FROM outbox",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 }
 

@@ -3,10 +3,10 @@
 //! skips commits.
 
 use super::changes::insert_change;
-use super::{write, Store, StoreResult};
+use super::sql::{args, write};
+use super::{Store, StoreResult};
 use crate::changes::{Change, NewChange};
 use crate::model::ChangePlan;
-use rusqlite::params;
 use std::collections::BTreeMap;
 
 pub const SCHEMA: &str = "
@@ -29,17 +29,15 @@ impl Store {
     /// The heads `poller` recorded at its last poll; `None` if it never polled.
     pub fn poller_heads(&self, poller: &str) -> StoreResult<Option<BTreeMap<String, String>>> {
         let db = self.db();
-        let polled: bool = db.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pollers WHERE poller = ?1)",
-            params![poller],
-            |r| r.get(0),
-        )?;
-        if !polled {
+        if !db.exists("SELECT 1 FROM pollers WHERE poller = ?1", args![poller])? {
             return Ok(None);
         }
-        let mut stmt = db.prepare("SELECT branch, revision FROM poller_heads WHERE poller = ?1")?;
-        let rows = stmt.query_map(params![poller], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(Some(rows.collect::<Result<_, _>>()?))
+        let rows = db.query_map(
+            "SELECT branch, revision FROM poller_heads WHERE poller = ?1",
+            args![poller],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Some(rows.into_iter().collect()))
     }
 
     /// Stores the changes of one poll, oldest first, each with what `plan` makes of
@@ -53,26 +51,23 @@ impl Store {
         now: f64,
         mut plan: impl FnMut(&Change) -> ChangePlan,
     ) -> StoreResult<Vec<Added>> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         let mut added = Vec::new();
         for change in changes {
             added.push(insert_change(&tx, change, source, now, &mut plan)?);
         }
-        tx.execute(
-            "DELETE FROM poller_heads WHERE poller = ?1",
-            params![poller],
-        )?;
+        tx.execute("DELETE FROM poller_heads WHERE poller = ?1", args![poller])?;
         for (branch, revision) in heads {
             tx.execute(
                 "INSERT INTO poller_heads (poller, branch, revision) VALUES (?1, ?2, ?3)",
-                params![poller, branch, revision],
+                args![poller, branch, revision],
             )?;
         }
         tx.execute(
             "INSERT INTO pollers (poller, polled_at) VALUES (?1, ?2)
              ON CONFLICT(poller) DO UPDATE SET polled_at = ?2",
-            params![poller, now],
+            args![poller, now],
         )?;
         tx.commit()?;
         Ok(added)

@@ -6,8 +6,8 @@
 //! finishes the job.
 
 use super::packed;
-use super::{now, write, Channel, Store, StoreResult};
-use rusqlite::params;
+use super::sql::{args, write};
+use super::{now, Channel, Store, StoreResult};
 use std::fs::File;
 use std::path::Path;
 
@@ -45,13 +45,12 @@ impl Store {
     /// Finished builds after `after` whose logs are not compressed yet, oldest
     /// first.
     pub fn builds_to_pack(&self, after: i64, limit: i64) -> StoreResult<Vec<i64>> {
-        let db = self.db();
-        let mut q = db.prepare_cached(
+        self.db().query_map(
             "SELECT id FROM builds WHERE logs_packed_at IS NULL AND logs_expired_at IS NULL
              AND finished_at IS NOT NULL AND id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = q.query_map(params![after, limit], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![after, limit],
+            |r| r.get(0),
+        )
     }
 
     /// Compresses a finished build's log file (one under [`PACK_AT_LEAST`] bytes is
@@ -102,58 +101,52 @@ impl Store {
     }
 
     fn mark_packed(&self, build_id: i64) -> StoreResult<()> {
-        let mut db = self.db();
-        let tx = write(&mut db)?;
-        tx.prepare_cached("UPDATE builds SET logs_packed_at = ?2 WHERE id = ?1")?
-            .execute(params![build_id, now()])?;
+        let db = self.db();
+        let tx = write(&db)?;
+        tx.execute(
+            "UPDATE builds SET logs_packed_at = ?2 WHERE id = ?1",
+            args![build_id, now()],
+        )?;
         tx.commit()
     }
 
     /// Deletes the logs of up to `limit` builds that finished before `before`: their
     /// files go, each log keeps one row saying it expired, and the steps are marked.
     pub fn expire_logs(&self, before: f64, limit: i64) -> StoreResult<Swept> {
-        let ids: Vec<i64> = {
-            let db = self.db();
-            let mut q = db.prepare_cached(
-                "SELECT id FROM builds WHERE finished_at < ?1 AND logs_expired_at IS NULL
-                 ORDER BY finished_at LIMIT ?2",
-            )?;
-            let rows = q.query_map(params![before, limit], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let ids: Vec<i64> = self.db().query_map(
+            "SELECT id FROM builds WHERE finished_at < ?1 AND logs_expired_at IS NULL
+             ORDER BY finished_at LIMIT ?2",
+            args![before, limit],
+            |r| r.get(0),
+        )?;
         let mut swept = Swept::default();
         for &id in &ids {
             swept.bytes += self.remove_log_files(id)?;
         }
         let t = now();
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         for &id in &ids {
-            let logs: Vec<(i64, String)> = {
-                let mut q = tx.prepare_cached(
-                    "SELECT DISTINCT step, log FROM log_chunks WHERE build_id = ?1 ORDER BY step, log",
-                )?;
-                let rows = q.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            tx.prepare_cached("DELETE FROM log_chunks WHERE build_id = ?1")?
-                .execute(params![id])?;
-            let mut note = tx.prepare_cached(
-                "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            let logs: Vec<(i64, String)> = tx.query_map(
+                "SELECT DISTINCT step, log FROM log_chunks WHERE build_id = ?1 ORDER BY step, log",
+                args![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            tx.execute("DELETE FROM log_chunks WHERE build_id = ?1", args![id])?;
             for (step, log) in logs {
-                note.execute(params![
-                    id,
-                    step,
-                    log,
-                    Channel::Header,
-                    EXPIRED_NOTE.as_bytes()
-                ])?;
+                tx.execute(
+                    "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![id, step, log, Channel::Header, EXPIRED_NOTE.as_bytes()],
+                )?;
             }
-            tx.prepare_cached("UPDATE steps SET logs_expired_at = ?2 WHERE build_id = ?1")?
-                .execute(params![id, t])?;
-            tx.prepare_cached("UPDATE builds SET logs_expired_at = ?2 WHERE id = ?1")?
-                .execute(params![id, t])?;
+            tx.execute(
+                "UPDATE steps SET logs_expired_at = ?2 WHERE build_id = ?1",
+                args![id, t],
+            )?;
+            tx.execute(
+                "UPDATE builds SET logs_expired_at = ?2 WHERE id = ?1",
+                args![id, t],
+            )?;
         }
         tx.commit()?;
         swept.logs = ids.len() as u64;
@@ -166,27 +159,22 @@ impl Store {
     /// send, nor the newest build of a builder (its number is where the next build's
     /// number comes from).
     pub fn delete_builds(&self, before: f64, limit: i64) -> StoreResult<Swept> {
-        let found: Vec<(i64, i64, bool)> = {
-            let db = self.db();
-            let mut q = db.prepare_cached(
-                "SELECT b.id, b.request_id, b.logs_expired_at IS NULL FROM builds b
+        let found: Vec<(i64, i64, bool)> = self.db().query_map(
+                "SELECT b.id, b.request_id, CASE WHEN b.logs_expired_at IS NULL THEN 1 ELSE 0 END FROM builds b
                  JOIN requests r ON r.id = b.request_id
                  WHERE b.finished_at < ?1 AND r.complete = 1
                  AND b.number < (SELECT MAX(number) FROM builds x WHERE x.builder = b.builder)
                  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.build_id = b.id AND o.done = 0)
                  ORDER BY b.finished_at LIMIT ?2",
-            )?;
-            let rows = q.query_map(params![before, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+                args![before, limit],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         let mut swept = Swept::default();
         for &(id, _, _) in &found {
             swept.bytes += self.remove_log_files(id)?;
         }
-        let mut db = self.db();
-        let tx = write(&mut db)?;
+        let db = self.db();
+        let tx = write(&db)?;
         for &(id, request, had_logs) in &found {
             for sql in [
                 "DELETE FROM log_chunks WHERE build_id = ?1",
@@ -194,19 +182,20 @@ impl Store {
                 "DELETE FROM outbox WHERE build_id = ?1",
                 "DELETE FROM builds WHERE id = ?1",
             ] {
-                tx.prepare_cached(sql)?.execute(params![id])?;
+                tx.execute(sql, args![id])?;
             }
             swept.builds += 1;
             swept.logs += u64::from(had_logs);
-            let left: bool = tx
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM builds WHERE request_id = ?1)")?
-                .query_row(params![request], |r| r.get(0))?;
+            let left = tx.exists("SELECT 1 FROM builds WHERE request_id = ?1", args![request])?;
             if !left {
-                tx.prepare_cached("DELETE FROM request_changes WHERE request_id = ?1")?
-                    .execute(params![request])?;
-                swept.requests += tx
-                    .prepare_cached("DELETE FROM requests WHERE id = ?1 AND complete = 1")?
-                    .execute(params![request])? as u64;
+                tx.execute(
+                    "DELETE FROM request_changes WHERE request_id = ?1",
+                    args![request],
+                )?;
+                swept.requests += tx.execute(
+                    "DELETE FROM requests WHERE id = ?1 AND complete = 1",
+                    args![request],
+                )? as u64;
             }
         }
         tx.commit()?;

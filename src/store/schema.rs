@@ -1,6 +1,31 @@
 //! The database schema; statements are idempotent so opening an existing database
 //! is safe.
 
+use super::sql::{args, Db};
+use super::StoreResult;
+
+/// Brings the database to the current schema.
+pub fn migrate(db: &Db) -> StoreResult<()> {
+    db.execute_batch(SCHEMA)?;
+    db.execute_batch(super::changes::SCHEMA)?;
+    db.execute_batch(super::latent::SCHEMA)?;
+    db.execute_batch(super::outbox::SCHEMA)?;
+    db.execute_batch(super::pollers::SCHEMA)?;
+    for (table, column, definition) in ADDED_COLUMNS {
+        let has = db.exists(
+            &format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            args![column],
+        )?;
+        if !has {
+            db.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    db.execute_batch(RETENTION_INDEXES)?;
+    Ok(())
+}
+
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,

@@ -1,9 +1,8 @@
 //! Configured workers' connections as last recorded: state, version, info, peer.
 
-use super::columns::json;
+use super::sql::args;
 use super::{now, Store, StoreResult};
 use crate::model::WorkerState;
-use rusqlite::params;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,58 +25,56 @@ impl Store {
         version: Option<&str>,
         info: &serde_json::Value,
     ) -> StoreResult<()> {
-        self.db()
-            .prepare_cached(
-                "INSERT INTO workers (name, state, version, info, connected_at, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(name) DO UPDATE SET state = ?2, version = ?3, info = ?4, connected_at = ?5, peer = ?6",
-            )?
-            .execute(params![
+        self.db().execute(
+            "INSERT INTO workers (name, state, version, info, connected_at, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(name) DO UPDATE SET state = ?2, version = ?3, info = ?4, connected_at = ?5, peer = ?6",
+            args![
                 name,
                 WorkerState::Attached,
                 version,
                 info.to_string(),
                 now(),
                 peer
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// A worker whose password checked out and whose handshake is under way.
     pub fn worker_attaching(&self, name: &str, peer: &str) -> StoreResult<()> {
-        self.db()
-            .prepare_cached(
-                "INSERT INTO workers (name, state, peer) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET state = ?2, peer = ?3",
-            )?
-            .execute(params![name, WorkerState::Attaching, peer])?;
+        self.db().execute(
+            "INSERT INTO workers (name, state, peer) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET state = ?2, peer = ?3",
+            args![name, WorkerState::Attaching, peer],
+        )?;
         Ok(())
     }
 
     pub fn worker_disconnected(&self, name: &str) -> StoreResult<()> {
-        self.db()
-            .prepare_cached("UPDATE workers SET state = ?2, disconnected_at = ?3 WHERE name = ?1")?
-            .execute(params![name, WorkerState::Disconnected, now()])?;
+        self.db().execute(
+            "UPDATE workers SET state = ?2, disconnected_at = ?3 WHERE name = ?1",
+            args![name, WorkerState::Disconnected, now()],
+        )?;
         Ok(())
     }
 
     /// Every worker that ever logged in, by name.
     pub fn workers(&self) -> StoreResult<Vec<WorkerRow>> {
-        let db = self.db();
-        let mut q = db.prepare(
+        self.db().query_map(
             "SELECT name, state, version, info, connected_at, disconnected_at, peer FROM workers ORDER BY name",
-        )?;
-        let rows = q.query_map([], |r| {
-            Ok(WorkerRow {
-                name: r.get(0)?,
-                state: r.get(1)?,
-                version: r.get(2)?,
-                info: json(r, 3)?,
-                connected_at: r.get(4)?,
-                disconnected_at: r.get(5)?,
-                peer: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![],
+            |r| {
+                Ok(WorkerRow {
+                    name: r.get(0)?,
+                    state: r.get(1)?,
+                    version: r.get(2)?,
+                    info: r.json(3)?,
+                    connected_at: r.get(4)?,
+                    disconnected_at: r.get(5)?,
+                    peer: r.get(6)?,
+                })
+            },
+        )
     }
 }
 
