@@ -162,7 +162,7 @@ mod tests {
             let request = store
                 .add_request("b1", "test", &serde_json::json!({}))
                 .expect("request");
-            let b = store.start_build(request, "b1", "w1").expect("build");
+            let b = store.start_build(request, "b1", "w1").unwrap().started();
             LogWriter::new(&store, b.id, 1)
                 .append("stdio", Channel::Stdout, &output)
                 .expect("write");

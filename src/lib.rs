@@ -31,6 +31,7 @@ mod accept;
 mod api;
 mod changes;
 pub mod cli;
+mod cluster;
 mod config;
 mod conn;
 mod events;

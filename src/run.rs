@@ -4,10 +4,11 @@
 use crate::accept::HttpListener;
 use crate::api::{self, ApiState};
 use crate::changes::gitpoll::GitPoller;
+use crate::cluster;
 use crate::config::{self, Config, Current};
 use crate::conn::ConnConfig;
 use crate::latent::credentials::Credentials;
-use crate::master::{BuildSettings, ConfigAuth, Coordinator, Master, Msg};
+use crate::master::{BuildSettings, ConfigAuth, Coordinator, Master, Membership, Msg};
 use crate::nofile;
 use crate::reload::Reloader;
 use crate::reporters::Outbox;
@@ -60,10 +61,23 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
         .as_ref()
         .map(tls::acceptor)
         .transpose()?;
-    let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
-    store.lock_folder().map_err(|e| format!("database: {e}"))?;
+    let mut store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
+    let member = if store.is_shared() {
+        let member = join_installation(&store, &config).await?;
+        store.set_member(&member.name);
+        Some(Arc::new(member))
+    } else {
+        if config.cluster.is_some() {
+            return Err("[cluster] needs a PostgreSQL store ([store] url)".into());
+        }
+        store.lock_folder().map_err(|e| format!("database: {e}"))?;
+        None
+    };
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
-    let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;
+    let master_id = match &member {
+        Some(m) => m.master_id.clone(),
+        None => store.master_id().map_err(|e| format!("database: {e}"))?,
+    };
     if recovered > 0 {
         info!(
             "{recovered} build(s) were running when the master stopped; their requests run again"
@@ -84,7 +98,10 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
 
     let (tx, rx) = mpsc::channel(1024);
     let (idle_tx, idle_rx) = oneshot::channel();
-    let master = Master::new(&config, &store, &master_id)?;
+    let membership = member.as_ref().map(|m| Membership {
+        name: m.name.clone(),
+    });
+    let master = Master::new(&config, &store, &master_id)?.with_membership(membership);
     let events = crate::events::Events::default();
     let coordinator = Coordinator::new(
         master,
@@ -115,6 +132,24 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
     let janitor_stop = CancellationToken::new();
     tasks.spawn(janitor.run(janitor_stop.clone()));
     tasks.spawn(coordinator.spawn(rx, idle_tx));
+    // The lease and the other masters' notices, until the master has stopped.
+    let cluster_stop = CancellationToken::new();
+    let mut listening = None;
+    if let Some(member) = &member {
+        tasks.spawn(cluster::run(
+            store.clone(),
+            member.clone(),
+            tx.clone(),
+            cluster_stop.clone(),
+        ));
+        let listen = cluster::listen(
+            store.clone(),
+            member.name.clone(),
+            tx.clone(),
+            cluster_stop.clone(),
+        );
+        listening = Some(listen.map_err(|e| format!("cannot start listening: {e}"))?);
+    }
     // Pollers stop when draining starts: no new work is taken then.
     let pollers_stop = CancellationToken::new();
     for source in &config.change_sources {
@@ -215,6 +250,10 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
     shutdown.cancel();
     reports_stop.cancel();
     janitor_stop.cancel();
+    cluster_stop.cancel();
+    if let Some(thread) = listening {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     let _ = tx.send(Msg::Exit).await;
     tasks.close();
     master_tasks.close();
@@ -230,6 +269,32 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Joins the installation sharing the store, under `[cluster] name` (the host's name
+/// by default).
+async fn join_installation(store: &Store, config: &Config) -> Result<cluster::Member, String> {
+    let (name, lease) = match &config.cluster {
+        Some(c) => (c.name.clone(), c.lease),
+        None => (default_name(), config::ClusterConfig::DEFAULT_LEASE),
+    };
+    cluster::join(
+        store,
+        &name,
+        lease,
+        &config.master.pb_listen,
+        &config.master.http_listen,
+    )
+    .await
+}
+
+/// The machine's name: one master per machine needs no `[cluster]` section.
+fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "master".into())
 }
 
 /// How long stopping waits for tasks to end once connections are closed.

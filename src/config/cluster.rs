@@ -17,9 +17,11 @@ pub struct ClusterConfig {
     pub lease: Duration,
 }
 
-/// The default lease: a master taken over about ten to fourteen seconds after it
-/// stops answering.
-const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+impl ClusterConfig {
+    /// The default lease: a master is taken over about ten to fourteen seconds
+    /// after it stops answering.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+}
 
 /// Shorter leases would be lost to a slow commit or a pause.
 const MIN_LEASE: Duration = Duration::from_secs(3);
@@ -42,16 +44,16 @@ pub(super) fn cluster(
         );
     }
     let lease = match &t.lease {
-        None => DEFAULT_LEASE,
+        None => ClusterConfig::DEFAULT_LEASE,
         Some(v) => match parse_duration(v.get_ref()) {
             Ok(d) if d >= MIN_LEASE => d,
             Ok(_) => {
                 problems.at(v.span(), "cluster lease: at least 3s");
-                DEFAULT_LEASE
+                ClusterConfig::DEFAULT_LEASE
             }
             Err(e) => {
                 problems.at(v.span(), format!("cluster lease: {e}"));
-                DEFAULT_LEASE
+                ClusterConfig::DEFAULT_LEASE
             }
         },
     };
@@ -69,8 +71,10 @@ mod tests {
 
     #[test]
     fn a_name_and_a_lease() {
-        let c = parse(&format!("{BASE}[cluster]\nname = \"m-1\"\nlease = \"5s\"\n"))
-            .expect("config");
+        let c = parse(&format!(
+            "{BASE}[cluster]\nname = \"m-1\"\nlease = \"5s\"\n"
+        ))
+        .expect("config");
         let cluster = c.cluster.expect("cluster");
         assert_eq!(cluster.name, "m-1");
         assert_eq!(cluster.lease.as_secs(), 5);

@@ -9,7 +9,7 @@ use crate::events::Event;
 use crate::model::BuildResult;
 use crate::reporters::{reports_for, BuildFacts};
 use crate::runner::{initial_properties, BuildOutcome};
-use crate::store::RequestRow;
+use crate::store::{Claim, RequestRow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -322,10 +322,14 @@ impl Master {
             .store
             .start_build(request.id, &request.builder, &worker)
         {
-            Ok(Some(b)) => b,
-            Ok(None) => {
+            Ok(Claim::Started(b)) => b,
+            Ok(Claim::Gone) => {
                 // Another master started or ended it first.
                 self.queue.take(&request.builder, request.id);
+                return true;
+            }
+            Ok(Claim::Busy) => {
+                self.claim_again_soon();
                 return true;
             }
             Err(e) => {

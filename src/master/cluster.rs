@@ -6,6 +6,9 @@ use super::{Master, Msg};
 use crate::store::latent::InstanceRow;
 use tracing::{info, warn};
 
+/// How soon a request another master held is tried again.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// This master's name in the installation.
 #[derive(Debug, Clone)]
 pub struct Membership {
@@ -129,11 +132,23 @@ impl Master {
         }
     }
 
+    /// Another master held a request or a builder's numbering for a moment: the
+    /// queue is looked at again shortly (once per wake-up).
+    pub(super) fn claim_again_soon(&mut self) {
+        if !std::mem::replace(&mut self.claim_retry, true) {
+            self.effect(super::Effect::Timer {
+                after: CLAIM_RETRY,
+                msg: Box::new(Msg::Cluster(ClusterMsg::Requests)),
+            });
+        }
+    }
+
     /// Sends what the wake-up owes the other masters, inside its transaction.
     pub(super) fn notify_cluster(&mut self) {
         let Some(me) = &self.membership else {
             return;
         };
+        self.claim_retry = false;
         if std::mem::take(&mut self.notify_masters) {
             if let Err(e) = self.store.notify(&requests_notice(&me.name)) {
                 warn!("cannot tell the other masters of new requests: {e}");

@@ -24,6 +24,7 @@ mod runtime;
 mod tests;
 
 pub use auth::ConfigAuth;
+pub use cluster::Membership;
 pub use effect::Effect;
 pub use reconfig::Diff;
 pub use runtime::{BuildSettings, Coordinator};
@@ -229,6 +230,8 @@ pub struct Master {
     membership: Option<cluster::Membership>,
     /// Whether the wake-up queued requests the other masters should hear of.
     notify_masters: bool,
+    /// Whether the wake-up armed a retry of claims another master held.
+    claim_retry: bool,
 }
 
 impl Master {
@@ -277,6 +280,7 @@ impl Master {
             notices: Vec::new(),
             membership: None,
             notify_masters: false,
+            claim_retry: false,
         })
     }
 

@@ -184,7 +184,8 @@ impl SchedulerSet {
                     let from = t.since();
                     if t.fire_if_due(now) {
                         let reason = format!("scheduler {:?}: {}", s.name, t.rule.describe());
-                        let mut fire = s.fire(reason, Map::new(), Vec::new(), t.since());
+                        let since = t.since();
+                        let mut fire = s.fire(reason, Map::new(), Vec::new(), since);
                         fire.fired_from = from;
                         fires.push(fire);
                     }

@@ -1,6 +1,6 @@
 //! Build requests, builds and steps.
 
-use super::sql::{args, write, Db, Row};
+use super::sql::{args, write, Backend, Db, Row};
 use super::{now, Store, StoreError, StoreResult};
 use crate::model::BuildResult;
 use serde::Serialize;
@@ -15,6 +15,27 @@ pub struct RequestRow {
     /// `None` while queued or building.
     pub result: Option<BuildResult>,
     pub complete: bool,
+}
+
+/// What came of starting a build of a queued request.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    Started(BuildRow),
+    /// The request is complete or being built (by another master).
+    Gone,
+    /// Another master holds it or the builder's numbering for a moment.
+    Busy,
+}
+
+impl Claim {
+    /// The build started, for tests that start one where nothing can compete.
+    #[cfg(test)]
+    pub fn started(self) -> BuildRow {
+        match self {
+            Claim::Started(b) => b,
+            other => panic!("no build started: {other:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +99,7 @@ fn insert_build(
     builder: &str,
     worker: &str,
     t: f64,
+    master: Option<&str>,
 ) -> StoreResult<BuildRow> {
     let number: i64 = tx.query_row(
         "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builder = ?1",
@@ -85,8 +107,8 @@ fn insert_build(
         |r| r.get(0),
     )?;
     let id = tx.insert(
-        "INSERT INTO builds (request_id, builder, number, worker, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        args![request_id, builder, number, worker, t],
+        "INSERT INTO builds (request_id, builder, number, worker, started_at, master) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![request_id, builder, number, worker, t, master],
     )?;
     Ok(BuildRow {
         id,
@@ -222,17 +244,49 @@ impl Store {
     }
 
     /// Starts a build for a request; its number is the next for the builder.
-    pub fn start_build(
-        &self,
-        request_id: i64,
-        builder: &str,
-        worker: &str,
-    ) -> StoreResult<BuildRow> {
+    /// Starts a build of a queued request on `worker`, unless the request is no
+    /// longer queued (another master started or ended it: [`Claim::Gone`]) or
+    /// another master is claiming it or numbering a build of the same builder right
+    /// now ([`Claim::Busy`]: try again shortly). On PostgreSQL the request's row
+    /// stays locked until the transaction commits, so no two masters start it.
+    pub fn start_build(&self, request_id: i64, builder: &str, worker: &str) -> StoreResult<Claim> {
         let db = self.db();
         let tx = write(&db)?;
-        let build = insert_build(&tx, request_id, builder, worker, now())?;
+        let postgres = tx.backend() == Backend::Postgres;
+        let lock = if postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let Some(complete) = tx.query_opt(
+            &format!("SELECT complete FROM requests WHERE id = ?1{lock}"),
+            args![request_id],
+            |r| r.get::<bool>(0),
+        )?
+        else {
+            return Ok(Claim::Busy);
+        };
+        let running = tx.exists(
+            "SELECT 1 FROM builds WHERE request_id = ?1 AND finished_at IS NULL",
+            args![request_id],
+        )?;
+        if complete || running {
+            return Ok(Claim::Gone);
+        }
+        // Build numbers are the builder's next: one master at a time numbers a
+        // builder's build (waiting could deadlock two wake-ups, so it does not wait).
+        if postgres
+            && !tx.query_row(
+                "SELECT pg_try_advisory_xact_lock(hashtext('pbmaster build number ' || ?1))",
+                args![builder],
+                |r| r.get::<bool>(0),
+            )?
+        {
+            return Ok(Claim::Busy);
+        }
+        let build = insert_build(&tx, request_id, builder, worker, now(), self.member())?;
         tx.commit()?;
-        Ok(build)
+        Ok(Claim::Started(build))
     }
 
     /// Commits what happened to a build together, in order, in one transaction.
@@ -283,7 +337,7 @@ impl Store {
         let db = self.db();
         let tx = write(&db)?;
         let t = now();
-        let mut build = insert_build(&tx, request_id, builder, worker, t)?;
+        let mut build = insert_build(&tx, request_id, builder, worker, t, self.member())?;
         end_build(&tx, build.id, t, result, Some(reason))?;
         tx.commit()?;
         build.finished_at = Some(t);
@@ -424,7 +478,7 @@ mod tests {
         let r2 = store
             .add_request("b1", "force", &serde_json::json!({}))
             .unwrap();
-        let build = store.start_build(r1, "b1", "w1").unwrap();
+        let build = store.start_build(r1, "b1", "w1").unwrap().started();
         store
             .record_build(build.id, &[started(1, "compile")])
             .unwrap();
@@ -456,7 +510,7 @@ mod tests {
         );
         let log = store.log_chunks(build.id, 1, "stdio", 0).unwrap();
         assert_eq!(log[0].data, b"\xffraw", "bytes kept exactly");
-        let again = store.start_build(r1, "b1", "w1").unwrap();
+        let again = store.start_build(r1, "b1", "w1").unwrap().started();
         assert_eq!(again.number, 2);
         store
             .finish_build(again.id, &[], BuildResult::Success, None)
@@ -489,7 +543,7 @@ mod tests {
         let r = store
             .add_request("b1", "force", &serde_json::json!({}))
             .unwrap();
-        let build = store.start_build(r, "b1", "w1").unwrap();
+        let build = store.start_build(r, "b1", "w1").unwrap().started();
         let props = |n: i64| BuildWrite::Properties(serde_json::json!({"n": [n, "step"]}));
         store
             .record_build(build.id, &[props(0), started(1, "one")])
@@ -543,7 +597,7 @@ mod tests {
         let r = store
             .add_request("b1", "force", &serde_json::json!({}))
             .unwrap();
-        let build = store.start_build(r, "b1", "w1").unwrap();
+        let build = store.start_build(r, "b1", "w1").unwrap().started();
         let e = store
             .record_build(
                 build.id,

@@ -56,7 +56,40 @@ fn change_row(r: &Row) -> StoreResult<Change> {
 
 /// Inserts one request per builder of a firing, linked to its changes; releases the
 /// changes it held and records a timed scheduler's time.
-fn insert_fire(tx: &Db, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> {
+/// Makes the requests of a firing; `None` if another master running the same
+/// scheduler made them first: a timed scheduler's stored time is no longer the one
+/// it fired from, or a tree-stable timer's held changes were released already.
+fn insert_fire(tx: &Db, fire: &Fire, now: f64) -> StoreResult<Option<Vec<i64>>> {
+    match (fire.since, fire.fired_from) {
+        (Some(since), Some(from)) => {
+            let moved = tx.execute(
+                "UPDATE scheduler_since SET since = ?3 WHERE scheduler = ?1 AND since = ?2",
+                args![fire.scheduler, from, since],
+            )?;
+            if moved == 0 {
+                let stored = tx.exists(
+                    "SELECT 1 FROM scheduler_since WHERE scheduler = ?1",
+                    args![fire.scheduler],
+                )?;
+                if stored {
+                    return Ok(None);
+                }
+                set_since(tx, &fire.scheduler, since)?;
+            }
+        }
+        (Some(since), None) => set_since(tx, &fire.scheduler, since)?,
+        (None, _) => {}
+    }
+    let mut released = 0;
+    for change in &fire.changes {
+        released += tx.execute(
+            "DELETE FROM scheduler_held WHERE scheduler = ?1 AND change_id = ?2",
+            args![fire.scheduler, change],
+        )?;
+    }
+    if fire.held && !fire.changes.is_empty() && released == 0 {
+        return Ok(None);
+    }
     let properties = serde_json::Value::Object(fire.properties.clone()).to_string();
     let mut ids = Vec::new();
     for builder in &fire.builders {
@@ -73,16 +106,7 @@ fn insert_fire(tx: &Db, fire: &Fire, now: f64) -> StoreResult<Vec<i64>> {
         }
         ids.push(id);
     }
-    for change in &fire.changes {
-        tx.execute(
-            "DELETE FROM scheduler_held WHERE scheduler = ?1 AND change_id = ?2",
-            args![fire.scheduler, change],
-        )?;
-    }
-    if let Some(since) = fire.since {
-        set_since(tx, &fire.scheduler, since)?;
-    }
-    Ok(ids)
+    Ok(Some(ids))
 }
 
 /// Inserts a change and what `plan` decides it causes; returns the stored change,
@@ -135,7 +159,7 @@ pub(super) fn insert_change(
     }
     let mut requests = Vec::new();
     for fire in &plan.fires {
-        requests.extend(insert_fire(tx, fire, now)?);
+        requests.extend(insert_fire(tx, fire, now)?.unwrap_or_default());
     }
     Ok((stored, plan, requests))
 }
@@ -147,6 +171,17 @@ fn set_since(db: &Db, scheduler: &str, since: f64) -> StoreResult<()> {
         args![scheduler, since],
     )?;
     Ok(())
+}
+
+/// What came of a wake-up's scheduler firings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fired {
+    /// The requests made.
+    pub ids: Vec<i64>,
+    /// Which firings made them (indexes into the firings given).
+    pub made: Vec<usize>,
+    /// Firings another master made first.
+    pub skipped: usize,
 }
 
 impl Store {
@@ -167,15 +202,21 @@ impl Store {
     }
 
     /// Makes the requests of scheduler firings, all in one transaction.
-    pub fn record_fires(&self, fires: &[Fire], now: f64) -> StoreResult<Vec<i64>> {
+    pub fn record_fires(&self, fires: &[Fire], now: f64) -> StoreResult<Fired> {
         let db = self.db();
         let tx = write(&db)?;
-        let mut ids = Vec::new();
-        for fire in fires {
-            ids.extend(insert_fire(&tx, fire, now)?);
+        let mut fired = Fired::default();
+        for (i, fire) in fires.iter().enumerate() {
+            match insert_fire(&tx, fire, now)? {
+                Some(ids) => {
+                    fired.ids.extend(ids);
+                    fired.made.push(i);
+                }
+                None => fired.skipped += 1,
+            }
         }
         tx.commit()?;
-        Ok(ids)
+        Ok(fired)
     }
 
     pub fn set_scheduler_since(&self, scheduler: &str, since: f64) -> StoreResult<()> {
@@ -300,7 +341,44 @@ mod tests {
                 .collect(),
             changes,
             since,
+            fired_from: None,
+            held: false,
         }
+    }
+
+    #[test]
+    fn a_firing_is_made_once_whichever_master_makes_it() {
+        let (store, dir) = temp();
+        store.set_scheduler_since("s", 100.0).unwrap();
+        // Two masters run the same timed scheduler, both from the stored time.
+        let timed = |at: f64| Fire {
+            fired_from: Some(100.0),
+            ..fire(vec![], Some(at))
+        };
+        let first = store.record_fires(&[timed(160.0)], 160.0).unwrap();
+        assert_eq!(
+            (first.ids.len(), first.made.clone(), first.skipped),
+            (2, vec![0], 0)
+        );
+        let second = store.record_fires(&[timed(160.5)], 160.5).unwrap();
+        assert_eq!((second.ids.len(), second.skipped), (0, 1), "made already");
+        assert_eq!(store.scheduler_since().unwrap()["s"], 160.0);
+        // Held changes are released by the first firing only.
+        let hold = |_: &Change| ChangePlan {
+            hold: vec!["s".into()],
+            fires: vec![],
+        };
+        let (c, _, _) = store
+            .add_change(&NewChange::default(), "http", 170.0, hold)
+            .unwrap();
+        let held = || Fire {
+            held: true,
+            ..fire(vec![c.id], None)
+        };
+        assert_eq!(store.record_fires(&[held()], 180.0).unwrap().ids.len(), 2);
+        assert_eq!(store.record_fires(&[held()], 180.1).unwrap().skipped, 1);
+        assert_eq!(store.requests(100).unwrap().len(), 4);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
@@ -337,7 +415,8 @@ mod tests {
 
         let ids = store
             .record_fires(&[fire(vec![c1.id, c2.id], Some(102.0))], 102.0)
-            .unwrap();
+            .unwrap()
+            .ids;
         assert_eq!(ids.len(), 2, "one request per builder");
         assert!(store.held_changes().unwrap().is_empty());
         assert_eq!(store.requests_of_change(c1.id).unwrap(), ids);

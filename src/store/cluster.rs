@@ -12,10 +12,14 @@
 
 use super::latent::InstanceRow;
 use super::sql::{args, write, Backend};
+#[cfg(test)]
+use super::Claim;
 use super::{now, Store, StoreResult};
 use crate::model::{BuildResult, WorkerState};
 use serde::Serialize;
 
+/// The masters' table and who runs what: each running build, attached worker and
+/// live instance names its master.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS masters (
     name TEXT PRIMARY KEY,
@@ -30,6 +34,18 @@ CREATE TABLE IF NOT EXISTS masters (
     taken_over_by TEXT,
     taken_over_at REAL
 );
+";
+
+/// Columns naming the master of a build, a worker's connection and an instance
+/// (`NULL` for a master alone on SQLite, and in databases from before).
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("builds", "master", "TEXT"),
+    ("workers", "master", "TEXT"),
+    ("latent_instances", "owner", "TEXT"),
+];
+
+pub const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS builds_running_master ON builds(master) WHERE finished_at IS NULL;
 ";
 
 /// The notification channel of an installation.
@@ -218,6 +234,11 @@ impl Store {
             "UPDATE workers SET state = ?2, disconnected_at = ?3 WHERE master = ?1 AND state != ?2",
             args![dead, WorkerState::Disconnected, t],
         )?;
+        let moved: Vec<i64> = tx.query_map(
+            "SELECT id FROM latent_instances WHERE owner = ?1 AND phase NOT IN ('stopped', 'failed')",
+            args![dead],
+            |r| r.get(0),
+        )?;
         tx.execute(
             "UPDATE latent_instances SET owner = ?2 WHERE owner = ?1 AND phase NOT IN ('stopped', 'failed')",
             args![dead, taker],
@@ -227,7 +248,7 @@ impl Store {
         let instances = self
             .live_instances()?
             .into_iter()
-            .filter(|i| i.owner.as_deref() == Some(taker))
+            .filter(|i| moved.contains(&i.id))
             .collect();
         Ok(Some(TakenOver {
             builds,
@@ -243,15 +264,15 @@ impl Store {
              FROM masters ORDER BY name",
             args![],
             |r| {
-            Ok(MasterRow {
-                name: r.get(0)?,
-                state: r.get(1)?,
-                started_at: r.get(2)?,
-                lease_until: r.get(3)?,
-                pb_listen: r.get(4)?,
-                http_listen: r.get(5)?,
-                taken_over_by: r.get(6)?,
-            })
+                Ok(MasterRow {
+                    name: r.get(0)?,
+                    state: r.get(1)?,
+                    started_at: r.get(2)?,
+                    lease_until: r.get(3)?,
+                    pb_listen: r.get(4)?,
+                    http_listen: r.get(5)?,
+                    taken_over_by: r.get(6)?,
+                })
             },
         )
     }
@@ -286,5 +307,144 @@ impl Store {
                 })
             },
         )
+    }
+}
+
+/// A connection that hears the other masters' notices (see `crate::cluster::listen`).
+pub struct Listener {
+    db: super::sql::Db,
+}
+
+impl Listener {
+    /// The notices that arrived, waiting up to `timeout` for the first.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> StoreResult<Vec<String>> {
+        self.db.notifications(timeout)
+    }
+}
+
+impl Store {
+    /// Whether other masters may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.db().backend() == Backend::Postgres
+    }
+
+    /// A new connection to the same database, for a thread of its own.
+    fn connect(&self) -> StoreResult<super::sql::Db> {
+        let own = self.own_connection()?;
+        let db = std::sync::Arc::try_unwrap(own.db)
+            .map_err(|_| super::sql::internal("a new connection is shared already"))?;
+        Ok(db.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A connection of its own listening for the installation's notices.
+    pub fn listener(&self) -> StoreResult<Listener> {
+        let db = self.connect()?;
+        db.execute_batch(&format!("LISTEN {CHANNEL}"))?;
+        Ok(Listener { db })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two masters' handles on one database file.
+    fn two(dir: &std::path::Path) -> (Store, Store) {
+        let mut a = Store::open(dir).expect("store");
+        let mut b = Store::open(dir).expect("store");
+        a.set_member("a");
+        b.set_member("b");
+        (a, b)
+    }
+
+    fn temp() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("pbmaster-cluster-{}-{}", std::process::id(), now()))
+    }
+
+    #[test]
+    fn a_live_name_is_held_and_a_replaced_incarnation_cannot_renew() {
+        let dir = temp();
+        let (a, _) = two(&dir);
+        let Join::Joined { master_id } = a.join_cluster("a", "1", 30.0, "pb", "http").unwrap()
+        else {
+            panic!("joins")
+        };
+        match a.join_cluster("a", "2", 30.0, "pb", "http").unwrap() {
+            Join::Held { left } => assert!(left > 0.0 && left <= 30.0, "{left}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(a.renew_lease("a", "1", 30.0).unwrap());
+        assert!(!a.renew_lease("a", "2", 30.0).unwrap(), "not its row");
+        // A lease that ran out: the name may join again, with the same id.
+        assert!(a.renew_lease("a", "1", -1.0).unwrap());
+        assert_eq!(
+            a.join_cluster("a", "3", 30.0, "pb", "http").unwrap(),
+            Join::Joined { master_id }
+        );
+        assert!(!a.renew_lease("a", "1", 30.0).unwrap(), "replaced");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_master_whose_lease_ran_out_is_taken_over_once() {
+        let dir = temp();
+        let (a, b) = two(&dir);
+        a.join_cluster("a", "1", -1.0, "pb-a", "http-a").unwrap();
+        b.join_cluster("b", "1", 30.0, "pb-b", "http-b").unwrap();
+        let r = a
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let other = b
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = a.start_build(r, "b1", "w1").unwrap().started();
+        b.start_build(other, "b1", "w2").unwrap().started();
+        a.worker_connected("w1", "peer", None, &serde_json::json!({}))
+            .unwrap();
+        let instance = a.add_instance("pool", "pool-1", "token", "pw").unwrap();
+        assert_eq!(b.build_master(build.id).unwrap().as_deref(), Some("a"));
+        let home = b.worker_home("w1").unwrap().expect("attached");
+        assert_eq!((home.master.as_str(), home.alive), ("a", false));
+        assert_eq!(b.expired_masters().unwrap(), vec!["a".to_owned()]);
+
+        let taken = b.take_over("a", "b").unwrap().expect("taken over");
+        assert_eq!((taken.builds, taken.workers), (1, 1));
+        let ids: Vec<i64> = taken.instances.iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![instance]);
+        assert_eq!(taken.instances[0].owner.as_deref(), Some("b"));
+        let queued: Vec<i64> = b.queued_requests().unwrap().iter().map(|q| q.id).collect();
+        assert_eq!(
+            queued,
+            vec![r],
+            "its request runs again; b's own build is untouched"
+        );
+        assert!(b.take_over("a", "b").unwrap().is_none(), "once");
+        assert!(b.expired_masters().unwrap().is_empty());
+        assert!(
+            !a.renew_lease("a", "1", 30.0).unwrap(),
+            "a learns it was taken over"
+        );
+        let masters = b.masters().unwrap();
+        assert_eq!(masters[0].state, "gone");
+        assert_eq!(masters[0].taken_over_by.as_deref(), Some("b"));
+        // b's live instances are its own and the one it took.
+        assert_eq!(b.live_instances().unwrap().len(), 1);
+        assert!(a.live_instances().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_request_started_elsewhere_is_not_started_again() {
+        let dir = temp();
+        let (a, b) = two(&dir);
+        let r = a
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = b.start_build(r, "b1", "w2").unwrap().started();
+        assert!(matches!(a.start_build(r, "b1", "w1").unwrap(), Claim::Gone));
+        b.finish_build(build.id, &[], BuildResult::Success, None)
+            .unwrap();
+        assert!(matches!(a.start_build(r, "b1", "w1").unwrap(), Claim::Gone));
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tracing::warn;
 
 /// A fresh master id: 16 hex digits.
-fn new_id() -> StoreResult<String> {
+pub(super) fn new_id() -> StoreResult<String> {
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
@@ -67,6 +67,8 @@ pub struct InstanceRow {
     pub placement: Option<String>,
     /// The market it runs on (`spot`, `on-demand`), for clouds that have markets.
     pub market: Option<String>,
+    /// The master that runs it, in an installation of several.
+    pub owner: Option<String>,
     /// Why it was stopped (the detail of its move to `stopping`): idle, drained, an
     /// interruption notice...
     pub stop_reason: Option<String>,
@@ -121,9 +123,17 @@ impl Store {
         let tx = write(&db)?;
         let t = now();
         let id = tx.insert(
-            "INSERT INTO latent_instances (pool, name, phase, since, client_token, password)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            args![pool, name, Phase::Requested, t, client_token, password],
+            "INSERT INTO latent_instances (pool, name, phase, since, client_token, password, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            args![
+                pool,
+                name,
+                Phase::Requested,
+                t,
+                client_token,
+                password,
+                self.member()
+            ],
         )?;
         tx.execute(
             "INSERT INTO latent_transitions (instance_id, phase, at) VALUES (?1, ?2, ?3)",
@@ -180,7 +190,17 @@ impl Store {
 
     /// Instances not stopped or failed: after a restart, the ones to reconcile.
     pub fn live_instances(&self) -> StoreResult<Vec<InstanceRow>> {
-        self.instances_where("phase NOT IN ('stopped', 'failed')", 100_000)
+        match self.member() {
+            // In an installation, this master's alone: the others' are theirs.
+            Some(me) => {
+                let mine = format!("owner = '{}' AND ", me.replace('\'', "''"));
+                self.instances_where(
+                    &format!("{mine}phase NOT IN ('stopped', 'failed')"),
+                    100_000,
+                )
+            }
+            None => self.instances_where("phase NOT IN ('stopped', 'failed')", 100_000),
+        }
     }
 
     /// The newest instances, with their transitions.
@@ -193,7 +213,7 @@ impl Store {
         let mut rows: Vec<InstanceRow> = db.query_map(
             &format!(
                 "SELECT id, pool, name, phase, since, cloud_id, failure_phase, failure_reason, password,
-                 client_token, uses, placement, price_per_hour, market
+                 client_token, uses, placement, price_per_hour, market, owner
                  FROM latent_instances
                  WHERE {condition} ORDER BY id DESC LIMIT ?1"
             ),
@@ -213,6 +233,7 @@ impl Store {
                     uses: r.get(10)?,
                     placement: r.get(11)?,
                     market: r.get(13)?,
+                    owner: r.get(14)?,
                     stop_reason: None,
                     transitions: Vec::new(),
                     accounting: Accounting {

@@ -12,6 +12,7 @@
 mod builds;
 mod changes;
 mod checkpoint;
+mod cluster;
 mod columns;
 mod error;
 mod health;
@@ -25,7 +26,8 @@ mod schema;
 pub(crate) mod sql;
 mod workers;
 
-pub use builds::{BuildRow, BuildWrite, Keyset, RequestRow, StepRow};
+pub use builds::{BuildRow, BuildWrite, Claim, Keyset, RequestRow, StepRow};
+pub use cluster::Join;
 use error::Cause;
 pub use error::{StoreError, StoreResult};
 pub use logs::LogWriter;
@@ -67,6 +69,9 @@ pub struct Store {
     /// Checkpoints the log for every connection (see [`checkpoint`]); stops with
     /// the last handle.
     checkpointer: Arc<checkpoint::Checkpointer>,
+    /// This master's name when several share the database: builds, connections and
+    /// instances are recorded as its own, and only its own are recovered.
+    member: Option<Arc<str>>,
 }
 
 /// A log's bytes from one point on, with the sequence to ask from next time.
@@ -121,7 +126,19 @@ impl Store {
             logs_dir: Arc::new(dir.join("logs")),
             path: Arc::new(dir.join("pbmaster.sqlite")),
             checkpointer: Arc::new(checkpointer),
+            member: None,
         })
+    }
+
+    /// Records what this handle (and handles made from it afterwards) does as the
+    /// work of master `name` of an installation.
+    pub fn set_member(&mut self, name: &str) {
+        self.member = Some(name.into());
+    }
+
+    /// This master's name in an installation of several.
+    fn member(&self) -> Option<&str> {
+        self.member.as_deref()
     }
 
     /// The same database through a connection of its own, for the coordinator alone:
@@ -134,6 +151,7 @@ impl Store {
             logs_dir: self.logs_dir.clone(),
             path: self.path.clone(),
             checkpointer: self.checkpointer.clone(),
+            member: self.member.clone(),
         })
     }
 
@@ -191,6 +209,7 @@ impl Store {
             logs_dir: self.logs_dir.clone(),
             path: self.path.clone(),
             checkpointer: self.checkpointer.clone(),
+            member: self.member.clone(),
         };
         tokio::task::spawn_blocking(move || f(&reading))
             .await
@@ -219,24 +238,38 @@ impl Store {
     }
 
     /// After a restart: builds left running are closed as `retry` and their requests
-    /// queued again; workers are all disconnected. Returns the builds closed.
+    /// queued again; workers are all disconnected. In an installation of several
+    /// masters, only this master's. Returns the builds closed.
     pub fn recover(&self) -> StoreResult<usize> {
         let db = self.db();
         let tx = write(&db)?;
         let t = now();
+        // Alone, everything is this master's (rows from before have no master).
+        let mine = if self.member().is_some() {
+            "master = ?2"
+        } else {
+            "?2 IS NULL"
+        };
         tx.execute(
-            "UPDATE steps SET finished_at = ?1, result = 'retry', reason = 'master restarted'
-             WHERE finished_at IS NULL",
-            args![t],
+            &format!(
+                "UPDATE steps SET finished_at = ?1, result = 'retry', reason = 'master restarted'
+                 WHERE finished_at IS NULL
+                 AND build_id IN (SELECT id FROM builds WHERE finished_at IS NULL AND {mine})"
+            ),
+            args![t, self.member()],
         )?;
         let n = tx.execute(
-            "UPDATE builds SET finished_at = ?1, result = 'retry', reason = 'master stopped while the build ran'
-             WHERE finished_at IS NULL",
-            args![t],
+            &format!(
+                "UPDATE builds SET finished_at = ?1, result = 'retry', reason = 'master stopped while the build ran'
+                 WHERE finished_at IS NULL AND {mine}"
+            ),
+            args![t, self.member()],
         )?;
         tx.execute(
-            "UPDATE workers SET state = ?2, disconnected_at = ?1 WHERE state != ?2",
-            args![t, WorkerState::Disconnected],
+            &format!(
+                "UPDATE workers SET state = ?3, disconnected_at = ?1 WHERE state != ?3 AND {mine}"
+            ),
+            args![t, self.member(), WorkerState::Disconnected],
         )?;
         // Databases from before passwords were wiped at the end.
         tx.execute(

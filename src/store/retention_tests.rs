@@ -34,7 +34,7 @@ fn build(store: &Store, builder: &str, running: bool) -> (i64, i64) {
     let request = store
         .add_request(builder, "test", &json!({}))
         .expect("request");
-    let b = store.start_build(request, builder, "w1").expect("build");
+    let b = store.start_build(request, builder, "w1").unwrap().started();
     for step in 1..=2 {
         store
             .record_build(
@@ -112,7 +112,7 @@ fn a_log_smaller_than_a_block_stays_plain_but_is_done_with() {
     let request = store
         .add_request("b1", "test", &serde_json::json!({}))
         .expect("request");
-    let b = store.start_build(request, "b1", "w1").expect("build");
+    let b = store.start_build(request, "b1", "w1").unwrap().started();
     LogWriter::new(&store, b.id, 1)
         .append("stdio", Channel::Stdout, b"short\n")
         .expect("write");

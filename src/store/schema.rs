@@ -11,7 +11,8 @@ pub fn migrate(db: &Db) -> StoreResult<()> {
     db.execute_batch(super::latent::SCHEMA)?;
     db.execute_batch(super::outbox::SCHEMA)?;
     db.execute_batch(super::pollers::SCHEMA)?;
-    for (table, column, definition) in ADDED_COLUMNS {
+    db.execute_batch(super::cluster::SCHEMA)?;
+    for (table, column, definition) in ADDED_COLUMNS.iter().chain(super::cluster::ADDED_COLUMNS) {
         let has = db.exists(
             &format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"),
             args![column],
@@ -23,6 +24,7 @@ pub fn migrate(db: &Db) -> StoreResult<()> {
         }
     }
     db.execute_batch(RETENTION_INDEXES)?;
+    db.execute_batch(super::cluster::INDEXES)?;
     Ok(())
 }
 

@@ -26,15 +26,16 @@ impl Store {
         info: &serde_json::Value,
     ) -> StoreResult<()> {
         self.db().execute(
-            "INSERT INTO workers (name, state, version, info, connected_at, peer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(name) DO UPDATE SET state = ?2, version = ?3, info = ?4, connected_at = ?5, peer = ?6",
+            "INSERT INTO workers (name, state, version, info, connected_at, peer, master) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(name) DO UPDATE SET state = ?2, version = ?3, info = ?4, connected_at = ?5, peer = ?6, master = ?7",
             args![
                 name,
                 WorkerState::Attached,
                 version,
                 info.to_string(),
                 now(),
-                peer
+                peer,
+                self.member()
             ],
         )?;
         Ok(())
@@ -43,17 +44,20 @@ impl Store {
     /// A worker whose password checked out and whose handshake is under way.
     pub fn worker_attaching(&self, name: &str, peer: &str) -> StoreResult<()> {
         self.db().execute(
-            "INSERT INTO workers (name, state, peer) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name) DO UPDATE SET state = ?2, peer = ?3",
-            args![name, WorkerState::Attaching, peer],
+            "INSERT INTO workers (name, state, peer, master) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET state = ?2, peer = ?3, master = ?4",
+            args![name, WorkerState::Attaching, peer, self.member()],
         )?;
         Ok(())
     }
 
+    /// The worker's connection to this master ended (a connection it has since made
+    /// to another master stays recorded).
     pub fn worker_disconnected(&self, name: &str) -> StoreResult<()> {
         self.db().execute(
-            "UPDATE workers SET state = ?2, disconnected_at = ?3 WHERE name = ?1",
-            args![name, WorkerState::Disconnected, now()],
+            "UPDATE workers SET state = ?2, disconnected_at = ?3
+             WHERE name = ?1 AND (?4 IS NULL OR master IS NULL OR master = ?4)",
+            args![name, WorkerState::Disconnected, now(), self.member()],
         )?;
         Ok(())
     }

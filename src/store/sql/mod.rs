@@ -197,6 +197,17 @@ impl Db {
         Ok(self.query_opt(sql, args, |_| Ok(()))?.is_some())
     }
 
+    /// The notifications that arrived on this connection (after `LISTEN`), waiting
+    /// up to `timeout` for the first.
+    pub fn notifications(&self, timeout: std::time::Duration) -> StoreResult<Vec<String>> {
+        match &self.conn {
+            Conn::Sqlite(_) => {
+                let _ = timeout;
+                Err(internal("SQLite has no notifications"))
+            }
+        }
+    }
+
     /// Whether a transaction is open on this connection.
     pub fn in_transaction(&self) -> bool {
         match &self.conn {
@@ -311,7 +322,6 @@ pub(super) fn corrupt(column: usize, why: impl Into<String>) -> StoreError {
 }
 
 /// An error of the layer itself (a statement the backend cannot run).
-#[allow(dead_code)]
 pub(super) fn internal(why: impl Into<String>) -> StoreError {
     StoreError::Internal(Cause::new(std::io::Error::other(why.into())))
 }
