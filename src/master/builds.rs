@@ -48,6 +48,7 @@ impl Master {
             submitted_at: self.now,
             result: None,
             complete: false,
+            master: self.membership.as_ref().map(|m| m.name.clone()),
         }));
         Ok(id)
     }
@@ -263,7 +264,11 @@ impl Master {
             let Some((worker, wfb)) = self.free_worker(&builder) else {
                 // Nobody free, for this request nor (starting builds only takes
                 // workers) for the builder's later ones: a latent pool serving the
-                // builder may start an instance for each of them.
+                // builder may start an instance for each of them (the pools of the
+                // master that queued them, in an installation of several).
+                if !self.plans_for(&request) {
+                    continue;
+                }
                 let mut waiting = None;
                 for pool in builder
                     .workers

@@ -4,6 +4,7 @@
 
 use super::{Master, Msg};
 use crate::store::latent::InstanceRow;
+use crate::store::RequestRow;
 use tracing::{info, warn};
 
 /// How soon a request another master held is tried again.
@@ -140,6 +141,15 @@ impl Master {
                 after: CLAIM_RETRY,
                 msg: Box::new(Msg::Cluster(ClusterMsg::Requests)),
             });
+        }
+    }
+
+    /// Whether this master's latent pools start instances for `request`: one it
+    /// queued (or took over), not another live master's, which does it itself.
+    pub(super) fn plans_for(&self, request: &RequestRow) -> bool {
+        match (&self.membership, &request.master) {
+            (Some(me), Some(origin)) => *origin == me.name,
+            _ => true,
         }
     }
 

@@ -140,6 +140,7 @@ mod tests {
             submitted_at: 0.0,
             result: None,
             complete: false,
+            master: None,
         }
     }
 

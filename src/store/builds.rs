@@ -15,6 +15,9 @@ pub struct RequestRow {
     /// `None` while queued or building.
     pub result: Option<BuildResult>,
     pub complete: bool,
+    /// The master that queued it, in an installation of several: its latent pools
+    /// start instances for it (one master's, not every master's).
+    pub master: Option<String>,
 }
 
 /// What came of starting a build of a queued request.
@@ -195,8 +198,8 @@ impl Store {
         properties: &serde_json::Value,
     ) -> StoreResult<i64> {
         self.db().insert(
-            "INSERT INTO requests (builder, reason, properties, submitted_at) VALUES (?1, ?2, ?3, ?4)",
-            args![builder, reason, properties.to_string(), now()],
+            "INSERT INTO requests (builder, reason, properties, submitted_at, master) VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![builder, reason, properties.to_string(), now(), self.member()],
         )
     }
 
@@ -226,7 +229,7 @@ impl Store {
     ) -> StoreResult<Vec<RequestRow>> {
         self.db().query_map(
             &format!(
-                "SELECT id, builder, reason, properties, submitted_at, result, complete FROM requests WHERE {condition}"
+                "SELECT id, builder, reason, properties, submitted_at, result, complete, master FROM requests WHERE {condition}"
             ),
             args,
             |r| {
@@ -238,12 +241,12 @@ impl Store {
                     submitted_at: r.get(4)?,
                     result: r.get(5)?,
                     complete: r.get(6)?,
+                    master: r.get(7)?,
                 })
             },
         )
     }
 
-    /// Starts a build for a request; its number is the next for the builder.
     /// Starts a build of a queued request on `worker`, unless the request is no
     /// longer queued (another master started or ended it: [`Claim::Gone`]) or
     /// another master is claiming it or numbering a build of the same builder right

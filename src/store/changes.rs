@@ -59,7 +59,12 @@ fn change_row(r: &Row) -> StoreResult<Change> {
 /// Makes the requests of a firing; `None` if another master running the same
 /// scheduler made them first: a timed scheduler's stored time is no longer the one
 /// it fired from, or a tree-stable timer's held changes were released already.
-fn insert_fire(tx: &Db, fire: &Fire, now: f64) -> StoreResult<Option<Vec<i64>>> {
+fn insert_fire(
+    tx: &Db,
+    fire: &Fire,
+    now: f64,
+    master: Option<&str>,
+) -> StoreResult<Option<Vec<i64>>> {
     match (fire.since, fire.fired_from) {
         (Some(since), Some(from)) => {
             let moved = tx.execute(
@@ -94,8 +99,8 @@ fn insert_fire(tx: &Db, fire: &Fire, now: f64) -> StoreResult<Option<Vec<i64>>> 
     let mut ids = Vec::new();
     for builder in &fire.builders {
         let id = tx.insert(
-            "INSERT INTO requests (builder, reason, properties, submitted_at) VALUES (?1, ?2, ?3, ?4)",
-            args![builder, fire.reason, properties, now],
+            "INSERT INTO requests (builder, reason, properties, submitted_at, master) VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![builder, fire.reason, properties, now, master],
         )?;
         for change in &fire.changes {
             tx.execute(
@@ -116,6 +121,7 @@ pub(super) fn insert_change(
     change: &NewChange,
     source: &str,
     now: f64,
+    master: Option<&str>,
     plan: impl FnOnce(&Change) -> ChangePlan,
 ) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
     let when = change.when.unwrap_or(now);
@@ -159,7 +165,7 @@ pub(super) fn insert_change(
     }
     let mut requests = Vec::new();
     for fire in &plan.fires {
-        requests.extend(insert_fire(tx, fire, now)?.unwrap_or_default());
+        requests.extend(insert_fire(tx, fire, now, master)?.unwrap_or_default());
     }
     Ok((stored, plan, requests))
 }
@@ -196,7 +202,7 @@ impl Store {
     ) -> StoreResult<(Change, ChangePlan, Vec<i64>)> {
         let db = self.db();
         let tx = write(&db)?;
-        let added = insert_change(&tx, change, source, now, plan)?;
+        let added = insert_change(&tx, change, source, now, self.member(), plan)?;
         tx.commit()?;
         Ok(added)
     }
@@ -207,7 +213,7 @@ impl Store {
         let tx = write(&db)?;
         let mut fired = Fired::default();
         for (i, fire) in fires.iter().enumerate() {
-            match insert_fire(&tx, fire, now)? {
+            match insert_fire(&tx, fire, now, self.member())? {
                 Some(ids) => {
                     fired.ids.extend(ids);
                     fired.made.push(i);

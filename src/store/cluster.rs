@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS masters (
 /// Columns naming the master of a build, a worker's connection and an instance
 /// (`NULL` for a master alone on SQLite, and in databases from before).
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("requests", "master", "TEXT"),
     ("builds", "master", "TEXT"),
     ("workers", "master", "TEXT"),
     ("latent_instances", "owner", "TEXT"),
@@ -233,6 +234,11 @@ impl Store {
         let workers = tx.execute(
             "UPDATE workers SET state = ?2, disconnected_at = ?3 WHERE master = ?1 AND state != ?2",
             args![dead, WorkerState::Disconnected, t],
+        )?;
+        // Its latent pools' demand becomes the taker's.
+        tx.execute(
+            "UPDATE requests SET master = ?2 WHERE master = ?1 AND complete = 0",
+            args![dead, taker],
         )?;
         let moved: Vec<i64> = tx.query_map(
             "SELECT id FROM latent_instances WHERE owner = ?1 AND phase NOT IN ('stopped', 'failed')",

@@ -74,7 +74,14 @@ impl Store {
         }
         let mut added = Vec::new();
         for change in changes {
-            added.push(insert_change(&tx, change, source, now, &mut plan)?);
+            added.push(insert_change(
+                &tx,
+                change,
+                source,
+                now,
+                self.member(),
+                &mut plan,
+            )?);
         }
         tx.execute("DELETE FROM poller_heads WHERE poller = ?1", args![poller])?;
         for (branch, revision) in heads {
