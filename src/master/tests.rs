@@ -2,6 +2,7 @@
 //! runtime, no sockets, no tasks: each test feeds [`Master::handle`] and looks at
 //! what it asks for.
 
+mod cluster;
 mod latent_accounting;
 #[cfg(feature = "ec2")]
 mod latent_cloud;
@@ -91,6 +92,12 @@ impl Fixture {
     }
 
     fn on_with(dir: PathBuf, edits: &[(&str, &str)]) -> Fixture {
+        Fixture::on_as(dir, edits, None)
+    }
+
+    /// [`Fixture::on_with`] as master `member` of an installation (joined, with a
+    /// lease of five minutes).
+    fn on_as(dir: PathBuf, edits: &[(&str, &str)], member: Option<&str>) -> Fixture {
         let mut body = CONFIG.to_owned();
         for (from, to) in edits {
             assert!(body.contains(from), "{from:?} is in the config");
@@ -102,9 +109,18 @@ impl Fixture {
             1,
         );
         let config = config::parse(&with_dir).expect("config");
-        let store = Store::open(&dir).expect("store");
+        let mut store = Store::open(&dir).expect("store");
+        if let Some(name) = member {
+            store.set_member(name);
+            store
+                .join_cluster(name, "1", 300.0, "pb", "http")
+                .expect("joined");
+        }
         store.recover().expect("recover");
-        let master = Master::new(&config, &store, "m-test").expect("master");
+        let membership = member.map(|name| super::Membership { name: name.into() });
+        let master = Master::new(&config, &store, "m-test")
+            .expect("master")
+            .with_membership(membership);
         Fixture {
             master,
             store,
