@@ -57,6 +57,8 @@ pub struct BuildRow {
     /// Its share of its latent instance's cost, idle time included, once the
     /// instance has ended (and if its pool has a price).
     pub cost: Option<f64>,
+    /// The master it runs (or ran) on, in an installation of several.
+    pub master: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +127,7 @@ fn insert_build(
         reason: None,
         properties: serde_json::json!({}),
         cost: None,
+        master: master.map(str::to_owned),
     })
 }
 
@@ -443,7 +446,7 @@ pub enum Keyset {
     After(i64),
 }
 
-const BUILD_COLUMNS: &str = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost FROM builds";
+const BUILD_COLUMNS: &str = "SELECT id, request_id, builder, number, worker, started_at, finished_at, result, reason, properties, cost, master FROM builds";
 
 fn build_row(r: &Row) -> StoreResult<BuildRow> {
     Ok(BuildRow {
@@ -458,6 +461,7 @@ fn build_row(r: &Row) -> StoreResult<BuildRow> {
         reason: r.get(8)?,
         properties: r.json(9)?,
         cost: r.get(10)?,
+        master: r.get(11)?,
     })
 }
 

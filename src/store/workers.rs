@@ -56,7 +56,7 @@ impl Store {
     pub fn worker_disconnected(&self, name: &str) -> StoreResult<()> {
         self.db().execute(
             "UPDATE workers SET state = ?2, disconnected_at = ?3
-             WHERE name = ?1 AND (?4 IS NULL OR master IS NULL OR master = ?4)",
+             WHERE name = ?1 AND (CAST(?4 AS TEXT) IS NULL OR master IS NULL OR master = ?4)",
             args![name, WorkerState::Disconnected, now(), self.member()],
         )?;
         Ok(())
