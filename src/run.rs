@@ -60,7 +60,23 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
         .as_ref()
         .map(tls::acceptor)
         .transpose()?;
-    let store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
+    let postgres = config
+        .store
+        .as_ref()
+        .map(|s| {
+            Ok::<_, String>(crate::store::PgTarget {
+                url: s.url.clone(),
+                password: s
+                    .password
+                    .as_ref()
+                    .map(|p| p.read())
+                    .transpose()
+                    .map_err(|e| format!("[store] password: {e}"))?,
+            })
+        })
+        .transpose()?;
+    let store = Store::open_with(&config.master.data_dir, postgres.as_ref())
+        .map_err(|e| format!("database: {e}"))?;
     store.lock_folder().map_err(|e| format!("database: {e}"))?;
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;
     let master_id = store.master_id().map_err(|e| format!("database: {e}"))?;

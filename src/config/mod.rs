@@ -25,6 +25,7 @@ mod retention;
 mod schedulers;
 mod secrets;
 mod steps;
+mod store;
 mod users;
 mod workers;
 
@@ -45,6 +46,7 @@ pub use retention::Retention;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;
+pub use store::StoreConfig;
 pub use users::{hash_password, verify_password};
 pub use workers::WorkerConfig;
 
@@ -70,6 +72,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[retention]`.
     pub retention: Retention,
+    /// `[store]`: `None` is SQLite in `data_dir`.
+    pub store: Option<StoreConfig>,
     /// `[[reporter]]`.
     pub reporters: Vec<ReporterConfig>,
 }

@@ -55,9 +55,20 @@ pub struct FileTable {
     pub limits: Option<LimitsTable>,
     /// `[retention]`: how long builds and logs are kept.
     pub retention: Option<RetentionTable>,
+    /// `[store]`: a PostgreSQL database instead of SQLite in `data_dir`.
+    pub store: Option<StoreTable>,
     /// `[[reporter]]`: services told about builds (commit statuses, mail, pushes).
     #[serde(default, rename = "reporter")]
     pub reporters: Vec<ReporterTable>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTable {
+    pub url: Spanned<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_env: Option<Spanned<String>>,
 }
 
 /// `[limits]`.
