@@ -61,16 +61,29 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), String> {
         .as_ref()
         .map(tls::acceptor)
         .transpose()?;
-    let mut store = Store::open(&config.master.data_dir).map_err(|e| format!("database: {e}"))?;
+    let postgres = config
+        .store
+        .as_ref()
+        .map(|s| {
+            Ok::<_, String>(crate::store::PgTarget {
+                url: s.url.clone(),
+                password: s
+                    .password
+                    .as_ref()
+                    .map(|p| p.read())
+                    .transpose()
+                    .map_err(|e| format!("[store] password: {e}"))?,
+            })
+        })
+        .transpose()?;
+    let mut store = Store::open_with(&config.master.data_dir, postgres.as_ref())
+        .map_err(|e| format!("database: {e}"))?;
+    store.lock_folder().map_err(|e| format!("database: {e}"))?;
     let member = if store.is_shared() {
         let member = join_installation(&store, &config).await?;
         store.set_member(&member.name);
         Some(Arc::new(member))
     } else {
-        if config.cluster.is_some() {
-            return Err("[cluster] needs a PostgreSQL store ([store] url)".into());
-        }
-        store.lock_folder().map_err(|e| format!("database: {e}"))?;
         None
     };
     let recovered = store.recover().map_err(|e| format!("database: {e}"))?;

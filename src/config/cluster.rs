@@ -28,9 +28,16 @@ const MIN_LEASE: Duration = Duration::from_secs(3);
 
 pub(super) fn cluster(
     table: Option<&ClusterTable>,
+    postgres: bool,
     problems: &mut Problems,
 ) -> Option<ClusterConfig> {
     let t = table?;
+    if !postgres {
+        problems.at(
+            t.name.span(),
+            "[cluster] needs a PostgreSQL store ([store] url): masters share one database",
+        );
+    }
     let name = t.name.get_ref().trim();
     let name_ok = !name.is_empty()
         && name.len() <= 64
@@ -67,7 +74,8 @@ pub(super) fn cluster(
 mod tests {
     use crate::config::parse;
 
-    const BASE: &str = "[master]\ndata_dir = \"d\"\n";
+    const BASE: &str =
+        "[master]\ndata_dir = \"d\"\n[store]\nurl = \"postgres://pb@127.0.0.1:5432/pb\"\n";
 
     #[test]
     fn a_name_and_a_lease() {
@@ -81,6 +89,12 @@ mod tests {
         let c = parse(&format!("{BASE}[cluster]\nname = \"m2\"\n")).expect("config");
         assert_eq!(c.cluster.expect("cluster").lease.as_secs(), 10);
         assert!(parse(BASE).expect("config").cluster.is_none());
+        let alone = parse("[master]\ndata_dir = \"d\"\n[cluster]\nname = \"m1\"\n")
+            .expect_err("SQLite is one master's");
+        assert!(
+            format!("{alone:?}").contains("needs a PostgreSQL store"),
+            "{alone:?}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::reporters::reporters;
 use super::retention::retention;
 use super::schedulers::scheduler;
 use super::secrets::secrets;
+use super::store::store;
 use super::workers::worker;
 use super::Config;
 use std::collections::HashSet;
@@ -69,6 +70,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         t.secret.resolve_paths(base);
     }
     config.secrets.resolve_paths(base);
+    if let Some(s) = &mut config.store {
+        s.resolve_paths(base);
+    }
     for r in &mut config.reporters {
         r.resolve_paths(base);
     }
@@ -158,7 +162,8 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
     let secrets = secrets(file.secrets.as_ref(), problems);
     let limits = limits(file.limits.as_ref(), problems);
     let retention = retention(file.retention.as_ref(), problems);
-    let cluster = cluster(file.cluster.as_ref(), problems);
+    let cluster = cluster(file.cluster.as_ref(), file.store.is_some(), problems);
+    let store = store(file.store.as_ref(), problems);
     let reporters = reporters(&file.reporters, &builder_names, problems);
     let mut builders: Vec<_> = builders.into_iter().collect::<Option<_>>()?;
     limits.fill_step_defaults(&mut builders);
@@ -175,6 +180,7 @@ fn config(file: &FileTable, problems: &mut Problems) -> Option<Config> {
         secrets,
         limits,
         retention,
+        store,
         reporters,
         cluster,
     })

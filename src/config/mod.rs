@@ -26,6 +26,7 @@ mod retention;
 mod schedulers;
 mod secrets;
 mod steps;
+mod store;
 mod users;
 mod workers;
 
@@ -47,6 +48,7 @@ pub use retention::Retention;
 pub use schedulers::{SchedulerConfig, SchedulerKind};
 pub use secrets::{valid_name as valid_secret_name, SecretsConfig};
 pub use steps::*;
+pub use store::StoreConfig;
 pub use users::{hash_password, verify_password};
 pub use workers::WorkerConfig;
 
@@ -72,6 +74,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[retention]`.
     pub retention: Retention,
+    /// `[store]`: `None` is SQLite in `data_dir`.
+    pub store: Option<StoreConfig>,
     /// `[[reporter]]`.
     pub reporters: Vec<ReporterConfig>,
     /// `[cluster]`: set when masters share one PostgreSQL database.

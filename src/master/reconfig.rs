@@ -136,6 +136,12 @@ impl Diff {
         if old.retention != new.retention {
             needs_restart.push("[retention]".into());
         }
+        if old.store != new.store {
+            needs_restart.push("[store]".into());
+        }
+        if old.cluster != new.cluster {
+            needs_restart.push("[cluster]".into());
+        }
         // Pollers run from start to stop, each with its mirror and remembered heads.
         if old.change_sources != new.change_sources {
             needs_restart.push("[[change_source]]".into());
@@ -177,6 +183,8 @@ impl Diff {
         config.master = old.master.clone();
         config.secrets = old.secrets.clone();
         config.retention = old.retention;
+        config.store = old.store.clone();
+        config.cluster = old.cluster.clone();
         config.change_sources = old.change_sources.clone();
         config.limits = Limits {
             max_time: new.limits.max_time,

@@ -11,7 +11,7 @@
 //! its live latent instances pass to the taker, which ends them.
 
 use super::latent::InstanceRow;
-use super::sql::{args, write, Backend};
+use super::sql::{args, write, Backend, Db};
 #[cfg(test)]
 use super::Claim;
 use super::{now, Store, StoreResult};
@@ -36,18 +36,19 @@ CREATE TABLE IF NOT EXISTS masters (
 );
 ";
 
-/// Columns naming the master of a build, a worker's connection and an instance
-/// (`NULL` for a master alone on SQLite, and in databases from before).
-pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("requests", "master", "TEXT"),
-    ("builds", "master", "TEXT"),
-    ("workers", "master", "TEXT"),
-    ("latent_instances", "owner", "TEXT"),
-];
-
-pub const INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS builds_running_master ON builds(master) WHERE finished_at IS NULL;
-";
+/// Migration 2: the masters' table, and columns naming the master of a request, a
+/// build, a worker's connection and an instance (`NULL` for a master alone on
+/// SQLite, and in rows from before).
+pub(super) fn migrate(db: &Db) -> StoreResult<()> {
+    db.execute_batch(&super::schema::ddl(SCHEMA, db.backend()))?;
+    for table in ["requests", "builds", "workers"] {
+        super::schema::add_column(db, table, "master", "TEXT")?;
+    }
+    super::schema::add_column(db, "latent_instances", "owner", "TEXT")?;
+    db.execute_batch(
+        "CREATE INDEX IF NOT EXISTS builds_running_master ON builds(master) WHERE finished_at IS NULL",
+    )
+}
 
 /// The notification channel of an installation.
 pub const CHANNEL: &str = "pbmaster";

@@ -8,6 +8,10 @@
 //! pieces of one log and channel become one row) and when its command ends, before
 //! the step is recorded as finished. Readers see what is recorded; a crash loses at
 //! most the last interval's pieces. Rows of older databases keep their bytes inline.
+//!
+//! On PostgreSQL the bytes are kept inline, in `log_chunks.data`: every master of an
+//! installation then serves every log without a shared file system, and the server
+//! compresses large values itself.
 //! Once the build ends the file may be compressed (see [`super::retention`]): the
 //! rows' offsets are into the uncompressed bytes either way.
 
@@ -34,6 +38,8 @@ struct Piece {
     channel: Channel,
     offset: u64,
     len: u64,
+    /// The bytes themselves, when they go into the database (PostgreSQL).
+    inline: Option<Vec<u8>>,
 }
 
 /// Appends one command's logs to its build's file and records them. Steps, and the
@@ -213,6 +219,10 @@ impl LogWriter {
         if data.is_empty() {
             return Ok(());
         }
+        if self.store.is_postgres() {
+            self.append_inline(log, channel, data);
+            return Ok(());
+        }
         let (file, end) = match &mut self.file {
             Some(open) => open,
             None => {
@@ -255,10 +265,35 @@ impl LogWriter {
                 channel,
                 offset,
                 len,
+                inline: None,
             }),
         }
         self.since.get_or_insert_with(Instant::now);
         Ok(())
+    }
+
+    /// [`LogWriter::append`] of bytes kept in the database.
+    fn append_inline(&mut self, log: &str, channel: Channel, data: &[u8]) {
+        for part in data.chunks(MAX_ROW as usize) {
+            match self.pending.last_mut() {
+                Some(Piece {
+                    log: l,
+                    channel: c,
+                    inline: Some(bytes),
+                    ..
+                }) if l == log && *c == channel && (bytes.len() + part.len()) as u64 <= MAX_ROW => {
+                    bytes.extend_from_slice(part)
+                }
+                _ => self.pending.push(Piece {
+                    log: log.to_owned(),
+                    channel,
+                    offset: 0,
+                    len: 0,
+                    inline: Some(part.to_vec()),
+                }),
+            }
+        }
+        self.since.get_or_insert_with(Instant::now);
     }
 
     /// When pending pieces are due to be recorded; `None` when nothing is pending.
@@ -324,6 +359,13 @@ impl Store {
         let tx = write(&db)?;
         let empty: &[u8] = &[];
         for p in pieces {
+            if let Some(bytes) = &p.inline {
+                tx.execute(
+                    "INSERT INTO log_chunks (build_id, step, log, channel, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![build_id, step, p.log, p.channel, bytes],
+                )?;
+                continue;
+            }
             tx.execute(
                 "INSERT INTO log_chunks (build_id, step, log, channel, data, file_offset, file_len)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -21,6 +21,8 @@ mod logs;
 mod outbox;
 mod packed;
 mod pollers;
+#[cfg(test)]
+mod postgres_tests;
 mod retention;
 mod schema;
 pub(crate) mod sql;
@@ -36,6 +38,7 @@ pub use retention::{Packed, Swept};
 
 use crate::model::WorkerState;
 use serde::{Deserialize, Serialize};
+pub use sql::PgTarget;
 use sql::{args, write, Db};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -64,11 +67,14 @@ pub struct Store {
     reader: Arc<Mutex<Db>>,
     /// Where log bytes are kept (see [`LogWriter`]).
     logs_dir: Arc<PathBuf>,
-    /// The database file, for more connections.
+    /// The SQLite database file, for more connections; its folder is the data
+    /// folder on either backend.
     path: Arc<PathBuf>,
-    /// Checkpoints the log for every connection (see [`checkpoint`]); stops with
-    /// the last handle.
-    checkpointer: Arc<checkpoint::Checkpointer>,
+    /// The PostgreSQL server, when the database is there rather than in `path`.
+    postgres: Option<Arc<PgTarget>>,
+    /// SQLite: checkpoints the log for every connection (see [`checkpoint`]);
+    /// stops with the last handle.
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     /// This master's name when several share the database: builds, connections and
     /// instances are recorded as its own, and only its own are recovered.
     member: Option<Arc<str>>,
@@ -98,6 +104,26 @@ fn writer(path: &Path) -> StoreResult<Db> {
     Ok(Db::sqlite(db))
 }
 
+/// Checks a `[store] url` as the config is read: a PostgreSQL URL that the driver
+/// parses, without a password (URLs end up in logs).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must start with postgres:// (or postgresql://)".into());
+    }
+    let config: postgres::Config = url.parse().map_err(|e| format!("cannot be read: {e}"))?;
+    if config.get_password().is_some() {
+        return Err("holds a password: give it with password_file or password_env instead".into());
+    }
+    Ok(())
+}
+
+/// A PostgreSQL connection whose transactions are read-only.
+fn pg_reader(target: &PgTarget) -> StoreResult<Db> {
+    let reader = Db::postgres(target)?;
+    reader.execute_batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+    Ok(reader)
+}
+
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -106,13 +132,33 @@ pub fn now() -> f64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the SQLite database in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Store> {
+        Store::open_with(dir, None)
+    }
+
+    /// Opens the database: on the PostgreSQL server `postgres` when given (`dir`
+    /// still holds the master's lock and files), else the SQLite file in `dir`.
+    /// Either is migrated to the current schema first.
+    pub fn open_with(dir: &Path, postgres: Option<&PgTarget>) -> StoreResult<Store> {
         // The database holds one-time passwords and every build's output.
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        if let Some(target) = postgres {
+            let db = Db::postgres(target)?;
+            schema::migrate(&db)?;
+            return Ok(Store {
+                db: Arc::new(Mutex::new(db)),
+                reader: Arc::new(Mutex::new(pg_reader(target)?)),
+                logs_dir: Arc::new(dir.join("logs")),
+                path: Arc::new(dir.join("pbmaster.sqlite")),
+                postgres: Some(Arc::new(target.clone())),
+                checkpointer: None,
+                member: None,
+            });
+        }
         let db = writer(&dir.join("pbmaster.sqlite"))?;
         schema::migrate(&db)?;
         let reader = rusqlite::Connection::open(dir.join("pbmaster.sqlite"))?;
@@ -125,7 +171,8 @@ impl Store {
             reader: Arc::new(Mutex::new(reader)),
             logs_dir: Arc::new(dir.join("logs")),
             path: Arc::new(dir.join("pbmaster.sqlite")),
-            checkpointer: Arc::new(checkpointer),
+            postgres: None,
+            checkpointer: Some(Arc::new(checkpointer)),
             member: None,
         })
     }
@@ -146,10 +193,14 @@ impl Store {
     /// else's statements may join, so it cannot share a connection.
     pub fn own_connection(&self) -> StoreResult<Store> {
         Ok(Store {
-            db: Arc::new(Mutex::new(writer(&self.path)?)),
+            db: Arc::new(Mutex::new(match &self.postgres {
+                Some(target) => Db::postgres(target)?,
+                None => writer(&self.path)?,
+            })),
             reader: self.reader.clone(),
             logs_dir: self.logs_dir.clone(),
             path: self.path.clone(),
+            postgres: self.postgres.clone(),
             checkpointer: self.checkpointer.clone(),
             member: self.member.clone(),
         })
@@ -166,7 +217,11 @@ impl Store {
     /// Makes what is committed survive a power loss (commits in WAL mode with
     /// `synchronous = NORMAL` reach the log file, not the disk): called before a
     /// change or forced request is acknowledged to whoever sent it.
+    /// On PostgreSQL a commit is durable already.
     pub fn sync(&self) -> StoreResult<()> {
+        if self.postgres.is_some() {
+            return Ok(());
+        }
         let mut wal = self.path.as_os_str().to_owned();
         wal.push("-wal");
         match std::fs::File::open(&wal) {
@@ -208,6 +263,7 @@ impl Store {
             reader: self.reader.clone(),
             logs_dir: self.logs_dir.clone(),
             path: self.path.clone(),
+            postgres: self.postgres.clone(),
             checkpointer: self.checkpointer.clone(),
             member: self.member.clone(),
         };
@@ -230,6 +286,11 @@ impl Store {
             .map_err(|e| StoreError::Internal(Cause::new(e)))?
     }
 
+    /// Whether the database is on a PostgreSQL server (log bytes are kept in it).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
     /// Runs statements as they are: lets tests elsewhere put the database in a state
     /// the master would not (a dropped table, a value it does not know).
     #[cfg(test)]
@@ -248,7 +309,7 @@ impl Store {
         let mine = if self.member().is_some() {
             "master = ?2"
         } else {
-            "?2 IS NULL"
+            "CAST(?2 AS TEXT) IS NULL"
         };
         tx.execute(
             &format!(

@@ -215,7 +215,8 @@ mod tests {
     #[test]
     fn a_database_from_before_the_outbox_gets_it_on_open() {
         let (store, dir) = temp();
-        store.execute_for_test("DROP TABLE outbox");
+        // As a release before the outbox (and before versioned migrations) left it.
+        store.execute_for_test("DROP TABLE outbox; DROP TABLE schema_migrations");
         drop(store);
         let store = Store::open(&dir).unwrap();
         store

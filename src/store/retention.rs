@@ -32,7 +32,7 @@ pub struct Swept {
     pub logs: u64,
     pub builds: u64,
     pub requests: u64,
-    /// Bytes of log files removed.
+    /// Bytes of logs removed: files, and bytes kept in the database.
     pub bytes: u64,
 }
 
@@ -132,6 +132,13 @@ impl Store {
                 args![id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            // Bytes kept in the database (PostgreSQL, rows of older databases).
+            let inline: i64 = tx.query_row(
+                "SELECT CAST(COALESCE(SUM(LENGTH(data)), 0) AS BIGINT) FROM log_chunks WHERE build_id = ?1",
+                args![id],
+                |r| r.get(0),
+            )?;
+            swept.bytes += inline.max(0) as u64;
             tx.execute("DELETE FROM log_chunks WHERE build_id = ?1", args![id])?;
             for (step, log) in logs {
                 tx.execute(

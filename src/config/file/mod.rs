@@ -57,9 +57,20 @@ pub struct FileTable {
     pub retention: Option<RetentionTable>,
     /// `[cluster]`: this master's name among masters sharing one database.
     pub cluster: Option<ClusterTable>,
+    /// `[store]`: a PostgreSQL database instead of SQLite in `data_dir`.
+    pub store: Option<StoreTable>,
     /// `[[reporter]]`: services told about builds (commit statuses, mail, pushes).
     #[serde(default, rename = "reporter")]
     pub reporters: Vec<ReporterTable>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTable {
+    pub url: Spanned<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_env: Option<Spanned<String>>,
 }
 
 /// `[limits]`.

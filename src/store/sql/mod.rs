@@ -8,14 +8,18 @@
 //! [`Row`]s of backend-neutral cells, read with [`Row::get`], so a stored value the
 //! master does not know is [`StoreError::Corrupt`] on both.
 
+mod postgres;
 mod row;
 mod value;
+
+pub use postgres::PgTarget;
 
 pub use row::{Cell, FromCell, Row};
 pub use value::{Arg, Value};
 
 use super::error::Cause;
 use super::{StoreError, StoreResult};
+use std::cell::{Cell as Flag, RefCell};
 
 /// A slice of statement arguments: `args![a, b]`.
 macro_rules! store_args {
@@ -29,23 +33,29 @@ pub(crate) use store_args as args;
 pub struct Db {
     conn: Conn,
     /// Open savepoints inside the current transaction, for their names.
-    savepoints: std::cell::Cell<u32>,
+    savepoints: Flag<u32>,
+    /// PostgreSQL: whether a transaction is open (SQLite says so itself).
+    in_tx: Flag<bool>,
+    /// PostgreSQL: the savepoint depth at which a statement failed, which aborted
+    /// the transaction down to there (a `COMMIT` would then silently roll back).
+    failed_at: Flag<Option<u32>>,
 }
 
 enum Conn {
     Sqlite(rusqlite::Connection),
+    Postgres(RefCell<postgres::PgConn>),
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.conn {
             Conn::Sqlite(_) => "Db(SQLite)",
+            Conn::Postgres(_) => "Db(PostgreSQL)",
         })
     }
 }
 
-/// Which database a [`Db`] speaks to, for the few statements that differ.
-#[allow(dead_code)]
+/// Which database a [`Db`] speaks to, for the few things that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -65,12 +75,29 @@ fn sqlite_args(args: &[&dyn Arg]) -> Vec<rusqlite::types::Value> {
         .collect()
 }
 
+fn pg_args<'a>(args: &'a [&'a dyn Arg]) -> Vec<Value<'a>> {
+    args.iter().map(|a| a.value()).collect()
+}
+
 impl Db {
     /// A SQLite connection, as configured by the caller.
     pub fn sqlite(conn: rusqlite::Connection) -> Db {
+        Db::with(Conn::Sqlite(conn))
+    }
+
+    /// A connection to a PostgreSQL server.
+    pub fn postgres(target: &PgTarget) -> StoreResult<Db> {
+        Ok(Db::with(Conn::Postgres(RefCell::new(
+            postgres::PgConn::connect(target)?,
+        ))))
+    }
+
+    fn with(conn: Conn) -> Db {
         Db {
-            conn: Conn::Sqlite(conn),
-            savepoints: std::cell::Cell::new(0),
+            conn,
+            savepoints: Flag::new(0),
+            in_tx: Flag::new(false),
+            failed_at: Flag::new(None),
         }
     }
 
@@ -80,10 +107,10 @@ impl Db {
         Db::sqlite(rusqlite::Connection::open_in_memory().expect("memory database"))
     }
 
-    #[allow(dead_code)]
     pub fn backend(&self) -> Backend {
         match self.conn {
             Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(_) => Backend::Postgres,
         }
     }
 
@@ -92,15 +119,27 @@ impl Db {
     pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         match &self.conn {
             Conn::Sqlite(c) => Some(c),
+            Conn::Postgres(_) => None,
         }
+    }
+
+    /// Notes a failed statement inside a PostgreSQL transaction.
+    fn failed<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
+        if r.is_err() && self.in_tx.get() && self.failed_at.get().is_none() {
+            self.failed_at.set(Some(self.savepoints.get()));
+        }
+        r
     }
 
     /// Runs statements separated by `;`, without arguments.
     pub fn execute_batch(&self, sql: &str) -> StoreResult<()> {
         match &self.conn {
-            Conn::Sqlite(c) => c.execute_batch(sql)?,
+            Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Conn::Postgres(c) => {
+                let r = c.borrow_mut().batch(sql).map_err(StoreError::from);
+                self.failed(r)
+            }
         }
-        Ok(())
     }
 
     /// Runs one statement; the rows it changed.
@@ -110,6 +149,11 @@ impl Db {
                 let args = sqlite_args(args);
                 Ok(c.prepare_cached(sql)?
                     .execute(rusqlite::params_from_iter(args))?)
+            }
+            Conn::Postgres(c) => {
+                let args = pg_args(args);
+                let r = c.borrow_mut().execute(sql, &args).map_err(StoreError::from);
+                Ok(self.failed(r)? as usize)
             }
         }
     }
@@ -123,6 +167,7 @@ impl Db {
                     .execute(rusqlite::params_from_iter(args))?;
                 Ok(c.last_insert_rowid())
             }
+            Conn::Postgres(_) => self.query_row(&format!("{sql} RETURNING id"), args, |r| r.get(0)),
         }
     }
 
@@ -143,11 +188,15 @@ impl Db {
                         break;
                     }
                 }
+                Ok(())
+            }
+            Conn::Postgres(c) => {
+                let args = pg_args(args);
+                let r = c.borrow_mut().query_while(sql, &args, f);
+                self.failed(r)
             }
         }
-        Ok(())
     }
-
     /// Every row, each made a `T` by `f`.
     pub fn query_map<T>(
         &self,
@@ -205,6 +254,7 @@ impl Db {
                 let _ = timeout;
                 Err(internal("SQLite has no notifications"))
             }
+            Conn::Postgres(c) => Ok(c.borrow_mut().notifications(timeout)?),
         }
     }
 
@@ -212,6 +262,7 @@ impl Db {
     pub fn in_transaction(&self) -> bool {
         match &self.conn {
             Conn::Sqlite(c) => !c.is_autocommit(),
+            Conn::Postgres(_) => self.in_tx.get(),
         }
     }
 
@@ -220,8 +271,13 @@ impl Db {
     /// has moved past).
     pub fn begin(&self) -> StoreResult<()> {
         self.savepoints.set(0);
+        self.failed_at.set(None);
         match &self.conn {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
+            Conn::Postgres(c) => {
+                c.borrow_mut().batch("BEGIN")?;
+                self.in_tx.set(true);
+            }
         }
         Ok(())
     }
@@ -229,7 +285,15 @@ impl Db {
     /// Commits the open transaction; on failure nothing of it stays.
     pub fn commit(&self) -> StoreResult<()> {
         self.savepoints.set(0);
-        if let Err(e) = self.execute_batch("COMMIT") {
+        if self.failed_at.get().is_some() {
+            self.rollback();
+            return Err(internal(
+                "the transaction was rolled back: a statement in it failed",
+            ));
+        }
+        let done = self.execute_batch("COMMIT");
+        self.in_tx.set(false);
+        if let Err(e) = done {
             if self.in_transaction() {
                 let _ = self.execute_batch("ROLLBACK");
             }
@@ -240,9 +304,11 @@ impl Db {
 
     fn rollback(&self) {
         self.savepoints.set(0);
+        self.failed_at.set(None);
         if self.in_transaction() {
             let _ = self.execute_batch("ROLLBACK");
         }
+        self.in_tx.set(false);
     }
 }
 
@@ -299,6 +365,10 @@ impl Drop for Write<'_> {
         }
         self.db.savepoints.set(self.savepoint - 1);
         let n = self.savepoint;
+        // What failed inside the savepoint is undone with it.
+        if self.db.failed_at.get().is_some_and(|at| at >= n) {
+            self.db.failed_at.set(None);
+        }
         let _ = self.db.execute_batch(&format!(
             "ROLLBACK TO SAVEPOINT sp{n}; RELEASE SAVEPOINT sp{n}"
         ));
