@@ -14,6 +14,7 @@ pub mod http;
 pub mod latent;
 pub mod master;
 pub mod pb;
+pub mod postgres;
 pub mod recorder;
 pub mod wait;
 pub mod workers;
