@@ -11,9 +11,13 @@
 #      docker.io and debootstrap with the stock image tests/docker.rs and
 #      tests/ec2_stock.rs boot (a
 #      minimal Debian with python3 and cloud-init, and buildbot-worker's wheels);
+#      Debian's postgresql-15, whose initdb and pg_ctl the store's tests run throwaway
+#      clusters with (scripts/postgres-cluster.sh);
 #   2. cargo test for the whole workspace, all features (so the ec2 and docker drivers
 #      too): unit, property, fixture and CLI tests, and the master end to end against
-#      every worker generation, the EC2 emulator and a private dockerd;
+#      every worker generation, the EC2 emulator and a private dockerd; then a
+#      representative set of the end-to-end suites again with every test master's
+#      state in PostgreSQL (one throwaway cluster, stopped by its PID at the end);
 #   3. the deterministic fixture vectors regenerated with real Twisted and compared
 #      with the committed ones;
 #   4. the README's quickstart, once;
@@ -23,6 +27,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 fuzz_seconds=${FUZZ_SECONDS:-20}
+fresh="" pg_dir=""
+cleanup() {
+  [ -z "$pg_dir" ] || scripts/postgres-cluster.sh stop "$pg_dir"
+  [ -z "$fresh" ] || rm -rf "$fresh"
+}
+trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -37,12 +47,24 @@ scripts/install-browser.sh
 step "installing docker and the stock image"
 scripts/install-stock-image.sh
 
+step "installing postgresql"
+scripts/install-postgres.sh
+
 step "cargo test"
 cargo test --workspace --all-features --locked
 
+step "end-to-end suites on PostgreSQL"
+pg_dir=$(mktemp -d)
+PBMASTER_TEST_POSTGRES=$(scripts/postgres-cluster.sh start "$pg_dir")
+export PBMASTER_TEST_POSTGRES
+cargo test --all-features --locked --test generations --test lifecycle --test steps \
+  --test web --test changes --test retention --test reconfig --test reporters
+unset PBMASTER_TEST_POSTGRES
+scripts/postgres-cluster.sh stop "$pg_dir"
+pg_dir=""
+
 step "regenerating fixture vectors with real Twisted"
 fresh=$(mktemp -d)
-trap 'rm -rf "$fresh"' EXIT
 fixtures/gen/generate-vectors.sh "$fresh" >/dev/null
 if ! diff -r "$fresh" fixtures/vectors >/dev/null; then
   diff -r "$fresh" fixtures/vectors | head -40

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::master::{tail, test_dir, MasterProcess};
-use support::postgres::Postgres;
+use support::postgres::{fresh_database, store_section_for, Cluster};
 use support::wait;
 use support::workers::{Generation, RunningWorker, WorkerOptions};
 
@@ -28,9 +28,12 @@ name = "w2"
 password = "pw"
 "#;
 
-/// A master of the installation on database `db`: `[store]`, `[cluster]`, `body`.
-fn start_master(pg: &Postgres, db: &str, dir: &Path, name: &str, body: &str) -> MasterProcess {
-    let store = pg.store_section(db, dir);
+/// A database of the test's cluster: its URL and password.
+type Database = (String, String);
+
+/// A master of the installation on `db`: `[store]`, `[cluster]`, `body`.
+fn start_master(db: &Database, dir: &Path, name: &str, body: &str) -> MasterProcess {
+    let store = store_section_for(&db.0, &db.1, dir);
     let cluster = format!("[cluster]\nname = \"{name}\"\nlease = \"3s\"\n");
     MasterProcess::start(dir, "", &format!("{store}\n{cluster}\n{body}"))
 }
@@ -52,8 +55,8 @@ fn builds(master: &MasterProcess, builder: &str) -> Vec<Value> {
 #[test]
 fn two_masters_run_each_request_once_and_show_the_whole_installation() {
     let dir = test_dir("cluster-two");
-    let pg = Postgres::start();
-    pg.database("two", &dir.join("m1"));
+    let pg = Cluster::start();
+    let db = fresh_database(&pg.admin_url);
     let body = format!(
         r#"{WORKERS}
 [[builder]]
@@ -78,8 +81,8 @@ workers = ["w2"]
 command = "sleep 60"
 "#
     );
-    let m1 = start_master(&pg, "two", &dir.join("m1"), "m1", &body);
-    let m2 = start_master(&pg, "two", &dir.join("m2"), "m2", &body);
+    let m1 = start_master(&db, &dir.join("m1"), "m1", &body);
+    let m2 = start_master(&db, &dir.join("m2"), "m2", &body);
     let mut w1 = worker(&dir, "w1", &m1);
     let w2 = worker(&dir, "w2", &m2);
     m1.wait_attached("w1", LONG);
@@ -196,8 +199,8 @@ fn processes_under(dir: &Path) -> Vec<u32> {
 #[test]
 fn a_killed_master_is_taken_over_and_its_work_runs_elsewhere() {
     let dir = test_dir("cluster-takeover");
-    let pg = Postgres::start();
-    pg.database("takeover", &dir.join("m1"));
+    let pg = Cluster::start();
+    let db = fresh_database(&pg.admin_url);
     let venv = Generation::Worker4.venv();
     let body = format!(
         r#"{WORKERS}
@@ -224,9 +227,9 @@ command = "sleep 600"
         venv = venv.display(),
         marker = dir.join("ran-once").display(),
     );
-    let mut m1 = start_master(&pg, "takeover", &dir.join("m1"), "m1", &body);
-    let m2 = start_master(&pg, "takeover", &dir.join("m2"), "m2", &body);
-    let m3 = start_master(&pg, "takeover", &dir.join("m3"), "m3", &body);
+    let mut m1 = start_master(&db, &dir.join("m1"), "m1", &body);
+    let m2 = start_master(&db, &dir.join("m2"), "m2", &body);
+    let m3 = start_master(&db, &dir.join("m3"), "m3", &body);
     let mut w1 = worker(&dir, "w1", &m1);
     m1.wait_attached("w1", LONG);
 
@@ -321,8 +324,8 @@ command = "sleep 600"
 #[test]
 fn a_timed_scheduler_fires_once_for_the_installation() {
     let dir = test_dir("cluster-timed");
-    let pg = Postgres::start();
-    pg.database("timed", &dir.join("m1"));
+    let pg = Cluster::start();
+    let db = fresh_database(&pg.admin_url);
     let body = format!(
         r#"{WORKERS}
 [[builder]]
@@ -339,8 +342,8 @@ builders = ["tick"]
 interval = 2
 "#
     );
-    let m1 = start_master(&pg, "timed", &dir.join("m1"), "m1", &body);
-    let m2 = start_master(&pg, "timed", &dir.join("m2"), "m2", &body);
+    let m1 = start_master(&db, &dir.join("m1"), "m1", &body);
+    let m2 = start_master(&db, &dir.join("m2"), "m2", &body);
     // Both run the scheduler; each of its times makes one request.
     wait::until("six firings", LONG, || {
         list(m1.get("/api/buildrequests?limit=100")).len() >= 6

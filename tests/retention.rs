@@ -137,6 +137,20 @@ fn finished_logs_are_compressed_and_read_back_byte_identical() {
     master.wait_attached("w1", LONG);
     let build = run_chatty(&master);
     let (plain, packed) = log_files(&master, build);
+    if support::postgres::from_env().is_some() {
+        // On PostgreSQL the bytes are in the database (which compresses large values
+        // itself): no file, nothing to pack, and the same bytes after a restart.
+        assert!(!plain.exists() && !packed.exists());
+        let before = every_view(&master, build);
+        assert!(
+            before.iter().any(|(p, _)| p.contains("from=")),
+            "a second page"
+        );
+        master.set_body(&body(""));
+        master.restart();
+        assert!(before == every_view(&master, build), "the same bytes");
+        return;
+    }
     let plain_size = std::fs::metadata(&plain).expect("a plain log file").len();
     assert!(!packed.exists());
     let before = every_view(&master, build);
@@ -249,7 +263,10 @@ fn old_logs_and_builds_expire_while_a_running_build_is_untouched() {
     assert!(build["finished_at"].is_null(), "{build}");
     assert!(build["steps"][0]["logs_expired_at"].is_null(), "{build}");
     assert_eq!(master.output(running, 1, "stdout"), "started\n");
-    assert!(log_files(&master, running).0.exists());
+    // Its bytes are in a file on SQLite (in the database on PostgreSQL).
+    if support::postgres::from_env().is_none() {
+        assert!(log_files(&master, running).0.exists());
+    }
     // Counted and logged once the round's transactions are committed.
     for counter in [
         "pbmaster_builds_expired_total 1",

@@ -46,6 +46,8 @@ pub struct MasterProcess {
     /// Everything after the `[master]` table: workers, builders, schedulers.
     body: String,
     extra_master: String,
+    /// `[store]` on PostgreSQL when the run asks for it (see [`super::postgres`]).
+    store: String,
 }
 
 impl MasterProcess {
@@ -54,6 +56,7 @@ impl MasterProcess {
     /// answers.
     pub fn start(dir: &Path, extra_master: &str, body: &str) -> MasterProcess {
         std::fs::create_dir_all(dir).expect("test dir");
+        let store = super::postgres::store_section(dir);
         let pb: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("address");
@@ -65,6 +68,7 @@ impl MasterProcess {
             api,
             body: body.to_owned(),
             extra_master: extra_master.to_owned(),
+            store,
         };
         m.launch();
         m
@@ -74,8 +78,8 @@ impl MasterProcess {
         let http = self.api.trim_start_matches("http://");
         let text = format!(
             "[master]\npb_listen = \"{}\"\nhttp_listen = \"{http}\"\ndata_dir = \"data\"\n{}\n\n{}\n\n\
-             [[api_token]]\nname = \"test\"\nroles = [\"admin\"]\ntoken_file = \"api.token\"\n",
-            self.pb, self.extra_master, self.body
+             [[api_token]]\nname = \"test\"\nroles = [\"admin\"]\ntoken_file = \"api.token\"\n\n{}",
+            self.pb, self.extra_master, self.body, self.store
         );
         std::fs::write(self.dir.join("master.toml"), text).expect("write config");
         write_secret(&self.dir.join("api.token"), API_TOKEN);

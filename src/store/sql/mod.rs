@@ -43,7 +43,7 @@ pub struct Db {
 
 enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<postgres::PgConn>),
+    Postgres(Box<RefCell<postgres::PgConn>>),
 }
 
 impl std::fmt::Debug for Db {
@@ -87,9 +87,9 @@ impl Db {
 
     /// A connection to a PostgreSQL server.
     pub fn postgres(target: &PgTarget) -> StoreResult<Db> {
-        Ok(Db::with(Conn::Postgres(RefCell::new(
+        Ok(Db::with(Conn::Postgres(Box::new(RefCell::new(
             postgres::PgConn::connect(target)?,
-        ))))
+        )))))
     }
 
     fn with(conn: Conn) -> Db {

@@ -35,8 +35,17 @@ impl std::fmt::Debug for PgTarget {
 
 /// A connection and its prepared statements.
 pub struct PgConn {
-    client: Client,
+    /// Always there until dropped (see `Drop`).
+    client: Option<Client>,
     cache: HashMap<String, Statement>,
+}
+
+impl Drop for PgConn {
+    /// The client owns a small runtime, which may not be dropped on an async task.
+    fn drop(&mut self) {
+        let client = self.client.take();
+        off_runtime(move || drop(client));
+    }
 }
 
 impl PgConn {
@@ -50,11 +59,16 @@ impl PgConn {
         }
         config.application_name("pbmaster");
         config.connect_timeout(std::time::Duration::from_secs(10));
-        let client = config.connect(postgres::NoTls)?;
+        let client = off_runtime(|| config.connect(postgres::NoTls))?;
         Ok(PgConn {
-            client,
+            client: Some(client),
             cache: HashMap::new(),
         })
+    }
+
+    fn client(&mut self) -> &mut Client {
+        // Taken only when dropped.
+        self.client.as_mut().expect("an open connection")
     }
 
     /// The payloads of the notifications that arrived, waiting up to `timeout` for
@@ -64,27 +78,29 @@ impl PgConn {
         timeout: std::time::Duration,
     ) -> Result<Vec<String>, postgres::Error> {
         use postgres::fallible_iterator::FallibleIterator;
-        let mut out = Vec::new();
-        let mut notifications = self.client.notifications();
-        if let Some(n) = notifications.timeout_iter(timeout).next()? {
-            out.push(n.payload().to_owned());
-        }
-        let mut pending = notifications.iter();
-        while let Some(n) = pending.next()? {
-            out.push(n.payload().to_owned());
-        }
-        Ok(out)
+        off_runtime(|| {
+            let mut out = Vec::new();
+            let mut notifications = self.client().notifications();
+            if let Some(n) = notifications.timeout_iter(timeout).next()? {
+                out.push(n.payload().to_owned());
+            }
+            let mut pending = notifications.iter();
+            while let Some(n) = pending.next()? {
+                out.push(n.payload().to_owned());
+            }
+            Ok(out)
+        })
     }
 
     pub fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.client.batch_execute(sql)
+        off_runtime(|| self.client().batch_execute(sql))
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
         if let Some(s) = self.cache.get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.client.prepare(&placeholders(sql))?;
+        let statement = off_runtime(|| self.client().prepare(&placeholders(sql)))?;
         if self.cache.len() >= CACHE {
             self.cache.clear();
         }
@@ -96,7 +112,7 @@ impl PgConn {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        self.client.execute(&statement, &params)
+        off_runtime(|| self.client().execute(&statement, &params))
     }
 
     /// Rows one at a time into `f` while it answers `true`.
@@ -108,13 +124,27 @@ impl PgConn {
     ) -> Result<(), StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
         let statement = self.statement(sql)?;
-        let mut rows = self.client.query_raw(&statement, args.iter())?;
-        while let Some(r) = rows.next()? {
-            if !f(&row(&r)?)? {
-                break;
+        off_runtime(|| {
+            let mut rows = self.client().query_raw(&statement, args.iter())?;
+            while let Some(r) = rows.next()? {
+                if !f(&row(&r)?)? {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+}
+
+/// Runs `f`, which blocks on the client's own runtime. Called on a worker thread of
+/// the master's runtime (at start, say), it first tells that runtime this thread
+/// blocks, as a nested runtime may not be entered from an async task; elsewhere
+/// (the coordinator's thread, blocking threads) it simply runs.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
