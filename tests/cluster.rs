@@ -71,7 +71,7 @@ name = "hello"
 workers = ["w2"]
 
 [[builder.step]]
-command = "echo hello from $(basename $(dirname $(pwd)))"
+command = "echo hello from %(prop:workername)s"
 
 [[builder]]
 name = "long"
