@@ -58,7 +58,9 @@ pg_dir=$(mktemp -d)
 PBMASTER_TEST_POSTGRES=$(scripts/postgres-cluster.sh start "$pg_dir")
 export PBMASTER_TEST_POSTGRES
 cargo test --all-features --locked --test generations --test lifecycle --test steps \
-  --test web --test changes --test retention --test reconfig --test reporters
+  --test web --test changes --test retention --test reconfig --test reporters \
+  --test step_kinds --test latent --test secrets --test limits --test api_auth \
+  --test observe --test inject --test git_poller
 unset PBMASTER_TEST_POSTGRES
 scripts/postgres-cluster.sh stop "$pg_dir"
 pg_dir=""

@@ -272,8 +272,14 @@ fn outside_values_stay_data() {
             "{why}"
         );
     }
-    let header = std::fs::read(&db).expect("database");
-    assert!(header.starts_with(b"SQLite format 3\0"), "database intact");
+    // On PostgreSQL there is no database file beside the transfer root to harm,
+    // and none may have been written there.
+    if support::postgres::from_env().is_some() {
+        assert!(!db.exists(), "nothing written where SQLite would be");
+    } else {
+        let header = std::fs::read(&db).expect("database");
+        assert!(header.starts_with(b"SQLite format 3\0"), "database intact");
+    }
     assert!(!outside.exists());
     let builds = master.get("/api/builds?builder=upload");
     assert_eq!(builds.as_array().map(Vec::len), Some(3), "{builds}");

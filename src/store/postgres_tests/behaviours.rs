@@ -324,3 +324,21 @@ fn unknown_values_are_corrupt_and_migrations_run_once() {
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_connection_the_server_ended_is_replaced_outside_a_transaction() {
+    let cluster = Cluster::start();
+    let (store, dir, target) = cluster.store();
+    store
+        .add_request("b1", "force", &json!({}))
+        .expect("request");
+    cluster.run(
+        &target,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let e = store.requests(10).expect_err("the session is gone");
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert_eq!(store.requests(10).expect("connected again").len(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -123,6 +123,19 @@ impl Db {
         }
     }
 
+    /// The PostgreSQL connection, connected again first if the server closed it
+    /// and no transaction is open.
+    fn pg<'a>(
+        &self,
+        c: &'a RefCell<postgres::PgConn>,
+    ) -> StoreResult<std::cell::RefMut<'a, postgres::PgConn>> {
+        let mut conn = c.borrow_mut();
+        if !self.in_tx.get() {
+            conn.reopen_if_closed()?;
+        }
+        Ok(conn)
+    }
+
     /// Notes a failed statement inside a PostgreSQL transaction.
     fn failed<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
         if r.is_err() && self.in_tx.get() && self.failed_at.get().is_none() {
@@ -136,7 +149,7 @@ impl Db {
         match &self.conn {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres(c) => {
-                let r = c.borrow_mut().batch(sql).map_err(StoreError::from);
+                let r = self.pg(c).and_then(|mut c| Ok(c.batch(sql)?));
                 self.failed(r)
             }
         }
@@ -152,7 +165,7 @@ impl Db {
             }
             Conn::Postgres(c) => {
                 let args = pg_args(args);
-                let r = c.borrow_mut().execute(sql, &args).map_err(StoreError::from);
+                let r = self.pg(c).and_then(|mut c| Ok(c.execute(sql, &args)?));
                 Ok(self.failed(r)? as usize)
             }
         }
@@ -192,7 +205,7 @@ impl Db {
             }
             Conn::Postgres(c) => {
                 let args = pg_args(args);
-                let r = c.borrow_mut().query_while(sql, &args, f);
+                let r = self.pg(c).and_then(|mut c| c.query_while(sql, &args, f));
                 self.failed(r)
             }
         }
@@ -275,7 +288,7 @@ impl Db {
         match &self.conn {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
             Conn::Postgres(c) => {
-                c.borrow_mut().batch("BEGIN")?;
+                self.pg(c)?.batch("BEGIN")?;
                 self.in_tx.set(true);
             }
         }

@@ -38,6 +38,8 @@ pub struct PgConn {
     /// Always there until dropped (see `Drop`).
     client: Option<Client>,
     cache: HashMap<String, Statement>,
+    /// For a new connection when the server closed this one.
+    config: postgres::Config,
 }
 
 impl Drop for PgConn {
@@ -63,7 +65,24 @@ impl PgConn {
         Ok(PgConn {
             client: Some(client),
             cache: HashMap::new(),
+            config,
         })
+    }
+
+    /// Connects again if the server closed the connection (a restart, a network
+    /// cut): called only outside a transaction, whose statements must not go to
+    /// another session.
+    pub fn reopen_if_closed(&mut self) -> Result<(), postgres::Error> {
+        if !self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let client = off_runtime(|| config.connect(postgres::NoTls))?;
+        let old = self.client.replace(client);
+        off_runtime(move || drop(old));
+        self.cache.clear();
+        tracing::info!("store: connected to PostgreSQL again");
+        Ok(())
     }
 
     fn client(&mut self) -> &mut Client {
@@ -287,7 +306,7 @@ impl From<postgres::Error> for StoreError {
             let io = e
                 .source()
                 .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
-            return if e.is_closed() || io || e.to_string().contains("connect") {
+            return if e.is_closed() || io {
                 StoreError::Unavailable(Cause::new(e))
             } else {
                 StoreError::Internal(Cause::new(e))
