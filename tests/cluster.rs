@@ -322,6 +322,57 @@ command = "sleep 600"
 }
 
 #[test]
+fn a_master_frozen_past_its_lease_is_taken_over_and_stops_when_it_wakes() {
+    let dir = test_dir("cluster-frozen");
+    let pg = Cluster::start();
+    let db = fresh_database(&pg.admin_url);
+    let body = format!(
+        r#"{WORKERS}
+[[builder]]
+name = "slow"
+workers = ["w1", "w2"]
+
+[[builder.step]]
+command = "sleep 5"
+"#
+    );
+    let mut m1 = start_master(&db, &dir.join("m1"), "m1", &body);
+    let m2 = start_master(&db, &dir.join("m2"), "m2", &body);
+    let mut w1 = worker(&dir, "w1", &m1);
+    m1.wait_attached("w1", LONG);
+    let request = m2.force("slow");
+    let first = m2.wait_running_build(request, LONG);
+    assert_eq!(first["master"], "m1", "{first}");
+    // As if its network were cut: it neither renews nor answers.
+    m1.signal("STOP");
+    let mut w2 = worker(&dir, "w2", &m2);
+    m2.wait_for("/api/masters", LONG, "m1 to be taken over", |v| {
+        list(v.clone())
+            .iter()
+            .any(|m| m["name"] == "m1" && m["state"] == "gone")
+    });
+    let r = m2.wait_request(request, LONG);
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(r["builds"][0]["result"], "retry", "{r}");
+    assert_eq!(r["builds"][1]["master"], "m2", "{r}");
+    // Woken, it learns at its next renewal that it was taken over, and stops.
+    m1.signal("CONT");
+    let status = m1.wait_exit(LONG);
+    assert_eq!(status.code(), Some(3), "{}", tail(&m1.log(), 20));
+    assert!(
+        m1.log().contains("another master took this one over"),
+        "{}",
+        tail(&m1.log(), 20)
+    );
+    // Nothing it did after waking changed what m2 recorded.
+    let after = m2.get(&format!("/api/buildrequests/{request}"));
+    assert_eq!(after["builds"], r["builds"], "{after}");
+    assert_eq!(after["result"], "success", "{after}");
+    w1.kill();
+    w2.kill();
+}
+
+#[test]
 fn a_timed_scheduler_fires_once_for_the_installation() {
     let dir = test_dir("cluster-timed");
     let pg = Cluster::start();

@@ -302,8 +302,30 @@ impl Store {
         }
         let db = self.db();
         let tx = write(&db)?;
+        if self.ended_elsewhere(&tx, build_id)? {
+            return Ok(());
+        }
         apply(&tx, build_id, writes)?;
         tx.commit()
+    }
+
+    /// Whether another master has ended the build (it took this one over while it
+    /// could not renew its lease): then nothing more is recorded for it here.
+    fn ended_elsewhere(&self, tx: &Db, build_id: i64) -> StoreResult<bool> {
+        if self.member().is_none() {
+            return Ok(false);
+        }
+        let ended = tx.exists(
+            "SELECT 1 FROM builds WHERE id = ?1 AND finished_at IS NOT NULL",
+            args![build_id],
+        )?;
+        if ended {
+            tracing::warn!(
+                build = build_id,
+                "the build was ended by another master; not recorded"
+            );
+        }
+        Ok(ended)
     }
 
     /// Ends a build after `writes` (its last step's end, say), in one transaction. A
@@ -318,6 +340,9 @@ impl Store {
         let plain = self.log_stays_plain(build_id);
         let db = self.db();
         let tx = write(&db)?;
+        if self.ended_elsewhere(&tx, build_id)? {
+            return Ok(());
+        }
         apply(&tx, build_id, writes)?;
         let t = now();
         end_build(&tx, build_id, t, result, reason)?;

@@ -441,6 +441,25 @@ mod tests {
     }
 
     #[test]
+    fn a_build_ended_by_a_takeover_is_not_recorded_again_by_its_master() {
+        let dir = temp();
+        let (a, b) = two(&dir);
+        a.join_cluster("a", "1", -1.0, "pb", "http").unwrap();
+        let r = a
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        let build = a.start_build(r, "b1", "w1").unwrap().started();
+        b.take_over("a", "b").unwrap().expect("taken over");
+        // a wakes and reports the end of its build: too late.
+        a.finish_build(build.id, &[], BuildResult::Success, None)
+            .unwrap();
+        let row = b.build(build.id).unwrap().expect("build");
+        assert_eq!(row.result, Some(BuildResult::Retry));
+        assert!(!b.request(r).unwrap().expect("request").complete);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
     fn a_request_started_elsewhere_is_not_started_again() {
         let dir = temp();
         let (a, b) = two(&dir);

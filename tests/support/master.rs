@@ -175,9 +175,14 @@ impl MasterProcess {
 
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends `signal` (a name: `STOP`, `CONT`...) without waiting.
+    pub fn signal(&self, signal: &str) {
         if let Some(c) = &self.child {
             let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
+                .args([&format!("-{signal}"), &c.id().to_string()])
                 .status();
         }
     }
