@@ -96,6 +96,11 @@ pub async fn run(
 ) {
     let every = member.lease / 3;
     let mut renewed = Instant::now();
+    // A connection of its own: a renewal waits for nobody else's statements.
+    let store = match store.off_thread(|s| s.own_connection()).await {
+        Ok(own) => own,
+        Err(e) => fail_stop(&format!("no connection for the lease: {e}")),
+    };
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -106,10 +111,13 @@ pub async fn run(
             member.incarnation.clone(),
             member.lease.as_secs_f64(),
         );
-        match store
-            .off_thread(move |s| s.renew_lease(&name, &inc, secs))
-            .await
-        {
+        // A renewal stuck on a lost network is a failed one once the lease is over.
+        let renewal = store.off_thread(move |s| s.renew_lease(&name, &inc, secs));
+        let renewed_now = match tokio::time::timeout(member.lease, renewal).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("no answer within the lease".to_owned()),
+        };
+        match renewed_now {
             Ok(true) => renewed = Instant::now(),
             Ok(false) => fail_stop("another master took this one over (its lease had run out)"),
             Err(e) if renewed.elapsed() >= member.lease => {
