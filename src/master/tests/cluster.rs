@@ -113,3 +113,38 @@ fn a_stop_for_a_build_on_another_master_is_passed_on() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn only_the_master_that_queued_a_request_starts_an_instance_for_it() {
+    let (mut m1, mut m2) = two_masters();
+    let (effects, _) = m1.force("cloudy");
+    assert_eq!(launches(&effects).len(), 1, "m1 starts one: {effects:?}");
+    let effects = m2.handle(reload());
+    assert!(
+        launches(&effects).is_empty(),
+        "m2 leaves it to m1: {effects:?}"
+    );
+}
+
+#[test]
+fn the_instances_of_a_master_taken_over_are_ended_by_their_launch_token() {
+    let (mut m1, mut m2) = two_masters();
+    let (effects, _) = m1.force("cloudy");
+    assert_eq!(launches(&effects).len(), 1);
+    assert!(m1.store.renew_lease("m1", "1", -1.0).unwrap());
+    let taken = m2.store.take_over("m1", "m2").unwrap().expect("taken over");
+    let token = taken.instances[0].client_token.clone();
+    let effects = m2.handle(Msg::Cluster(ClusterMsg::TookOver {
+        from: "m1".into(),
+        instances: taken.instances,
+    }));
+    let ended = effects.iter().find_map(|e| match e {
+        Effect::EndLaunch { client_token, .. } => Some(client_token.clone()),
+        _ => None,
+    });
+    assert_eq!(ended, Some(token), "{effects:?}");
+    assert_eq!(m2.instance_phase("pool-1"), Some(Phase::Stopping));
+    // The request m1 queued is m2's now: m2 starts an instance for it.
+    let effects = m2.handle(reload());
+    assert_eq!(launches(&effects).len(), 1, "{effects:?}");
+}
