@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS masters (
     lease_until REAL NOT NULL,
     pb_listen TEXT NOT NULL,
     http_listen TEXT NOT NULL,
+    -- The machine and data folder it runs from (see Store::join_cluster).
+    home TEXT NOT NULL,
     taken_over_by TEXT,
     taken_over_at REAL
 );
@@ -106,7 +108,10 @@ pub struct WorkerHome {
 impl Store {
     /// Joins as `name` for `lease` seconds, unless a live process holds the name.
     /// A previous incarnation whose lease ran out is this master restarted: its
-    /// builds are closed by [`Store::recover`], which the caller runs next.
+    /// builds are closed by [`Store::recover`], which the caller runs next. So is
+    /// one whose lease still runs but that ran from this machine and data folder:
+    /// the caller holds the folder's lock, so that process is gone (a master
+    /// restarted after a crash need not wait out its old lease).
     pub fn join_cluster(
         &self,
         name: &str,
@@ -119,29 +124,32 @@ impl Store {
         let tx = write(&db)?;
         let t = now();
         let clock = clock(tx.backend());
-        let held: Option<(String, f64, Option<String>)> = tx.query_opt(
-            &format!("SELECT state, lease_until - {clock}, master_id FROM masters WHERE name = ?1"),
+        let home = self.home();
+        let held: Option<(String, f64, Option<String>, String)> = tx.query_opt(
+            &format!(
+                "SELECT state, lease_until - {clock}, master_id, home FROM masters WHERE name = ?1"
+            ),
             args![name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        if let Some((state, left, _)) = &held {
-            if state == "alive" && *left > 0.0 {
+        if let Some((state, left, _, there)) = &held {
+            if state == "alive" && *left > 0.0 && *there != home {
                 return Ok(Join::Held { left: *left });
             }
         }
-        let master_id = match held.and_then(|(_, _, id)| id) {
+        let master_id = match held.and_then(|(_, _, id, _)| id) {
             Some(id) => id,
             None => super::latent::new_id()?,
         };
         tx.execute(
             &format!(
-                "INSERT INTO masters (name, master_id, incarnation, state, started_at, lease_until, pb_listen, http_listen)
-                 VALUES (?1, ?2, ?3, 'alive', ?4, {clock} + ?5, ?6, ?7)
+                "INSERT INTO masters (name, master_id, incarnation, state, started_at, lease_until, pb_listen, http_listen, home)
+                 VALUES (?1, ?2, ?3, 'alive', ?4, {clock} + ?5, ?6, ?7, ?8)
                  ON CONFLICT(name) DO UPDATE SET incarnation = ?3, state = 'alive', started_at = ?4,
-                 lease_until = {clock} + ?5, pb_listen = ?6, http_listen = ?7, taken_over_by = NULL,
-                 taken_over_at = NULL"
+                 lease_until = {clock} + ?5, pb_listen = ?6, http_listen = ?7, home = ?8,
+                 taken_over_by = NULL, taken_over_at = NULL"
             ),
-            args![name, master_id, incarnation, t, lease, pb_listen, http_listen],
+            args![name, master_id, incarnation, t, lease, pb_listen, http_listen, home],
         )?;
         tx.commit()?;
         Ok(Join::Joined { master_id })
@@ -369,26 +377,22 @@ mod tests {
     }
 
     #[test]
-    fn a_live_name_is_held_and_a_replaced_incarnation_cannot_renew() {
+    fn a_restart_from_the_same_folder_replaces_the_old_incarnation() {
         let dir = temp();
         let (a, _) = two(&dir);
         let Join::Joined { master_id } = a.join_cluster("a", "1", 30.0, "pb", "http").unwrap()
         else {
             panic!("joins")
         };
-        match a.join_cluster("a", "2", 30.0, "pb", "http").unwrap() {
-            Join::Held { left } => assert!(left > 0.0 && left <= 30.0, "{left}"),
-            other => panic!("{other:?}"),
-        }
         assert!(a.renew_lease("a", "1", 30.0).unwrap());
-        assert!(!a.renew_lease("a", "2", 30.0).unwrap(), "not its row");
-        // A lease that ran out: the name may join again, with the same id.
-        assert!(a.renew_lease("a", "1", -1.0).unwrap());
+        // Killed and started again from the same folder (whose lock it holds): its
+        // old lease still runs, but no process can hold it any more.
         assert_eq!(
-            a.join_cluster("a", "3", 30.0, "pb", "http").unwrap(),
+            a.join_cluster("a", "2", 30.0, "pb", "http").unwrap(),
             Join::Joined { master_id }
         );
         assert!(!a.renew_lease("a", "1", 30.0).unwrap(), "replaced");
+        assert!(a.renew_lease("a", "2", 30.0).unwrap());
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -328,7 +328,7 @@ impl Store {
     }
 
     /// This machine and the database's folder.
-    fn home(&self) -> String {
+    pub(super) fn home(&self) -> String {
         let machine = ["/etc/machine-id", "/proc/sys/kernel/hostname"]
             .iter()
             .find_map(|f| {

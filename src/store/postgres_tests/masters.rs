@@ -28,6 +28,25 @@ fn masters(cluster: &Cluster, names: &[&str]) -> (Vec<Store>, std::path::PathBuf
 }
 
 #[test]
+fn a_live_name_is_not_taken_from_another_folder() {
+    let cluster = Cluster::start();
+    let (m, dir) = masters(&cluster, &["m1", "m2"]);
+    // m2's folder asks for m1's name while m1's lease runs.
+    match m[1]
+        .join_cluster("m1", "2", 30.0, "pb", "http")
+        .expect("join")
+    {
+        Join::Held { left } => assert!(left > 0.0 && left <= 30.0, "{left}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        m[0].renew_lease("m1", "1", 30.0).expect("renew"),
+        "m1 keeps it"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn a_request_one_master_is_starting_is_not_started_by_another() {
     let cluster = Cluster::start();
     let (m, dir) = masters(&cluster, &["m1", "m2"]);
