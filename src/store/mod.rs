@@ -100,7 +100,7 @@ fn writer(path: &Path) -> StoreResult<Db> {
     db.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
     db.pragma_update(None, "foreign_keys", "ON")?;
     db.busy_timeout(std::time::Duration::from_secs(10))?;
-    db.set_prepared_statement_cache_capacity(64);
+    db.set_prepared_statement_cache_capacity(128);
     Ok(Db::sqlite(db))
 }
 
@@ -163,7 +163,7 @@ impl Store {
         schema::migrate(&db)?;
         let reader = rusqlite::Connection::open(dir.join("pbmaster.sqlite"))?;
         reader.pragma_update(None, "query_only", "ON")?;
-        reader.set_prepared_statement_cache_capacity(64);
+        reader.set_prepared_statement_cache_capacity(128);
         let reader = Db::sqlite(reader);
         let checkpointer = checkpoint::Checkpointer::start(&dir.join("pbmaster.sqlite"))?;
         Ok(Store {

@@ -68,11 +68,15 @@ impl Drop for Cluster {
 /// password, and the password (for a `password_file`).
 pub fn fresh_database(admin_url: &str) -> (String, String) {
     let name = unique("pbt");
-    let mut admin =
-        postgres::Client::connect(admin_url, postgres::NoTls).expect("admin connection");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
+    // On a thread of its own: the client blocks on a runtime of its own, which an
+    // async test's thread may not do.
+    let (url, create) = (admin_url.to_owned(), format!("CREATE DATABASE {name}"));
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("admin connection");
+        admin.batch_execute(&create).expect("create database");
+    })
+    .join()
+    .expect("database created");
     let rest = admin_url
         .strip_prefix("postgres://")
         .expect("a postgres URL");

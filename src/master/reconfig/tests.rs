@@ -112,6 +112,7 @@ fn settings_bound_at_start_need_a_restart_and_keep_their_running_values() {
         (
             "[[worker]]",
             "[limits]\nlog_max_size = 2000000\nmax_time = 100\n\n[retention]\nlogs = \"30d\"\n\n\
+             [store]\nurl = \"postgres://pb@db/pb\"\npassword_env = \"PB_DB\"\n\n\
              [[change_source]]\nname = \"app\"\nkind = \"git\"\nrepo = \"/srv/app.git\"\n\n[[worker]]",
         ),
     ]);
@@ -124,6 +125,7 @@ fn settings_bound_at_start_need_a_restart_and_keep_their_running_values() {
             "[master] shutdown_grace",
             "[limits] log_max_size",
             "[retention]",
+            "[store]",
             "[[change_source]]"
         ]
     );
@@ -136,6 +138,10 @@ fn settings_bound_at_start_need_a_restart_and_keep_their_running_values() {
     assert_eq!(applied.limits.log_max_size, old.limits.log_max_size);
     assert_eq!(applied.limits.max_time, 100);
     assert_eq!(applied.retention, old.retention);
+    assert_eq!(
+        applied.store, None,
+        "the running store stays until a restart"
+    );
     assert!(
         applied.change_sources.is_empty(),
         "pollers start with the master"

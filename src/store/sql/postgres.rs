@@ -61,6 +61,9 @@ impl PgConn {
         }
         config.application_name("pbmaster");
         config.connect_timeout(std::time::Duration::from_secs(10));
+        // As SQLite's busy timeout: a lock held too long is an error (unavailable,
+        // retryable), never an endless wait.
+        config.options("-c lock_timeout=10s");
         let client = off_runtime(|| config.connect(postgres::NoTls))?;
         Ok(PgConn {
             client: Some(client),
@@ -316,6 +319,8 @@ impl From<postgres::Error> for StoreError {
             "23" => StoreError::Conflict(Cause::new(e)),
             "08" | "53" => StoreError::Unavailable(Cause::new(e)),
             "57" if code.starts_with("57P") => StoreError::Unavailable(Cause::new(e)),
+            // lock_timeout ran out: busy, as SQLite's SQLITE_BUSY.
+            "55" if code == "55P03" => StoreError::Unavailable(Cause::new(e)),
             "40" if code == "40001" || code == "40P01" => StoreError::Unavailable(Cause::new(e)),
             "22" => StoreError::Corrupt {
                 what: format!("a value the database refused ({code})"),

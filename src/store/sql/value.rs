@@ -5,13 +5,27 @@
 use std::borrow::Cow;
 
 /// One argument, as sent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Value<'a> {
     Null,
     Int(i64),
     Real(f64),
     Text(Cow<'a, str>),
     Blob(Cow<'a, [u8]>),
+}
+
+/// Text and bytes by their size only: arguments include one-time passwords and log
+/// bytes, and the PostgreSQL client logs its arguments at debug level.
+impl std::fmt::Debug for Value<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Real(v) => write!(f, "{v}"),
+            Value::Text(t) => write!(f, "<text of {} bytes>", t.len()),
+            Value::Blob(b) => write!(f, "<{} bytes>", b.len()),
+        }
+    }
 }
 
 /// A value that can be a statement's argument.
@@ -79,5 +93,23 @@ impl<T: Arg> Arg for Option<T> {
 impl Arg for Value<'_> {
     fn value(&self) -> Value<'_> {
         self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_text_or_bytes() {
+        let shown = format!(
+            "{:?}",
+            ["s3cret-pw".value(), b"log bytes"[..].value(), 7.value()]
+        );
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("log"),
+            "{shown}"
+        );
+        assert!(shown.contains("9 bytes") && shown.contains('7'), "{shown}");
     }
 }
