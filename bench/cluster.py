@@ -101,7 +101,9 @@ def main():
     ap.add_argument("--pause", type=float, default=0.0)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="pbm-cluster-")
-    pg_dir = os.path.join(work, "pg")
+    # Its own folder in /tmp: the server runs as an unprivileged user, who cannot
+    # enter the work folder.
+    pg_dir = tempfile.mktemp(prefix="pbm-cluster-pg-")
     admin_url = subprocess.run([SCRIPT, "start", pg_dir], check=True, capture_output=True,
                                text=True).stdout.strip()
     rows = []

@@ -210,16 +210,16 @@ pub fn listen(
         })
 }
 
-/// Sends the coordinator what `notices` ask, one queue reload for any number of
-/// request notices; false once the coordinator is gone.
+/// Sends the coordinator what `notices` ask, the requests other masters queued in
+/// one message; false once the coordinator is gone.
 fn forward(notices: &[String], me: &str, master: &mpsc::Sender<Msg>) -> bool {
-    let mut reload = false;
+    let mut queued = Vec::new();
     for notice in notices {
         match parse_notice(notice) {
-            Some(ClusterMsg::Requests) if !crate::master::cluster::from_self(notice, me) => {
-                reload = true
+            Some(ClusterMsg::Queued(ids)) if !crate::master::cluster::from_self(notice, me) => {
+                queued.extend(ids)
             }
-            Some(ClusterMsg::Requests) | None => {}
+            Some(ClusterMsg::Queued(_)) | None => {}
             Some(other) => {
                 if master.blocking_send(other.into()).is_err() {
                     return false;
@@ -227,5 +227,8 @@ fn forward(notices: &[String], me: &str, master: &mpsc::Sender<Msg>) -> bool {
             }
         }
     }
-    !reload || master.blocking_send(ClusterMsg::Requests.into()).is_ok()
+    queued.is_empty()
+        || master
+            .blocking_send(ClusterMsg::Queued(queued).into())
+            .is_ok()
 }

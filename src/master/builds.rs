@@ -39,7 +39,7 @@ impl Master {
             request: id,
             builder: builder.clone(),
         });
-        self.requests_queued();
+        self.requests_queued(id);
         self.queue.push(Arc::new(RequestRow {
             id,
             builder,
@@ -128,7 +128,7 @@ impl Master {
                         if let Some(pool) = &interrupted {
                             self.prefer_on_demand(pool, r.request.id);
                         }
-                        self.requests_queued();
+                        self.requests_queued(r.request.id);
                         self.queue.push(r.request);
                     }
                 }
@@ -218,7 +218,7 @@ impl Master {
         for &id in ids {
             match self.store.request(id) {
                 Ok(Some(r)) => {
-                    self.requests_queued();
+                    self.requests_queued(r.id);
                     self.queue.push(Arc::new(r));
                 }
                 Ok(None) => warn!(request = id, "a new request is not in the store"),

@@ -19,9 +19,11 @@ pub struct Membership {
 /// What the cluster tasks tell the coordinator.
 #[derive(Debug)]
 pub enum ClusterMsg {
-    /// Requests were queued, queued again or taken somewhere (or it is time to look):
-    /// the queue is read again from the database.
+    /// Time to look (or a claim to try again): the queue is read again from the
+    /// database, which also drops what other masters started or ended.
     Requests,
+    /// Another master queued these requests (new ones, or ones to run again).
+    Queued(Vec<i64>),
     /// Another master's API asked to stop a build running here.
     Stop { build_id: i64, why: String },
     /// This master took over `from`: its live instances are now this master's, to end.
@@ -37,14 +39,25 @@ impl From<ClusterMsg> for Msg {
     }
 }
 
-/// The notification other masters get for new work, from master `me`.
-pub fn requests_notice(me: &str) -> String {
-    format!("requests {me}")
+/// Request ids in one notice at most (PostgreSQL's payloads stop at 8000 bytes).
+const IDS_PER_NOTICE: usize = 400;
+
+/// The notifications other masters get for requests master `me` queued.
+pub fn queued_notices(me: &str, ids: &[i64]) -> Vec<String> {
+    ids.chunks(IDS_PER_NOTICE)
+        .map(|chunk| {
+            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            format!("queued {me} {}", ids.join(" "))
+        })
+        .collect()
 }
 
 /// Whether a notice is this master's own (it hears what it sends).
 pub fn from_self(notice: &str, me: &str) -> bool {
-    notice.strip_prefix("requests ") == Some(me)
+    notice
+        .strip_prefix("queued ")
+        .and_then(|rest| rest.split(' ').next())
+        == Some(me)
 }
 
 /// The notification asking the master running `build_id` to stop it.
@@ -54,8 +67,13 @@ pub fn stop_notice(build_id: i64, why: &str) -> String {
 
 /// Reads a notification's payload; `None` for one this version does not know.
 pub fn parse_notice(payload: &str) -> Option<ClusterMsg> {
-    if payload.starts_with("requests ") {
-        return Some(ClusterMsg::Requests);
+    if let Some(rest) = payload.strip_prefix("queued ") {
+        let ids = rest
+            .split(' ')
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>();
+        return ids.ok().map(ClusterMsg::Queued);
     }
     let rest = payload.strip_prefix("stop ")?;
     let (id, why) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -70,6 +88,17 @@ impl Master {
         match msg {
             ClusterMsg::Requests => {
                 self.reload_queue();
+                self.dispatch();
+            }
+            ClusterMsg::Queued(ids) => {
+                match self.store.queued_among(&ids) {
+                    Ok(rows) => {
+                        for row in rows {
+                            self.queue.push(std::sync::Arc::new(row));
+                        }
+                    }
+                    Err(e) => warn!("cannot read the requests another master queued: {e}"),
+                }
                 self.dispatch();
             }
             ClusterMsg::Stop { build_id, why } => {
@@ -88,11 +117,11 @@ impl Master {
         }
     }
 
-    /// Tells the other masters that requests were queued (sent at the wake-up's
+    /// Tells the other masters that request `id` was queued (sent at the wake-up's
     /// commit).
-    pub(super) fn requests_queued(&mut self) {
+    pub(super) fn requests_queued(&mut self, id: i64) {
         if self.membership.is_some() {
-            self.notify_masters = true;
+            self.queued_now.push(id);
         }
     }
 
@@ -159,8 +188,9 @@ impl Master {
             return;
         };
         self.claim_retry = false;
-        if std::mem::take(&mut self.notify_masters) {
-            if let Err(e) = self.store.notify(&requests_notice(&me.name)) {
+        let queued = std::mem::take(&mut self.queued_now);
+        for notice in queued_notices(&me.name, &queued) {
+            if let Err(e) = self.store.notify(&notice) {
                 warn!("cannot tell the other masters of new requests: {e}");
             }
         }
@@ -187,9 +217,20 @@ mod tests {
 
     #[test]
     fn notices_read_back() {
-        let notice = requests_notice("m1");
-        assert!(matches!(parse_notice(&notice), Some(ClusterMsg::Requests)));
-        assert!(from_self(&notice, "m1") && !from_self(&notice, "m2"));
+        let ids: Vec<i64> = (1..=1000).collect();
+        let notices = queued_notices("m1", &ids);
+        assert_eq!(notices.len(), 3, "in notices that fit");
+        assert!(notices.iter().all(|n| n.len() < 8000));
+        let mut back = Vec::new();
+        for n in &notices {
+            assert!(from_self(n, "m1") && !from_self(n, "m"));
+            match parse_notice(n) {
+                Some(ClusterMsg::Queued(some)) => back.extend(some),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, ids);
+        assert!(parse_notice("queued m1 7 x").is_none());
         match parse_notice(&stop_notice(42, "stopped by alice: why")) {
             Some(ClusterMsg::Stop { build_id, why }) => {
                 assert_eq!((build_id, why.as_str()), (42, "stopped by alice: why"))

@@ -228,8 +228,8 @@ pub struct Master {
     notices: Vec<crate::events::Event>,
     /// This master's name when it shares its database with others.
     membership: Option<cluster::Membership>,
-    /// Whether the wake-up queued requests the other masters should hear of.
-    notify_masters: bool,
+    /// Requests the wake-up queued, which the other masters should hear of.
+    queued_now: Vec<i64>,
     /// Whether the wake-up armed a retry of claims another master held.
     claim_retry: bool,
 }
@@ -279,7 +279,7 @@ impl Master {
             out: Vec::new(),
             notices: Vec::new(),
             membership: None,
-            notify_masters: false,
+            queued_now: Vec::new(),
             claim_retry: false,
         })
     }

@@ -214,6 +214,22 @@ impl Store {
         )
     }
 
+    /// Those of `ids` that are queued (not complete, not being built), oldest first.
+    pub fn queued_among(&self, ids: &[i64]) -> StoreResult<Vec<RequestRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        self.requests_where(
+            &format!(
+                "id IN ({}) AND complete = 0
+                 AND id NOT IN (SELECT request_id FROM builds WHERE finished_at IS NULL) ORDER BY id",
+                list.join(", ")
+            ),
+            args![],
+        )
+    }
+
     pub fn requests(&self, limit: i64) -> StoreResult<Vec<RequestRow>> {
         self.requests_where(
             "1 = 1 ORDER BY id DESC LIMIT ?1",

@@ -37,8 +37,10 @@ fn a_request_queued_at_one_master_runs_where_a_worker_is_free() {
     assert!(builds_started(&effects).is_empty(), "no worker at m1");
     replies(effects);
     let request = answer.blocking_recv().unwrap().expect("queued");
+    // m1's notice names the request; m2 reads that one.
+    let notice = Msg::Cluster(ClusterMsg::Queued(vec![request]));
     assert_eq!(
-        builds_started(&m2.handle(reload())),
+        builds_started(&m2.handle(notice)),
         [(request, "w2".to_owned())]
     );
     let build = &m1.store.builds_of_request(request).unwrap()[0];

@@ -143,3 +143,28 @@ fn notices_reach_listening_masters_when_the_transaction_commits() {
     assert_eq!(got, vec!["requests m1".to_owned()]);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_master_frozen_inside_a_transaction_does_not_block_its_takeover() {
+    let cluster = Cluster::start();
+    let (m, dir) = masters(&cluster, &["m1", "m2"]);
+    let r = m[0]
+        .add_request("b1", "force", &json!({}))
+        .expect("request");
+    let build = m[0].start_build(r, "b1", "w1").expect("claim").started();
+    assert!(m[0].renew_lease("m1", "1", -1.0).expect("expire"));
+    // m1 froze in the middle of a wake-up: its transaction holds the build's row.
+    let frozen = m[0].own_connection().expect("connection");
+    frozen.begin().expect("begin");
+    frozen
+        .record_build(build.id, &[crate::store::BuildWrite::Properties(json!({}))])
+        .expect("write");
+    // The server ends the idle transaction, so the takeover gets through.
+    let taken = m[1]
+        .take_over("m1", "m2")
+        .expect("take over")
+        .expect("taken");
+    assert_eq!(taken.builds, 1);
+    assert!(frozen.commit().is_err(), "m1's session was ended");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -62,8 +62,16 @@ impl PgConn {
         config.application_name("pbmaster");
         config.connect_timeout(std::time::Duration::from_secs(10));
         // As SQLite's busy timeout: a lock held too long is an error (unavailable,
-        // retryable), never an endless wait.
-        config.options("-c lock_timeout=10s");
+        // retryable), never an endless wait. A session left in a transaction (its
+        // master frozen, or cut off) is ended by the server, and a dead peer found by
+        // keepalives, so its locks never keep other masters from taking its work
+        // over (a master's own transactions last milliseconds).
+        config.options(
+            "-c lock_timeout=10s -c idle_in_transaction_session_timeout=5s \
+             -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+        );
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(5));
         let client = off_runtime(|| config.connect(postgres::NoTls))?;
         Ok(PgConn {
             client: Some(client),
