@@ -18,7 +18,7 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// The default lease: a master is taken over about ten to fourteen seconds
+    /// The default lease: a master is taken over about seven to fourteen seconds
     /// after it stops answering.
     pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 }
