@@ -104,7 +104,11 @@ impl Master {
             ClusterMsg::Stop { build_id, why } => {
                 self.stop_build(build_id, why);
             }
-            ClusterMsg::TookOver { from, instances } => self.end_taken_over(&from, instances),
+            ClusterMsg::TookOver { from, instances } => {
+                self.end_taken_over(&from, instances);
+                self.hold_stored_changes();
+                self.dispatch();
+            }
         }
     }
 
@@ -193,6 +197,22 @@ impl Master {
             if let Err(e) = self.store.notify(&notice) {
                 warn!("cannot tell the other masters of new requests: {e}");
             }
+        }
+    }
+
+    /// The changes the tree-stable timers of the installation hold, held here too
+    /// (those the master taken over held would otherwise wait for a restart); the
+    /// first master to fire a batch makes its requests.
+    fn hold_stored_changes(&mut self) {
+        match self.store.held_changes() {
+            Ok(held) => {
+                for (scheduler, change) in held {
+                    self.schedulers
+                        .hold(std::slice::from_ref(&scheduler), &change);
+                }
+                self.effect(super::Effect::WakeAt(self.schedulers.wake_at()));
+            }
+            Err(e) => warn!("cannot read the held changes: {e}"),
         }
     }
 

@@ -180,13 +180,23 @@ impl Store {
         Ok(())
     }
 
-    /// Leaves cleanly (the master stopped with nothing running).
+    /// Leaves cleanly (the master stopped with nothing running). The requests it
+    /// queued that still wait become everyone's: any master's pools may start
+    /// instances for them.
     pub fn leave_cluster(&self, name: &str, incarnation: &str) -> StoreResult<()> {
-        self.db().execute(
+        let db = self.db();
+        let tx = write(&db)?;
+        let left = tx.execute(
             "UPDATE masters SET state = 'stopped', lease_until = ?3 WHERE name = ?1 AND incarnation = ?2",
             args![name, incarnation, now()],
         )?;
-        Ok(())
+        if left == 1 {
+            tx.execute(
+                "UPDATE requests SET master = NULL WHERE master = ?1 AND complete = 0",
+                args![name],
+            )?;
+        }
+        tx.commit()
     }
 
     /// Masters whose lease ran out and that nobody has taken over yet.
@@ -393,6 +403,14 @@ mod tests {
         );
         assert!(!a.renew_lease("a", "1", 30.0).unwrap(), "replaced");
         assert!(a.renew_lease("a", "2", 30.0).unwrap());
+        // Leaving, it hands the requests it queued to every master.
+        let r = a
+            .add_request("b1", "force", &serde_json::json!({}))
+            .unwrap();
+        assert_eq!(a.request(r).unwrap().unwrap().master.as_deref(), Some("a"));
+        a.leave_cluster("a", "2").unwrap();
+        assert_eq!(a.request(r).unwrap().unwrap().master, None);
+        assert_eq!(a.masters().unwrap()[0].state, "stopped");
         std::fs::remove_dir_all(dir).ok();
     }
 

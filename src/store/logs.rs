@@ -393,6 +393,25 @@ impl Drop for LogWriter {
     }
 }
 
+/// A log's chunks from the first on, for tests on either database.
+#[cfg(test)]
+pub(super) fn read_whole_log(
+    store: &Store,
+    build: i64,
+    step: i64,
+    log: &str,
+) -> Vec<(Channel, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let chunks = store.log_chunks(build, step, log, after).expect("read");
+        let Some(last) = chunks.last() else { break };
+        after = last.seq;
+        out.extend(chunks.into_iter().map(|c| (c.channel, c.data)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,15 +426,7 @@ mod tests {
     }
 
     fn read_all(store: &Store, build: i64, step: i64, log: &str) -> Vec<(Channel, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let chunks = store.log_chunks(build, step, log, after).expect("read");
-            let Some(last) = chunks.last() else { break };
-            after = last.seq;
-            out.extend(chunks.into_iter().map(|c| (c.channel, c.data)));
-        }
-        out
+        read_whole_log(store, build, step, log)
     }
 
     fn rows(store: &Store) -> i64 {

@@ -150,3 +150,47 @@ fn the_instances_of_a_master_taken_over_are_ended_by_their_launch_token() {
     let effects = m2.handle(reload());
     assert_eq!(launches(&effects).len(), 1, "{effects:?}");
 }
+
+/// A tree-stable scheduler for `hello`, on both masters.
+const STABLE: (&str, &str) = (
+    "[[builder]]\nname = \"cloudy\"",
+    "[[scheduler]]\nname = \"stable\"\nkind = \"changes\"\nbuilders = [\"hello\"]\ntree_stable_timer = 60\n\n[[builder]]\nname = \"cloudy\"",
+);
+
+#[test]
+fn the_changes_a_master_taken_over_held_fire_at_the_taker() {
+    let dir = std::env::temp_dir().join(format!(
+        "pbmaster-held-{}-{}",
+        std::process::id(),
+        crate::store::now()
+    ));
+    let mut m1 = Fixture::on_as(dir.clone(), &[TWO_WORKERS, STABLE], Some("m1"));
+    let mut m2 = Fixture::on_as(dir, &[TWO_WORKERS, STABLE], Some("m2"));
+    m1.start(vec![]);
+    m2.start(vec![]);
+    let (reply, answer) = oneshot::channel();
+    let effects = m1.handle(Msg::NewChange {
+        change: Box::new(crate::changes::NewChange::default()),
+        source: crate::changes::Source::Http,
+        reply,
+    });
+    replies(effects);
+    answer.blocking_recv().unwrap().expect("stored");
+    assert_eq!(m1.store.held_changes().unwrap().len(), 1, "held by m1");
+    // m1 dies holding it; m2 takes over and holds it too.
+    assert!(m1.store.renew_lease("m1", "1", -1.0).unwrap());
+    let taken = m2.store.take_over("m1", "m2").unwrap().expect("taken over");
+    m2.handle(Msg::Cluster(ClusterMsg::TookOver {
+        from: "m1".into(),
+        instances: taken.instances,
+    }));
+    m2.attach("w2", &["hello"]);
+    m2.now += 61.0;
+    let effects = m2.handle(Msg::SchedulerWake);
+    assert_eq!(
+        builds_started(&effects).len(),
+        1,
+        "fired at m2: {effects:?}"
+    );
+    assert!(m2.store.held_changes().unwrap().is_empty());
+}

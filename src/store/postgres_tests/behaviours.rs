@@ -8,15 +8,11 @@ use crate::model::{BuildResult, ChangePlan, Fire, Instance, Phase, WorkerState};
 use crate::store::{BuildWrite, Channel, LogWriter, Settled, Store, StoreError};
 use serde_json::json;
 
-fn read_log(store: &Store, build: i64, step: i64, log: &str) -> Vec<(Channel, Vec<u8>)> {
-    let (mut out, mut after) = (Vec::new(), 0);
-    loop {
-        let chunks = store.log_chunks(build, step, log, after).expect("read");
-        let Some(last) = chunks.last() else { break };
-        after = last.seq;
-        out.extend(chunks.into_iter().map(|c| (c.channel, c.data)));
-    }
-    out
+use crate::store::logs::read_whole_log as read_log;
+
+fn queued_ids(store: &Store) -> Vec<i64> {
+    let queued = store.queued_requests().expect("queued");
+    queued.iter().map(|r| r.id).collect()
 }
 
 fn started(number: i64) -> BuildWrite {
@@ -78,13 +74,7 @@ fn requests_builds_steps_and_logs_are_kept_in_the_database_and_recovered() {
         !store.log_file(build.id).exists(),
         "no log file: the bytes are in the database"
     );
-    let queued: Vec<i64> = store
-        .queued_requests()
-        .expect("queued")
-        .iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(queued, [r2]);
+    assert_eq!(queued_ids(&store), [r2]);
     let row = store.request(r1).expect("read").expect("r1");
     assert_eq!(row.properties, json!({"p": 1}));
     assert!(!row.complete);
@@ -102,13 +92,7 @@ fn requests_builds_steps_and_logs_are_kept_in_the_database_and_recovered() {
     drop(store);
     let store = Store::open_with(&dir, Some(&target)).expect("reopened");
     assert_eq!(store.recover().expect("recover"), 1);
-    let queued: Vec<i64> = store
-        .queued_requests()
-        .expect("queued")
-        .iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(queued, [r1, r2]);
+    assert_eq!(queued_ids(&store), [r1, r2]);
     let steps = store.steps(build.id).expect("steps");
     assert_eq!(steps[0].result, Some(BuildResult::Retry));
     assert_eq!(
