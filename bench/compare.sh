@@ -27,6 +27,7 @@ echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//
 echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "- kernel: $(uname -r); open files: $(ulimit -n)"
 echo "- pbmaster: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (release build)"
+echo "- $(python3 scripts/link-order.py --check)"
 echo "- buildbot master: $(.peers/buildbot-master/bin/python -c 'import buildbot, twisted; print(buildbot.version, "on Twisted", twisted.__version__)')"
 echo "- buildbot-worker: $(.peers/buildbot-worker-4/bin/python -c 'import buildbot_worker, twisted; print(buildbot_worker.version, "on Twisted", twisted.__version__)')"
 echo

@@ -151,6 +151,12 @@ impl Harness {
         }
     }
 
+    /// The store, for tests inside the crate that break it.
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The builds of request `id` so far, oldest first.
     pub fn builds(&self, id: i64) -> Vec<BuildRow> {
         let mut builds = self.store.builds_of_request(id).unwrap_or_default();

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use pbwire::jelly::{Failure, FailureStyle, Value};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -87,6 +88,18 @@ impl ConnHandle {
         args: Vec<Value>,
         kwargs: Vec<(Value, Value)>,
     ) -> Result<Value, CallError> {
+        self.send_call(object, method, args, kwargs).await?.await
+    }
+
+    /// Hands the call to the connection now; the answer is what the returned
+    /// future yields.
+    pub async fn send_call(
+        &self,
+        object: i64,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(Value, Value)>,
+    ) -> Result<impl Future<Output = Result<Value, CallError>> + use<>, CallError> {
         let (reply, answer) = oneshot::channel();
         let request = Request::Call(Box::new(CallRequest {
             object,
@@ -99,7 +112,7 @@ impl ConnHandle {
             .send(request)
             .await
             .map_err(|_| CallError::ConnectionLost)?;
-        answer.await.unwrap_or(Err(CallError::ConnectionLost))
+        Ok(async move { answer.await.unwrap_or(Err(CallError::ConnectionLost)) })
     }
 
     /// [`call`](Self::call) with a deadline.

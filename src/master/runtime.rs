@@ -189,17 +189,24 @@ impl Coordinator {
             // write of the same rows, and a restart redoes what it lost.
             error!("cannot commit the coordinator's writes: {e}");
         }
-        if self.master.take_acknowledges() {
-            if let Err(e) = self.master.store.sync() {
-                error!("cannot sync the database to disk: {e}");
-            }
-        }
         // After the commit: a page reading on a notice finds what it was told.
         for event in self.master.take_notices() {
             self.exec.settings.events.send(event);
         }
-        for effect in effects {
-            self.exec.execute(effect);
+        // What acknowledges something stored waits until it is on disk. A build's
+        // start need not: its first calls change nothing on the worker, and its
+        // steps are recorded after this commit.
+        if self.master.take_acknowledges() {
+            let (builds, rest): (Vec<_>, Vec<_>) = effects
+                .into_iter()
+                .partition(|e| matches!(e, Effect::RunBuild(_)));
+            builds.into_iter().for_each(|e| self.exec.execute(e));
+            if let Err(e) = self.master.store.sync() {
+                error!("cannot sync the database to disk: {e}");
+            }
+            rest.into_iter().for_each(|e| self.exec.execute(e));
+        } else {
+            effects.into_iter().for_each(|e| self.exec.execute(e));
         }
         if self.master.drained() {
             if let Some(idle) = idle.take() {
@@ -417,6 +424,7 @@ impl Executor {
             secrets: self.settings.secrets.clone(),
             limits: self.settings.limits,
             events: self.settings.events.clone(),
+            recording: None,
         };
         let tx = self.tx.clone();
         self.tasks.spawn(async move {

@@ -13,7 +13,7 @@ use crate::config::{
 use crate::events::Event;
 use crate::model::BuildResult;
 use crate::secrets::Secrets;
-use crate::store::{now, BuildRow, BuildWrite, Store};
+use crate::store::{now, BuildRow, BuildWrite, Store, StoreResult};
 use crate::worker::Attached;
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -49,6 +49,40 @@ pub struct BuildJob {
     pub limits: Limits,
     /// Open pages are told of steps and log bytes once they are recorded.
     pub events: crate::events::Events,
+    /// The current step's start, still being committed (see [`Recording`]).
+    pub recording: Option<Recording>,
+}
+
+/// A step's start being committed on a blocking thread while the step begins: a
+/// shell step's command goes to the worker meanwhile (the worker takes milliseconds
+/// to start it), and nothing the command sends is read before the commit is done,
+/// so its logs always belong to a recorded step.
+#[derive(Debug)]
+pub struct Recording {
+    state: RecordState,
+    /// Told to open pages once committed.
+    events: Vec<Event>,
+}
+
+#[derive(Debug)]
+enum RecordState {
+    Running(tokio::task::JoinHandle<StoreResult<()>>),
+    Done(Result<(), String>),
+}
+
+impl Recording {
+    /// Waits for the commit; whether it succeeded.
+    pub async fn wait(&mut self) -> bool {
+        if let RecordState::Running(task) = &mut self.state {
+            let result = match task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            self.state = RecordState::Done(result);
+        }
+        matches!(self.state, RecordState::Done(Ok(())))
+    }
 }
 
 /// How a build ended.
@@ -212,10 +246,18 @@ pub async fn run_build(mut job: BuildJob) -> BuildOutcome {
                     reason: Some(format!("condition {c:?} is false")),
                 },
                 _ => {
-                    if let Err(failed) = record(&job, &mut writes).await {
+                    job.recording = begin_record(&job, &mut writes);
+                    // Only a shell step's command may go out before the commit ends.
+                    if !matches!(step.action, Step::Shell(_)) {
+                        if let Err(failed) = finish_record(&mut job).await {
+                            return failed;
+                        }
+                    }
+                    let outcome = run_step(&mut job, &mut props, &step.action, number).await;
+                    if let Err(failed) = finish_record(&mut job).await {
                         return failed;
                     }
-                    run_step(&mut job, &mut props, &step.action, number).await
+                    outcome
                 }
             }
         };
@@ -268,11 +310,10 @@ fn step_finished(number: i64, outcome: &StepOutcome) -> BuildWrite {
     }
 }
 
-/// Commits the build's pending writes (on a blocking thread) before it acts on them; a build that cannot
-/// be recorded goes no further (the log says why).
-async fn record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Result<(), BuildOutcome> {
+/// Starts committing the build's pending writes on a blocking thread.
+fn begin_record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Option<Recording> {
     if writes.is_empty() {
-        return Ok(());
+        return None;
     }
     let (build, batch) = (job.build.id, std::mem::take(writes));
     let events: Vec<Event> = batch
@@ -291,24 +332,35 @@ async fn record(job: &BuildJob, writes: &mut Vec<BuildWrite>) -> Result<(), Buil
             _ => None,
         })
         .collect();
-    let recorded = job
-        .store
-        .off_thread(move |st| st.record_build(build, &batch))
-        .await;
-    match recorded {
-        Ok(()) => {
-            events.into_iter().for_each(|e| job.events.send(e));
-            Ok(())
-        }
-        Err(e) => {
-            warn!(build = job.build.id, "cannot record the build: {e}");
-            Err(BuildOutcome::new(
-                BuildResult::Exception,
-                Some("the master cannot record the build".into()),
-                Vec::new(),
-            ))
-        }
+    let store = job.store.clone();
+    let task = tokio::task::spawn_blocking(move || store.record_build(build, &batch));
+    Some(Recording {
+        state: RecordState::Running(task),
+        events,
+    })
+}
+
+/// Waits for the writes [`begin_record`] started, then tells open pages; a build
+/// that cannot be recorded goes no further (the log says why).
+async fn finish_record(job: &mut BuildJob) -> Result<(), BuildOutcome> {
+    let Some(mut recording) = job.recording.take() else {
+        return Ok(());
+    };
+    if recording.wait().await {
+        recording
+            .events
+            .into_iter()
+            .for_each(|e| job.events.send(e));
+        return Ok(());
     }
+    if let RecordState::Done(Err(e)) = &recording.state {
+        warn!(build = job.build.id, "cannot record the build: {e}");
+    }
+    Err(BuildOutcome::new(
+        BuildResult::Exception,
+        Some("the master cannot record the build".into()),
+        Vec::new(),
+    ))
 }
 
 /// Runs one step of whatever kind.

@@ -4,7 +4,7 @@
 
 use super::build::BuildJob;
 use super::logsink::LogSink;
-use crate::conn::CallError;
+use crate::conn::{CallError, ConnHandle};
 use crate::events::Event;
 use crate::store::{Channel, LogWriter};
 use pbwire::jelly::{Failure, Value};
@@ -71,9 +71,34 @@ pub async fn run_command(
         Value::text(name),
         Value::Dict(args),
     ];
+    let start = match conn
+        .send_call(job.wfb, "startCommand", call_args, vec![])
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => {
+            end.lost = Some(format!("worker lost: {e}"));
+            conn.unexport(cmd_ref).await;
+            return end;
+        }
+    };
+    // The step's start commits while the worker starts the command; its output is
+    // read only once the step is recorded.
+    if let Some(recording) = job.recording.as_mut() {
+        if !recording.wait().await {
+            interrupt(
+                &conn,
+                job.wfb,
+                &command_id,
+                "the master cannot record the build",
+            );
+            end.store_failure = Some("the master cannot record the build".into());
+            conn.unexport(cmd_ref).await;
+            return end;
+        }
+    }
     // Updates (even `complete`) may arrive before the answer to startCommand, so both
     // are awaited together.
-    let start = conn.call(job.wfb, "startCommand", call_args, vec![]);
     tokio::pin!(start);
     let mut logs = LogWriter::new(&job.store, job.build.id, step);
     let mut sink = LogSink::new(job.secrets.clone(), job.limits);
@@ -126,13 +151,7 @@ pub async fn run_command(
                 let Some(why) = job.stop.borrow().clone() else { continue };
                 interrupted_at = Some(Instant::now());
                 end.interrupted = true;
-                let (conn, wfb, id) = (conn.clone(), job.wfb, command_id.clone());
-                tokio::spawn(async move {
-                    let args = vec![Value::text(id.as_str()), Value::text(why.as_str())];
-                    if let Err(e) = conn.call(wfb, "interruptCommand", args, vec![]).await {
-                        warn!("interruptCommand failed: {e}");
-                    }
-                });
+                interrupt(&conn, job.wfb, &command_id, &why);
             }
             _ = tokio::time::sleep_until(grace_end), if interrupted_at.is_some() => {
                 end.failure_reason = Some("the worker did not end the interrupted command".into());
@@ -160,6 +179,16 @@ pub async fn run_command(
     };
     conn.unexport(cmd_ref).await;
     end
+}
+
+/// Asks the worker to interrupt command `id`, without waiting for its answer.
+fn interrupt(conn: &ConnHandle, wfb: i64, id: &str, why: &str) {
+    let (conn, args) = (conn.clone(), vec![Value::text(id), Value::text(why)]);
+    tokio::spawn(async move {
+        if let Err(e) = conn.call(wfb, "interruptCommand", args, vec![]).await {
+            warn!("interruptCommand failed: {e}");
+        }
+    });
 }
 
 /// Records what was written, then tells open pages.

@@ -7,6 +7,8 @@ mod git;
 mod logsink;
 mod objects;
 mod properties;
+#[cfg(test)]
+mod record_tests;
 mod root;
 mod shell;
 mod transfer;
