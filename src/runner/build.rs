@@ -71,14 +71,20 @@ enum RecordState {
 }
 
 impl Recording {
-    /// Waits for the commit; whether it succeeded.
-    pub async fn wait(&mut self) -> bool {
+    /// Waits for the commit, then tells open pages what it recorded (once); whether
+    /// it succeeded.
+    pub async fn wait(&mut self, pages: &crate::events::Events) -> bool {
         if let RecordState::Running(task) = &mut self.state {
             let result = match task.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
+            if result.is_ok() {
+                std::mem::take(&mut self.events)
+                    .into_iter()
+                    .for_each(|e| pages.send(e));
+            }
             self.state = RecordState::Done(result);
         }
         matches!(self.state, RecordState::Done(Ok(())))
@@ -346,11 +352,7 @@ async fn finish_record(job: &mut BuildJob) -> Result<(), BuildOutcome> {
     let Some(mut recording) = job.recording.take() else {
         return Ok(());
     };
-    if recording.wait().await {
-        recording
-            .events
-            .into_iter()
-            .for_each(|e| job.events.send(e));
+    if recording.wait(&job.events).await {
         return Ok(());
     }
     if let RecordState::Done(Err(e)) = &recording.state {

@@ -85,7 +85,7 @@ pub async fn run_command(
     // The step's start commits while the worker starts the command; its output is
     // read only once the step is recorded.
     if let Some(recording) = job.recording.as_mut() {
-        if !recording.wait().await {
+        if !recording.wait(&job.events).await {
             interrupt(
                 &conn,
                 job.wfb,
