@@ -103,26 +103,22 @@ command = "true"
 def functions(dump):
     """Function names callgrind saw executed in `dump` inside the pbmaster binary,
     with their instruction counts."""
-    obs, fns, counts = {}, {}, {}
+    # callgrind names an object or function once, as "(id) name", then by "(id)".
+    names = {"ob": {}, "fn": {}}
+    counts = {}
     ours = False
     current = None
     for line in open(dump, errors="replace"):
         line = line.rstrip("\n")
-        m = re.match(r"^(c?ob)=\((\d+)\)(?: (.*))?$", line)
+        m = re.match(r"^c?(ob|fn)=\((\d+)\)(?: (.*))?$", line)
         if m:
             kind, i, name = m.groups()
             if name:
-                obs[i] = name
-            if kind == "ob":
-                ours = os.path.basename(obs[i]) == "pbmaster"
-            continue
-        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line)
-        if m:
-            kind, i, name = m.groups()
-            if name:
-                fns[i] = name
-            if kind == "fn":
-                current = fns[i] if ours else None
+                names[kind][i] = name
+            if line.startswith("ob="):
+                ours = os.path.basename(names["ob"][i]) == "pbmaster"
+            elif line.startswith("fn="):
+                current = names["fn"][i] if ours else None
                 if current:
                     counts.setdefault(current, 0)
             continue
